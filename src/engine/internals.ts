@@ -1,0 +1,58 @@
+/**
+ * What a forward pass records per layer. The names are the dump format's (mamba-dump/1) and are
+ * used unchanged by the engine, the protocol, the views and the tests: one name, one meaning.
+ *
+ * Mamba-1 and the simplified block (L tokens, D channels, N states, H hidden):
+ *   hidden_in [L,H] residual stream entering the layer (before its RMSNorm)
+ *   z [L,D] gate branch (before SiLU) · u [L,D] scan input (after conv + SiLU)
+ *   delta [L,D] Δ after softplus · B, C [L,N] · y [L,D] scan output incl. D·u, before the gate
+ *   out [L,H] mixer output (out_proj) · hidden_out [L,H] residual stream after the layer
+ *   h [T,D,N] state after token t for t in h_tokens [T]
+ * Mamba-2 (heads Hd, head dim P, groups G; D = Hd·P):
+ *   z, u, y [L,D] as above (u is x after conv + SiLU) · delta [L,Hd] per head · B, C [L,G·N]
+ *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
+ * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
+ */
+import type { FloatArray, Tensor } from './tensor';
+
+export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
+export type InternalName = (typeof INTERNAL_NAMES)[number];
+
+export interface LayerInternals<F extends FloatArray = FloatArray> {
+  readonly layer: number;
+  readonly tensors: Partial<Record<InternalName, Tensor<F>>>;
+  /** Token positions of the states in tensors.h. */
+  readonly hTokens?: Int32Array;
+}
+
+export interface ForwardOptions {
+  /** Layers whose internals are kept; default all. Others are computed but not kept. */
+  readonly layers?: readonly number[];
+  /** Token positions whose states are captured; negative counts from the end. */
+  readonly statesAt?: readonly number[];
+  /** Polled between layers; throw CancelledError to stop. */
+  readonly checkCancelled?: () => void;
+}
+
+export interface ForwardResult<F extends FloatArray = FloatArray> {
+  /** [L, V]; absent for the seed block. */
+  readonly logits?: Tensor<F>;
+  readonly layers: readonly LayerInternals<F>[];
+}
+
+/** Resolves negative positions, drops duplicates and checks the range. */
+export function resolvePositions(positions: readonly number[], length: number): Int32Array {
+  const out = new Set<number>();
+  for (const p of positions) {
+    const q = p < 0 ? length + p : p;
+    if (!Number.isInteger(q) || q < 0 || q >= length) {
+      throw new RangeError(`token position ${p} is outside a ${length}-token sample`);
+    }
+    out.add(q);
+  }
+  return Int32Array.from([...out].sort((a, b) => a - b));
+}
+
+export function wantsLayer(options: ForwardOptions, layer: number): boolean {
+  return !options.layers || options.layers.includes(layer);
+}

@@ -1,0 +1,233 @@
+/**
+ * config.json → one normalized description per architecture. Reads transformers' Mamba
+ * (`model_type: "mamba"`), Mamba-2 (`"mamba2"`) and the original state-spaces layout
+ * (`d_model`, `n_layer`, `ssm_cfg`). transformers writes non-finite floats as
+ * {"__float__": "Infinity"}; those are decoded, never eval'd.
+ */
+import { InputError } from '../errors';
+
+export interface Mamba1Config {
+  readonly arch: 'mamba1';
+  readonly dModel: number;
+  readonly nLayer: number;
+  readonly dInner: number;
+  readonly dState: number;
+  readonly dConv: number;
+  readonly dtRank: number;
+  readonly vocabSize: number;
+  readonly eps: number;
+  readonly convBias: boolean;
+  /** in_proj/out_proj bias (use_bias). */
+  readonly projBias: boolean;
+  readonly tieEmbeddings: boolean;
+}
+
+export interface Mamba2Config {
+  readonly arch: 'mamba2';
+  readonly dModel: number;
+  readonly nLayer: number;
+  /** nHeads × headDim. */
+  readonly dInner: number;
+  readonly nHeads: number;
+  readonly headDim: number;
+  readonly dState: number;
+  readonly nGroups: number;
+  readonly dConv: number;
+  readonly chunkSize: number;
+  readonly vocabSize: number;
+  readonly eps: number;
+  readonly convBias: boolean;
+  readonly projBias: boolean;
+  readonly tieEmbeddings: boolean;
+  /** Δ is clamped to this range after softplus (transformers skips the clamp for [0, ∞)). */
+  readonly timeStepLimit: readonly [number, number];
+}
+
+/** The design note's simplified block: no conv, no out_proj, x_proj ordered B, C, dt (dt_rank 1). */
+export interface SeedBlockConfig {
+  readonly arch: 'seed';
+  readonly dModel: number;
+  readonly dState: number;
+}
+
+export type ModelConfig = Mamba1Config | Mamba2Config | SeedBlockConfig;
+
+/** JSON.parse with transformers' {"__float__": "Infinity" | "-Infinity" | "NaN"} decoded. */
+export function parseConfigJson(text: string, source: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text, (_key, value: unknown) => {
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+        const keys = Object.keys(value);
+        const f = (value as { __float__?: unknown }).__float__;
+        if (keys.length === 1 && typeof f === 'string') {
+          const decoded = ({ Infinity: Infinity, '-Infinity': -Infinity, NaN: NaN } as Record<string, number>)[f];
+          if (decoded === undefined) throw new InputError(source, `has an unknown {"__float__": ${JSON.stringify(f)}}`);
+          return decoded;
+        }
+      }
+      return value;
+    });
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(source, 'is not valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InputError(source, 'is not a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+/** Reads typed fields with one clear error per missing or wrong value. */
+class Fields {
+  constructor(private readonly obj: Record<string, unknown>, private readonly source: string) {}
+
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.obj[key] ?? fallback;
+    if (v === undefined) throw new InputError(this.source, `is missing "${key}"`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+      throw new InputError(this.source, `"${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    }
+    if (v > 1 << 24) throw new InputError(this.source, `"${key}" = ${v} is implausibly large for a Mamba model`);
+    return v;
+  }
+
+  num(key: string, fallback: number): number {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== 'number' || Number.isNaN(v)) throw new InputError(this.source, `"${key}" must be a number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.obj[key] ?? fallback;
+    if (typeof v !== 'boolean') throw new InputError(this.source, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  sub(key: string): Fields {
+    const v = this.obj[key] ?? {};
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InputError(this.source, `"${key}" must be an object`);
+    return new Fields(v as Record<string, unknown>, `${this.source} ${key}`);
+  }
+
+  raw(key: string): unknown {
+    return this.obj[key];
+  }
+}
+
+export function parseModelConfig(text: string, source: string): ModelConfig {
+  const obj = parseConfigJson(text, source);
+  const f = new Fields(obj, source);
+  const modelType = obj.model_type;
+  if (modelType === 'mamba') return mamba1FromTransformers(f);
+  if (modelType === 'mamba2') return mamba2FromTransformers(f, source);
+  if (f.has('d_model') && f.has('n_layer')) return fromStateSpaces(f, source);
+  if (obj.architecture === 'seed-simple' || modelType === 'seed-simple') return { arch: 'seed', dModel: f.int('d_model'), dState: f.int('d_state') };
+  throw new InputError(source, `model_type ${JSON.stringify(modelType)} is not a Mamba config (expected "mamba", "mamba2" or a state-spaces config with d_model and n_layer)`);
+}
+
+function mamba1FromTransformers(f: Fields): Mamba1Config {
+  const dModel = f.int('hidden_size');
+  const dInner = f.int('intermediate_size', f.int('expand', 2) * dModel);
+  const dtRankRaw = f.raw('time_step_rank');
+  return {
+    arch: 'mamba1',
+    dModel,
+    nLayer: f.int('num_hidden_layers'),
+    dInner,
+    dState: f.int('state_size', 16),
+    dConv: f.int('conv_kernel', 4),
+    dtRank: dtRankRaw === 'auto' || dtRankRaw === undefined ? Math.ceil(dModel / 16) : f.int('time_step_rank'),
+    vocabSize: f.int('vocab_size'),
+    eps: f.num('layer_norm_epsilon', 1e-5),
+    convBias: f.bool('use_conv_bias', true),
+    projBias: f.bool('use_bias', false),
+    tieEmbeddings: f.bool('tie_word_embeddings', true),
+  };
+}
+
+function timeStepLimit(v: unknown, source: string): readonly [number, number] {
+  if (v === undefined || v === null) return [0, Infinity];
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number') || !(v[0] <= v[1])) {
+    throw new InputError(source, `"time_step_limit" must be [min, max], got ${JSON.stringify(v)}`);
+  }
+  return [v[0], v[1]];
+}
+
+function mamba2FromTransformers(f: Fields, source: string): Mamba2Config {
+  const dModel = f.int('hidden_size');
+  const nHeads = f.int('num_heads');
+  const headDim = f.int('head_dim', 64);
+  const nGroups = f.int('n_groups', 1);
+  if (nHeads % nGroups !== 0) throw new InputError(source, `num_heads ${nHeads} is not a multiple of n_groups ${nGroups}`);
+  return {
+    arch: 'mamba2',
+    dModel,
+    nLayer: f.int('num_hidden_layers'),
+    dInner: nHeads * headDim,
+    nHeads,
+    headDim,
+    dState: f.int('state_size', 128),
+    nGroups,
+    dConv: f.int('conv_kernel', 4),
+    chunkSize: f.int('chunk_size', 256),
+    vocabSize: f.int('vocab_size'),
+    eps: f.num('layer_norm_epsilon', 1e-5),
+    convBias: f.bool('use_conv_bias', true),
+    projBias: f.bool('use_bias', false),
+    tieEmbeddings: f.bool('tie_word_embeddings', true),
+    timeStepLimit: timeStepLimit(f.raw('time_step_limit'), source),
+  };
+}
+
+/** mamba_ssm's MambaConfig: the vocabulary is padded to pad_vocab_size_multiple. */
+function fromStateSpaces(f: Fields, source: string): ModelConfig {
+  const dModel = f.int('d_model');
+  const ssm = f.sub('ssm_cfg');
+  const multiple = f.int('pad_vocab_size_multiple', 8);
+  const vocabSize = Math.ceil(f.int('vocab_size') / multiple) * multiple;
+  const layer = ssm.raw('layer') ?? 'Mamba1';
+  const expand = ssm.int('expand', 2);
+  const common = {
+    dModel,
+    nLayer: f.int('n_layer'),
+    vocabSize,
+    eps: f.num('norm_epsilon', 1e-5),
+    dConv: ssm.int('d_conv', 4),
+    convBias: ssm.bool('conv_bias', true),
+    projBias: ssm.bool('bias', false),
+    tieEmbeddings: f.bool('tie_embeddings', true),
+  };
+  if (layer === 'Mamba1') {
+    const rank = ssm.raw('dt_rank');
+    return {
+      arch: 'mamba1',
+      ...common,
+      dInner: expand * dModel,
+      dState: ssm.int('d_state', 16),
+      dtRank: rank === undefined || rank === 'auto' ? Math.ceil(dModel / 16) : ssm.int('dt_rank'),
+    };
+  }
+  if (layer === 'Mamba2') {
+    const headDim = ssm.int('headdim', 64);
+    const dInner = expand * dModel;
+    if (dInner % headDim !== 0) throw new InputError(source, `d_inner ${dInner} is not a multiple of headdim ${headDim}`);
+    const nHeads = dInner / headDim;
+    const nGroups = ssm.int('ngroups', 1);
+    if (nHeads % nGroups !== 0) throw new InputError(source, `${nHeads} heads are not a multiple of ngroups ${nGroups}`);
+    return {
+      arch: 'mamba2',
+      ...common,
+      dInner,
+      nHeads,
+      headDim,
+      dState: ssm.int('d_state', 128),
+      nGroups,
+      chunkSize: ssm.int('chunk_size', 256),
+      timeStepLimit: timeStepLimit(ssm.raw('dt_limit'), source),
+    };
+  }
+  throw new InputError(source, `ssm_cfg.layer ${JSON.stringify(layer)} is not Mamba1 or Mamba2`);
+}

@@ -1,0 +1,105 @@
+/**
+ * Float64 building blocks of the reference forward. Plain loops, written for clarity and to be
+ * numerically exact in double precision; they mirror transformers' module semantics one to one.
+ */
+import type { Tensor } from '../tensor';
+
+export type F64 = Tensor<Float64Array>;
+
+/** y[l, o] = Σ_i x[l, i] · W[o, i] (+ b[o]) — torch.nn.Linear. */
+export function linear(x: F64, w: F64, b?: F64): F64 {
+  const [L, inDim] = x.shape;
+  const [outDim, wIn] = w.shape;
+  if (wIn !== inDim) throw new Error(`linear: input has ${inDim} features, weight expects ${wIn}`);
+  const y = new Float64Array(L * outDim);
+  const xd = x.data, wd = w.data;
+  for (let l = 0; l < L; l++) {
+    const xo = l * inDim;
+    for (let o = 0; o < outDim; o++) {
+      const wo = o * inDim;
+      let s = b ? b.data[o] : 0;
+      for (let i = 0; i < inDim; i++) s += xd[xo + i] * wd[wo + i];
+      y[l * outDim + o] = s;
+    }
+  }
+  return { shape: [L, outDim], data: y };
+}
+
+/** RMSNorm over the last axis, in groups of `groupSize` (the whole row by default). */
+export function rmsNorm(x: F64, weight: F64, eps: number, groupSize = x.shape[1]): F64 {
+  const [L, H] = x.shape;
+  const y = new Float64Array(L * H);
+  for (let l = 0; l < L; l++) {
+    for (let g = 0; g < H; g += groupSize) {
+      let ss = 0;
+      for (let i = g; i < g + groupSize; i++) ss += x.data[l * H + i] ** 2;
+      const r = 1 / Math.sqrt(ss / groupSize + eps);
+      for (let i = g; i < g + groupSize; i++) y[l * H + i] = x.data[l * H + i] * r * weight.data[i];
+    }
+  }
+  return { shape: [L, H], data: y };
+}
+
+/** torch.nn.functional.softplus (beta 1, threshold 20). */
+export function softplus(v: number): number {
+  return v > 20 ? v : Math.log1p(Math.exp(v));
+}
+
+export function silu(v: number): number {
+  return v / (1 + Math.exp(-v));
+}
+
+export function map(x: F64, f: (v: number) => number): F64 {
+  return { shape: x.shape, data: x.data.map(f) };
+}
+
+/** Columns [start, start + width) of a [L, C] tensor. */
+export function columns(x: F64, start: number, width: number): F64 {
+  const [L, C] = x.shape;
+  const y = new Float64Array(L * width);
+  for (let l = 0; l < L; l++) y.set(x.data.subarray(l * C + start, l * C + start + width), l * width);
+  return { shape: [L, width], data: y };
+}
+
+/** Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]). */
+export function causalConvSilu(x: F64, w: F64, b?: F64): F64 {
+  const [L, C] = x.shape;
+  const K = w.shape[1];
+  const y = new Float64Array(L * C);
+  for (let t = 0; t < L; t++) {
+    for (let c = 0; c < C; c++) {
+      let s = b ? b.data[c] : 0;
+      for (let k = 0; k < K; k++) {
+        const src = t - K + 1 + k;
+        if (src >= 0) s += w.data[c * K + k] * x.data[src * C + c];
+      }
+      y[t * C + c] = silu(s);
+    }
+  }
+  return { shape: [L, C], data: y };
+}
+
+export function embed(ids: ArrayLike<number>, table: F64): F64 {
+  const H = table.shape[1];
+  const V = table.shape[0];
+  const y = new Float64Array(ids.length * H);
+  for (let l = 0; l < ids.length; l++) {
+    const id = ids[l];
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} at position ${l} is outside the ${V}-token vocabulary`);
+    y.set(table.data.subarray(id * H, id * H + H), l * H);
+  }
+  return { shape: [ids.length, H], data: y };
+}
+
+export function add(a: F64, b: F64): F64 {
+  const y = new Float64Array(a.data.length);
+  for (let i = 0; i < y.length; i++) y[i] = a.data[i] + b.data[i];
+  return { shape: a.shape, data: y };
+}
+
+/** out = y ⊙ silu(z). */
+export function gate(y: F64, z: F64): F64 {
+  const out = new Float64Array(y.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = y.data[i] * silu(z.data[i]);
+  return { shape: y.shape, data: out };
+}

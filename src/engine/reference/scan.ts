@@ -1,0 +1,83 @@
+/**
+ * The selective scan in float64, sequential over tokens — the definition itself:
+ *   h_t = exp(Δ_t·A) ⊙ h_{t−1} + (Δ_t·u_t)·B_t,   y_t = C_t·h_t + D·u_t.
+ * Mamba-1 has a [D, N] matrix A and one B/C per token; Mamba-2 has a scalar A per head and
+ * B/C per group, shared by the heads of the group.
+ */
+import type { F64 } from './ops';
+
+export interface ScanResult {
+  readonly y: F64;
+  /** States after the tokens in `at`, [T, ...stateShape]. */
+  readonly h: F64;
+}
+
+/** Mamba-1: u, delta [L, D]; A [D, N] (already −exp(A_log)); B, C [L, N]; Dskip [D]. */
+export function selectiveScan(u: F64, delta: F64, A: F64, B: F64, C: F64, Dskip: F64, at: Int32Array): ScanResult {
+  const [L, D] = u.shape;
+  const N = A.shape[1];
+  const h = new Float64Array(D * N);
+  const y = new Float64Array(L * D);
+  const states = new Float64Array(at.length * D * N);
+  let next = 0;
+  for (let t = 0; t < L; t++) {
+    const Bt = t * N;
+    for (let d = 0; d < D; d++) {
+      const dt = delta.data[t * D + d];
+      const du = dt * u.data[t * D + d];
+      let acc = 0;
+      for (let n = 0; n < N; n++) {
+        const i = d * N + n;
+        h[i] = Math.exp(dt * A.data[i]) * h[i] + du * B.data[Bt + n];
+        acc += h[i] * C.data[Bt + n];
+      }
+      y[t * D + d] = acc + Dskip.data[d] * u.data[t * D + d];
+    }
+    if (next < at.length && at[next] === t) states.set(h, D * N * next++);
+  }
+  return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states } };
+}
+
+/**
+ * Mamba-2: x [L, heads·P]; delta [L, heads]; A [heads]; B, C [L, G·N]; Dskip [heads].
+ * Head k reads group floor(k / (heads / G)).
+ */
+export function selectiveScanHeads(x: F64, delta: F64, A: F64, B: F64, C: F64, Dskip: F64, groups: number, at: Int32Array): ScanResult {
+  const L = x.shape[0];
+  const heads = A.shape[0];
+  const P = x.shape[1] / heads;
+  const GN = B.shape[1];
+  const N = GN / groups;
+  const perGroup = heads / groups;
+  const h = new Float64Array(heads * P * N);
+  const y = new Float64Array(L * heads * P);
+  const states = new Float64Array(at.length * h.length);
+  let next = 0;
+  for (let t = 0; t < L; t++) {
+    for (let k = 0; k < heads; k++) {
+      const dt = delta.data[t * heads + k];
+      const decay = Math.exp(dt * A.data[k]);
+      const g = Math.floor(k / perGroup);
+      const bOff = t * GN + g * N;
+      for (let p = 0; p < P; p++) {
+        const c = k * P + p;
+        const xv = x.data[t * heads * P + c];
+        const dx = dt * xv;
+        let acc = 0;
+        for (let n = 0; n < N; n++) {
+          const i = c * N + n;
+          h[i] = decay * h[i] + dx * B.data[bOff + n];
+          acc += h[i] * C.data[bOff + n];
+        }
+        y[t * heads * P + c] = acc + Dskip.data[k] * xv;
+      }
+    }
+    if (next < at.length && at[next] === t) states.set(h, h.length * next++);
+  }
+  return { y: { shape: [L, heads * P], data: y }, h: { shape: [at.length, heads, P, N], data: states } };
+}
+
+/** A = −exp(A_log). */
+export function negExp(aLog: F64): F64 {
+  return { shape: aLog.shape, data: aLog.data.map((v) => -Math.exp(v)) };
+}
