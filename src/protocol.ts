@@ -1,0 +1,505 @@
+/**
+ * Every message between the extension host and the panel webview, typed both ways, plus the small
+ * RPC both sides use to send them. One module with no vscode, DOM or node imports, so the host
+ * (src/extension) and the webview (webview/) compile the same definitions and cannot drift.
+ *
+ * Shape of the conversation:
+ *   webview → host   notify  ready            (once the panel script runs; host then sends settings + model)
+ *   host → webview   request loadModel        (weights ONCE per model, float32 transferable buffers)
+ *   host → webview   request run              (ids/tokens/offsets of one sample; reply = per-token summary)
+ *   webview → host   notify  backendInfo, selectionChanged, metricChanged, annotationEdit, error
+ *   webview → host   request saveExport       (the host owns every file write: save dialog + write)
+ *   host → webview   request exportView       ("Export View…" from the palette: webview returns bytes)
+ *   either way       cancel <id>, progress <id>  (handled inside Rpc, see below)
+ *
+ * Tensors travel as TensorMessage {shape, dtype, buffer: ArrayBuffer}, never as JSON arrays:
+ * VS Code's webview.postMessage moves ArrayBuffers out of the JSON payload and transfers them as
+ * binary, and the webview's postMessage structured-clones them, so a 5 MB weight costs a copy, not
+ * a 50 MB JSON string.
+ */
+import { CancelledError, MambaScopeError, type ErrorKind } from './engine/errors';
+import type { ModelConfig } from './engine/model/config';
+import { sizeOf, type Tensor } from './engine/tensor';
+
+/** Bumped on any incompatible change; the host refuses a webview that reports another version. */
+export const PROTOCOL_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Tensors on the wire
+
+export type WireDtype = 'float32' | 'int32';
+
+export interface TensorMessage {
+  readonly shape: readonly number[];
+  readonly dtype: WireDtype;
+  /** Exactly sizeOf(shape) elements of dtype, row-major; a buffer of its own (never a shared one). */
+  readonly buffer: ArrayBuffer;
+}
+
+export type NamedTensors = Record<string, TensorMessage>;
+
+/**
+ * Packs a Float32Array/Int32Array tensor. Copies only when the array is a view into a larger
+ * buffer (otherwise the whole underlying buffer, e.g. a full checkpoint read, would travel).
+ */
+export function toTensorMessage(t: Tensor<Float32Array | Int32Array>): TensorMessage {
+  const { data } = t;
+  const dtype: WireDtype = data instanceof Float32Array ? 'float32' : 'int32';
+  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+  const buffer = whole ? (data.buffer as ArrayBuffer) : (data.slice().buffer as ArrayBuffer);
+  return { shape: [...t.shape], dtype, buffer };
+}
+
+/** Unpacks and checks a TensorMessage; `name` is used in the error if the sizes disagree. */
+export function fromTensorMessage(m: TensorMessage, name: string): Tensor<Float32Array | Int32Array> {
+  if (!(m.buffer instanceof ArrayBuffer) || !Array.isArray(m.shape) || !m.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new ProtocolError(name, 'is not a tensor message {shape, dtype, buffer}');
+  }
+  if (m.buffer.byteLength !== sizeOf(m.shape) * 4) {
+    throw new ProtocolError(name, `has ${m.buffer.byteLength} bytes but shape [${m.shape.join(', ')}] of ${m.dtype} needs ${sizeOf(m.shape) * 4}`);
+  }
+  if (m.dtype === 'float32') return { shape: m.shape, data: new Float32Array(m.buffer) };
+  if (m.dtype === 'int32') return { shape: m.shape, data: new Int32Array(m.buffer) };
+  throw new ProtocolError(name, `has unsupported dtype ${JSON.stringify(m.dtype)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared vocabulary
+
+export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
+export type Backend = (typeof BACKENDS)[number];
+export type BackendPreference = 'auto' | Backend;
+
+/**
+ * Per-token summaries (mean over channels, and over states where there are states) that the token
+ * strip and the editor decorations show:
+ *   delta  mean_d Δ[t,d]
+ *   gate   mean_d silu(z[t,d])                  (output gate)
+ *   forget mean_{d,n} exp(Δ[t,d]·A[d,n])        (forget factor; small = near-reset)
+ *   write  mean_d |Δ[t,d]·u[t,d]|·‖B[t]‖        (write magnitude)
+ */
+export const TOKEN_METRICS = ['delta', 'gate', 'forget', 'write'] as const;
+export type TokenMetric = (typeof TOKEN_METRICS)[number];
+
+/** Sequential maps first, then diverging ones (for signed values); all perceptual, colour-blind safe except gray's trivial case. */
+export const COLORMAPS = ['viridis', 'cividis', 'magma', 'gray', 'blue-orange', 'purple-green'] as const;
+export type Colormap = (typeof COLORMAPS)[number];
+
+/** The user's settings that the panel needs (from mambaScope.* in VS Code). */
+export interface ViewSettings {
+  readonly backend: BackendPreference;
+  readonly colormap: Colormap;
+  readonly metric: TokenMetric;
+  /** Layer shown first; clamped by the webview to the model's layers. */
+  readonly defaultLayer: number;
+  /** Forget factor below which a step counts as near-reset (mean exp(ΔA) < τ). */
+  readonly resetThreshold: number;
+}
+
+export interface BackendInfo {
+  /** The backend that actually runs. */
+  readonly backend: Backend;
+  /** Why this one: "requested", "auto: first that worked", or the failure that forced a fallback. */
+  readonly reason: string;
+  readonly fallbacksTried: readonly { readonly backend: Backend; readonly error: string }[];
+  /** WebGPU adapter fields (adapter.info copied field by field; JSON.stringify of it gives {}). */
+  readonly adapter?: { readonly vendor: string; readonly architecture: string; readonly device: string; readonly description: string; readonly isFallbackAdapter?: boolean };
+}
+
+export interface Progress {
+  /** Short phrase shown in the notification: "uploading weights", "layer 2/4". */
+  readonly stage: string;
+  readonly done: number;
+  readonly total: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads
+
+export interface LoadModelParams {
+  /** Stable id (the model's path); runs name it, so a reloaded webview can be told to reload weights. */
+  readonly modelId: string;
+  /** Display name: "mamba1-demo". */
+  readonly name: string;
+  readonly config: ModelConfig;
+  /** Checkpoint tensors by their checkpoint key, converted to float32 by the host. */
+  readonly tensors: NamedTensors;
+}
+
+export interface LoadModelResult {
+  readonly backend: BackendInfo;
+  /** Time the webview spent turning buffers into backend tensors. */
+  readonly uploadMs: number;
+}
+
+export interface RunSettings {
+  readonly backend: BackendPreference;
+  /** Layers whose internals are kept; default all. */
+  readonly layers?: readonly number[];
+  /** Token positions whose states h_t are captured (negative counts from the end); default all. */
+  readonly statesAt?: readonly number[];
+}
+
+export interface RunParams {
+  /** Host-chosen id of this inspection: later messages (selection, export) name it. */
+  readonly runId: string;
+  readonly modelId: string;
+  /** Where the sample came from, for the panel title: "demo0.py:1-40". */
+  readonly sampleName: string;
+  /** Int32Array buffer of token ids [L]. */
+  readonly ids: ArrayBuffer;
+  /** Readable text of each token, [L]. */
+  readonly tokens: readonly string[];
+  /** [start, end) UTF-16 offsets of each token in the sample text. */
+  readonly offsets: readonly (readonly [number, number])[];
+  readonly settings: RunSettings;
+}
+
+export interface RunSummary {
+  readonly runId: string;
+  readonly backend: BackendInfo;
+  readonly forwardMs: number;
+  /** Layers the summaries cover, in the order of the rows below. */
+  readonly layers: readonly number[];
+  /** For each metric a float32 [layers.length, L] tensor: what the editor decorations colour by. */
+  readonly perToken: Record<TokenMetric, TensorMessage>;
+  /** Most likely next token at each position: int32 ids [L] and float32 probabilities [L]; absent for models without logits. */
+  readonly next?: { readonly ids: TensorMessage; readonly probs: TensorMessage };
+}
+
+export interface DumpParams {
+  /** File name shown in the panel. */
+  readonly name: string;
+  /** The file's string metadata (mamba-dump/1: format, tokens, …). */
+  readonly metadata: Record<string, string>;
+  /** Tensors in the file by name (float32 or int32), e.g. input_ids, layers.0.delta. */
+  readonly tensors: NamedTensors;
+}
+
+export type ExportKind = 'png' | 'csv' | 'npy';
+
+export interface ExportRequest {
+  readonly kind: ExportKind;
+  /** A view id the webview knows ("heatmap", "state", …); absent = the focused view / selected slice. */
+  readonly view?: string;
+}
+
+export interface ExportData {
+  readonly kind: ExportKind;
+  /** File name without folder, with extension: "layer2-delta.npy". */
+  readonly suggestedName: string;
+  readonly bytes: ArrayBuffer;
+}
+
+export interface Selection {
+  readonly runId: string;
+  readonly layer: number;
+  /** Token position, or null when nothing is selected. */
+  readonly token: number | null;
+  readonly channel: number | null;
+}
+
+/** A note on a token range; the annotation store (src/extension, forgotten-token issue) persists these. */
+export interface Annotation {
+  readonly id: string;
+  readonly runId: string;
+  /** Token range [start, end) in the run's tokens. */
+  readonly tokens: readonly [number, number];
+  readonly layer?: number;
+  readonly note: string;
+  readonly tags?: readonly string[];
+}
+
+export type AnnotationEdit =
+  | { readonly op: 'upsert'; readonly annotation: Annotation }
+  | { readonly op: 'remove'; readonly id: string };
+
+// ---------------------------------------------------------------------------------------------
+// The two directions
+
+/** What the webview handles (the host sends these). */
+export interface WebviewApi {
+  requests: {
+    loadModel: { params: LoadModelParams; result: LoadModelResult };
+    run: { params: RunParams; result: RunSummary };
+    showDump: { params: DumpParams; result: null };
+    exportView: { params: ExportRequest; result: ExportData };
+    /** For the e2e tests: what the panel currently shows, to prove it rendered real values. */
+    describe: { params: null; result: PanelDescription };
+  };
+  notifications: {
+    setSettings: ViewSettings;
+    /** The editor's cursor moved onto an inspected token. */
+    selectToken: { readonly runId: string; readonly token: number; readonly layer?: number };
+    /** Annotations for a run (from the store), replacing what the panel shows. */
+    setAnnotations: { readonly runId: string; readonly annotations: readonly Annotation[] };
+  };
+}
+
+/** What the host handles (the webview sends these). */
+export interface HostApi {
+  requests: {
+    saveExport: { params: ExportData; result: { readonly savedTo: string | null } };
+  };
+  notifications: {
+    ready: { readonly protocolVersion: number };
+    backendInfo: BackendInfo;
+    selectionChanged: Selection;
+    metricChanged: { readonly metric: TokenMetric; readonly layer: number };
+    annotationEdit: AnnotationEdit;
+    /** A failure outside any request (a view failed to draw); the other views keep working. */
+    error: { readonly view: string; readonly error: WireError };
+  };
+}
+
+/** The panel's state as numbers, for tests and diagnostics. */
+export interface PanelDescription {
+  readonly modelId: string | null;
+  readonly runId: string | null;
+  readonly backend: Backend | null;
+  readonly selection: Selection | null;
+  /** Per view: whether it drew, and a digest of its pixels (distinct colours, min/max of the data shown). */
+  readonly views: Record<string, { readonly drawn: boolean; readonly distinctColors: number; readonly min: number; readonly max: number }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors on the wire
+
+export interface WireError {
+  readonly kind: ErrorKind | 'internal';
+  readonly source: string;
+  readonly problem: string;
+}
+
+/** An unexpected failure on the other side (a bug, not bad input), carried with its message. */
+export class RemoteError extends Error {
+  readonly kind = 'internal';
+  constructor(readonly source: string, readonly problem: string) {
+    super(`${source}: ${problem}`);
+    this.name = 'RemoteError';
+  }
+}
+
+/** A malformed message: the two sides disagree about the protocol. */
+export class ProtocolError extends Error {
+  constructor(readonly source: string, readonly problem: string) {
+    super(`${source}: ${problem}`);
+    this.name = 'ProtocolError';
+  }
+}
+
+export function toWireError(e: unknown, side: string): WireError {
+  if (e instanceof MambaScopeError) return { kind: e.kind, source: e.source, problem: e.problem };
+  if (e instanceof RemoteError || e instanceof ProtocolError) return { kind: 'internal', source: e.source, problem: e.problem };
+  return { kind: 'internal', source: side, problem: e instanceof Error ? e.message : String(e) };
+}
+
+/** Rebuilds the error on the receiving side, so `instanceof CancelledError`/`InputError`-kind checks keep working. */
+export function fromWireError(w: WireError): Error {
+  if (w.kind === 'internal') return new RemoteError(w.source, w.problem);
+  if (w.kind === 'cancelled') return new CancelledError(w.source);
+  return new MambaScopeError(w.kind, w.source, w.problem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The RPC
+
+export interface ApiShape {
+  requests: Record<string, { params: unknown; result: unknown }>;
+  notifications: Record<string, unknown>;
+}
+
+export type WireMessage =
+  | { readonly rpc: 'request'; readonly id: number; readonly method: string; readonly params: unknown }
+  | { readonly rpc: 'reply'; readonly id: number; readonly result?: unknown; readonly error?: WireError }
+  | { readonly rpc: 'cancel'; readonly id: number }
+  | { readonly rpc: 'progress'; readonly id: number; readonly progress: Progress }
+  | { readonly rpc: 'notify'; readonly method: string; readonly params: unknown };
+
+/** What a request handler gets besides its params. */
+export interface RequestContext {
+  /** Aborted when the requester cancels; handlers poll it (engine: checkCancelled) and throw CancelledError. */
+  readonly signal: AbortSignal;
+  readonly progress: (p: Progress) => void;
+  /** Throws CancelledError if cancelled: pass as ForwardOptions.checkCancelled. */
+  readonly throwIfCancelled: () => void;
+}
+
+export interface RequestOptions {
+  /** Aborting sends a cancel to the other side and rejects the promise with CancelledError at once. */
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: Progress) => void;
+}
+
+type RequestHandler<R extends { params: unknown; result: unknown }> = (params: R['params'], ctx: RequestContext) => R['result'] | Promise<R['result']>;
+
+interface Pending {
+  readonly method: string;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: Error) => void;
+  readonly onProgress?: (p: Progress) => void;
+  readonly cleanup: () => void;
+}
+
+/**
+ * One end of the conversation. `In` is the API this side handles, `Out` the one it calls.
+ *   host:    new Rpc<HostApi, WebviewApi>('host', m => panel.webview.postMessage(m), l => panel.webview.onDidReceiveMessage(l))
+ *   webview: new Rpc<WebviewApi, HostApi>('webview', m => vscodeApi.postMessage(m), l => addEventListener('message', e => l(e.data)))
+ */
+export class Rpc<In extends ApiShape, Out extends ApiShape> {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly running = new Map<number, AbortController>();
+  private readonly requestHandlers = new Map<string, RequestHandler<{ params: unknown; result: unknown }>>();
+  private readonly notificationHandlers = new Map<string, (params: unknown) => void>();
+  private disposed = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    /** Names this side in errors: "host" or "webview". */
+    private readonly side: string,
+    private readonly post: (message: WireMessage) => unknown,
+    onMessage: (listener: (data: unknown) => void) => { dispose(): void } | void,
+  ) {
+    const sub = onMessage((data) => this.receive(data));
+    this.unsubscribe = () => sub?.dispose();
+  }
+
+  /** Registers the handler of one request this side serves (replacing an earlier one). */
+  handle<M extends keyof In['requests'] & string>(method: M, handler: RequestHandler<In['requests'][M]>): void {
+    this.requestHandlers.set(method, handler as unknown as RequestHandler<{ params: unknown; result: unknown }>);
+  }
+
+  on<M extends keyof In['notifications'] & string>(method: M, handler: (params: In['notifications'][M]) => void): void {
+    this.notificationHandlers.set(method, handler as (params: unknown) => void);
+  }
+
+  request<M extends keyof Out['requests'] & string>(method: M, params: Out['requests'][M]['params'], options: RequestOptions = {}): Promise<Out['requests'][M]['result']> {
+    if (this.disposed) return Promise.reject(new CancelledError(`${method} (panel closed)`));
+    const { signal, onProgress } = options;
+    if (signal?.aborted) return Promise.reject(new CancelledError(method));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.pending.delete(id);
+        this.send({ rpc: 'cancel', id });
+        reject(new CancelledError(method));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, { method, resolve, reject, onProgress, cleanup: () => signal?.removeEventListener('abort', onAbort) });
+      this.send({ rpc: 'request', id, method, params });
+    }) as Promise<Out['requests'][M]['result']>;
+  }
+
+  notify<M extends keyof Out['notifications'] & string>(method: M, params: Out['notifications'][M]): void {
+    if (!this.disposed) this.send({ rpc: 'notify', method, params });
+  }
+
+  /** Rejects every pending request with CancelledError, aborts running handlers, stops listening. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.unsubscribe();
+    for (const [, p] of this.pending) {
+      p.cleanup();
+      p.reject(new CancelledError(`${p.method} (panel closed)`));
+    }
+    this.pending.clear();
+    for (const [, c] of this.running) c.abort();
+    this.running.clear();
+  }
+
+  /** Entry point for every incoming message; exposed for tests and for sides that route messages themselves. */
+  receive(data: unknown): void {
+    if (this.disposed || !isWireMessage(data)) return;
+    switch (data.rpc) {
+      case 'request':
+        void this.serve(data.id, data.method, data.params);
+        return;
+      case 'reply': {
+        const p = this.pending.get(data.id);
+        if (!p) return; // cancelled or already answered
+        this.pending.delete(data.id);
+        p.cleanup();
+        if (data.error) p.reject(fromWireError(data.error));
+        else p.resolve(data.result);
+        return;
+      }
+      case 'cancel':
+        this.running.get(data.id)?.abort();
+        return;
+      case 'progress':
+        this.pending.get(data.id)?.onProgress?.(data.progress);
+        return;
+      case 'notify': {
+        const h = this.notificationHandlers.get(data.method);
+        if (!h) return;
+        try {
+          h(data.params);
+        } catch (e) {
+          // A notification has no reply to carry the error; a throwing handler must not break the receive loop.
+          console.error(`[${this.side}] ${data.method} handler failed:`, e);
+        }
+        return;
+      }
+    }
+  }
+
+  private async serve(id: number, method: string, params: unknown): Promise<void> {
+    const handler = this.requestHandlers.get(method);
+    if (!handler) {
+      this.send({ rpc: 'reply', id, error: { kind: 'unsupported', source: this.side, problem: `has no handler for "${method}"` } });
+      return;
+    }
+    const controller = new AbortController();
+    this.running.set(id, controller);
+    const ctx: RequestContext = {
+      signal: controller.signal,
+      progress: (progress) => {
+        if (!controller.signal.aborted) this.send({ rpc: 'progress', id, progress });
+      },
+      throwIfCancelled: () => {
+        if (controller.signal.aborted) throw new CancelledError(method);
+      },
+    };
+    try {
+      const result = await handler(params, ctx);
+      this.send({ rpc: 'reply', id, result: result ?? null });
+    } catch (e) {
+      this.send({ rpc: 'reply', id, error: toWireError(e, this.side) });
+    } finally {
+      this.running.delete(id);
+    }
+  }
+
+  private send(message: WireMessage): void {
+    if (this.disposed) return;
+    try {
+      // postMessage may return a promise (the host's webview.postMessage) that rejects once the panel is gone.
+      const r = this.post(message);
+      if (r instanceof Promise) r.catch(() => undefined);
+    } catch {
+      // The other side is gone; pending requests are settled by dispose().
+    }
+  }
+}
+
+function isWireMessage(data: unknown): data is WireMessage {
+  if (typeof data !== 'object' || data === null) return false;
+  const m = data as { rpc?: unknown; id?: unknown; method?: unknown };
+  switch (m.rpc) {
+    case 'request':
+      return typeof m.id === 'number' && typeof m.method === 'string';
+    case 'reply':
+    case 'cancel':
+    case 'progress':
+      return typeof m.id === 'number';
+    case 'notify':
+      return typeof m.method === 'string';
+    default:
+      return false;
+  }
+}
+
+export type HostRpc = Rpc<HostApi, WebviewApi>;
+export type WebviewRpc = Rpc<WebviewApi, HostApi>;
