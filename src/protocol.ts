@@ -81,8 +81,8 @@ export type BackendPreference = 'auto' | Backend;
 export const TOKEN_METRICS = ['delta', 'gate', 'forget', 'write'] as const;
 export type TokenMetric = (typeof TOKEN_METRICS)[number];
 
-/** Sequential maps first, then diverging ones (for signed values); all perceptual, colour-blind safe except gray's trivial case. */
-export const COLORMAPS = ['viridis', 'cividis', 'magma', 'gray', 'blue-orange', 'purple-green'] as const;
+/** The names webview/render/colormaps.ts implements: sequential maps, then diverging ones (for signed values). */
+export const COLORMAPS = ['viridis', 'cividis', 'magma', 'RdBu', 'BrBG'] as const;
 export type Colormap = (typeof COLORMAPS)[number];
 
 /** The user's settings that the panel needs (from mambaScope.* in VS Code). */
