@@ -13,6 +13,9 @@
  */
 import { InputError } from '../errors';
 import type { LoadedModel } from '../model/load';
+import type { Mamba1Params } from '../model/mamba1';
+import type { Mamba2Params } from '../model/mamba2';
+import type { SeedBlockParams } from '../model/seedBlock';
 import type { Tensor } from '../tensor';
 
 export const DEFAULT_THRESHOLD = 0.05;
@@ -40,15 +43,13 @@ export interface LayerDecay {
 
 /** A of layer `layer`, read from the model's A_log. */
 export function layerDecay(model: LoadedModel<'float64'>, layer: number): LayerDecay {
-  if (model.config.arch === 'seed') {
-    return { A: negExp(model.params.A_log), groups: 1 };
-  }
-  const layers = model.params.layers;
+  const config = model.config;
+  if (config.arch === 'seed') return { A: negExp((model.params as SeedBlockParams<'float64'>).A_log), groups: 1 };
+  const layers = (model.params as Mamba1Params<'float64'> | Mamba2Params<'float64'>).layers;
   if (!Number.isInteger(layer) || layer < 0 || layer >= layers.length) {
     throw new RangeError(`layer ${layer} is outside a ${layers.length}-layer model`);
   }
-  const aLog = layers[layer].A_log;
-  return { A: negExp(aLog), groups: model.config.arch === 'mamba2' ? model.config.nGroups : 1 };
+  return { A: negExp(layers[layer].A_log), groups: config.arch === 'mamba2' ? config.nGroups : 1 };
 }
 
 function negExp(t: Tensor<Float64Array>): Tensor<Float64Array> {
