@@ -124,6 +124,8 @@ export interface LoadModelParams {
   readonly config: ModelConfig;
   /** Checkpoint tensors by their checkpoint key, converted to float32 by the host. */
   readonly tensors: NamedTensors;
+  /** Readable text of every vocabulary id (index = id), for the next-token view's top-k; sent once per model. */
+  readonly vocab?: readonly string[];
 }
 
 export interface LoadModelResult {
@@ -136,7 +138,7 @@ export interface RunSettings {
   readonly backend: BackendPreference;
   /** Layers whose internals are kept; default all. */
   readonly layers?: readonly number[];
-  /** Token positions whose states h_t are captured (negative counts from the end); default all. */
+  /** Token positions whose states h_t are captured (negative counts from the end); default none: the state view scans to the selected token itself. */
   readonly statesAt?: readonly number[];
 }
 
