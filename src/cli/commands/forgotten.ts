@@ -1,0 +1,134 @@
+/**
+ * `mamba-scope forgotten`: which tokens each layer forgot, and where. Runs the float64 reference
+ * forward on a text, then the retention analysis (src/engine/analysis/retention.ts) per layer.
+ * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent } from '../../engine/analysis/retention';
+import { InputError } from '../../engine/errors';
+import { decodeUtf8, readAll } from '../../engine/io';
+import { loadModelFolder } from '../../engine/model/load';
+import { referenceForward } from '../../engine/reference/forward';
+import { MambaTokenizer } from '../../engine/tokenizer';
+import { NodeFileSource, NodeFolderStore } from '../../node/files';
+import { flag, number, optional, parseArgs, required, UsageError } from '../args';
+import type { Command, CommandIO } from '../command';
+
+export interface ForgottenToken {
+  readonly index: number;
+  readonly token: string;
+  /** First t with R(s→t) < τ; null when the token is retained to the end. */
+  readonly forgottenAt: number | null;
+  /** R(s→L−1). */
+  readonly retentionAtEnd: number;
+}
+
+export interface ForgottenReport {
+  readonly threshold: number;
+  readonly layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
+}
+
+const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2] [--json]
+
+For every token s and layer ℓ: the first position t where the share of s's write still in the
+state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
+when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
+
+  --model <dir>     Hugging Face Mamba folder with tokenizer.json (default: the bundled mamba1-demo)
+  --text <file>     UTF-8 text to analyse
+  --threshold τ     in (0, 1]; default ${DEFAULT_THRESHOLD}
+  --layers <list>   all (default) or comma-separated layer indices (negative counts from the end)
+  --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
+                    without it: a summary per layer and the reset events (t where the step kept < τ of the state)`;
+
+export const forgotten: Command = {
+  name: 'forgotten',
+  summary: 'which tokens each layer forgot, and where (retention below a threshold)',
+  usage: USAGE,
+  async run(argv: readonly string[], io: CommandIO): Promise<number> {
+    const args = parseArgs(argv, { model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false } });
+    const threshold = number(args, 'threshold') ?? DEFAULT_THRESHOLD;
+    if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1]; got ${threshold}`);
+    const textPath = required(args, 'text');
+    const modelDir = optional(args, 'model') ?? bundledModelDir();
+
+    const textSource = await NodeFileSource.open(textPath);
+    const text = decodeUtf8(await readAll(textSource), textPath);
+    const files = new NodeFolderStore(modelDir);
+    const tokenizerFile = await files.open('tokenizer.json');
+    if (!tokenizerFile) throw new InputError(modelDir, 'has no tokenizer.json (forgotten needs it to split the text into tokens)');
+    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await readAll(tokenizerFile), tokenizerFile.name), tokenizerFile.name);
+    const model = await loadModelFolder(files, 'float64');
+    if (model.config.arch === 'seed') throw new InputError(modelDir, 'is a simplified block without tokens: forgotten needs a Mamba language model');
+    const encoded = tokenizer.encode(text);
+    if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
+    const layers = selectLayers(optional(args, 'layers'), model.config.nLayer);
+
+    const forward = referenceForward(model, encoded.ids, { layers });
+    const report: ForgottenReport = { threshold, layers: [] };
+    const resets: ResetEvent[][] = [];
+    for (const { layer, tensors } of forward.layers) {
+      const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, `${modelDir} layer ${layer}`);
+      const at = retention.forgottenAt(threshold);
+      const end = retention.atEnd();
+      report.layers.push({
+        layer,
+        tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
+      });
+      resets.push(retention.resetEvents(threshold));
+    }
+
+    if (flag(args, 'json')) {
+      io.out(JSON.stringify(report));
+    } else {
+      io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}`);
+      report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens)));
+    }
+    return 0;
+  },
+};
+
+/** "all" or "0,2,-1" → sorted distinct layer indices; out-of-range is a usage error. */
+function selectLayers(spec: string | undefined, nLayer: number): number[] {
+  const all = Array.from({ length: nLayer }, (_, i) => i);
+  if (spec === undefined || spec === 'all') return all;
+  const items = spec.split(',').map((s) => s.trim());
+  if (items.some((s) => !/^-?\d+$/.test(s))) throw new UsageError(`--layers must be "all" or comma-separated integers; got "${spec}"`);
+  const picked = new Set<number>();
+  for (const item of items) {
+    const i = Number(item) < 0 ? nLayer + Number(item) : Number(item);
+    if (i < 0 || i >= nLayer) throw new UsageError(`--layers: layer ${item} is outside a ${nLayer}-layer model`);
+    picked.add(i);
+  }
+  return [...picked].sort((a, b) => a - b);
+}
+
+function describeLayer(layer: ForgottenReport['layers'][number], resets: readonly ResetEvent[], tokens: readonly string[]): string {
+  const forgotten = layer.tokens.filter((t) => t.forgottenAt !== null);
+  const lifetimes = forgotten.map((t) => t.forgottenAt! - t.index).sort((a, b) => a - b);
+  const lines = [
+    `layer ${layer.layer}: ${forgotten.length} of ${layer.tokens.length} tokens forgotten` +
+      (lifetimes.length ? ` (after ${lifetimes[0]}–${lifetimes[lifetimes.length - 1]} tokens, median ${lifetimes[Math.floor(lifetimes.length / 2)]})` : '') +
+      `, ${layer.tokens.length - forgotten.length} retained to the end`,
+  ];
+  if (resets.length === 0) {
+    lines.push('  no reset events');
+  } else {
+    lines.push(`  ${resets.length} reset event${resets.length === 1 ? '' : 's'} (the step kept < τ of the state):`);
+    for (const r of resets) lines.push(`    t=${r.index} ${JSON.stringify(tokens[r.index])} kept ${r.kept.toPrecision(3)}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The model shipped in assets/: found by walking up from this file, which is dist/cli.js when
+ * bundled and src/cli/commands/forgotten.ts when run from source.
+ */
+function bundledModelDir(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'assets', 'mamba1-demo');
+    if (existsSync(path.join(candidate, 'config.json'))) return candidate;
+    if (path.dirname(dir) === dir) throw new InputError('mamba-scope', 'the bundled model assets/mamba1-demo is missing: pass --model <dir>');
+  }
+}

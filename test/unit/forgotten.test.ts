@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { layerDecay, Retention } from '../../src/engine/analysis/retention';
+import { UsageError } from '../../src/cli/args';
+import { forgotten, type ForgottenReport } from '../../src/cli/commands/forgotten';
+import { decodeUtf8 } from '../../src/engine/io';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { referenceForward } from '../../src/engine/reference/forward';
+import type { Tensor } from '../../src/engine/tensor';
+import { MambaTokenizer } from '../../src/engine/tokenizer';
+import { NodeFolderStore } from '../../src/node/files';
+
+const MODEL = path.join(__dirname, '..', 'fixtures', 'mamba1-tiny');
+
+/**
+ * The definition, written independently of retention.ts: for each s, accumulate Σ_{s<k≤t} Δ_k[d]
+ * one step at a time (no prefix sums, no sweep) and average exp(A·sum) over every d and n.
+ */
+function naiveRetention(delta: Tensor, A: Tensor, s: number, t: number, view: { channel?: number; state?: number } = {}): number {
+  const [, D] = delta.shape;
+  const N = A.shape.length === 2 ? A.shape[1] : 1;
+  let total = 0;
+  let count = 0;
+  for (let d = 0; d < D; d++) {
+    if (view.channel !== undefined && d !== view.channel) continue;
+    let sum = 0;
+    for (let k = s + 1; k <= t; k++) sum += Number(delta.data[k * D + d]);
+    for (let n = 0; n < N; n++) {
+      if (view.state !== undefined && n !== view.state) continue;
+      total += Math.exp(Number(A.data[d * N + n]) * sum);
+      count++;
+    }
+  }
+  return total / count;
+}
+
+/** Per s: the first t with naive R < τ (checking every t), or null; plus R(s→L−1). */
+function naiveForgotten(delta: Tensor, A: Tensor, tau: number): { forgottenAt: (number | null)[]; atEnd: number[]; rAt: (s: number, t: number) => number } {
+  const L = delta.shape[0];
+  const forgottenAt: (number | null)[] = [];
+  const atEnd: number[] = [];
+  for (let s = 0; s < L; s++) {
+    let found: number | null = null;
+    for (let t = s; t < L && found === null; t++) if (naiveRetention(delta, A, s, t) < tau) found = t;
+    forgottenAt.push(found);
+    atEnd.push(naiveRetention(delta, A, s, L - 1));
+  }
+  return { forgottenAt, atEnd, rAt: (s, t) => naiveRetention(delta, A, s, t) };
+}
+
+function capture(): { io: { out: (s: string) => void; err: (s: string) => void }; out: string[]; err: string[] } {
+  const out: string[] = [], err: string[] = [];
+  return { io: { out: (s) => out.push(s), err: (s) => err.push(s) }, out, err };
+}
+
+// Written for this test: the model has never seen it (it was trained on CPython library files).
+const TEXT = `class Ledger:
+    """Tracks balances; a négative balance raises."""
+
+    def __init__(self, owner, limit=100):
+        self.owner = owner
+        self.limit = limit
+        self.entries = []
+
+    def post(self, amount, memo=""):
+        if self.balance() + amount < -self.limit:
+            raise ValueError(f"{self.owner}: limit {self.limit} exceeded by {memo!r}")
+        self.entries.append((amount, memo))
+        return len(self.entries)
+`;
+
+describe('forgotten: retention analysis', () => {
+  let dir: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mamba-forgotten-'));
+    await fs.writeFile(path.join(dir, 'ledger.py'), TEXT);
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  for (const tau of [0.05, 0.3]) {
+    it(`forgotten --json agrees token by token with an independent computation of the definition (mamba1-tiny, unseen text, τ=${tau})`, async () => {
+      const { io, out } = capture();
+      assert.equal(await forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--threshold', String(tau), '--json'], io), 0);
+      assert.equal(out.length, 1);
+      const report = JSON.parse(out[0]) as ForgottenReport;
+      assert.deepEqual(Object.keys(report), ['threshold', 'layers']);
+      assert.equal(report.threshold, tau);
+
+      const files = new NodeFolderStore(MODEL);
+      const model = await loadModelFolder(files, 'float64');
+      const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await fs.readFile(path.join(MODEL, 'tokenizer.json')), 'tokenizer.json'), 'tokenizer.json');
+      const encoded = tokenizer.encode(TEXT);
+      const forward = referenceForward(model, encoded.ids);
+      assert.deepEqual(report.layers.map((l) => l.layer), [0, 1]);
+      let forgottenCount = 0;
+      for (const layer of report.layers) {
+        const delta = forward.layers[layer.layer].tensors.delta!;
+        const A = layerDecay(model, layer.layer).A;
+        const naive = naiveForgotten(delta, A, tau);
+        assert.equal(layer.tokens.length, encoded.ids.length);
+        for (const tok of layer.tokens) {
+          const s = tok.index;
+          assert.deepEqual(Object.keys(tok), ['index', 'token', 'forgottenAt', 'retentionAtEnd']);
+          assert.equal(tok.token, encoded.tokens[s]);
+          const want = naive.forgottenAt[s];
+          // A retention within rounding of τ could fall either side; the text makes none (checked).
+          if (tok.forgottenAt !== want) {
+            const at = (want ?? tok.forgottenAt)!;
+            assert.fail(`layer ${layer.layer} token ${s}: forgottenAt ${tok.forgottenAt}, naive ${want} (naive R there ${naive.rAt(s, at)})`);
+          }
+          assert.ok(Math.abs(tok.retentionAtEnd - naive.atEnd[s]) <= 1e-12 * Math.max(1, naive.atEnd[s]), `layer ${layer.layer} token ${s} retentionAtEnd`);
+          if (want !== null) forgottenCount++;
+        }
+      }
+      // The comparison is only meaningful if both outcomes occur.
+      assert.ok(forgottenCount > 0 && forgottenCount < 2 * encoded.ids.length, `${forgottenCount} forgotten`);
+    });
+  }
+
+  it('Retention matches the definition for every view, on random Δ and A (Mamba-1 [D,N] and per-head [D] A)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.integer(),
+        fc.double({ min: 0.01, max: 0.99, noNaN: true }),
+        (L, D, N, perHead, seed, tau) => {
+          let x = seed >>> 0;
+          const r = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+          const delta = { shape: [L, D], data: Float64Array.from({ length: L * D }, () => r() * 2) };
+          const A = perHead
+            ? { shape: [D], data: Float64Array.from({ length: D }, () => -0.05 - 3 * r()) }
+            : { shape: [D, N], data: Float64Array.from({ length: D * N }, () => -0.05 - 3 * r()) };
+          const ret = Retention.fromLayer(delta, A);
+          const states = perHead ? 1 : N;
+          const views = [{}, { channel: D - 1 }, { state: states - 1 }, { channel: 0, state: 0 }];
+          for (const view of views) {
+            const m = ret.matrix(view);
+            for (let t = 0; t < L; t++) {
+              for (let s = 0; s <= t; s++) {
+                const want = naiveRetention(delta, A, s, t, view);
+                assert.ok(Math.abs(ret.between(s, t, view) - want) < 1e-12);
+                assert.ok(Math.abs(m.data[t * L + s] - want) < 1e-12);
+              }
+            }
+            const at = ret.forgottenAt(tau, view);
+            for (let s = 0; s < L; s++) {
+              let first = -1;
+              for (let t = s; t < L && first < 0; t++) if (naiveRetention(delta, A, s, t, view) < tau) first = t;
+              assert.equal(at[s], first, `view ${JSON.stringify(view)} s=${s}`);
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('reset events are the positions whose own step kept less than τ', () => {
+    const A = { shape: [2, 1], data: Float64Array.from([-1, -2]) };
+    // Step 2 has Δ = 10 in both channels: exp(-10), exp(-20) → the state is wiped there.
+    const delta = { shape: [4, 2], data: Float64Array.from([0.1, 0.1, 0.2, 0.2, 10, 10, 0.5, 0.5]) };
+    const events = Retention.fromLayer(delta, A).resetEvents(0.05);
+    assert.deepEqual(events.map((e) => e.index), [2]);
+    assert.ok(Math.abs(events[0].kept - (Math.exp(-10) + Math.exp(-20)) / 2) < 1e-18);
+  });
+
+  it('rejects Δ < 0, A > 0 (A_log passed by mistake) and a threshold outside (0, 1]', () => {
+    const A = { shape: [1, 1], data: Float64Array.from([-1]) };
+    assert.throws(() => Retention.fromLayer({ shape: [2, 1], data: Float64Array.from([0.1, -0.1]) }, A), /delta\[1, 0\] = -0.1 is not ≥ 0/);
+    assert.throws(() => Retention.fromLayer({ shape: [2, 1], data: Float64Array.from([0.1, 0.1]) }, { shape: [1, 1], data: Float64Array.from([0.5]) }), /not A_log/);
+    const ret = Retention.fromLayer({ shape: [2, 1], data: Float64Array.from([0.1, 0.1]) }, A);
+    assert.throws(() => ret.forgottenAt(0), RangeError);
+    assert.throws(() => ret.forgottenAt(1.5), RangeError);
+  });
+
+  it('forgotten: text mode summarises each layer; bad options are usage errors', async () => {
+    const { io, out } = capture();
+    assert.equal(await forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--layers', '-1'], io), 0);
+    assert.match(out[0], /ledger\.py: \d+ tokens/);
+    assert.match(out[1], /^layer 1: \d+ of \d+ tokens forgotten/);
+    assert.equal(out.length, 2);
+    await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--layers', '2'], io), UsageError);
+    await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--threshold', '0'], io), UsageError);
+    await assert.rejects(forgotten.run(['--model', MODEL], io), UsageError);
+    await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'missing.py')], io), /missing\.py: does not exist/);
+  });
+});
