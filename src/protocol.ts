@@ -174,7 +174,13 @@ export interface DumpParams {
   readonly name: string;
   /** The file's string metadata (mamba-dump/1: format, tokens, …). */
   readonly metadata: Record<string, string>;
-  /** Tensors in the file by name (float32 or int32), e.g. input_ids, layers.0.delta. */
+  /** Every tensor in the file: name, the file's dtype and shape. */
+  readonly index: readonly { readonly name: string; readonly dtype: string; readonly shape: readonly number[] }[];
+  /**
+   * Tensors sent with this message (float32, or int32 for integer ones), e.g. input_ids,
+   * layers.0.delta: all of them when they fit the host's budget (256 MiB), else none; the webview
+   * then asks for what it shows with readTensor (a model checkpoint opened as a dump, a 10 GB file).
+   */
   readonly tensors: NamedTensors;
 }
 
@@ -242,6 +248,8 @@ export interface WebviewApi {
 export interface HostApi {
   requests: {
     saveExport: { params: ExportData; result: { readonly savedTo: string | null } };
+    /** One tensor of the open dump that was listed in DumpParams.index but not sent. */
+    readTensor: { params: { readonly name: string }; result: TensorMessage };
   };
   notifications: {
     ready: { readonly protocolVersion: number };

@@ -72,7 +72,7 @@ describe('protocol: Rpc', () => {
     });
     const params = { runId: 'r', modelId: 'm', sampleName: 's', ids: new ArrayBuffer(0), tokens: [], offsets: [], settings: { backend: 'auto' as const } };
     await assert.rejects(host.request('run', params), (e: unknown) => e instanceof MambaScopeError && e.kind === 'bad-input' && e.message === 'demo0.py: is empty: nothing to inspect');
-    await assert.rejects(host.request('showDump', { name: 'd', metadata: {}, tensors: {} }), (e: unknown) => e instanceof RemoteError && e.source === 'webview' && e.problem === 'x is undefined');
+    await assert.rejects(host.request('showDump', { name: 'd', metadata: {}, index: [], tensors: {} }), (e: unknown) => e instanceof RemoteError && e.source === 'webview' && e.problem === 'x is undefined');
     await assert.rejects(host.request('describe', null), (e: unknown) => e instanceof MambaScopeError && e.kind === 'unsupported' && /no handler for "describe"/.test(e.message));
   });
 
