@@ -82,7 +82,8 @@ const E2M1_TABLE = Float32Array.from({ length: 16 }, (_, b) => {
 
 /** Copies into a fresh, aligned buffer so a typed array can view it (file offsets are unaligned). */
 function aligned(bytes: Uint8Array): ArrayBuffer {
-  return bytes.slice().buffer as ArrayBuffer;
+  // new Uint8Array(view) copies; bytes.slice() would not when a ByteSource hands back a Node Buffer.
+  return new Uint8Array(bytes).buffer as ArrayBuffer;
 }
 
 /**
