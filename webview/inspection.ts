@@ -1,0 +1,120 @@
+/**
+ * What the panel shows, whatever it came from: a run of the loaded model on a sample, or a
+ * tensor dump opened from disk. Both become an Inspection (tokens, per-layer internals under the
+ * dump format's names, logits) so every view works on either. The loaded model contributes the
+ * one thing a dump lacks: A = −exp(A_log) per layer, needed for the forget factor and states.
+ */
+import { dumpLayers, dumpTokens, parseDumpKey } from '../src/engine/formats/dump';
+import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
+import { INTERNAL_NAMES, type ForwardResult, type InternalName } from '../src/engine/internals';
+import type { LoadedModel } from '../src/engine/model/load';
+import type { Tensor } from '../src/engine/tensor';
+import { fromTensorMessage, type DumpParams, type RunParams } from '../src/protocol';
+import type { DecayParams } from './analysis/layerInputs';
+
+export interface LayerRecord {
+  readonly layer: number;
+  readonly tensors: Partial<Record<InternalName, Tensor<Float32Array>>>;
+  readonly hTokens?: Int32Array;
+}
+
+export interface Inspection {
+  readonly kind: 'run' | 'dump';
+  /** runId, or the dump's name. */
+  readonly id: string;
+  readonly title: string;
+  /** Tokens on the token axis (0 when a dump has no token axis). */
+  readonly length: number;
+  readonly ids: Int32Array | null;
+  /** Readable text of each token, when known. */
+  readonly tokens: readonly string[] | null;
+  readonly layers: readonly LayerRecord[];
+  readonly logits: Tensor<Float32Array> | null;
+  /** Every tensor by name (the dump's keys; for runs, layers.i.<name> and logits), for the tensor browser. */
+  readonly tensors: ReadonlyMap<string, Tensor<Float32Array | Int32Array>>;
+}
+
+/** The loaded model as the views need it. */
+export interface ModelContext {
+  readonly id: string;
+  readonly name: string;
+  readonly model: LoadedModel<'float32'>;
+  readonly vocab: readonly string[] | null;
+}
+
+export function fromRun(params: RunParams, result: ForwardResult<Float32Array>): Inspection {
+  const ids = new Int32Array(params.ids);
+  const tensors = new Map<string, Tensor<Float32Array | Int32Array>>([['input_ids', { shape: [ids.length], data: ids }]]);
+  if (result.logits) tensors.set('logits', result.logits);
+  for (const l of result.layers) {
+    for (const [name, t] of Object.entries(l.tensors)) if (t) tensors.set(`layers.${l.layer}.${name}`, t);
+  }
+  return {
+    kind: 'run',
+    id: params.runId,
+    title: params.sampleName,
+    length: ids.length,
+    ids,
+    tokens: params.tokens,
+    layers: result.layers.map((l) => ({ layer: l.layer, tensors: l.tensors, hTokens: l.hTokens })),
+    logits: result.logits ?? null,
+    tensors,
+  };
+}
+
+/** Dumps written by transformers hooks name the logits hf_logits. */
+const LOGITS_KEYS = ['logits', 'hf_logits'];
+
+export function fromDump(params: DumpParams): Inspection {
+  const tensors = new Map<string, Tensor<Float32Array | Int32Array>>();
+  for (const [name, m] of Object.entries(params.tensors)) tensors.set(name, fromTensorMessage(m, `${params.name}: ${name}`));
+  const store = new MemoryTensorStore(params.name, tensors, params.metadata);
+  const idsTensor = tensors.get('input_ids');
+  const ids = idsTensor && idsTensor.shape.length === 1 ? Int32Array.from(idsTensor.data) : null;
+  const tokens = dumpTokens(store);
+  const length = ids?.length ?? tokens?.length ?? 0;
+  const layers: LayerRecord[] = dumpLayers(store).map((layer) => {
+    const rec: Partial<Record<InternalName, Tensor<Float32Array>>> = {};
+    let hTokens: Int32Array | undefined;
+    for (const [key, t] of tensors) {
+      const k = parseDumpKey(key);
+      if (k.layer !== layer) continue;
+      if (k.name === 'h_tokens') hTokens = Int32Array.from(t.data);
+      else if ((INTERNAL_NAMES as readonly string[]).includes(k.name) && t.data instanceof Float32Array) rec[k.name as InternalName] = t as Tensor<Float32Array>;
+    }
+    return { layer, tensors: rec, hTokens };
+  });
+  const logitsKey = LOGITS_KEYS.find((k) => tensors.get(k)?.data instanceof Float32Array && tensors.get(k)!.shape.length === 2);
+  return {
+    kind: 'dump',
+    id: params.name,
+    title: params.name,
+    length,
+    ids,
+    tokens: tokens && tokens.length === length ? tokens : null,
+    layers: layers.filter((l) => Object.keys(l.tensors).length > 0),
+    logits: logitsKey ? (tensors.get(logitsKey) as Tensor<Float32Array>) : null,
+    tensors,
+  };
+}
+
+/**
+ * A of one layer from the loaded model, when the model has that layer and its shapes match the
+ * inspection's (a dump may come from another model): otherwise null and the reason.
+ */
+export function decayFor(model: ModelContext | null, rec: LayerRecord): { decay: DecayParams | null; why: string | null } {
+  if (!model) return { decay: null, why: 'needs the model’s A = −exp(A_log): open the model that produced this data (Mamba Scope: Open Model…)' };
+  const { config, params } = model.model;
+  if (config.arch === 'seed') return { decay: null, why: `${model.name} is a single block, not a layered model` };
+  // TS does not narrow `params` through `config.arch`; both layered architectures have layers[i].A_log.
+  const layers = (params as { layers: readonly { A_log: Tensor<Float32Array> }[] }).layers;
+  const p = layers[rec.layer];
+  const delta = rec.tensors.delta, u = rec.tensors.u, B = rec.tensors.B;
+  const groups = config.arch === 'mamba2' ? config.nGroups : 1;
+  const fits = p && delta && u && B &&
+    u.shape[1] === config.dInner &&
+    B.shape[1] === groups * config.dState &&
+    (config.arch === 'mamba1' ? delta.shape[1] === config.dInner : delta.shape[1] === config.nHeads);
+  if (!fits) return { decay: null, why: `the loaded model ${model.name} does not match this layer’s shapes: open the model that produced this data` };
+  return { decay: { A: { shape: p.A_log.shape, data: p.A_log.data.map((v) => -Math.exp(v)) }, groups }, why: null };
+}

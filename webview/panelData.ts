@@ -1,0 +1,80 @@
+/**
+ * The data behind the panel: the current inspection, the loaded model, a small cache of per-layer
+ * analyses, and the per-layer summaries computed for every layer in the background (the layer
+ * table and the token strip fill in as they arrive).
+ */
+import { CancelledError } from '../src/engine/errors';
+import { LayerAnalysis } from './analysis/layerAnalysis';
+import { summarizeLayer, type LayerSummary } from './analysis/summaries';
+import type { Inspection, LayerRecord, ModelContext } from './inspection';
+
+/** Analyses kept at once: the selected layer and the one before, so flipping back is instant. */
+const ANALYSIS_CACHE = 2;
+
+export class PanelData {
+  private readonly analyses = new Map<number, LayerAnalysis>();
+  private readonly summaries = new Map<number, LayerSummary>();
+  private readonly summaryListeners = new Set<() => void>();
+  private summaryJob = 0;
+  private latestJob: Promise<void> = Promise.resolve();
+
+  constructor(readonly inspection: Inspection, readonly model: ModelContext | null) {}
+
+  get layerNumbers(): number[] {
+    return this.inspection.layers.map((l) => l.layer);
+  }
+
+  record(layer: number): LayerRecord | undefined {
+    return this.inspection.layers.find((l) => l.layer === layer);
+  }
+
+  /** The analysis of a layer that has data; undefined otherwise. */
+  analysis(layer: number): LayerAnalysis | undefined {
+    let a = this.analyses.get(layer);
+    if (a) {
+      this.analyses.delete(layer);
+      this.analyses.set(layer, a);
+      return a;
+    }
+    const rec = this.record(layer);
+    if (!rec) return undefined;
+    a = new LayerAnalysis(rec, this.model);
+    this.analyses.set(layer, a);
+    while (this.analyses.size > ANALYSIS_CACHE) this.analyses.delete(this.analyses.keys().next().value!);
+    return a;
+  }
+
+  summary(layer: number): LayerSummary | undefined {
+    return this.summaries.get(layer);
+  }
+
+  onSummaries(listener: () => void): () => void {
+    this.summaryListeners.add(listener);
+    return () => this.summaryListeners.delete(listener);
+  }
+
+  /**
+   * (Re)computes every layer's summary at threshold τ, `first` layer first. A newer call
+   * supersedes an older one, whose promise then settles with the newer one; `cancelled` stops
+   * it early (a run the host cancelled).
+   */
+  computeSummaries(threshold: number, first: number, progress?: (done: number, total: number) => void, cancelled?: () => boolean): Promise<void> {
+    this.latestJob = this.summarize(++this.summaryJob, threshold, first, progress, cancelled);
+    return this.latestJob;
+  }
+
+  private async summarize(job: number, threshold: number, first: number, progress?: (done: number, total: number) => void, cancelled?: () => boolean): Promise<void> {
+    const layers = this.layerNumbers.sort((a, b) => (a === first ? -1 : b === first ? 1 : a - b));
+    let done = 0;
+    for (const layer of layers) {
+      if (job !== this.summaryJob) return this.latestJob;
+      if (cancelled?.()) throw new CancelledError('layer summaries');
+      const known = this.summaries.get(layer);
+      if (!known || known.threshold !== threshold) {
+        this.summaries.set(layer, await summarizeLayer(this.analysis(layer)!, threshold));
+        for (const l of this.summaryListeners) l();
+      }
+      progress?.(++done, layers.length);
+    }
+  }
+}

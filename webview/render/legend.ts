@@ -1,0 +1,95 @@
+/**
+ * The colour scale of a heatmap and its legend. Sequential maps span the data's [min, max];
+ * diverging maps are centred on 0 and span ±max|value|, so white always means zero and equal
+ * distances from white mean equal magnitudes. The legend always also states the data's min/max.
+ */
+import type { Colormap } from '../../src/protocol';
+import { colormapCss } from './colormaps';
+import { formatValue } from './format';
+
+export interface ColorScale {
+  readonly lo: number;
+  readonly hi: number;
+  /** The neutral value: drawing keeps, per pixel, the cell farthest from it. */
+  readonly pivot: number;
+}
+
+export function colorScale(min: number, max: number, diverging: boolean): ColorScale {
+  if (Number.isNaN(min) || Number.isNaN(max)) return { lo: 0, hi: 0, pivot: 0 };
+  if (diverging) {
+    const m = Math.max(Math.abs(min), Math.abs(max));
+    return { lo: -m, hi: m, pivot: 0 };
+  }
+  return { lo: min, hi: max, pivot: min };
+}
+
+const BAR_WIDTH = 160;
+const BAR_HEIGHT = 10;
+
+export class Legend {
+  readonly element: HTMLElement;
+  private readonly bar: HTMLCanvasElement;
+  private readonly low: HTMLElement;
+  private readonly high: HTMLElement;
+  private readonly note: HTMLElement;
+  private scale: ColorScale | null = null;
+
+  constructor(private readonly valueName: string) {
+    this.element = document.createElement('div');
+    this.element.className = 'legend';
+    this.element.setAttribute('role', 'img');
+    this.bar = document.createElement('canvas');
+    this.bar.width = BAR_WIDTH;
+    this.bar.height = BAR_HEIGHT;
+    this.bar.className = 'legend-bar';
+    this.low = span('legend-low');
+    this.high = span('legend-high');
+    this.note = span('legend-note');
+    this.element.append(span('legend-name', valueName), this.low, this.bar, this.high, this.note);
+  }
+
+  update(colormap: Colormap, scale: ColorScale | null, dataMin: number, dataMax: number, nonFinite = 0): void {
+    this.scale = scale;
+    this.element.hidden = !scale;
+    if (!scale) return;
+    const ctx = this.bar.getContext('2d')!;
+    for (let x = 0; x < BAR_WIDTH; x++) {
+      ctx.fillStyle = colormapCss(colormap, x / (BAR_WIDTH - 1));
+      ctx.fillRect(x, 0, 1, BAR_HEIGHT);
+    }
+    this.low.textContent = formatValue(scale.lo);
+    this.high.textContent = formatValue(scale.hi);
+    const notes: string[] = [];
+    if (scale.lo !== dataMin || scale.hi !== dataMax) notes.push(`data ${formatValue(dataMin)} … ${formatValue(dataMax)}`);
+    if (nonFinite > 0) notes.push(`${nonFinite} non-finite shown magenta`);
+    this.note.textContent = notes.join(' · ');
+    // Exact numbers for tests and screen readers; the visible ticks are rounded.
+    Object.assign(this.element.dataset, { lo: String(scale.lo), hi: String(scale.hi), min: String(dataMin), max: String(dataMax) });
+    this.element.setAttribute('aria-label', `${this.valueName} colour scale ${colormap} from ${formatValue(scale.lo)} to ${formatValue(scale.hi)}${notes.length ? `; ${notes.join('; ')}` : ''}`);
+  }
+
+  /** The legend drawn on a canvas, for PNG export. */
+  snapshot(): HTMLCanvasElement {
+    const out = document.createElement('canvas');
+    out.width = BAR_WIDTH + 240;
+    out.height = 20;
+    const ctx = out.getContext('2d')!;
+    if (!this.scale) return out;
+    ctx.font = '11px sans-serif';
+    ctx.fillStyle = getComputedStyle(this.element).color || '#000';
+    ctx.textBaseline = 'middle';
+    const lo = formatValue(this.scale.lo);
+    ctx.fillText(`${this.valueName} ${lo}`, 2, 10);
+    const x = 8 + ctx.measureText(`${this.valueName} ${lo}`).width;
+    ctx.drawImage(this.bar, x, 5);
+    ctx.fillText(formatValue(this.scale.hi), x + BAR_WIDTH + 6, 10);
+    return out;
+  }
+}
+
+function span(className: string, text = ''): HTMLElement {
+  const s = document.createElement('span');
+  s.className = className;
+  s.textContent = text;
+  return s;
+}
