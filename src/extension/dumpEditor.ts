@@ -1,0 +1,83 @@
+/**
+ * A read-only custom editor for tensor files: double-clicking a .safetensors, .npy or .npz opens
+ * the viewer. Priority "default" for all three, safetensors included: VS Code's text editor can
+ * only say "binary file" for them, and this viewer reads nothing but the header until a tensor is
+ * shown, so model weights open as cheaply (and as safely) as dumps. "Reopen Editor With…" still
+ * offers the text editor.
+ */
+import * as vscode from 'vscode';
+import { InputError } from '../engine/errors';
+import { isFloatDType } from '../engine/formats/dtypes';
+import type { TensorStore } from '../engine/formats/safetensors';
+import { openTensorFile } from '../engine/formats/tensorFile';
+import { sizeOf, type Tensor } from '../engine/tensor';
+import { PROTOCOL_VERSION, Rpc, toTensorMessage, type DumpParams, type HostApi, type NamedTensors, type TensorMessage, type WebviewApi } from '../protocol';
+import { saveExport } from './exports';
+import { openUri } from './files';
+import { readSettings, viewSettings } from './settings';
+import { webviewHtml, webviewOptions } from './webviewHtml';
+
+export const DUMP_VIEW_TYPE = 'mambaScope.tensorViewer';
+/** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
+const EAGER_BYTES = 256 * 2 ** 20;
+
+class TensorDocument implements vscode.CustomDocument {
+  constructor(readonly uri: vscode.Uri, readonly store: TensorStore) {}
+  dispose(): void {
+    // The store reads by byte range with a handle per read: nothing stays open.
+  }
+}
+
+/** float32 for float tensors, int32 for integer ones (ids, h_tokens), as the wire carries them. */
+export async function wireTensor(store: TensorStore, name: string): Promise<TensorMessage> {
+  const info = store.info(name);
+  if (!info) throw new InputError(store.name, `has no tensor named "${name}"`);
+  if (!isFloatDType(info.dtype)) {
+    const t = await store.readNative(name);
+    const ids = t.data instanceof Int32Array ? t.data : Int32Array.from(t.data as ArrayLike<number | bigint>, Number);
+    return toTensorMessage({ shape: t.shape, data: ids } as Tensor<Int32Array>);
+  }
+  return toTensorMessage(await store.readFloat(name, 'float32'));
+}
+
+export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProvider<TensorDocument> {
+  constructor(private readonly extensionUri: vscode.Uri) {}
+
+  static register(extensionUri: vscode.Uri): vscode.Disposable {
+    return vscode.window.registerCustomEditorProvider(DUMP_VIEW_TYPE, new TensorDumpEditorProvider(extensionUri), {
+      webviewOptions: { retainContextWhenHidden: true },
+      supportsMultipleEditorsPerDocument: true,
+    });
+  }
+
+  async openCustomDocument(uri: vscode.Uri): Promise<TensorDocument> {
+    return new TensorDocument(uri, await openTensorFile(await openUri(uri)));
+  }
+
+  async resolveCustomEditor(document: TensorDocument, panel: vscode.WebviewPanel): Promise<void> {
+    const settings = readSettings();
+    panel.webview.options = webviewOptions(this.extensionUri);
+    const rpc = new Rpc<HostApi, WebviewApi>('host', (m) => panel.webview.postMessage(m), (l) => panel.webview.onDidReceiveMessage(l));
+    const { store } = document;
+    rpc.handle('readTensor', ({ name }) => wireTensor(store, name));
+    rpc.handle('saveExport', (data) => saveExport(data));
+    rpc.on('ready', ({ protocolVersion }) => {
+      if (protocolVersion !== PROTOCOL_VERSION) return;
+      rpc.notify('setSettings', viewSettings(settings));
+      void this.send(rpc, document).catch((e) => void vscode.window.showErrorMessage(`Mamba Scope: ${e instanceof Error ? e.message : String(e)}`));
+    });
+    panel.onDidDispose(() => rpc.dispose());
+    const fileName = document.uri.path.split('/').pop() ?? 'tensors';
+    panel.webview.html = webviewHtml(panel.webview, this.extensionUri, { title: fileName, backend: settings.backend, mode: 'dump' });
+  }
+
+  private async send(rpc: Rpc<HostApi, WebviewApi>, document: TensorDocument): Promise<void> {
+    const { store } = document;
+    const index = store.names().map((name) => ({ name, dtype: store.info(name)!.dtype, shape: [...store.info(name)!.shape] }));
+    const total = index.reduce((n, t) => n + sizeOf(t.shape) * 4, 0);
+    const tensors: NamedTensors = {};
+    if (total <= EAGER_BYTES) for (const { name } of index) tensors[name] = await wireTensor(store, name);
+    const params: DumpParams = { name: document.uri.path.split('/').pop() ?? store.name, metadata: { ...store.metadata }, index, tensors };
+    await rpc.request('showDump', params);
+  }
+}

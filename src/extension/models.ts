@@ -1,0 +1,161 @@
+/**
+ * Which model the extension inspects with, and reading it. The choice, in order: the model picked
+ * with "Open Model…" in this window, the mambaScope.modelPath setting, the model bundled in
+ * assets/. The host parses config.json and tokenizer.json (it tokenizes; the webview never needs
+ * the tokenizer) and reads the weights as float32 only when the webview needs them: once per model.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { CancelledError, InputError, LimitError } from '../engine/errors';
+import { openCheckpoint } from '../engine/formats/checkpoint';
+import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
+import { readConfig } from '../engine/model/load';
+import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
+import { decodeUtf8, readAll } from '../engine/io';
+import { sizeOf } from '../engine/tensor';
+import { MambaTokenizer } from '../engine/tokenizer';
+import { toTensorMessage, type LoadModelParams, type NamedTensors, type Progress } from '../protocol';
+import { openUri, UriFolderStore } from './files';
+import { readSettings } from './settings';
+
+export const BUNDLED_MODEL_DIR = 'assets/mamba1-demo';
+const RECENT_KEY = 'mambaScope.recentModels';
+const MAX_RECENT = 8;
+/** The panel's memory budget for weights (issue 7: the webview stays under 2 GB). */
+const MAX_WEIGHT_BYTES = 1.5 * 2 ** 30;
+
+export interface ModelRef {
+  /** A folder or a .safetensors file. */
+  readonly uri: vscode.Uri;
+  readonly label: string;
+  readonly bundled: boolean;
+}
+
+/** A model ready to tokenize, whose weights are read on demand. */
+export class HostModel {
+  private constructor(
+    readonly ref: ModelRef,
+    readonly config: Mamba1Config | Mamba2Config,
+    readonly tokenizer: MambaTokenizer,
+    private readonly checkpoint: TensorStore,
+  ) {}
+
+  get id(): string {
+    return this.ref.uri.toString();
+  }
+
+  static async open(ref: ModelRef): Promise<HostModel> {
+    const isFile = ref.uri.path.endsWith('.safetensors');
+    const folder = isFile ? vscode.Uri.joinPath(ref.uri, '..') : ref.uri;
+    const files = new UriFolderStore(folder);
+    const config = await readConfig(files);
+    if (config.arch === 'seed') {
+      throw new InputError(files.name, 'holds a simplified seed block, which has no tokenizer: inspect it with the CLI (mamba-scope run-block)');
+    }
+    const checkpoint = isFile ? await SafetensorsFile.open(await openUri(ref.uri)) : await openCheckpoint(files);
+    const tokenizerSource = await files.open('tokenizer.json');
+    if (!tokenizerSource) throw new InputError(files.name, 'has no tokenizer.json: Mamba Scope needs it to turn text into token ids');
+    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await readAll(tokenizerSource), tokenizerSource.name), tokenizerSource.name);
+    return new HostModel(ref, config, tokenizer, checkpoint);
+  }
+
+  /** Every checkpoint tensor as float32, keyed by its checkpoint name: the loadModel message. */
+  async weights(signal: AbortSignal, progress: (p: Progress) => void): Promise<LoadModelParams> {
+    const names = this.checkpoint.names();
+    const bytes = names.reduce((sum, n) => sum + sizeOf(this.checkpoint.info(n)!.shape) * 4, 0);
+    if (bytes > MAX_WEIGHT_BYTES) {
+      throw new LimitError(this.checkpoint.name, `needs ${(bytes / 2 ** 30).toFixed(2)} GiB as float32; the panel holds at most 1.5 GiB of weights (about 400M parameters): inspect larger models with the CLI (mamba-scope inspect)`);
+    }
+    const tensors: NamedTensors = {};
+    for (let i = 0; i < names.length; i++) {
+      if (signal.aborted) throw new CancelledError(`loading ${this.ref.label}`);
+      progress({ stage: 'reading weights', done: i, total: names.length });
+      tensors[names[i]] = toTensorMessage(await this.checkpoint.readFloat(names[i], 'float32'));
+    }
+    const vocab = Array.from({ length: this.config.vocabSize }, (_, id) => this.tokenizer.tokenText(id));
+    return { modelId: this.id, name: this.ref.label, config: this.config, tensors, vocab };
+  }
+}
+
+export class Models implements vscode.Disposable {
+  private picked: ModelRef | undefined;
+  private cached: Promise<HostModel> | undefined;
+  private cachedId: string | undefined;
+  private readonly changed = new vscode.EventEmitter<ModelRef>();
+  readonly onDidChange = this.changed.event;
+  private readonly subscription: vscode.Disposable;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    // A changed setting is a new explicit choice: it wins over an earlier "Open Model…".
+    this.subscription = vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('mambaScope.modelPath')) {
+        this.picked = undefined;
+        this.changed.fire(this.current());
+      }
+    });
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+
+  bundled(): ModelRef {
+    return { uri: vscode.Uri.joinPath(this.context.extensionUri, BUNDLED_MODEL_DIR), label: 'mamba1-demo (bundled)', bundled: true };
+  }
+
+  current(): ModelRef {
+    if (this.picked) return this.picked;
+    const setting = readSettings().modelPath;
+    return setting ? refFromPath(setting) : this.bundled();
+  }
+
+  /** The current model, opened once and reused until the choice changes. */
+  get(): Promise<HostModel> {
+    const ref = this.current();
+    const id = ref.uri.toString();
+    if (!this.cached || this.cachedId !== id) {
+      this.cachedId = id;
+      this.cached = HostModel.open(ref);
+      // A failed open is not cached: fixing the folder and retrying must work.
+      this.cached.catch(() => {
+        if (this.cachedId === id) this.cached = this.cachedId = undefined;
+      });
+    }
+    return this.cached;
+  }
+
+  async use(ref: ModelRef): Promise<HostModel> {
+    this.picked = ref;
+    const model = await this.get();
+    if (!ref.bundled) await this.remember(ref);
+    this.changed.fire(ref);
+    return model;
+  }
+
+  recent(): ModelRef[] {
+    const stored = this.context.globalState.get<string[]>(RECENT_KEY, []);
+    return stored.map((s) => refFromUri(vscode.Uri.parse(s)));
+  }
+
+  private async remember(ref: ModelRef): Promise<void> {
+    const key = ref.uri.toString();
+    const list = [key, ...this.context.globalState.get<string[]>(RECENT_KEY, []).filter((s) => s !== key)].slice(0, MAX_RECENT);
+    await this.context.globalState.update(RECENT_KEY, list);
+  }
+}
+
+/** The setting's path: absolute, ~-relative, or relative to the first workspace folder. */
+function refFromPath(p: string): ModelRef {
+  const home = process.env.HOME ?? '';
+  const expanded = p.startsWith('~/') && home ? path.join(home, p.slice(2)) : p;
+  const base = vscode.workspace.workspaceFolders?.[0]?.uri;
+  const uri = path.isAbsolute(expanded) || !base ? vscode.Uri.file(expanded) : vscode.Uri.joinPath(base, expanded);
+  return refFromUri(uri);
+}
+
+export function refFromUri(uri: vscode.Uri): ModelRef {
+  const parts = uri.path.split('/').filter(Boolean);
+  const label = uri.path.endsWith('.safetensors') ? parts.slice(-2).join('/') : (parts.at(-1) ?? uri.toString());
+  return { uri, label, bundled: false };
+}
