@@ -1,0 +1,239 @@
+/**
+ * Two dumps (or any two tensor files) compared tensor by tensor, to find where a run leaves the
+ * reference: max and normalized error, the error per token, the first element that breaks
+ * mamba_ssm's test tolerance, non-finite values, and the first layer where anything diverges.
+ * `a` is the reference: tolerances scale with |a| and normalized errors divide by max|a|.
+ */
+import type { DType } from '../formats/dtypes';
+import { parseDumpKey } from '../formats/dump';
+import type { TensorStore } from '../formats/safetensors';
+import { sizeOf } from '../tensor';
+import { sortForward } from './forwardOrder';
+
+export interface Tolerance {
+  readonly rtol: number;
+  readonly atol: number;
+}
+
+export type ToleranceClass = 'fp32' | 'fp16' | 'bf16';
+
+/** mamba_ssm's tests/ops/test_selective_scan.py defaults per input dtype. */
+export const DEFAULT_TOLERANCE: Readonly<Record<ToleranceClass, Tolerance>> = {
+  fp32: { rtol: 6e-4, atol: 2e-3 },
+  fp16: { rtol: 3e-3, atol: 5e-3 },
+  bf16: { rtol: 3e-2, atol: 5e-2 },
+};
+
+const LOOSENESS: readonly ToleranceClass[] = ['fp32', 'fp16', 'bf16'];
+
+export function loosest(...classes: (ToleranceClass | undefined)[]): ToleranceClass {
+  return LOOSENESS[Math.max(0, ...classes.map((c) => (c ? LOOSENESS.indexOf(c) : 0)))];
+}
+
+/** fp8/fp4 are coarser than bf16, but mamba_ssm has no tolerance for them: bf16's is the loosest there is. */
+export function toleranceClassOfDType(dtype: DType): ToleranceClass {
+  if (dtype === 'F16') return 'fp16';
+  if (dtype === 'BF16' || dtype.startsWith('F8') || dtype === 'F4') return 'bf16';
+  return 'fp32';
+}
+
+/** The run's dtype as dump metadata names it ("bfloat16", "torch.float16", "fp32", …); undefined if unknown. */
+export function toleranceClassOfName(name: string | undefined): ToleranceClass | undefined {
+  const n = name?.trim().toLowerCase().replace(/^torch\./, '');
+  if (n === 'bfloat16' || n === 'bf16') return 'bf16';
+  if (n === 'float16' || n === 'fp16' || n === 'half') return 'fp16';
+  if (n === 'float32' || n === 'fp32' || n === 'float' || n === 'float64' || n === 'fp64' || n === 'double') return 'fp32';
+  return undefined;
+}
+
+/** The tolerance class of one tensor: its stored dtype or the run's dtype in the metadata, whichever is looser. */
+export function tensorToleranceClass(store: TensorStore, name: string): ToleranceClass {
+  const info = store.info(name);
+  return loosest(info && toleranceClassOfDType(info.dtype), toleranceClassOfName(store.metadata.dtype));
+}
+
+export interface Divergence {
+  /** Row-major index of the element. */
+  readonly index: number[];
+  /** Position on the token axis (axis 0; for states h, the token h_tokens names); null for scalars. */
+  readonly token: number | null;
+  readonly a: number;
+  readonly b: number;
+}
+
+export interface NonFiniteCount {
+  readonly a: number;
+  readonly b: number;
+  /** The first few locations, in row-major order. */
+  readonly first: { readonly tensor: 'a' | 'b'; readonly index: number[] }[];
+}
+
+export interface TensorDiff {
+  /** Over the pairs where both values are finite; non-finite values are counted in nonFinite. */
+  readonly maxAbsError: number;
+  /** maxAbsError / max|a| (maxAbsError itself when a is all zero), as tensor.ts normalizedError. */
+  readonly normalizedError: number;
+  /** max |a − b| per index of axis 0 (the token axis of [L, …] tensors). */
+  readonly tokenProfile: Float64Array;
+  /** First element with |a − b| > atol + rtol·|a| or a non-finite value in either; null if none. */
+  readonly firstDivergence: Divergence | null;
+  readonly nonFinite: NonFiniteCount;
+}
+
+/** How many non-finite locations per file are listed. */
+export const NON_FINITE_LOCATIONS = 5;
+
+export function unravelIndex(flat: number, shape: readonly number[]): number[] {
+  const index = new Array<number>(shape.length);
+  for (let k = shape.length - 1; k >= 0; k--) {
+    index[k] = flat % shape[k];
+    flat = Math.floor(flat / shape[k]);
+  }
+  return index;
+}
+
+/**
+ * The comparison of two same-shaped arrays. `tokenOf` maps an axis-0 index to a token position
+ * when axis 0 is not the token itself (states at h_tokens).
+ */
+export function diffArrays(a: ArrayLike<number>, b: ArrayLike<number>, shape: readonly number[], tol: Tolerance, tokenOf: (row: number) => number = (r) => r): TensorDiff {
+  const size = sizeOf(shape);
+  if (a.length !== size || b.length !== size) throw new Error(`diffArrays: ${a.length} and ${b.length} elements for shape [${shape.join(', ')}]`);
+  const rows = shape.length ? shape[0] : 1;
+  const rowSize = rows ? size / rows : 0;
+  const tokenProfile = new Float64Array(rows);
+  let maxAbs = 0;
+  let maxRef = 0;
+  let first = -1;
+  let nonA = 0;
+  let nonB = 0;
+  const locations: { tensor: 'a' | 'b'; flat: number }[] = [];
+  for (let r = 0, i = 0; r < rows; r++) {
+    let rowMax = 0;
+    for (let end = i + rowSize; i < end; i++) {
+      const x = a[i];
+      const y = b[i];
+      const finiteA = Number.isFinite(x);
+      const finiteB = Number.isFinite(y);
+      if (!finiteA || !finiteB) {
+        if (!finiteA && nonA++ < NON_FINITE_LOCATIONS) locations.push({ tensor: 'a', flat: i });
+        if (!finiteB && nonB++ < NON_FINITE_LOCATIONS) locations.push({ tensor: 'b', flat: i });
+        if (first < 0) first = i;
+        continue;
+      }
+      const d = Math.abs(x - y);
+      const ref = Math.abs(x);
+      if (d > rowMax) rowMax = d;
+      if (ref > maxRef) maxRef = ref;
+      if (first < 0 && d > tol.atol + tol.rtol * ref) first = i;
+    }
+    tokenProfile[r] = rowMax;
+    if (rowMax > maxAbs) maxAbs = rowMax;
+  }
+  const at = (flat: number) => unravelIndex(flat, shape);
+  let firstDivergence: Divergence | null = null;
+  if (first >= 0) {
+    const index = at(first);
+    firstDivergence = { index, token: shape.length ? tokenOf(index[0]) : null, a: a[first], b: b[first] };
+  }
+  return {
+    maxAbsError: maxAbs,
+    normalizedError: maxRef === 0 ? maxAbs : maxAbs / maxRef,
+    tokenProfile,
+    firstDivergence,
+    nonFinite: { a: nonA, b: nonB, first: locations.map((l) => ({ tensor: l.tensor, index: at(l.flat) })) },
+  };
+}
+
+export interface TensorComparison extends TensorDiff {
+  readonly name: string;
+  /** null for top-level tensors (input_ids, logits). */
+  readonly layer: number | null;
+  readonly shape: readonly number[];
+  readonly tolerance: Tolerance;
+}
+
+export interface DumpComparison {
+  /** Tensors in both files with the same shape, in forward order. */
+  readonly tensors: TensorComparison[];
+  readonly shapeMismatches: { readonly name: string; readonly a: readonly number[]; readonly b: readonly number[] }[];
+  readonly onlyInA: string[];
+  readonly onlyInB: string[];
+  /** The lowest layer with a divergent (or differently shaped) tensor; null if none. */
+  readonly firstDivergentLayer: number | null;
+}
+
+/** Explicit --rtol / --atol replace the dtype defaults one by one. */
+export interface ToleranceOverride {
+  readonly rtol?: number;
+  readonly atol?: number;
+}
+
+export function toleranceOf(a: TensorStore, b: TensorStore, name: string, override: ToleranceOverride = {}): Tolerance {
+  const base = DEFAULT_TOLERANCE[loosest(tensorToleranceClass(a, name), tensorToleranceClass(b, name))];
+  return { rtol: override.rtol ?? base.rtol, atol: override.atol ?? base.atol };
+}
+
+/** float64 only when stored as float64: float32 holds every narrower float exactly and halves the memory of big logits. */
+export async function readValues(store: TensorStore, name: string): Promise<Float32Array | Float64Array> {
+  const t = await store.readFloat(name, store.info(name)?.dtype === 'F64' ? 'float64' : 'float32');
+  return t.data;
+}
+
+/** States are stored at the tokens in the sibling h_tokens tensor: their axis 0 is an index into it. */
+export async function tokenMapping(store: TensorStore, name: string): Promise<((row: number) => number) | undefined> {
+  const { layer, name: quantity } = parseDumpKey(name);
+  if (layer === null || quantity !== 'h') return undefined;
+  const key = `layers.${layer}.h_tokens`;
+  if (!store.info(key)) return undefined;
+  const tokens = await readValues(store, key);
+  return (row) => tokens[row] ?? row;
+}
+
+export async function compareStores(a: TensorStore, b: TensorStore, override: ToleranceOverride = {}): Promise<DumpComparison> {
+  const inB = new Set(b.names());
+  const inA = new Set(a.names());
+  const common = sortForward(a.names().filter((n) => inB.has(n)));
+  const tensors: TensorComparison[] = [];
+  const shapeMismatches: DumpComparison['shapeMismatches'] = [];
+  let firstDivergentLayer: number | null = null;
+  const diverged = (layer: number | null) => {
+    if (layer !== null && (firstDivergentLayer === null || layer < firstDivergentLayer)) firstDivergentLayer = layer;
+  };
+  for (const name of common) {
+    const shapeA = a.info(name)!.shape;
+    const shapeB = b.info(name)!.shape;
+    const { layer } = parseDumpKey(name);
+    if (shapeA.length !== shapeB.length || shapeA.some((d, k) => d !== shapeB[k])) {
+      shapeMismatches.push({ name, a: shapeA, b: shapeB });
+      diverged(layer);
+      continue;
+    }
+    const tolerance = toleranceOf(a, b, name, override);
+    const diff = diffArrays(await readValues(a, name), await readValues(b, name), shapeA, tolerance, await tokenMapping(a, name));
+    if (diff.firstDivergence) diverged(layer);
+    tensors.push({ name, layer, shape: shapeA, tolerance, ...diff });
+  }
+  return {
+    tensors,
+    shapeMismatches,
+    onlyInA: sortForward(a.names().filter((n) => !inB.has(n))),
+    onlyInB: sortForward(b.names().filter((n) => !inA.has(n))),
+    firstDivergentLayer,
+  };
+}
+
+/** The `compare --json` contract (issue 5): exactly these keys; NaN/Infinity become null. */
+export function comparisonJson(c: DumpComparison): unknown {
+  return {
+    tensors: c.tensors.map((t) => ({
+      name: t.name,
+      shape: [...t.shape],
+      maxAbsError: t.maxAbsError,
+      normalizedError: t.normalizedError,
+      firstDivergence: t.firstDivergence && { index: t.firstDivergence.index, token: t.firstDivergence.token },
+      nonFinite: { a: t.nonFinite.a, b: t.nonFinite.b, first: t.nonFinite.first },
+    })),
+    firstDivergentLayer: c.firstDivergentLayer,
+  };
+}
