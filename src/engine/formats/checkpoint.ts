@@ -75,11 +75,11 @@ class ShardedCheckpoint implements TensorStore {
   readFloat(name: string, precision: 'float32'): Promise<Tensor<Float32Array>>;
   readFloat(name: string, precision: 'float64'): Promise<Tensor<Float64Array>>;
   readFloat(name: string, precision: 'float32' | 'float64'): Promise<Tensor<Float32Array | Float64Array>>;
-  readFloat(name: string, precision: 'float32' | 'float64'): Promise<Tensor<Float32Array | Float64Array>> {
+  async readFloat(name: string, precision: 'float32' | 'float64'): Promise<Tensor<Float32Array | Float64Array>> {
     return this.shard(name).readFloat(name, precision);
   }
 
-  readNative(name: string): Promise<Tensor> {
+  async readNative(name: string): Promise<Tensor> {
     return this.shard(name).readNative(name);
   }
 }
