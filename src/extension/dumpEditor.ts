@@ -11,7 +11,7 @@ import { isFloatDType } from '../engine/formats/dtypes';
 import type { TensorStore } from '../engine/formats/safetensors';
 import { openTensorFile } from '../engine/formats/tensorFile';
 import { sizeOf, type Tensor } from '../engine/tensor';
-import { PROTOCOL_VERSION, Rpc, toTensorMessage, type DumpParams, type HostApi, type NamedTensors, type TensorMessage, type WebviewApi } from '../protocol';
+import { PROTOCOL_VERSION, Rpc, toTensorMessage, type DumpParams, type HostApi, type HostRpc, type NamedTensors, type PanelDescription, type TensorMessage, type WebviewApi } from '../protocol';
 import { saveExport } from './exports';
 import { openUri } from './files';
 import { readSettings, viewSettings } from './settings';
@@ -41,13 +41,21 @@ export async function wireTensor(store: TensorStore, name: string): Promise<Tens
 }
 
 export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProvider<TensorDocument> {
+  /** The RPC of the latest viewer of each file (by URI), for describe() in tests. */
+  private readonly viewers = new Map<string, HostRpc>();
+
   constructor(private readonly extensionUri: vscode.Uri) {}
 
-  static register(extensionUri: vscode.Uri): vscode.Disposable {
-    return vscode.window.registerCustomEditorProvider(DUMP_VIEW_TYPE, new TensorDumpEditorProvider(extensionUri), {
+  register(): vscode.Disposable {
+    return vscode.window.registerCustomEditorProvider(DUMP_VIEW_TYPE, this, {
       webviewOptions: { retainContextWhenHidden: true },
       supportsMultipleEditorsPerDocument: true,
     });
+  }
+
+  describe(uri: vscode.Uri): Promise<PanelDescription> {
+    const rpc = this.viewers.get(uri.toString());
+    return rpc ? rpc.request('describe', null) : Promise.reject(new Error(`no tensor viewer is open for ${uri.toString(true)}`));
   }
 
   async openCustomDocument(uri: vscode.Uri): Promise<TensorDocument> {
@@ -66,7 +74,12 @@ export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProv
       rpc.notify('setSettings', viewSettings(settings));
       void this.send(rpc, document).catch((e) => void vscode.window.showErrorMessage(`Mamba Scope: ${e instanceof Error ? e.message : String(e)}`));
     });
-    panel.onDidDispose(() => rpc.dispose());
+    const key = document.uri.toString();
+    this.viewers.set(key, rpc);
+    panel.onDidDispose(() => {
+      rpc.dispose();
+      if (this.viewers.get(key) === rpc) this.viewers.delete(key);
+    });
     const fileName = document.uri.path.split('/').pop() ?? 'tensors';
     panel.webview.html = webviewHtml(panel.webview, this.extensionUri, { title: fileName, backend: settings.backend, mode: 'dump' });
   }

@@ -25,6 +25,8 @@ export interface MambaScopeApi {
   selectToken(token: number): void;
   lastSelection(): Selection | undefined;
   exportView(kind: ExportKind, target: vscode.Uri): Promise<string | null>;
+  /** What the tensor viewer of `uri` shows (it must be open). */
+  describeDump(uri: vscode.Uri): Promise<PanelDescription>;
 }
 
 /** `npm run demo` sets this to a file: it is opened and inspected as soon as VS Code is up. */
@@ -122,8 +124,9 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }
   };
 
+  const dumpEditor = new TensorDumpEditorProvider(context.extensionUri);
   context.subscriptions.push(
-    TensorDumpEditorProvider.register(context.extensionUri),
+    dumpEditor.register(),
     vscode.commands.registerCommand('mambaScope.openModel', openModel),
     vscode.commands.registerCommand('mambaScope.inspectSelection', (uri?: vscode.Uri) => runInspection(true, uri)),
     vscode.commands.registerCommand('mambaScope.inspectFile', (uri?: vscode.Uri) => runInspection(false, uri)),
@@ -176,6 +179,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     },
     lastSelection: () => lastSelection,
     exportView: (kind, target) => exportView(kind, target),
+    describeDump: (uri) => dumpEditor.describe(uri),
   };
 }
 

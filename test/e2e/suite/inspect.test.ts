@@ -1,0 +1,184 @@
+/**
+ * Inspect in a real VS Code: the panel's numbers are checked against the engine's float64
+ * reference forward run here in the extension host, its pixels through its own description,
+ * the editor's decorations and the linked selection through the extension's API.
+ */
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import { loadModelFolder } from '../../../src/engine/model/load';
+import { referenceForward } from '../../../src/engine/reference/forward';
+import { normalizedError } from '../../../src/engine/tensor';
+import { MambaTokenizer } from '../../../src/engine/tokenizer';
+import { NodeFolderStore } from '../../../src/node/files';
+import { BACKENDS, fromTensorMessage, TOKEN_METRICS, type PanelDescription, type TokenMetric } from '../../../src/protocol';
+import type { InspectionResult } from '../../../src/extension/inspect';
+import { api, errorKind, EXTENSION_ID, waitFor, wsFile } from './helpers';
+
+/** The protocol's per-token metrics computed straight from their definitions on float64 internals. */
+async function referenceMetrics(modelDir: string, ids: Int32Array): Promise<Record<TokenMetric, Float64Array>[]> {
+  const model = await loadModelFolder(new NodeFolderStore(modelDir), 'float64');
+  if (model.config.arch !== 'mamba1') throw new Error('the bundled model is Mamba-1');
+  const params = model.params as { layers: readonly { A_log: { data: Float64Array } }[] };
+  const { layers } = referenceForward(model, ids);
+  const { dInner: D, dState: N } = model.config;
+  return layers.map(({ layer, tensors }) => {
+    const delta = tensors.delta!.data, z = tensors.z!.data, u = tensors.u!.data, B = tensors.B!.data;
+    const A = params.layers[layer].A_log.data.map((a) => -Math.exp(a));
+    const L = ids.length;
+    const out = Object.fromEntries(TOKEN_METRICS.map((m) => [m, new Float64Array(L)])) as Record<TokenMetric, Float64Array>;
+    for (let t = 0; t < L; t++) {
+      let bNorm = 0;
+      for (let n = 0; n < N; n++) bNorm += B[t * N + n] ** 2;
+      bNorm = Math.sqrt(bNorm);
+      for (let d = 0; d < D; d++) {
+        const dt = delta[t * D + d], zz = z[t * D + d];
+        out.delta[t] += dt / D;
+        out.gate[t] += zz / (1 + Math.exp(-zz)) / D;
+        for (let n = 0; n < N; n++) out.forget[t] += Math.exp(dt * A[d * N + n]) / (D * N);
+        out.write[t] += (Math.abs(dt * u[t * D + d]) * bNorm) / D;
+      }
+    }
+    return out;
+  });
+}
+
+function changedViews(a: PanelDescription, b: PanelDescription): string[] {
+  return Object.keys(b.views).filter((v) => JSON.stringify(a.views[v]) !== JSON.stringify(b.views[v]));
+}
+
+describe('Inspect File on the bundled model (real VS Code)', function () {
+  let result: InspectionResult;
+  let text: string;
+  const sample = () => wsFile('demo0.py');
+
+  before(async function () {
+    const a = await api();
+    const t0 = Date.now();
+    result = await a.inspect(sample());
+    text = (await vscode.workspace.openTextDocument(sample())).getText();
+    console.log(`      first inspection (weights upload + forward): ${Date.now() - t0} ms, forward ${result.summary.forwardMs.toFixed(0)} ms on ${result.summary.backend.backend} (${result.summary.backend.reason})`);
+  });
+
+  it('tokenizes the whole file with the model tokenizer and names the backend that ran', async () => {
+    const modelDir = vscode.Uri.joinPath(vscode.extensions.getExtension(EXTENSION_ID)!.extensionUri, 'assets', 'mamba1-demo');
+    const tok = MambaTokenizer.fromJson(new TextDecoder().decode(await vscode.workspace.fs.readFile(vscode.Uri.joinPath(modelDir, 'tokenizer.json'))), 'tokenizer.json');
+    assert.equal(result.tokens, tok.encode(text).ids.length);
+    assert.ok(result.tokens > 100, `demo0.py has ${result.tokens} tokens`);
+    assert.ok((BACKENDS as readonly string[]).includes(result.summary.backend.backend));
+    assert.deepEqual([...result.summary.layers], [0, 1, 2, 3]);
+  });
+
+  it("the panel's per-token metrics equal the float64 reference forward's, every layer", async () => {
+    const modelDir = vscode.Uri.joinPath(vscode.extensions.getExtension(EXTENSION_ID)!.extensionUri, 'assets', 'mamba1-demo').fsPath;
+    const tok = MambaTokenizer.fromJson(new TextDecoder().decode(await vscode.workspace.fs.readFile(vscode.Uri.file(`${modelDir}/tokenizer.json`))), 'tokenizer.json');
+    const ref = await referenceMetrics(modelDir, tok.encode(text).ids);
+    const L = result.tokens;
+    for (const m of TOKEN_METRICS) {
+      const got = fromTensorMessage(result.summary.perToken[m], m).data;
+      assert.deepEqual([...result.summary.perToken[m].shape], [4, L], `${m} shape`);
+      for (let layer = 0; layer < 4; layer++) {
+        const err = normalizedError(got.subarray(layer * L, (layer + 1) * L), ref[layer][m]);
+        assert.ok(err < 2e-3, `${m} layer ${layer}: normalized error ${err.toExponential(2)} vs the float64 reference`);
+      }
+    }
+  });
+
+  it('the panel drew real values: canvases with many colours and a non-degenerate range', async () => {
+    const d = await (await api()).describePanel();
+    assert.equal(d.runId, result.runId);
+    const drawn = Object.entries(d.views).filter(([, v]) => v.drawn && v.distinctColors >= 16 && v.max > v.min);
+    assert.ok(drawn.length >= 3, `views with real pixels: ${JSON.stringify(d.views)}`);
+  });
+
+  it('selecting a token from the editor selects it in the panel and updates the linked views', async () => {
+    const a = await api();
+    const before = await a.describePanel();
+    const token = Math.floor(result.tokens / 2);
+    a.selectToken(token);
+    await waitFor('the panel to report the selection', () => (a.lastSelection()?.token === token ? true : undefined));
+    const after = await waitFor('linked views to redraw', async () => {
+      const d = await a.describePanel();
+      return d.selection?.token === token && changedViews(before, d).length >= 2 ? d : undefined;
+    });
+    console.log(`      views redrawn for token ${token}: ${changedViews(before, after).join(', ')}`);
+  });
+
+  it('tints the inspected tokens in the editor over the whole 16-level range', async () => {
+    const stats = (await api()).decorationStats();
+    assert.ok(stats.decorated >= result.tokens * 0.9, `${stats.decorated} of ${result.tokens} tokens decorated`);
+    assert.ok(stats.levels[0] > 0 && stats.levels[15] > 0, 'both ends of the scale are used');
+    assert.ok(stats.levels.filter((n) => n > 0).length >= 8, `levels used: ${stats.levels}`);
+  });
+
+  it('decorations follow an edit before the sample and are cleared by an edit inside it', async () => {
+    const a = await api();
+    const editor = await vscode.window.showTextDocument(sample(), { preview: false });
+    const decorated = a.decorationStats().decorated;
+    try {
+      await editor.edit((e) => e.insert(new vscode.Position(0, 0), '# x\n'));
+      assert.equal(a.decorationStats().decorated, decorated, 'an insertion before the sample keeps them');
+      await editor.edit((e) => e.insert(new vscode.Position(3, 2), 'zz'));
+      assert.equal(a.decorationStats().decorated, 0, 'an edit inside the inspected text clears them');
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.files.revert');
+    }
+    await a.inspect(sample());
+  });
+
+  it('exports the view as PNG and the selected slice as .npy and .csv, written by the host', async () => {
+    const a = await api();
+    const out = wsFile('exports');
+    await vscode.workspace.fs.createDirectory(out);
+    const magic: Record<'png' | 'npy' | 'csv', (b: Uint8Array) => boolean> = {
+      png: (b) => b[0] === 0x89 && String.fromCharCode(...b.subarray(1, 4)) === 'PNG',
+      npy: (b) => b[0] === 0x93 && String.fromCharCode(...b.subarray(1, 6)) === 'NUMPY',
+      csv: (b) => /^[^\n]*,[^\n]*\n/.test(new TextDecoder().decode(b.subarray(0, 4096))),
+    };
+    for (const kind of ['png', 'npy', 'csv'] as const) {
+      const target = vscode.Uri.joinPath(out, `view.${kind}`);
+      const saved = await a.exportView(kind, target);
+      assert.ok(saved, `${kind} export was saved`);
+      const bytes = await vscode.workspace.fs.readFile(target);
+      assert.ok(bytes.length > 16 && magic[kind](bytes), `${kind}: ${bytes.length} bytes starting ${[...bytes.subarray(0, 8)]}`);
+    }
+  });
+});
+
+describe('Inspect: failures and cancellation', function () {
+  it('an empty file is refused with one line naming it', async () => {
+    const a = await api();
+    await assert.rejects(a.inspect(wsFile('empty.py')), (e: unknown) => errorKind(e) === 'bad-input' && /empty\.py: is empty: nothing to inspect$/.test((e as Error).message));
+  });
+
+  it('a second inspection cancels the one in flight; the panel shows the second', async () => {
+    const a = await api();
+    const first = a.inspect(wsFile('demo1.py'));
+    const second = a.inspect(wsFile('demo2.py'));
+    await assert.rejects(first, (e: unknown) => errorKind(e) === 'cancelled');
+    const r = await second;
+    assert.equal((await a.describePanel()).runId, r.runId);
+  });
+
+  it('Inspect Selection inspects only the selected lines', async () => {
+    const a = await api();
+    const r = await a.inspect(wsFile('demo3.py'), new vscode.Range(2, 0, 8, 0));
+    assert.match(r.sampleName, /^demo3\.py:3-9$/);
+    const whole = await a.inspect(wsFile('demo3.py'));
+    assert.ok(r.tokens < whole.tokens / 2, `${r.tokens} selected vs ${whole.tokens} in the file`);
+  });
+});
+
+describe('Open Model', function () {
+  it('switches to another model folder: weights go to the panel again and the run has its layers', async () => {
+    const a = await api();
+    const ref = await vscode.commands.executeCommand<{ label: string } | undefined>('mambaScope.openModel', wsFile('mamba1-tiny'));
+    assert.equal(ref?.label, 'mamba1-tiny');
+    try {
+      const r = await a.inspect(wsFile('demo0.py'));
+      assert.deepEqual([...r.summary.layers], [0, 1]);
+    } finally {
+      const bundled = vscode.Uri.joinPath(vscode.extensions.getExtension(EXTENSION_ID)!.extensionUri, 'assets', 'mamba1-demo');
+      await vscode.commands.executeCommand('mambaScope.openModel', bundled);
+    }
+  });
+});
