@@ -94,6 +94,8 @@ export interface ViewSettings {
   readonly defaultLayer: number;
   /** Forget factor below which a step counts as near-reset (mean exp(ΔA) < τ). */
   readonly resetThreshold: number;
+  /** Webview URL of the folder with tfjs-backend-wasm's .wasm files (asWebviewUri, trailing slash); without it the wasm fallback is skipped. */
+  readonly wasmPath?: string;
 }
 
 export interface BackendInfo {
