@@ -1,0 +1,155 @@
+/**
+ * WGSL for the selective scan, generated per state size N so the N states of a channel live in
+ * N scalar registers (h0 … h{N−1}, unrolled): no private array that a driver might spill to
+ * memory, and SwiftShader (which does not unroll loops) gets straight-line code.
+ *
+ * One invocation owns one channel over one chunk of tokens; channels are the fastest index, so
+ * neighbouring invocations read neighbouring u/Δ/z and write neighbouring y (coalesced), while
+ * B_t and C_t are the same address across a wave (one broadcast load).
+ *
+ * Mamba-1 and Mamba-2 share the code: a channel d belongs to head k = d / headDim and group
+ * k / headsPerGroup; Mamba-1 is headDim 1, one group, and an A per (channel, state) instead of
+ * one per head (then exp(Δ·A) is N exponentials per token instead of one).
+ *
+ * The small per-channel inputs travel in one float array, Params = [A | D | slot per token]
+ * (slot: index into the requested states, or −1), because a browser's WebGPU device grants
+ * 8 storage buffers per shader and the output pass would otherwise need 10.
+ *
+ * Three programs:
+ *  - output: scan a chunk from a start state (zero, or the carried state H0), write y = C·h + D·u,
+ *    optionally y·silu(z) and the states at requested tokens. With one chunk it is the fused
+ *    single-pass scan.
+ *  - chunkEnd: scan a chunk from zero and keep only its end state and ΣΔ (the chunk's decay is
+ *    exp(A·ΣΔ)), for every chunk but the last.
+ *  - carry: one invocation per (channel, state) walks the chunks in order:
+ *    H_c = exp(A·ΣΔ_{c−1})·H_{c−1} + S_{c−1}, the start state of chunk c.
+ */
+import { SAFE_MATH_WGSL } from './program';
+
+export interface ScanKernelOptions {
+  readonly N: number;
+  /** Mamba-1: A is [channels, N]. Mamba-2: A is [heads]. */
+  readonly aPerState: boolean;
+  /**
+   * Bm and Cm are bound as vec4 arrays (N a multiple of 4): a quarter of the load instructions,
+   * and of the bounds checks WebGPU adds to each (SwiftShader pays for every one).
+   */
+  readonly vec4: boolean;
+}
+
+export interface OutputKernelOptions extends ScanKernelOptions {
+  /** Also write y·silu(z) after y. */
+  readonly gate: boolean;
+  /** Also write h after the tokens with a slot ≥ 0, after y (and the gated y). */
+  readonly states: boolean;
+  /** Chunks after the first start from H0 (the carry program's output). */
+  readonly carried: boolean;
+}
+
+/** Uniforms every scan program declares (values from scanUniforms). */
+export const SCAN_UNIFORM_NAMES = ['seqLen', 'channels', 'heads', 'headDim', 'groupStride', 'headsPerGroup', 'chunkLen', 'numChunks', 'skipOffset', 'slotOffset'] as const;
+
+const each = (N: number, f: (n: number) => string, sep = '\n    '): string => Array.from({ length: N }, (_, n) => f(n)).join(sep);
+
+/** Declares row t of B or C (`bc` is its first element) and returns each state's element. */
+function rowOf(matrix: 'Bm' | 'Cm', { N, vec4 }: ScanKernelOptions): { load: string; at: (n: number) => string } {
+  const v = matrix === 'Bm' ? 'bv' : 'cv';
+  if (!vec4) return { load: '', at: (n) => `${matrix}[bc + ${n}]` };
+  return {
+    load: each(N / 4, (q) => `let ${v}${q} = ${matrix}[bc / 4 + ${q}];`),
+    at: (n) => `${v}${n >> 2}.${'xyzw'[n & 3]}`,
+  };
+}
+
+function channelPrelude({ N, aPerState }: ScanKernelOptions): string {
+  return `
+  let channels = uniforms.channels;
+  let c = index / channels;
+  if (c >= uniforms.numChunks) { return; }
+  let d = index - c * channels;
+  let k = d / uniforms.headDim;
+  let bOff = (k / uniforms.headsPerGroup) * ${N};
+  ${aPerState ? each(N, (n) => `let a${n} = finiteA(Params[d * ${N} + ${n}]);`, '\n  ') : 'let a = finiteA(Params[k]);'}
+  ${each(N, (n) => `var h${n} = 0.0;`, '\n  ')}
+  let t0 = c * uniforms.chunkLen;
+  let t1 = min(t0 + uniforms.chunkLen, uniforms.seqLen);`;
+}
+
+/** Loads token t's inputs and advances the N states: h = exp(Δ·A)·h + Δ·u·B_t. */
+function stateUpdate(o: ScanKernelOptions): string {
+  const { N, aPerState } = o;
+  const b = rowOf('Bm', o);
+  return `
+    let dt = Delta[t * uniforms.heads + k];
+    let x = U[t * channels + d];
+    let dx = dt * x;
+    let bc = t * uniforms.groupStride + bOff;
+    ${aPerState ? '' : 'let e = decayOf(dt * a);'}
+    ${b.load}
+    ${each(N, (n) => `h${n} = ${aPerState ? `decayOf(dt * a${n})` : 'e'} * h${n} + dx * ${b.at(n)};`)}`;
+}
+
+export function outputKernel(o: OutputKernelOptions): string {
+  const { N } = o;
+  const c = rowOf('Cm', o);
+  const statesBase = `${o.gate ? 2 : 1} * uniforms.seqLen * channels`;
+  return `${SAFE_MATH_WGSL}
+fn main(index : i32) {
+  ${channelPrelude(o)}
+  ${o.carried ? `if (c > 0) {
+    let start = (c - 1) * ${N} * channels + d;
+    ${each(N, (n) => `h${n} = H0[start + ${n} * channels];`)}
+  }` : ''}
+  let skip = Params[uniforms.skipOffset + k];
+  for (var t = t0; t < t1; t = t + 1) {
+    ${stateUpdate(o)}
+    ${c.load}
+    var acc = 0.0;
+    ${each(N, (n) => `acc = acc + h${n} * ${c.at(n)};`)}
+    let y = acc + skip * x;
+    let at = t * channels + d;
+    result[at] = y;
+    ${o.gate ? 'result[uniforms.seqLen * channels + at] = y * siluOf(Z[at]);' : ''}
+    ${o.states ? `let slot = i32(Params[uniforms.slotOffset + t]);
+    if (slot >= 0) {
+      let hs = ${statesBase} + (slot * channels + d) * ${N};
+      ${each(N, (n) => `result[hs + ${n}] = h${n};`, '\n      ')}
+    }` : ''}
+  }
+}`;
+}
+
+/** Output [(c·(N+1) + n)·channels + d]: end states S, then ΣΔ at n = N. */
+export function chunkEndKernel(o: ScanKernelOptions): string {
+  const { N } = o;
+  return `${SAFE_MATH_WGSL}
+fn main(index : i32) {
+  ${channelPrelude(o)}
+  var sumDt = 0.0;
+  for (var t = t0; t < t1; t = t + 1) {
+    ${stateUpdate(o)}
+    sumDt = sumDt + dt;
+  }
+  let out = c * ${N + 1} * channels + d;
+  ${each(N, (n) => `result[out + ${n} * channels] = h${n};`, '\n  ')}
+  result[out + ${N} * channels] = sumDt;
+}`;
+}
+
+/** Input S from chunkEndKernel; output [(c·N + n)·channels + d]: the start state of chunk c + 1. */
+export function carryKernel({ N, aPerState }: Omit<ScanKernelOptions, 'vec4'>): string {
+  return `${SAFE_MATH_WGSL}
+fn main(index : i32) {
+  let channels = uniforms.channels;
+  let n = index / channels;
+  if (n >= ${N}) { return; }
+  let d = index - n * channels;
+  let a = finiteA(Params[${aPerState ? `d * ${N} + n` : 'd / uniforms.headDim'}]);
+  var h = 0.0;
+  for (var c = 0; c < uniforms.numChunks; c = c + 1) {
+    let base = c * ${N + 1} * channels + d;
+    h = decayOf(a * S[base + ${N} * channels]) * h + S[base + n * channels];
+    result[(c * ${N} + n) * channels + d] = h;
+  }
+}`;
+}

@@ -1,0 +1,109 @@
+/**
+ * WebGPU in Node: Dawn from the npm `webgpu` package, registered as tfjs's 'webgpu' backend, so
+ * the CLI (`inspect --backend webgpu`), the tests and the benchmarks run the same WGSL kernels as
+ * the webview.
+ *
+ * Without a GPU, Dawn needs a Vulkan driver: Chromium ships SwiftShader (a CPU Vulkan driver) with
+ * its ICD json, and the Vulkan loader (Debian's libvulkan1) is told about it through
+ * VK_ADD_DRIVER_FILES, which adds it beside any real driver instead of hiding them
+ * (a machine with a GPU still gets the GPU: the adapter is asked for high performance).
+ */
+import { existsSync } from 'node:fs';
+import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import * as tf from '@tensorflow/tfjs-core';
+import { registerWebGpuKernels } from '../engine/kernels';
+
+/** Where Debian/Ubuntu/Fedora Chromium packages put SwiftShader's Vulkan ICD. */
+const SWIFTSHADER_ICDS = [
+  '/usr/lib/chromium/vk_swiftshader_icd.json',
+  '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
+  '/usr/lib64/chromium-browser/vk_swiftshader_icd.json',
+];
+
+export interface DawnAdapterInfo {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  /** A CPU implementation (SwiftShader, lavapipe): correct, but no speed figures mean much. */
+  readonly software: boolean;
+}
+
+let registration: Promise<DawnAdapterInfo> | undefined;
+
+/**
+ * Creates a Dawn device and registers it as tfjs's 'webgpu' backend (call `tf.setBackend('webgpu')`
+ * afterwards), with the WGSL scan as that backend's scan. Throws when no adapter exists: callers that want WebGPU must not silently get
+ * something else. Idempotent.
+ */
+export function registerDawnWebGpu(): Promise<DawnAdapterInfo> {
+  registration ??= register();
+  return registration;
+}
+
+async function register(): Promise<DawnAdapterInfo> {
+  offerSwiftShader();
+  let dawn: typeof import('webgpu');
+  try {
+    // require, not import(): the CLI and extension bundles are CommonJS, and Node 20 loads this
+    // ES module through require; a dynamic import() would not resolve from a bundled file.
+    dawn = require('webgpu') as typeof import('webgpu');
+  } catch (e) {
+    throw new Error(`WebGPU in Node needs the optional npm package "webgpu" (Dawn): ${(e as Error).message}`);
+  }
+  // tfjs-backend-webgpu reads GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+  for (const [name, value] of Object.entries(dawn.globals)) {
+    if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+  }
+  const gpu = dawn.create([]);
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    throw new Error(
+      'Dawn found no WebGPU adapter: install a Vulkan loader (apt: libvulkan1) and either a GPU Vulkan driver ' +
+        'or Chromium, whose SwiftShader is a CPU Vulkan driver (apt: chromium); or point VK_DRIVER_FILES at an ICD json',
+    );
+  }
+  // The backend checks navigator.gpu when it is constructed; Node 20 has no navigator at all.
+  const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: GPU };
+  if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
+
+  const limits = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
+    // The same limits tfjs-backend-webgpu asks for in a browser: the adapter's own, not the defaults.
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+  const info = adapter.info;
+  // A registration made by importing tfjs-backend-webgpu while navigator.gpu existed would ask
+  // for its own adapter; this one is the adapter just checked.
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  // Priority 0: registering never changes the backend tfjs picks by itself; it is chosen explicitly.
+  tf.registerBackend('webgpu', () => new WebGPUBackend(device, info), 0);
+  registerWebGpuKernels();
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: isSoftwareAdapter(info),
+  };
+}
+
+export function isSoftwareAdapter(info: { architecture: string; vendor: string }): boolean {
+  return /swiftshader|llvmpipe|lavapipe/i.test(`${info.architecture} ${info.vendor}`);
+}
+
+/** Adds Chromium's SwiftShader to the Vulkan drivers unless the user chose drivers explicitly. */
+function offerSwiftShader(): void {
+  const env = process.env;
+  if (env.VK_ICD_FILENAMES || env.VK_DRIVER_FILES || env.VK_ADD_DRIVER_FILES) return;
+  const icd = SWIFTSHADER_ICDS.find((p) => existsSync(p));
+  if (icd) env.VK_ADD_DRIVER_FILES = icd;
+}
