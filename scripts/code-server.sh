@@ -44,6 +44,7 @@ ensure_code_server() {
 
 # start_code_server PORT RUN_DIR WORKSPACE [extra args...]: a fresh user-data dir under RUN_DIR,
 # bound to 127.0.0.1 (a secure context, so WebGPU is allowed), in its own process group.
+# INSTALL_VSIX=<file> installs that .vsix into the fresh extensions dir first.
 start_code_server() {
   local port=$1 run=$2 ws=$3; shift 3
   rm -rf "$run"; mkdir -p "$run/ud/User" "$run/exts" "$run/xdg" "$run/tmp"
@@ -60,6 +61,12 @@ start_code_server() {
   "security.workspace.trust.enabled": false
 }
 JSON
+  if [ -n "${INSTALL_VSIX:-}" ]; then
+    log "installing $(basename "$INSTALL_VSIX") into the fresh extensions dir"
+    PATH="$NODE24_BIN:$PATH" XDG_CONFIG_HOME="$run/xdg/config" XDG_DATA_HOME="$run/xdg/data" "$NODE24_BIN/node" "$CS/out/node/entry.js" \
+      --user-data-dir "$run/ud" --extensions-dir "$run/exts" --install-extension "$INSTALL_VSIX" > "$run/install.log" 2>&1 \
+      || { cat "$run/install.log"; return 1; }
+  fi
   # TMPDIR/XDG_* keep VS Code's sockets and caches inside RUN_DIR (socket paths must stay short).
   TMPDIR="$run/tmp" XDG_CONFIG_HOME="$run/xdg/config" XDG_DATA_HOME="$run/xdg/data" XDG_CACHE_HOME="$run/xdg/cache" PATH="$NODE24_BIN:$PATH" \
   setsid "$NODE24_BIN/node" "$CS/out/node/entry.js" \

@@ -15,7 +15,7 @@ import { PROTOCOL_VERSION, Rpc, toTensorMessage, type DumpParams, type HostApi, 
 import { saveExport } from './exports';
 import { openUri } from './files';
 import { readSettings, viewSettings } from './settings';
-import { webviewHtml, webviewOptions } from './webviewHtml';
+import { wasmPath, webviewHtml, webviewOptions } from './webviewHtml';
 
 export const DUMP_VIEW_TYPE = 'mambaScope.tensorViewer';
 /** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
@@ -71,7 +71,7 @@ export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProv
     rpc.handle('saveExport', (data) => saveExport(data));
     rpc.on('ready', ({ protocolVersion }) => {
       if (protocolVersion !== PROTOCOL_VERSION) return;
-      rpc.notify('setSettings', viewSettings(settings));
+      rpc.notify('setSettings', { ...viewSettings(settings), wasmPath: wasmPath(panel.webview, this.extensionUri) });
       void this.send(rpc, document).catch((e) => void vscode.window.showErrorMessage(`Mamba Scope: ${e instanceof Error ? e.message : String(e)}`));
     });
     const key = document.uri.toString();

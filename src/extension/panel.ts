@@ -23,7 +23,7 @@ import {
 } from '../protocol';
 import { saveExport } from './exports';
 import type { HostModel } from './models';
-import { mayUseWasm, webviewHtml, webviewOptions } from './webviewHtml';
+import { mayUseWasm, wasmPath, webviewHtml, webviewOptions } from './webviewHtml';
 
 /** The webview bundle has to start (tfjs init included) within this time. */
 const READY_TIMEOUT_MS = 60_000;
@@ -85,7 +85,7 @@ export class InspectorPanel implements vscode.Disposable {
       }
       const wasReady = this.loadedModelId !== null || this.lastRun !== undefined;
       this.loadedModelId = null;
-      this.rpc.notify('setSettings', this.settings);
+      this.sendSettings();
       this.markReady();
       if (wasReady) this.emitter.reloaded.fire();
     });
@@ -116,8 +116,12 @@ export class InspectorPanel implements vscode.Disposable {
       this.htmlBackend = settings.backend;
       this.render();
     } else {
-      this.rpc.notify('setSettings', settings);
+      this.sendSettings();
     }
+  }
+
+  private sendSettings(): void {
+    this.rpc.notify('setSettings', { ...this.settings, wasmPath: wasmPath(this.panel.webview, this.extensionUri) });
   }
 
   async whenReady(): Promise<void> {

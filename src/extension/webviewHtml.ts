@@ -20,6 +20,11 @@ export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions 
   return { enableScripts: true, localResourceRoots: localResourceRoots(extensionUri) };
 }
 
+/** ViewSettings.wasmPath: the webview URL of dist/wasm/ (setWasmPaths wants the trailing slash). */
+export function wasmPath(webview: vscode.Webview, extensionUri: vscode.Uri): string {
+  return `${webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'wasm'))}/`;
+}
+
 /** Whether the wasm backend may be chosen, and so needs 'wasm-unsafe-eval'. */
 export function mayUseWasm(backend: BackendPreference): boolean {
   return backend === 'wasm' || backend === 'auto';
@@ -51,7 +56,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, o
     ${styles}
     <title>${escapeHtml(opts.title)}</title>
   </head>
-  <body data-mode="${opts.mode}" data-wasm-paths="${asset('dist', 'wasm')}/">
+  <body data-mode="${opts.mode}">
     <script nonce="${nonce}" src="${asset('dist', 'webview.js')}"></script>
   </body>
 </html>`;

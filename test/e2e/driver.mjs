@@ -144,8 +144,8 @@ async function runUi() {
     console.log(`${ts()} editor decoration spans in view: ${decorated}`);
     await page.screenshot({ path: join(SHOTS, '01-inspected.png') });
 
-    // Select a token in the panel: a token element if the strip has them, else the heatmap.
-    const token = frame.locator('[data-token]').nth(40);
+    // Select a token in the panel: click one in the token strip (a listbox of options), else a heatmap cell.
+    const token = frame.locator('[role="listbox"] [role="option"]').nth(40);
     const tClick = Date.now();
     if (await token.count()) await token.click();
     else {
