@@ -5,7 +5,7 @@
  * `a` is the reference: tolerances scale with |a| and normalized errors divide by max|a|.
  */
 import type { DType } from '../formats/dtypes';
-import { parseDumpKey } from '../formats/dump';
+import { dumpKey, parseDumpKey } from '../formats/dump';
 import type { TensorStore } from '../formats/safetensors';
 import { sizeOf } from '../tensor';
 import { sortForward } from './forwardOrder';
@@ -157,6 +157,8 @@ export interface DumpComparison {
   /** Tensors in both files with the same shape, in forward order. */
   readonly tensors: TensorComparison[];
   readonly shapeMismatches: { readonly name: string; readonly a: readonly number[]; readonly b: readonly number[] }[];
+  /** Tensors compared under the format's name though a file calls them otherwise (hf_logits → logits). */
+  readonly renamed: { readonly name: string; readonly a: string; readonly b: string }[];
   readonly onlyInA: string[];
   readonly onlyInB: string[];
   /** The lowest layer with a divergent (or differently shaped) tensor; null if none. */
@@ -167,11 +169,6 @@ export interface DumpComparison {
 export interface ToleranceOverride {
   readonly rtol?: number;
   readonly atol?: number;
-}
-
-export function toleranceOf(a: TensorStore, b: TensorStore, name: string, override: ToleranceOverride = {}): Tolerance {
-  const base = DEFAULT_TOLERANCE[loosest(tensorToleranceClass(a, name), tensorToleranceClass(b, name))];
-  return { rtol: override.rtol ?? base.rtol, atol: override.atol ?? base.atol };
 }
 
 /** float64 only when stored as float64: float32 holds every narrower float exactly and halves the memory of big logits. */
@@ -190,35 +187,57 @@ export async function tokenMapping(store: TensorStore, name: string): Promise<((
   return (row) => tokens[row] ?? row;
 }
 
+/**
+ * Dumps written from transformers name the model's own outputs hf_logits and layers.i.hf_out
+ * (shared fixtures); they are the format's logits and layers.i.out, and are compared as such
+ * unless the file also has the plain name.
+ */
+function canonicalNames(store: TensorStore): Map<string, string> {
+  const present = new Set(store.names());
+  const byCanonical = new Map<string, string>();
+  for (const actual of store.names()) {
+    const { layer, name } = parseDumpKey(actual);
+    const canonical = layer === null ? (name === 'hf_logits' ? 'logits' : actual) : name === 'hf_out' ? dumpKey(layer, 'out') : actual;
+    byCanonical.set(canonical !== actual && present.has(canonical) ? actual : canonical, actual);
+  }
+  return byCanonical;
+}
+
 export async function compareStores(a: TensorStore, b: TensorStore, override: ToleranceOverride = {}): Promise<DumpComparison> {
-  const inB = new Set(b.names());
-  const inA = new Set(a.names());
-  const common = sortForward(a.names().filter((n) => inB.has(n)));
+  const namesA = canonicalNames(a);
+  const namesB = canonicalNames(b);
+  const common = sortForward([...namesA.keys()].filter((n) => namesB.has(n)));
   const tensors: TensorComparison[] = [];
   const shapeMismatches: DumpComparison['shapeMismatches'] = [];
+  const renamed: DumpComparison['renamed'] = [];
   let firstDivergentLayer: number | null = null;
   const diverged = (layer: number | null) => {
     if (layer !== null && (firstDivergentLayer === null || layer < firstDivergentLayer)) firstDivergentLayer = layer;
   };
   for (const name of common) {
-    const shapeA = a.info(name)!.shape;
-    const shapeB = b.info(name)!.shape;
+    const inA = namesA.get(name)!;
+    const inB = namesB.get(name)!;
+    if (inA !== name || inB !== name) renamed.push({ name, a: inA, b: inB });
+    const shapeA = a.info(inA)!.shape;
+    const shapeB = b.info(inB)!.shape;
     const { layer } = parseDumpKey(name);
     if (shapeA.length !== shapeB.length || shapeA.some((d, k) => d !== shapeB[k])) {
       shapeMismatches.push({ name, a: shapeA, b: shapeB });
       diverged(layer);
       continue;
     }
-    const tolerance = toleranceOf(a, b, name, override);
-    const diff = diffArrays(await readValues(a, name), await readValues(b, name), shapeA, tolerance, await tokenMapping(a, name));
+    const tolerance = DEFAULT_TOLERANCE[loosest(tensorToleranceClass(a, inA), tensorToleranceClass(b, inB))];
+    const tol = { rtol: override.rtol ?? tolerance.rtol, atol: override.atol ?? tolerance.atol };
+    const diff = diffArrays(await readValues(a, inA), await readValues(b, inB), shapeA, tol, await tokenMapping(a, inA));
     if (diff.firstDivergence) diverged(layer);
-    tensors.push({ name, layer, shape: shapeA, tolerance, ...diff });
+    tensors.push({ name, layer, shape: shapeA, tolerance: tol, ...diff });
   }
   return {
     tensors,
     shapeMismatches,
-    onlyInA: sortForward(a.names().filter((n) => !inB.has(n))),
-    onlyInB: sortForward(b.names().filter((n) => !inA.has(n))),
+    renamed,
+    onlyInA: sortForward([...namesA.keys()].filter((n) => !namesB.has(n)).map((n) => namesA.get(n)!)),
+    onlyInB: sortForward([...namesB.keys()].filter((n) => !namesA.has(n)).map((n) => namesB.get(n)!)),
     firstDivergentLayer,
   };
 }

@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Write a mamba-dump/1 file from a PyTorch Mamba model, for Mamba Scope.
+
+Attaches forward hooks to a transformers MambaForCausalLM / Mamba2ForCausalLM (or a bare
+MambaModel / Mamba2Model), or a mamba_ssm MambaLMHeadModel, runs one forward pass and writes
+what the model computed, in the layout the extension and `mamba-scope compare` / `rescan` read:
+
+  input_ids [L] int32 · logits [L, V]
+  layers.i.hidden_in [L, H]   residual stream entering layer i
+  layers.i.z [L, D]           gate branch of in_proj (before SiLU)
+  layers.i.u [L, D]           scan input: x after the causal conv and SiLU
+  layers.i.delta [L, D]       Δ after dt_proj + softplus (Mamba-2: [L, heads], with dt_bias and clamp)
+  layers.i.B, layers.i.C      [L, N] (Mamba-2: [L, groups·N])
+  layers.i.y [L, D]           scan output including D·u, before the gate
+  layers.i.h [T, D, N]        state after token t for t in layers.i.h_tokens [T] (Mamba-2: [T, heads, P, N])
+  layers.i.out [L, H]         mixer output (out_proj) · layers.i.hidden_out [L, H] residual after the layer
+  metadata: format "mamba-dump/1", layout "LD", model "mamba1"|"mamba2", dtype (the model's),
+            tokens (JSON list of token strings), source, recomputed (see below)
+
+Tensors are stored as float32 (a bf16/fp16 model's values are exact in float32); the metadata
+"dtype" tells `mamba-scope compare` which tolerance applies.
+
+What is captured and what is recomputed. Hooks catch the model's own numbers wherever a module is
+called: block input/output, mixer input/output, in_proj, x_proj's input (u) and output (Δ's
+low-rank part, B, C), the first SiLU (the conv output), dt_proj, Mamba-2's gated norm input (y). Fused CUDA paths (mamba_ssm kernels) skip some
+modules; those quantities are then recomputed from the captured upstream values in float64 with
+the layer's weights. The states h are never reachable by hooks: they are always recomputed in
+float64 from the dump's own u, Δ, B, C with A = −exp(A_log) (and so is Mamba-1's y, which exists
+only inside the scan). Every captured value is checked against its float64 recomputation (a
+hook on the wrong call would disagree completely); metadata "recomputed" lists what was
+recomputed, so a reader knows which numbers are the model's.
+
+Needs torch and safetensors; transformers (or mamba_ssm) only to load a model from a folder, and
+the tokenizers package only to tokenize --text.
+
+Usage:
+  python tools/dump_mamba.py --model <hf-folder> --text sample.py --out dump.safetensors
+         [--states 0,57,-1] [--dtype float32|bfloat16|float16] [--device cuda|cpu]
+         [--ids 1,2,3 | --ids-from other-dump.safetensors] [--mamba-ssm] [--allow-tf32]
+
+  --states    token positions whose states h are written (negative counts from the end; default -1)
+  --dtype     load the model in this dtype (default float32)
+  --ids-from  reuse the exact input_ids (and token strings) of another dump, to compare runs
+  --mamba-ssm load the folder with mamba_ssm's MambaLMHeadModel instead of transformers
+  --allow-tf32  keep TF32 matmuls/convolutions on (default off, so a float32 dump is float32)
+
+From Python (any model object of the kinds above, already loaded):
+  from dump_mamba import dump_model
+  dump_model(model, input_ids, "dump.safetensors", states_at=[0, -1], tokens=None)
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT = "mamba-dump/1"
+# A captured tensor farther than this (max|Δ| / max|ref|) from its float64 recomputation came from
+# the wrong call; bf16 models stay around 1e-2.
+AGREEMENT = 0.1
+
+
+def find_layers(model):
+    for path in ("backbone.layers", "layers", "model.layers"):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if all(hasattr(layer, "mixer") for layer in obj):
+            return list(obj)
+    raise ValueError("no Mamba layers found (expected .backbone.layers[i].mixer or .layers[i].mixer)")
+
+
+class Capture:
+    """The first value each hook saw during the forward pass of one layer."""
+
+    def __init__(self):
+        self.values = {}
+
+    def keep(self, key, value):
+        if key not in self.values and isinstance(value, torch.Tensor):
+            self.values[key] = value.detach().clone()
+
+    def get(self, key):
+        return self.values.get(key)
+
+
+def _hidden_arg(args, kwargs):
+    return args[0] if args else kwargs.get("hidden_states")
+
+
+def attach(model):
+    """Registers the hooks; returns (per-layer captures, hook handles)."""
+    layers = find_layers(model)
+    captures = [Capture() for _ in layers]
+    handles = []
+    act_ids = [id(getattr(layer.mixer, "act", None)) for layer in layers]
+    shared_act = len(set(act_ids)) != len(act_ids)
+    for cap, layer in zip(captures, layers):
+        mixer = layer.mixer
+
+        def block_pre(_m, args, kwargs, cap=cap):
+            hs = _hidden_arg(args, kwargs)
+            residual = args[1] if len(args) > 1 else kwargs.get("residual")
+            # mamba_ssm blocks take (mixer output so far, residual) and add them before the norm.
+            cap.keep("hidden_in", hs + residual if isinstance(residual, torch.Tensor) else hs)
+
+        def block_post(_m, _args, _kwargs, output, cap=cap):
+            if isinstance(output, tuple):  # mamba_ssm: (mixer output, residual)
+                cap.keep("hidden_out", output[1] + output[0])
+            else:
+                cap.keep("hidden_out", output)
+
+        handles.append(layer.register_forward_pre_hook(block_pre, with_kwargs=True))
+        handles.append(layer.register_forward_hook(block_post, with_kwargs=True))
+        handles.append(mixer.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("mixer_in", _hidden_arg(a, k)), with_kwargs=True))
+        handles.append(mixer.register_forward_hook(lambda _m, _a, out, cap=cap: cap.keep("out", out[0] if isinstance(out, tuple) else out)))
+        for name in ("in_proj", "x_proj", "dt_proj"):
+            module = getattr(mixer, name, None)
+            if isinstance(module, torch.nn.Module):
+                handles.append(module.register_forward_hook(lambda _m, _a, out, cap=cap, name=name: cap.keep(name, out)))
+        if isinstance(getattr(mixer, "x_proj", None), torch.nn.Module):
+            # x_proj's input is u itself (Mamba-1), also when the conv runs in a fused kernel.
+            handles.append(mixer.x_proj.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("x_proj_in", _hidden_arg(a, k)), with_kwargs=True))
+        act = getattr(mixer, "act", None)
+        if isinstance(act, torch.nn.Module) and not shared_act:
+            handles.append(act.register_forward_hook(lambda _m, _a, out, cap=cap: cap.keep("act", out)))
+        norm = getattr(mixer, "norm", None)
+        if isinstance(norm, torch.nn.Module) and mixer.A_log.dim() == 1:
+            handles.append(norm.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("norm_in", _hidden_arg(a, k)), with_kwargs=True))
+    return captures, handles
+
+
+# --- float64 recomputation ----------------------------------------------------------------------
+
+
+def _f64(t):
+    return t.detach().to("cpu", torch.float64)
+
+
+def _oriented(t, length, width):
+    """[1, L, W] or [1, W, L] (transformers keeps Mamba-1 channel-first) -> [L, W] in its own dtype, or None."""
+    if t is None:
+        return None
+    if t.dim() == 3:
+        t = t[0]
+    if t.dim() != 2:
+        return None
+    if tuple(t.shape) == (length, width):
+        return t
+    if tuple(t.shape) == (width, length):
+        return t.transpose(0, 1)
+    return None
+
+
+def _ld(t, length, width):
+    t = _oriented(t, length, width)
+    return None if t is None else _f64(t)
+
+
+def _pick(name, captured, recomputed, recomputed_names):
+    """The model's own value when it agrees with the float64 recomputation, else the recomputation."""
+    if captured is not None and captured.shape == recomputed.shape:
+        finite = torch.isfinite(captured)
+        if not finite.all():
+            return captured  # non-finite values are the model's own: never replace them
+        scale = recomputed.abs().max().item() or 1.0
+        if (captured - recomputed).abs().max().item() / scale <= AGREEMENT:
+            return captured
+    recomputed_names.append(name)
+    return recomputed
+
+
+def _linear(x, module):
+    y = x @ _f64(module.weight).T
+    return y + _f64(module.bias) if module.bias is not None else y
+
+
+def _causal_conv_silu(x, conv):
+    """Depthwise causal conv1d over [L, C] with left zero padding, then SiLU."""
+    weight = _f64(conv.weight)[:, 0, :]  # [C, K]
+    K = weight.shape[1]
+    padded = F.pad(x.T[None], (K - 1, 0))[0]  # [C, L + K - 1]
+    out = sum(weight[:, k : k + 1] * padded[:, k : k + x.shape[0]] for k in range(K)).T
+    if conv.bias is not None:
+        out = out + _f64(conv.bias)
+    return F.silu(out)
+
+
+def scan_mamba1(u, delta, A, B, C, D, at):
+    """h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t, y_t = h_t·C_t + D u_t; states after the tokens in `at`."""
+    L, channels = u.shape
+    h = torch.zeros(channels, A.shape[1], dtype=torch.float64)
+    y = torch.empty(L, channels, dtype=torch.float64)
+    states = {}
+    for t in range(L):
+        h = torch.exp(delta[t, :, None] * A) * h + (delta[t] * u[t])[:, None] * B[t][None, :]
+        y[t] = h @ C[t] + D * u[t]
+        if t in at:
+            states[t] = h.clone()
+    return y, torch.stack([states[t] for t in sorted(at)]) if at else None
+
+
+def scan_mamba2(u, delta, A, B, C, D, groups, at):
+    """Per head k: scalar A_k, Δ_{t,k}; head k reads B/C group k // (heads / groups)."""
+    L = u.shape[0]
+    heads = A.shape[0]
+    P = u.shape[1] // heads
+    N = B.shape[1] // groups
+    x = u.view(L, heads, P)
+    Dh = D.view(heads, -1)  # [heads, 1] or [heads, P] (D per channel)
+    h = torch.zeros(heads, P, N, dtype=torch.float64)
+    y = torch.empty(L, heads, P, dtype=torch.float64)
+    states = {}
+    for t in range(L):
+        Bt = B[t].view(groups, N).repeat_interleave(heads // groups, dim=0)
+        Ct = C[t].view(groups, N).repeat_interleave(heads // groups, dim=0)
+        h = torch.exp(delta[t] * A)[:, None, None] * h + (delta[t][:, None] * x[t])[:, :, None] * Bt[:, None, :]
+        y[t] = (h * Ct[:, None, :]).sum(-1) + Dh * x[t]
+        if t in at:
+            states[t] = h.clone()
+    return y.view(L, -1), torch.stack([states[t] for t in sorted(at)]) if at else None
+
+
+def layer_internals(mixer, cap, length, at):
+    """The dump tensors of one layer (float64) and the names of those recomputed."""
+    recomputed = []
+    xn = _f64(cap.get("mixer_in")[0])
+    proj_rec = _linear(xn, mixer.in_proj)
+    proj = _pick("in_proj", _ld(cap.get("in_proj"), length, proj_rec.shape[1]), proj_rec, recomputed)
+    A = -torch.exp(_f64(mixer.A_log))
+    D = _f64(mixer.D)
+    if mixer.A_log.dim() == 2:
+        channels, N = mixer.A_log.shape
+        R = mixer.dt_proj.weight.shape[1]
+        x, z = proj[:, :channels], proj[:, channels:]
+        u_captured = _ld(cap.get("x_proj_in"), length, channels)
+        u = _pick("u", u_captured if u_captured is not None else _ld(cap.get("act"), length, channels), _causal_conv_silu(x, mixer.conv1d), recomputed)
+        xdbl = _pick("x_proj", _ld(cap.get("x_proj"), length, R + 2 * N), _linear(u, mixer.x_proj), recomputed)
+        dt_rec = _linear(xdbl[:, :R], mixer.dt_proj)
+        dt_cap = cap.get("dt_proj")
+        dt = _pick("dt_proj", _ld(dt_cap, length, channels), dt_rec, recomputed)
+        # softplus in the model's own dtype when its dt_proj output was captured, as the model does.
+        delta = _ld(F.softplus(dt_cap), length, channels) if "dt_proj" not in recomputed else F.softplus(dt)
+        B, C = xdbl[:, R : R + N], xdbl[:, R + N :]
+        y, h = scan_mamba1(u, delta, A, B, C, D, at)
+        recomputed.append("y")
+        model = "mamba1"
+    else:
+        heads = A.shape[0]
+        d_inner = mixer.out_proj.weight.shape[1]
+        conv_dim = mixer.conv1d.weight.shape[0]
+        gn = (conv_dim - d_inner) // 2
+        groups = getattr(mixer, "n_groups", getattr(mixer, "ngroups", 1))
+        d_mlp = (proj.shape[1] - d_inner - conv_dim - heads) // 2
+        z = proj[:, 2 * d_mlp : 2 * d_mlp + d_inner]
+        xbc_raw = proj[:, 2 * d_mlp + d_inner : 2 * d_mlp + d_inner + conv_dim]
+        dt_raw = proj[:, 2 * d_mlp + d_inner + conv_dim :]
+        xbc = _pick("u", _ld(cap.get("act"), length, conv_dim), _causal_conv_silu(xbc_raw, mixer.conv1d), recomputed)
+        u, B, C = xbc[:, :d_inner], xbc[:, d_inner : d_inner + gn], xbc[:, d_inner + gn :]
+        lo, hi = getattr(mixer, "time_step_limit", getattr(mixer, "dt_limit", (0.0, math.inf)))
+        if "in_proj" in recomputed:
+            delta = torch.clamp(F.softplus(dt_raw + _f64(mixer.dt_bias)), lo, hi)
+        else:
+            # Δ in the model's own dtype, as the model computes it from its captured in_proj output.
+            native = _oriented(cap.get("in_proj"), length, proj.shape[1])[:, -heads:]
+            delta = _f64(torch.clamp(F.softplus(native + mixer.dt_bias.to(native.dtype)), lo, hi))
+        y_rec, h = scan_mamba2(u, delta, A, B, C, D, groups, at)
+        y = _pick("y", _ld(cap.get("norm_in"), length, d_inner), y_rec, recomputed)
+        model = "mamba2"
+    H = xn.shape[1]
+    tensors = {"hidden_in": _ld(cap.get("hidden_in"), length, H), "z": z, "u": u, "delta": delta, "B": B, "C": C, "y": y}
+    tensors.update({"out": _ld(cap.get("out"), length, H), "hidden_out": _ld(cap.get("hidden_out"), length, H)})
+    if h is not None:
+        tensors["h"] = h
+    # Name the dump quantities that were recomputed, not the projections they come from.
+    dump_names = {"in_proj": "z", "x_proj": "B, C", "dt_proj": "delta"}
+    names = {dump_names.get(r, r) for r in recomputed}
+    if h is not None:
+        names.add("h")
+    return model, tensors, sorted(names)
+
+
+def _resolve(positions, length):
+    out = set()
+    for p in positions:
+        q = p + length if p < 0 else p
+        if not 0 <= q < length:
+            raise ValueError(f"token position {p} is outside a {length}-token input")
+        out.add(q)
+    return out
+
+
+@torch.no_grad()
+def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metadata=None):
+    """Runs `model` on `input_ids` (a list or 1-D tensor) and writes the dump to `path`."""
+    ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1)
+    length = ids.shape[1]
+    at = _resolve(states_at, length)
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    captures, handles = attach(model)
+    try:
+        try:
+            output = model(input_ids=ids.to(device), use_cache=False)
+        except TypeError:  # mamba_ssm's MambaLMHeadModel takes the ids positionally, no use_cache
+            output = model(ids.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    logits = output.logits if hasattr(output, "logits") else output[0]
+    tensors = {"input_ids": ids[0].to(torch.int32).cpu(), "logits": logits[0].float().cpu()}
+    recomputed = {}
+    model_kind = None
+    for i, (layer, cap) in enumerate(zip(find_layers(model), captures)):
+        if cap.get("mixer_in") is None:
+            raise RuntimeError(f"layer {i}: the mixer hook never fired (is this a Mamba model?)")
+        model_kind, internals, names = layer_internals(layer.mixer, cap, length, at)
+        for name, value in internals.items():
+            if value is None:
+                continue
+            tensors[f"layers.{i}.{name}"] = value.float().cpu().contiguous()
+        if "h" in internals:
+            tensors[f"layers.{i}.h_tokens"] = torch.tensor(sorted(at), dtype=torch.int32)
+        if names:
+            recomputed[str(i)] = names
+    metadata = {
+        "format": FORMAT,
+        "layout": "LD",
+        "model": model_kind,
+        "dtype": str(dtype).replace("torch.", ""),
+        "tokens": json.dumps(tokens if tokens is not None else [str(int(t)) for t in ids[0]]),
+        "source": f"tools/dump_mamba.py hooks on {type(model).__name__} (torch {torch.__version__}, {device})",
+        "recomputed": json.dumps(recomputed),
+        **(extra_metadata or {}),
+    }
+    save_file(tensors, path, metadata=metadata)
+    return tensors, metadata
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _load_model(folder, dtype, device, use_mamba_ssm):
+    if use_mamba_ssm:
+        from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
+
+        return MambaLMHeadModel.from_pretrained(folder, device=device, dtype=dtype).eval()
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except TypeError:  # transformers < 4.56 calls it torch_dtype
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    return model.to(device).eval()
+
+
+def _tokenizer(folder):
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    return Tokenizer.from_file(path)
+
+
+def _input(args):
+    """(ids, token strings or None)."""
+    tok = _tokenizer(args.model)
+    if args.ids_from:
+        with safe_open(args.ids_from, framework="pt") as f:
+            ids = f.get_tensor("input_ids").tolist()
+            tokens = (f.metadata() or {}).get("tokens")
+        return ids, json.loads(tokens) if tokens else (tok and [tok.id_to_token(i) for i in ids])
+    if args.ids:
+        ids = [int(s) for s in args.ids.split(",")]
+        return ids, tok and [tok.id_to_token(i) for i in ids]
+    if tok is None:
+        sys.exit(f"{args.model} has no tokenizer.json (or the tokenizers package is missing): pass --ids or --ids-from")
+    with open(args.text, encoding="utf-8") as f:
+        encoding = tok.encode(f.read(), add_special_tokens=False)
+    return encoding.ids, encoding.tokens
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Write a mamba-dump/1 file from a PyTorch Mamba model (see the module docstring).")
+    p.add_argument("--model", required=True, help="model folder (transformers layout, or mamba_ssm with --mamba-ssm)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="UTF-8 text file to tokenize with the folder's tokenizer.json")
+    source.add_argument("--ids", help="comma-separated token ids")
+    source.add_argument("--ids-from", help="another dump whose input_ids (and tokens) to reuse")
+    p.add_argument("--out", required=True)
+    p.add_argument("--states", default="-1", help="token positions for h (comma-separated, negative from the end)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--mamba-ssm", action="store_true")
+    p.add_argument("--allow-tf32", action="store_true")
+    args = p.parse_args(argv)
+    torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
+    torch.backends.cudnn.allow_tf32 = args.allow_tf32
+    model = _load_model(args.model, getattr(torch, args.dtype), args.device, args.mamba_ssm)
+    ids, tokens = _input(args)
+    states = [int(s) for s in args.states.split(",")] if args.states else []
+    tensors, metadata = dump_model(model, ids, args.out, states, tokens)
+    print(f"wrote {args.out}: {len(ids)} tokens, {len(tensors)} tensors, model {metadata['model']}, dtype {metadata['dtype']}, recomputed {metadata['recomputed']}")
+
+
+if __name__ == "__main__":
+    main()
