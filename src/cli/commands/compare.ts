@@ -1,0 +1,144 @@
+/**
+ * `mamba-scope compare <a> <b>`: where two runs of the same input part ways, tensor by tensor
+ * (src/engine/analysis/compare.ts). Exit 0 whether or not they diverge — the output says which;
+ * 1 only for unreadable input. --json prints the contract of issue 5 and nothing else on stdout.
+ */
+import { comparisonJson, compareStores, type DumpComparison, type TensorComparison } from '../../engine/analysis/compare';
+import { dumpTokens } from '../../engine/formats/dump';
+import type { TensorStore } from '../../engine/formats/safetensors';
+import { openTensorFile } from '../../engine/formats/tensorFile';
+import { shapeString } from '../../engine/tensor';
+import { NodeFileSource } from '../../node/files';
+import { flag, number, parseArgs, UsageError } from '../args';
+import type { Command, CommandIO } from '../command';
+
+const USAGE = `usage: mamba-scope compare <a> <b> [--rtol R --atol A] [--json]
+
+Compares every tensor the two files share (safetensors, .npy or .npz; mamba-dump/1 dumps name
+layers and tokens). a is the reference. Per tensor: shape, max |a−b|, normalized error
+max|a−b| / max|a|, the first element (row-major) with |a−b| > atol + rtol·|a| or a non-finite
+value, and the non-finite values of each file; then the first layer that diverges.
+
+  --rtol R, --atol A   tolerance; default from the dtypes (the looser file; stored dtype or the
+                       dump's "dtype" metadata), as mamba_ssm's tests: fp32 6e-4/2e-3,
+                       fp16 3e-3/5e-3, bf16 3e-2/5e-2
+  --json               {"tensors": [{"name", "shape", "maxAbsError", "normalizedError",
+                         "firstDivergence": {"index", "token"} | null,
+                         "nonFinite": {"a", "b", "first": [{"tensor", "index"}]}}],
+                        "firstDivergentLayer"}; notes (tensors in one file only) go to stderr`;
+
+/** parseArgs takes options only: the file operands are set aside first (the value after a value option is not a file). */
+function splitPositional(argv: readonly string[], valueOptions: readonly string[]): { positional: string[]; options: string[] } {
+  const positional: string[] = [];
+  const options: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (!argv[i].startsWith('--')) positional.push(argv[i]);
+    else {
+      options.push(argv[i]);
+      if (valueOptions.includes(argv[i]) && i + 1 < argv.length) options.push(argv[++i]);
+    }
+  }
+  return { positional, options };
+}
+
+function tolerance(value: number | undefined, name: string): number | undefined {
+  if (value !== undefined && value < 0) throw new UsageError(`--${name} must be ≥ 0; got ${value}`);
+  return value;
+}
+
+async function open(path: string): Promise<TensorStore> {
+  return openTensorFile(await NodeFileSource.open(path));
+}
+
+export const compare: Command = {
+  name: 'compare',
+  summary: 'where two dumps diverge: errors per tensor and token, first divergence, NaN/Inf',
+  usage: USAGE,
+  async run(argv: readonly string[], io: CommandIO): Promise<number> {
+    const { positional, options } = splitPositional(argv, ['--rtol', '--atol']);
+    if (positional.length !== 2) throw new UsageError(`needs two files to compare; got ${positional.length}`);
+    const args = parseArgs(options, { rtol: { value: true }, atol: { value: true }, json: { value: false } });
+    const override = { rtol: tolerance(number(args, 'rtol'), 'rtol'), atol: tolerance(number(args, 'atol'), 'atol') };
+    const [a, b] = [await open(positional[0]), await open(positional[1])];
+    const result = await compareStores(a, b, override);
+    const notes = describeNotes(result);
+    if (flag(args, 'json')) {
+      io.out(JSON.stringify(comparisonJson(result)));
+      for (const n of notes) io.err(n);
+      return 0;
+    }
+    for (const line of formatComparison(result, a, b)) io.out(line);
+    for (const n of notes) io.out(n);
+    return 0;
+  },
+};
+
+function describeNotes(c: DumpComparison): string[] {
+  const notes: string[] = [];
+  if (c.onlyInA.length) notes.push(`note: only in a (not compared): ${c.onlyInA.join(', ')}`);
+  if (c.onlyInB.length) notes.push(`note: only in b (not compared): ${c.onlyInB.join(', ')}`);
+  for (const r of c.renamed) notes.push(`note: ${r.name} compares a's ${r.a} with b's ${r.b}`);
+  for (const m of c.shapeMismatches) notes.push(`note: ${m.name} has shape ${shapeString(m.a)} in a but ${shapeString(m.b)} in b (not compared; counts as a divergence)`);
+  if (!c.tensors.length && !c.shapeMismatches.length) notes.push('note: the files have no tensor in common');
+  return notes;
+}
+
+function num(v: number): string {
+  return v === 0 ? '0' : Number.isFinite(v) ? v.toExponential(2) : String(v);
+}
+
+function tokenLabel(token: number | null, pieces: string[] | null): string {
+  if (token === null) return '';
+  const piece = pieces?.[token];
+  return piece === undefined ? `token ${token}` : `token ${token} ${JSON.stringify(piece)}`;
+}
+
+function divergenceCell(t: TensorComparison, pieces: string[] | null): string {
+  const d = t.firstDivergence;
+  if (!d) return '—';
+  return `[${d.index.join(', ')}] ${tokenLabel(d.token, pieces)} (a=${num(d.a)}, b=${num(d.b)})`;
+}
+
+/** The tokens with the largest errors, worst first. */
+function worstTokens(t: TensorComparison, count: number): number[] {
+  return [...t.tokenProfile.keys()].filter((k) => t.tokenProfile[k] > 0).sort((x, y) => t.tokenProfile[y] - t.tokenProfile[x]).slice(0, count);
+}
+
+export function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): string[] {
+  const pieces = safeTokens(a) ?? safeTokens(b);
+  const rows = c.tensors.map((t) => [
+    t.name,
+    shapeString(t.shape),
+    num(t.maxAbsError),
+    num(t.normalizedError),
+    `${t.nonFinite.a}/${t.nonFinite.b}`,
+    divergenceCell(t, pieces),
+  ]);
+  const header = ['tensor', 'shape', 'max|a−b|', 'norm.err', 'non-finite a/b', 'first divergence'];
+  const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k].length)));
+  const line = (r: string[]) => r.map((cell, k) => (k === r.length - 1 ? cell : cell.padEnd(widths[k]))).join('  ');
+  const out = [`a = ${a.name} (reference)`, `b = ${b.name}`, '', line(header), ...rows.map(line), ''];
+  const divergent = c.tensors.filter((t) => t.firstDivergence);
+  for (const t of divergent) {
+    const worst = worstTokens(t, 3).map((k) => `${k}: ${num(t.tokenProfile[k])}`);
+    const nonFinite = t.nonFinite.first.map((l) => `${l.tensor}[${l.index.join(', ')}]`).join(' ');
+    out.push(`${t.name}: diverges beyond rtol ${t.tolerance.rtol}, atol ${t.tolerance.atol}; worst axis-0 rows ${worst.join(', ') || 'none'}${nonFinite ? `; non-finite at ${nonFinite}` : ''}`);
+  }
+  const ids = c.tensors.find((t) => t.name === 'input_ids');
+  if (ids?.firstDivergence) out.push('warning: input_ids differ: the dumps are of different inputs');
+  out.push(
+    divergent.length || c.shapeMismatches.length
+      ? `diverges: ${divergent.length + c.shapeMismatches.length} of ${c.tensors.length + c.shapeMismatches.length} tensors; first divergent layer: ${c.firstDivergentLayer ?? 'none (only top-level tensors)'}`
+      : `no divergence: all ${c.tensors.length} shared tensors within tolerance`,
+  );
+  return out;
+}
+
+/** Token pieces only label the output: a dump whose metadata is unreadable is still compared. */
+function safeTokens(store: TensorStore): string[] | null {
+  try {
+    return dumpTokens(store);
+  } catch {
+    return null;
+  }
+}
