@@ -19,8 +19,11 @@ export interface ViewState {
   readonly channelOrder: ChannelOrder;
   /** Near-reset threshold τ on the forget factor mean_n exp(Δ·A). */
   readonly threshold: number;
-  /** Window of the tokens × channels heatmaps, shared so they zoom and pan together; null = all. */
-  readonly viewport: Viewport | null;
+  /**
+   * Window of the tokens × channels heatmaps, shared so they zoom and pan together; null = all.
+   * `rows` is the row count of the heatmap it came from: rows apply only to heatmaps as tall.
+   */
+  readonly viewport: (Viewport & { readonly rows: number }) | null;
 }
 
 export type Listener<T> = (state: T, changed: ReadonlySet<keyof T>) => void;

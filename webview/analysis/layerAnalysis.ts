@@ -122,6 +122,10 @@ export class LayerAnalysis {
     return this.inputs?.N ?? 0;
   }
 
+  get hasRecordedStates(): boolean {
+    return !!this.rec.tensors.h && !!this.rec.hTokens;
+  }
+
   /** h from the data itself (a dump's layers.i.h) at token t, [D, N], when it was recorded. */
   recordedState(t: number): Float32Array | null {
     const h = this.rec.tensors.h, at = this.rec.hTokens;

@@ -122,8 +122,12 @@ export function colormapLut(name: Colormap): Uint32Array {
   return lut;
 }
 
-/** CSS colour of a position t in [0, 1] along the map (legends, token tints). */
-export function colormapCss(name: Colormap, t: number): string {
+/** RGB of a position t in [0, 1] along the map (legends, token tints). */
+export function colormapRgb(name: Colormap, t: number): Rgb {
   const c = colormapLut(name)[Math.max(0, Math.min(LUT_SIZE - 1, Math.round(t * (LUT_SIZE - 1))))];
-  return `rgb(${c & 255}, ${(c >>> 8) & 255}, ${(c >>> 16) & 255})`;
+  return [c & 255, (c >>> 8) & 255, (c >>> 16) & 255];
+}
+
+export function colormapCss(name: Colormap, t: number): string {
+  return `rgb(${colormapRgb(name, t).join(', ')})`;
 }

@@ -53,8 +53,8 @@ export interface HeatmapOptions {
   /** How an x / y index reads in the tooltip and the axis caption ("12 ‘def’"). */
   readonly xLabel?: (x: number) => string;
   readonly yLabel?: (y: number) => string;
-  /** Called after the user zooms or pans, so views sharing an axis can follow. */
-  readonly onViewport?: (v: Viewport) => void;
+  /** Called after the user zooms or pans (with the data's row count), so views sharing an axis can follow. */
+  readonly onViewport?: (v: Viewport, rows: number) => void;
 }
 
 export interface HeatmapDescription {
@@ -95,6 +95,9 @@ export class Heatmap {
   private crosshair: { x: number | null; y: number | null } = { x: null, y: null };
   private markers: readonly HeatmapMarker[] = [];
   private hover: { px: number; py: number } | null = null;
+  private label: string;
+  private valueName: string;
+  private yName: string;
 
   private image: ImageData | null = null;
   /** Index into `cells` of the cell each pixel shows (−1: none), for the tooltip. */
@@ -105,6 +108,9 @@ export class Heatmap {
   private drag: { x: number; y: number; v: Viewport; moved: boolean } | null = null;
 
   constructor(private readonly options: HeatmapOptions) {
+    this.label = options.label;
+    this.valueName = options.valueName;
+    this.yName = options.yName;
     this.element = el('div', 'heatmap');
     this.plot = el('div', 'heatmap-plot');
     this.plot.tabIndex = 0;
@@ -136,6 +142,15 @@ export class Heatmap {
     if (!sameShape) this.viewport = null;
     this.rowOrder = rowOrder;
     this.prepare();
+  }
+
+  /** Renames what is shown (the same heatmap showing another metric or layer). */
+  setLabels(label: string, valueName: string, yName: string): void {
+    this.label = label;
+    this.valueName = valueName;
+    this.yName = yName;
+    this.legend.setName(valueName);
+    this.updateLabel();
   }
 
   /** Channel order: display row r shows data row order[r]; null = natural order. */
@@ -518,7 +533,7 @@ export class Heatmap {
 
   private userViewport(v: Viewport | null): void {
     this.setViewport(v);
-    this.options.onViewport?.(this.currentViewport());
+    this.options.onViewport?.(this.currentViewport(), this.source?.height ?? 0);
   }
 
   private clampViewport(v: Viewport): Viewport {
@@ -542,8 +557,8 @@ export class Heatmap {
     const o = this.options;
     const value = this.cells[cell.r * this.source!.width + cell.x];
     const lines = [
-      `${o.xName} ${o.xLabel ? o.xLabel(cell.x) : cell.x} · ${o.yName} ${o.yLabel ? o.yLabel(cell.y) : cell.y}`,
-      `${o.valueName} = ${formatValue(value)}`,
+      `${o.xName} ${o.xLabel ? o.xLabel(cell.x) : cell.x} · ${this.yName} ${o.yLabel ? o.yLabel(cell.y) : cell.y}`,
+      `${this.valueName} = ${formatValue(value)}`,
       ...(o.describeCell?.(cell.x, cell.y) ?? []),
     ];
     this.tooltip.replaceChildren(...lines.map((l) => Object.assign(el('div', 'heatmap-tooltip-line'), { textContent: l })));
@@ -561,15 +576,15 @@ export class Heatmap {
     const o = this.options, s = this.source!;
     const x0 = Math.floor(v.x0), x1 = Math.ceil(v.x1) - 1, y0 = Math.floor(v.y0), y1 = Math.ceil(v.y1) - 1;
     const ordered = this.rowOrder ? ` (rows ${y0}–${y1} of ${s.height} in the chosen order)` : ` ${y0}–${y1} of ${s.height}`;
-    this.caption.textContent = `${o.xName}s ${x0}–${x1} of ${s.width} × ${o.yName}s${ordered}`;
+    this.caption.textContent = `${o.xName}s ${x0}–${x1} of ${s.width} × ${this.yName}s${ordered}`;
   }
 
   private updateLabel(): void {
     const o = this.options, s = this.source;
-    const parts = [o.label];
+    const parts = [this.label];
     if (!s) parts.push('no data');
     else {
-      parts.push(`${s.width} ${o.xName}s × ${s.height} ${o.yName}s`, `${o.valueName} from ${formatValue(this.dataMin)} to ${formatValue(this.dataMax)}`);
+      parts.push(`${s.width} ${o.xName}s × ${s.height} ${this.yName}s`, `${this.valueName} from ${formatValue(this.dataMin)} to ${formatValue(this.dataMax)}`);
       if (this.crosshair.x !== null) parts.push(`selected ${o.xName} ${this.crosshair.x}`);
     }
     this.plot.setAttribute('aria-label', parts.join(', '));

@@ -34,7 +34,9 @@ export class Legend {
   private readonly note: HTMLElement;
   private scale: ColorScale | null = null;
 
-  constructor(private readonly valueName: string) {
+  private readonly name: HTMLElement;
+
+  constructor(private valueName: string) {
     this.element = document.createElement('div');
     this.element.className = 'legend';
     this.element.setAttribute('role', 'img');
@@ -45,7 +47,13 @@ export class Legend {
     this.low = span('legend-low');
     this.high = span('legend-high');
     this.note = span('legend-note');
-    this.element.append(span('legend-name', valueName), this.low, this.bar, this.high, this.note);
+    this.name = span('legend-name', valueName);
+    this.element.append(this.name, this.low, this.bar, this.high, this.note);
+  }
+
+  setName(valueName: string): void {
+    this.valueName = valueName;
+    this.name.textContent = valueName;
   }
 
   update(colormap: Colormap, scale: ColorScale | null, dataMin: number, dataMax: number, nonFinite = 0): void {

@@ -1,0 +1,272 @@
+/**
+ * The panel: header (what is shown, on which backend), toolbar (layer, metric, colormap, channel
+ * order, τ, export), the view areas, and the glue between the selection store and the views.
+ * It knows nothing about messages: main.ts connects it to the host.
+ */
+import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-option/index.js';
+import '@vscode-elements/elements/dist/vscode-single-select/index.js';
+import '@vscode-elements/elements/dist/vscode-tab-header/index.js';
+import '@vscode-elements/elements/dist/vscode-tab-panel/index.js';
+import '@vscode-elements/elements/dist/vscode-tabs/index.js';
+import '@vscode-elements/elements/dist/vscode-textfield/index.js';
+import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-single-select/vscode-single-select.js';
+import type { VscodeTabs } from '@vscode-elements/elements/dist/vscode-tabs/vscode-tabs.js';
+import type { VscodeTextfield } from '@vscode-elements/elements/dist/vscode-textfield/vscode-textfield.js';
+import { COLORMAPS, TOKEN_METRICS, type Annotation, type ExportData, type ExportKind, type PanelDescription } from '../src/protocol';
+import { METRIC_LABELS } from './analysis/layerAnalysis';
+import { exportView, ExportError } from './export';
+import type { PanelData } from './panelData';
+import { COLORMAP_LABELS, isColormap } from './render/colormaps';
+import { bindKeyboard, CHANNEL_ORDER_LABELS, CHANNEL_ORDERS, initialViewState, Store, type ChannelOrder, type ViewState } from './state';
+import { VIEWS } from './views/index';
+import { ViewFrame, type Area, type ViewContext } from './views/view';
+
+const AREAS: readonly Area[] = ['strip', 'main', 'side', 'lower', 'lowerSide'];
+
+export interface AppHooks {
+  /** A view failed outside any request. */
+  readonly onViewError: (view: string, e: unknown) => void;
+  /** The user asked to export: the host saves the bytes. */
+  readonly save: (data: ExportData) => Promise<void>;
+}
+
+export class App {
+  readonly store = new Store<ViewState>(initialViewState());
+  private data: PanelData | null = null;
+  private annotationList: readonly Annotation[] = [];
+  private readonly frames: ViewFrame[] = [];
+  private readonly tabs = new Map<Area, VscodeTabs>();
+  private activeView = 'heatmap';
+  private readonly titleEl: HTMLElement;
+  private readonly backendEl: HTMLElement;
+  private readonly statusEl: HTMLElement;
+  private readonly layerSelect: VscodeSingleSelect;
+
+  constructor(root: HTMLElement, private readonly hooks: AppHooks) {
+    root.classList.add('mamba-scope');
+    const header = el('header', 'panel-header');
+    this.titleEl = el('h1', 'panel-title');
+    this.titleEl.textContent = 'Mamba Scope';
+    this.backendEl = el('span', 'backend');
+    this.backendEl.textContent = 'backend: starting…';
+    this.statusEl = el('span', 'status');
+    this.statusEl.setAttribute('role', 'status');
+    this.statusEl.setAttribute('aria-live', 'polite');
+    header.append(this.titleEl, this.backendEl, this.statusEl);
+
+    const toolbar = el('div', 'toolbar');
+    toolbar.setAttribute('role', 'toolbar');
+    toolbar.setAttribute('aria-label', 'View controls');
+    this.layerSelect = select('Layer', [], (v) => this.store.set({ layer: Number(v) }));
+    const prev = button('◀', 'Previous layer (↑)', () => this.stepLayer(-1));
+    const next = button('▶', 'Next layer (↓)', () => this.stepLayer(1));
+    const metric = select('Metric', TOKEN_METRICS.map((m) => [m, METRIC_LABELS[m]]), (v) => this.store.set({ metric: v as ViewState['metric'] }));
+    const colormap = select('Colormap', COLORMAPS.map((c) => [c, COLORMAP_LABELS[c]]), (v) => isColormap(v) && this.store.set({ colormap: v }));
+    const order = select('Channel order', CHANNEL_ORDERS.map((o) => [o, CHANNEL_ORDER_LABELS[o]]), (v) => this.store.set({ channelOrder: v as ChannelOrder }));
+    const tau = document.createElement('vscode-textfield') as VscodeTextfield;
+    tau.type = 'number';
+    tau.min = 0;
+    tau.max = 1;
+    tau.step = 0.01;
+    tau.setAttribute('aria-label', 'Near-reset threshold τ on meanₙ exp(Δ·A)');
+    tau.addEventListener('change', () => {
+      const v = Number(tau.value);
+      if (Number.isFinite(v) && v > 0 && v < 1) this.store.set({ threshold: v });
+      else tau.value = String(this.store.get().threshold);
+    });
+    const exports = (['png', 'csv', 'npy'] as const).map((k) => button(k === 'npy' ? '.npy' : k.toUpperCase(), `Export the ${k === 'png' ? 'picture' : 'tensor slice'} of the last view you used as ${k.toUpperCase()}`, () => void this.exportAndSave(k)));
+    toolbar.append(
+      labelled('Layer', prev, this.layerSelect, next),
+      labelled('Metric', metric),
+      labelled('Colormap', colormap),
+      labelled('Order', order),
+      labelled('τ', tau),
+      labelled('Export', ...exports),
+    );
+    this.store.subscribe((s) => {
+      metric.value = s.metric;
+      colormap.value = s.colormap;
+      order.value = s.channelOrder;
+      tau.value = String(s.threshold);
+      this.layerSelect.value = String(s.layer);
+    });
+    const initial = this.store.get();
+    metric.value = initial.metric;
+    colormap.value = initial.colormap;
+    order.value = initial.channelOrder;
+    tau.value = String(initial.threshold);
+
+    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList };
+    const areas = new Map<Area, HTMLElement>(AREAS.map((a) => [a, el('div', `area area-${a}`)]));
+    for (const spec of VIEWS) {
+      const frame = new ViewFrame(spec, ctx, hooks.onViewError);
+      this.frames.push(frame);
+      for (const ev of ['pointerdown', 'focusin']) frame.element.addEventListener(ev, () => (this.activeView = spec.id));
+    }
+    for (const area of AREAS) this.fillArea(area, areas.get(area)!);
+    const grid = el('div', 'panel-grid');
+    grid.append(areas.get('main')!, areas.get('side')!, areas.get('lower')!, areas.get('lowerSide')!);
+    root.append(header, toolbar, areas.get('strip')!, grid);
+
+    this.store.subscribe((state, changed) => {
+      for (const f of this.frames) f.refresh(this.data, state, changed);
+    });
+    bindKeyboard(this.store, { tokenCount: () => this.data?.inspection.length ?? 0, layers: () => this.data?.layerNumbers ?? [] });
+  }
+
+  /** Shows new data; `defaultLayer` is used if the current layer has no data. */
+  show(data: PanelData, defaultLayer: number): void {
+    this.data = data;
+    const layers = data.layerNumbers;
+    this.layerSelect.replaceChildren(...layers.map((l) => option(String(l), `${l}`)));
+    const cur = this.store.get();
+    const layer = layers.includes(cur.layer) ? cur.layer : layers.includes(defaultLayer) ? defaultLayer : layers[0] ?? 0;
+    const token = cur.token !== null && cur.token < data.inspection.length ? cur.token : null;
+    this.store.set({ layer, token, viewport: null, channel: null });
+    this.layerSelect.value = String(layer);
+    const m = data.model;
+    const parts = [data.inspection.title, ...(m ? [m.name] : []), `${layers.length} layer${layers.length === 1 ? '' : 's'}`, `${data.inspection.length} tokens`];
+    this.titleEl.textContent = `Mamba Scope — ${parts.join(' · ')}`;
+    // Dumps without layer internals open on the tensor browser.
+    if (data.inspection.kind === 'dump' && !data.inspection.layers.some((l) => l.tensors.delta)) this.selectTab('tensors');
+    for (const f of this.frames) f.refresh(data, this.store.get(), null);
+  }
+
+  get current(): PanelData | null {
+    return this.data;
+  }
+
+  setAnnotations(runId: string, annotations: readonly Annotation[]): void {
+    if (this.data?.inspection.id !== runId) return;
+    this.annotationList = annotations;
+    this.frames.find((f) => f.spec.id === 'tokens')?.refresh(this.data, this.store.get(), null);
+  }
+
+  setBackendLabel(text: string, failed = false): void {
+    this.backendEl.textContent = text;
+    this.backendEl.classList.toggle('failed', failed);
+  }
+
+  setStatus(text: string, kind: 'info' | 'error' = 'info'): void {
+    this.statusEl.textContent = text;
+    this.statusEl.dataset.kind = kind;
+  }
+
+  describe(base: Omit<PanelDescription, 'views' | 'selection' | 'runId'>): PanelDescription {
+    const s = this.store.get();
+    const runId = this.data?.inspection.id ?? null;
+    return {
+      ...base,
+      runId,
+      selection: runId === null ? null : { runId, layer: s.layer, token: s.token, channel: s.channel },
+      views: Object.fromEntries(this.frames.map((f) => [f.spec.id, f.describe()])),
+    };
+  }
+
+  /** The bytes of a view's export; `viewId` defaults to the view used last. */
+  async exportBytes(kind: ExportKind, viewId = this.activeView): Promise<ExportData> {
+    const frame = this.frames.find((f) => f.spec.id === viewId);
+    if (!frame) throw new ExportError(`there is no view "${viewId}" (views: ${this.frames.map((f) => f.spec.id).join(', ')})`);
+    const view = frame.current;
+    if (!view) throw new ExportError(`the ${frame.spec.title} view shows no data to export`);
+    const s = this.store.get();
+    return exportView(view, viewId, kind, `layer${s.layer}`);
+  }
+
+  private async exportAndSave(kind: ExportKind): Promise<void> {
+    try {
+      await this.hooks.save(await this.exportBytes(kind));
+    } catch (e) {
+      this.setStatus(`Export failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
+    }
+  }
+
+  private stepLayer(step: number): void {
+    const layers = this.data?.layerNumbers ?? [];
+    const i = layers.indexOf(this.store.get().layer);
+    const next = layers[Math.max(0, Math.min(layers.length - 1, i + step))];
+    if (next !== undefined) this.store.set({ layer: next });
+  }
+
+  /** One view: the frame itself; several: tabs, and only the visible tab's frame updates. */
+  private fillArea(area: Area, container: HTMLElement): void {
+    const frames = this.frames.filter((f) => f.spec.area === area);
+    if (frames.length === 1) {
+      container.append(frames[0].element);
+      return;
+    }
+    const tabs = document.createElement('vscode-tabs') as VscodeTabs;
+    tabs.setAttribute('aria-label', `${area} views`);
+    for (const f of frames) {
+      const header = document.createElement('vscode-tab-header');
+      header.setAttribute('slot', 'header');
+      header.textContent = f.spec.title;
+      header.dataset.view = f.spec.id;
+      const panel = document.createElement('vscode-tab-panel');
+      panel.append(f.element);
+      tabs.append(header, panel);
+    }
+    const sync = (index: number) => frames.forEach((f, i) => f.setVisible(i === index));
+    tabs.addEventListener('vsc-tabs-select', (e) => {
+      const index = (e as CustomEvent<{ selectedIndex: number }>).detail.selectedIndex;
+      sync(index);
+      this.activeView = frames[index].spec.id;
+    });
+    sync(0);
+    this.tabs.set(area, tabs);
+    container.append(tabs);
+  }
+
+  /** Shows the tab of a view (a dump without internals opens on the tensor browser). */
+  selectTab(viewId: string): void {
+    const frame = this.frames.find((f) => f.spec.id === viewId);
+    const tabs = frame && this.tabs.get(frame.spec.area);
+    if (!frame || !tabs) return;
+    const index = this.frames.filter((f) => f.spec.area === frame.spec.area).indexOf(frame);
+    tabs.selectedIndex = index;
+    this.frames.filter((f) => f.spec.area === frame.spec.area).forEach((f, i) => f.setVisible(i === index));
+    this.activeView = viewId;
+  }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = className;
+  return e;
+}
+
+function option(value: string, label: string): HTMLElement {
+  const o = document.createElement('vscode-option');
+  o.setAttribute('value', value);
+  o.textContent = label;
+  return o;
+}
+
+function select(label: string, options: readonly (readonly [string, string])[], onChange: (value: string) => void): VscodeSingleSelect {
+  const s = document.createElement('vscode-single-select') as VscodeSingleSelect;
+  s.setAttribute('aria-label', label);
+  s.append(...options.map(([v, l]) => option(v, l)));
+  s.addEventListener('change', () => onChange(s.value));
+  return s;
+}
+
+function button(text: string, title: string, onClick: () => void): HTMLElement {
+  const b = document.createElement('vscode-button');
+  b.textContent = text;
+  b.title = title;
+  b.setAttribute('aria-label', title);
+  b.setAttribute('secondary', '');
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function labelled(text: string, ...controls: HTMLElement[]): HTMLElement {
+  const group = el('div', 'control');
+  group.setAttribute('role', 'group');
+  group.setAttribute('aria-label', text);
+  const label = el('span', 'control-label');
+  label.textContent = text;
+  group.append(label, ...controls);
+  return group;
+}

@@ -1,0 +1,81 @@
+/// <reference types="@webgpu/types" />
+/**
+ * TensorFlow.js backend selection. 'auto' tries WebGPU, then WebGL, WASM and the plain CPU
+ * backend, and records why each one that was skipped failed, so the header can say
+ * "WebGL — WebGPU unavailable: no adapter". Each candidate must really compute (a tiny op read
+ * back) before it is accepted: tfjs reports some broken backends only on first use.
+ * Only tfjs-core and the four backends are imported, never the whole @tensorflow/tfjs bundle.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgl';
+import '@tensorflow/tfjs-backend-webgpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { BACKENDS, type Backend, type BackendInfo, type BackendPreference } from '../src/protocol';
+
+/** requestAdapter and backend initialisation can hang on broken drivers; give up after this. */
+const INIT_TIMEOUT_MS = 20_000;
+
+type Adapter = NonNullable<BackendInfo['adapter']>;
+
+function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not answer within ${INIT_TIMEOUT_MS / 1000} s`)), INIT_TIMEOUT_MS))]);
+}
+
+/** The WebGPU adapter the page would get, or the reason there is none. */
+async function webgpuAdapter(): Promise<Adapter> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) throw new Error('navigator.gpu is missing (this browser has no WebGPU)');
+  const adapter = await withTimeout(gpu.requestAdapter(), 'requestAdapter');
+  if (!adapter) throw new Error('requestAdapter() returned no adapter (no GPU, or Chromium without --enable-unsafe-webgpu)');
+  // adapter.info's fields are getters: JSON.stringify(info) gives {}, so copy them.
+  const info = adapter.info;
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  return { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, ...(fallback === undefined ? {} : { isFallbackAdapter: fallback }) };
+}
+
+async function tryBackend(name: Backend, wasmPath: string | undefined): Promise<Adapter | undefined> {
+  let adapter: Adapter | undefined;
+  if (name === 'webgpu') adapter = await webgpuAdapter();
+  if (name === 'wasm') {
+    if (!wasmPath) throw new Error('the host gave no URL for the .wasm files');
+    setWasmPaths(wasmPath.endsWith('/') ? wasmPath : `${wasmPath}/`);
+  }
+  // setBackend resolves false (no throw) when initialisation fails, and getBackend() may still
+  // name the failed backend afterwards: only the return value counts.
+  if (!(await withTimeout(tf.setBackend(name), `tfjs ${name} initialisation`))) throw new Error(`tfjs could not initialise the ${name} backend`);
+  const probe = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.scalar(1)));
+  const values = await probe.data();
+  probe.dispose();
+  if (values[0] !== 2 || values[1] !== 3) throw new Error(`the ${name} backend computed 1+1 = ${values[0]}`);
+  return adapter;
+}
+
+/**
+ * Picks the backend: `preference` first ('auto' = webgpu), then the ones after it in
+ * webgpu → webgl → wasm → cpu order.
+ */
+export async function selectBackend(preference: BackendPreference, wasmPath?: string): Promise<BackendInfo> {
+  const start = preference === 'auto' ? 0 : BACKENDS.indexOf(preference);
+  const fallbacksTried: { backend: Backend; error: string }[] = [];
+  for (const name of BACKENDS.slice(start)) {
+    try {
+      const adapter = await tryBackend(name, wasmPath);
+      const reason = fallbacksTried.length === 0 ? (preference === 'auto' ? 'auto: the first choice worked' : 'requested') : `fallback: ${fallbacksTried.map((f) => `${f.backend} failed (${f.error})`).join('; ')}`;
+      return { backend: name, reason, fallbacksTried, ...(adapter ? { adapter } : {}) };
+    } catch (e) {
+      fallbacksTried.push({ backend: name, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  throw new Error(`no TensorFlow.js backend works here: ${fallbacksTried.map((f) => `${f.backend}: ${f.error}`).join('; ')}`);
+}
+
+const NAMES: Record<Backend, string> = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'CPU' };
+
+/** "WebGPU (SwiftShader)" or "WebGL — WebGPU unavailable: <reason>". */
+export function backendLabel(info: BackendInfo): string {
+  const a = info.adapter;
+  const adapter = a ? ` (${a.architecture === 'swiftshader' ? 'SwiftShader' : [a.vendor, a.architecture || a.device].filter(Boolean).join(' ') || 'unknown adapter'})` : '';
+  const failed = info.fallbacksTried.map((f) => `${NAMES[f.backend]} unavailable: ${f.error}`).join('; ');
+  return `${NAMES[info.backend]}${adapter}${failed ? ` — ${failed}` : ''}`;
+}

@@ -1,0 +1,50 @@
+/**
+ * Export of a view: PNG of what it draws, CSV and .npy of the tensor slice it shows. The webview
+ * only makes the bytes; the host asks where to save them and writes the file.
+ */
+import { encodeNpy } from '../src/engine/formats/npy';
+import type { ExportData, ExportKind } from '../src/protocol';
+import type { ExportSlice, View } from './views/view';
+
+export class ExportError extends Error {}
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A [rows, cols] slice as CSV: a header of column labels, then one labelled line per row. */
+export function sliceToCsv(slice: ExportSlice): string {
+  const [rows, cols] = slice.tensor.shape;
+  const lines = [['', ...slice.columnLabels].map(csvField).join(',')];
+  const d = slice.tensor.data;
+  for (let r = 0; r < rows; r++) {
+    const values: string[] = [csvField(slice.rowLabels[r] ?? String(r))];
+    // 9 significant digits round-trip any float32 exactly.
+    for (let c = 0; c < cols; c++) values.push(String(Number(d[r * cols + c].toPrecision(9))));
+    lines.push(values.join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function canvasToPng(canvas: HTMLCanvasElement): Promise<ArrayBuffer> {
+  return new Promise((resolve, reject) => {
+    canvas.toBlob((blob) => (blob ? blob.arrayBuffer().then(resolve, reject) : reject(new ExportError('the view could not be encoded as PNG'))), 'image/png');
+  });
+}
+
+export async function exportView(view: View, viewId: string, kind: ExportKind, stem: string): Promise<ExportData> {
+  if (kind === 'png') {
+    const canvas = view.snapshot?.();
+    if (!canvas || canvas.width === 0 || canvas.height === 0) throw new ExportError(`the ${viewId} view has nothing drawn to export as PNG`);
+    return { kind, suggestedName: `${stem}-${viewId}.png`, bytes: await canvasToPng(canvas) };
+  }
+  const slice = view.slice?.();
+  if (!slice) throw new ExportError(`the ${viewId} view has no tensor slice to export: select a token or layer with data first`);
+  if (kind === 'csv') {
+    const bytes = new TextEncoder().encode(sliceToCsv(slice));
+    return { kind, suggestedName: `${stem}-${slice.name}.csv`, bytes: bytes.buffer as ArrayBuffer };
+  }
+  const npy = encodeNpy(slice.tensor);
+  const bytes = npy.byteOffset === 0 && npy.byteLength === npy.buffer.byteLength ? npy.buffer : npy.slice().buffer;
+  return { kind, suggestedName: `${stem}-${slice.name}.npy`, bytes: bytes as ArrayBuffer };
+}

@@ -1,0 +1,142 @@
+/**
+ * Webview entry (bundled to dist/webview.js): connects the panel to the host through the typed
+ * protocol. The host sends settings, the model's weights (once per model), runs and dumps; the
+ * webview computes on the best tfjs backend, shows the result, and answers with per-token
+ * summaries for the editor decorations.
+ */
+import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type TensorMessage, type ViewSettings, type WebviewApi } from '../src/protocol';
+import { top1 } from './analysis/nextToken';
+import { App } from './app';
+import { backendLabel } from './backend';
+import { ComputeSession } from './compute';
+import { fromDump, fromRun } from './inspection';
+import { PanelData } from './panelData';
+
+interface VsCodeApi {
+  postMessage(message: unknown): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+const vscode = acquireVsCodeApi();
+const rpc = new Rpc<WebviewApi, HostApi>(
+  'webview',
+  (m) => vscode.postMessage(m),
+  (listener) => {
+    const onMessage = (e: MessageEvent) => listener(e.data);
+    window.addEventListener('message', onMessage);
+    return { dispose: () => window.removeEventListener('message', onMessage) };
+  },
+);
+
+const reportError = (view: string, e: unknown) => rpc.notify('error', { view, error: toWireError(e, `webview ${view}`) });
+window.addEventListener('error', (e) => reportError('panel', e.error ?? e.message));
+window.addEventListener('unhandledrejection', (e) => reportError('panel', e.reason));
+
+const app = new App(document.getElementById('app') ?? document.body, {
+  onViewError: reportError,
+  save: async (data) => {
+    const { savedTo } = await rpc.request('saveExport', data);
+    app.setStatus(savedTo ? `Saved ${savedTo}` : 'Export cancelled');
+  },
+});
+
+let settings: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+const session = new ComputeSession(settings.wasmPath);
+let backend: BackendInfo | null = null;
+
+function showBackend(info: BackendInfo): void {
+  if (info === backend) return;
+  backend = info;
+  app.setBackendLabel(backendLabel(info));
+  rpc.notify('backendInfo', info);
+}
+
+async function selectBackend(): Promise<void> {
+  try {
+    showBackend(await session.ensureBackend(settings.backend));
+  } catch (e) {
+    app.setBackendLabel(`no backend: ${e instanceof Error ? e.message : String(e)}`, true);
+    reportError('backend', e);
+  }
+}
+
+rpc.on('setSettings', (s) => {
+  const backendChanged = s.backend !== settings.backend || s.wasmPath !== settings.wasmPath || !backend;
+  settings = s;
+  session.setWasmPath(s.wasmPath);
+  app.store.set({ colormap: s.colormap, metric: s.metric, threshold: s.resetThreshold });
+  if (backendChanged) void selectBackend();
+});
+
+rpc.handle('loadModel', async (params, ctx) => {
+  app.setStatus(`Loading ${params.name}…`);
+  const { backend: info, uploadMs } = await session.loadModel(params, settings.backend, ctx);
+  showBackend(info);
+  app.setStatus(`${params.name} loaded (${Math.round(uploadMs)} ms upload)`);
+  return { backend: info, uploadMs };
+});
+
+rpc.handle('run', async (params, ctx) => {
+  app.setStatus(`Running ${params.sampleName}…`);
+  const { result, backend: info, forwardMs } = await session.run(params, ctx);
+  showBackend(info);
+  const data = new PanelData(fromRun(params, result), session.model);
+  app.show(data, settings.defaultLayer);
+  const state = app.store.get();
+  await data.computeSummaries(state.threshold, state.layer, (done, total) => ctx.progress({ stage: 'layer summaries', done, total }), () => ctx.signal.aborted);
+  app.setStatus(`${params.sampleName}: ${data.inspection.length} tokens in ${Math.round(forwardMs)} ms on ${info.backend}`);
+  return runSummary(data, params.runId, info, forwardMs);
+});
+
+rpc.handle('showDump', (params) => {
+  const data = new PanelData(fromDump(params), session.model);
+  app.show(data, settings.defaultLayer);
+  app.setStatus(`${params.name}: ${data.inspection.tensors.size} tensors`);
+  return null;
+});
+
+rpc.handle('exportView', (req) => app.exportBytes(req.kind, req.view));
+
+rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null }));
+
+rpc.on('selectToken', ({ runId, token, layer }) => {
+  const data = app.current;
+  if (!data || data.inspection.id !== runId || token < 0 || token >= data.inspection.length) return;
+  app.store.set(layer !== undefined && data.layerNumbers.includes(layer) ? { token, layer } : { token });
+});
+
+rpc.on('setAnnotations', ({ runId, annotations }) => app.setAnnotations(runId, annotations));
+
+app.store.subscribe((s, changed) => {
+  const runId = app.current?.inspection.id;
+  if (!runId) return;
+  if (changed.has('layer') || changed.has('token') || changed.has('channel')) rpc.notify('selectionChanged', { runId, layer: s.layer, token: s.token, channel: s.channel });
+  if (changed.has('metric') || changed.has('layer')) rpc.notify('metricChanged', { metric: s.metric, layer: s.layer });
+});
+
+/** What the editor decorations need: each metric's per-token mean for every layer, and the top-1 next token. */
+function runSummary(data: PanelData, runId: string, info: BackendInfo, forwardMs: number): RunSummary {
+  const layers = data.layerNumbers;
+  const L = data.inspection.length;
+  const perToken = {} as Record<(typeof TOKEN_METRICS)[number], TensorMessage>;
+  for (const m of TOKEN_METRICS) {
+    const out = new Float32Array(layers.length * L).fill(NaN);
+    layers.forEach((layer, i) => {
+      const v = data.summary(layer)?.perToken[m];
+      if (v) out.set(v, i * L);
+    });
+    perToken[m] = toTensorMessage({ shape: [layers.length, L], data: out });
+  }
+  const logits = data.inspection.logits;
+  const next = logits ? top1(logits) : null;
+  return {
+    runId,
+    backend: info,
+    forwardMs,
+    layers,
+    perToken,
+    ...(next ? { next: { ids: toTensorMessage({ shape: [L], data: next.ids }), probs: toTensorMessage({ shape: [L], data: next.probs }) } } : {}),
+  };
+}
+
+rpc.notify('ready', { protocolVersion: PROTOCOL_VERSION });

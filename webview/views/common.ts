@@ -1,0 +1,89 @@
+/**
+ * Pieces the views share: wiring a tokens × channels heatmap to the selection store (crosshair,
+ * the shared zoom window, click-to-select), token labels, tooltips of a cell, and export slices.
+ */
+import { METRIC_SYMBOL, type LayerAnalysis, type Matrix } from '../analysis/layerAnalysis';
+import { Heatmap, type HeatmapData } from '../render/heatmap';
+import { formatValue, visibleToken } from '../render/format';
+import type { PanelData } from '../panelData';
+import type { SelectionStore, ViewState } from '../state';
+import type { ExportSlice } from './view';
+
+export function tokenLabel(data: PanelData | null, t: number): string {
+  const text = data?.inspection.tokens?.[t];
+  return text === undefined ? String(t) : `${t} ‘${visibleToken(text)}’`;
+}
+
+/** A tokens × columns matrix shown with tokens along x. */
+export function tokensAlongX(m: Matrix): HeatmapData {
+  return { data: m.data, width: m.rows, height: m.cols, xStride: m.cols, yStride: 1 };
+}
+
+/** Tooltip lines for a (token, channel) cell: the token id and the related per-cell quantities. */
+export function cellLines(data: PanelData | null, analysis: LayerAnalysis | undefined, t: number, d: number): string[] {
+  const lines: string[] = [];
+  const id = data?.inspection.ids?.[t];
+  if (id !== undefined) lines.push(`token id ${id}`);
+  if (analysis && d < analysis.channels) {
+    const c = analysis.cell(t, d);
+    const parts = ([['delta', c.delta], ['forget', c.forget], ['gate', c.gate], ['write', c.write]] as const)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => `${METRIC_SYMBOL[k]} ${formatValue(v!)}`);
+    if (parts.length) lines.push(parts.join(' · '));
+  }
+  return lines;
+}
+
+export interface LinkedHeatmapOptions {
+  readonly label: string;
+  readonly valueName: string;
+  readonly yName?: string;
+  readonly store: SelectionStore;
+  readonly data: () => PanelData | null;
+  /** The analysis whose cells the tooltip describes (the selected layer's). */
+  readonly analysis?: () => LayerAnalysis | undefined;
+  /** False while the rows are not channels (Mamba-2's Δ per head): a click then selects the token only. */
+  readonly rowsAreChannels?: () => boolean;
+}
+
+/** A tokens × channels heatmap that selects on click and shares its zoom window through the store. */
+export function linkedHeatmap(o: LinkedHeatmapOptions): Heatmap {
+  return new Heatmap({
+    label: o.label,
+    xName: 'token',
+    yName: o.yName ?? 'channel',
+    valueName: o.valueName,
+    xLabel: (x) => tokenLabel(o.data(), x),
+    describeCell: (x, y) => cellLines(o.data(), o.analysis?.(), x, y),
+    onSelect: (x, y) => o.store.set(o.rowsAreChannels?.() === false ? { token: x } : { token: x, channel: y }),
+    onViewport: (v, rows) => o.store.set({ viewport: { ...v, rows } }),
+  });
+}
+
+/**
+ * Applies the store's colormap, crosshair and shared window to a heatmap. The window's rows
+ * apply only to heatmaps with as many rows (Δ of Mamba-2 has heads, the gates have channels).
+ */
+export function syncHeatmap(h: Heatmap, state: ViewState, rows: number, crossY: number | null = state.channel): void {
+  h.setColormap(state.colormap);
+  h.setCrosshair(state.token, crossY);
+  const v = state.viewport;
+  if (!v) h.setViewport(null);
+  else if (v.rows === rows) h.setViewport(v);
+  else h.setViewport({ x0: v.x0, x1: v.x1, y0: 0, y1: rows });
+}
+
+/** The visible window of a tokens-along-x heatmap as a [tokens, rows] slice of its matrix. */
+export function visibleSlice(h: Heatmap, m: Matrix, name: string, data: PanelData, rowName: string): ExportSlice | null {
+  const w = h.visibleCells();
+  if (!w) return null;
+  const T = w.x1 - w.x0, R = w.rows.length;
+  const out = new Float32Array(T * R);
+  for (let t = 0; t < T; t++) for (let r = 0; r < R; r++) out[t * R + r] = m.data[(w.x0 + t) * m.cols + w.rows[r]];
+  return {
+    name: `${name}-tokens${w.x0}-${w.x1 - 1}`,
+    tensor: { shape: [T, R], data: out },
+    rowLabels: Array.from({ length: T }, (_, t) => tokenLabel(data, w.x0 + t)),
+    columnLabels: Array.from(w.rows, (r) => `${rowName} ${r}`),
+  };
+}

@@ -1,0 +1,14 @@
+/**
+ * Every view of the panel, in tab order within its area. A new view (numerics, attention,
+ * annotations) is one module exporting a ViewSpec, added here.
+ */
+import { gatesView } from './gates';
+import { layersView } from './layers';
+import { metricHeatmapView } from './metricHeatmap';
+import { nextTokenView } from './nextToken';
+import { stateView } from './state';
+import { tensorsView } from './tensors';
+import { tokenStripView } from './tokenStrip';
+import type { ViewSpec } from './view';
+
+export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, tensorsView, stateView, layersView, nextTokenView];

@@ -1,0 +1,212 @@
+/**
+ * The sample's tokens, each tinted by the chosen metric's per-token mean at the selected layer.
+ * Hover shows the token's id, position and values; a click selects it for every view. Annotated
+ * tokens are underlined. One span per token (text must stay readable and selectable); the
+ * tokens × channels data is never drawn as DOM.
+ */
+import { TOKEN_METRICS, type TokenMetric } from '../../src/protocol';
+import { METRIC_SYMBOL, Unavailable } from '../analysis/layerAnalysis';
+import { rowMeans } from '../analysis/metrics';
+import { colormapRgb, isDiverging } from '../render/colormaps';
+import { formatValue, visibleToken } from '../render/format';
+import { colorScale, Legend } from '../render/legend';
+import { drawFlow } from '../render/textCanvas';
+import type { PanelData } from '../panelData';
+import type { ViewState } from '../state';
+import type { View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
+
+class TokenStripView implements View {
+  readonly element: HTMLElement;
+  private readonly strip: HTMLElement;
+  private readonly tooltip: HTMLElement;
+  private readonly legend = new Legend('');
+  private spans: HTMLElement[] = [];
+  private builtFor: string | null = null;
+  private colouredFor: string | null = null;
+  private values: Float32Array | null = null;
+  private selected: number | null = null;
+  private range = { min: NaN, max: NaN };
+  private perTokenCache = new Map<string, Float32Array>();
+
+  constructor(private readonly ctx: ViewContext) {
+    this.element = document.createElement('div');
+    this.element.className = 'token-strip';
+    this.strip = document.createElement('div');
+    this.strip.className = 'tokens';
+    this.strip.tabIndex = 0;
+    this.strip.setAttribute('role', 'listbox');
+    this.tooltip = document.createElement('div');
+    this.tooltip.className = 'token-tooltip';
+    this.tooltip.setAttribute('role', 'tooltip');
+    this.tooltip.hidden = true;
+    const footer = document.createElement('div');
+    footer.className = 'token-strip-footer';
+    footer.append(this.legend.element);
+    this.element.append(this.strip, footer, this.tooltip);
+    this.strip.addEventListener('click', (e) => {
+      const i = this.indexOf(e.target);
+      if (i !== null) ctx.store.set({ token: i });
+    });
+    this.strip.addEventListener('pointerover', (e) => {
+      const i = this.indexOf(e.target);
+      if (i !== null) this.showTooltip(i, e.target as HTMLElement);
+    });
+    this.strip.addEventListener('pointerleave', () => (this.tooltip.hidden = true));
+  }
+
+  async update({ data, state, changed, stale }: ViewUpdate): Promise<void> {
+    const ins = data.inspection;
+    if (!ins.tokens && !ins.ids) throw new Unavailable('This data has no input_ids or tokens, so there is no token strip.');
+    if (this.builtFor !== ins.id) this.build(data);
+    const key = `${ins.id}:${state.layer}:${state.metric}:${state.colormap}`;
+    if (this.colouredFor !== key || changed === null) {
+      this.values = await this.perToken(data, state.layer, state.metric).catch((e) => {
+        if (e instanceof Unavailable) return null;
+        throw e;
+      });
+      if (stale()) return;
+      this.colour(state);
+      this.colouredFor = key;
+    }
+    this.select(state.token);
+    this.underlineAnnotations();
+  }
+
+  private build(data: PanelData): void {
+    const ins = data.inspection;
+    this.spans = Array.from({ length: ins.length }, (_, i) => {
+      const s = document.createElement('span');
+      s.className = 'token';
+      s.id = `token-${i}`;
+      s.dataset.index = String(i);
+      s.setAttribute('role', 'option');
+      const text = ins.tokens?.[i] ?? `#${ins.ids![i]}`;
+      s.textContent = visibleToken(text);
+      if (text.endsWith('\n')) s.classList.add('eol');
+      return s;
+    });
+    this.strip.replaceChildren(...this.spans);
+    this.strip.setAttribute('aria-label', `${ins.length} tokens of ${ins.title}`);
+    this.builtFor = ins.id;
+    this.colouredFor = null;
+    this.selected = null;
+    this.perTokenCache.clear();
+  }
+
+  /** The metric's mean over channels at each token: from the layer summary once it exists. */
+  private async perToken(data: PanelData, layer: number, metric: TokenMetric): Promise<Float32Array> {
+    const fromSummary = data.summary(layer)?.perToken[metric];
+    if (fromSummary) return fromSummary;
+    const key = `${data.inspection.id}:${layer}:${metric}`;
+    const cached = this.perTokenCache.get(key);
+    if (cached) return cached;
+    const a = data.analysis(layer);
+    if (!a) throw new Unavailable(`layer ${layer} has no internals`);
+    const m = await a.metric(metric);
+    const v = rowMeans(m.data, m.rows, m.cols);
+    this.perTokenCache.set(key, v);
+    return v;
+  }
+
+  private colour(state: ViewState): void {
+    const v = this.values;
+    let min = Infinity, max = -Infinity;
+    if (v) for (const x of v) if (Number.isFinite(x)) { if (x < min) min = x; if (x > max) max = x; }
+    const has = v !== null && Number.isFinite(min);
+    const scale = has ? colorScale(min, max, isDiverging(state.colormap)) : null;
+    this.range = { min, max };
+    this.legend.setName(`${METRIC_SYMBOL[state.metric]} (mean over channels)`);
+    this.legend.update(state.colormap, scale, min, max);
+    this.strip.setAttribute('aria-label', `${this.spans.length} tokens coloured by ${METRIC_SYMBOL[state.metric]} of layer ${state.layer}`);
+    for (let i = 0; i < this.spans.length; i++) {
+      const s = this.spans[i];
+      if (!scale || !v) {
+        s.style.background = s.style.color = '';
+        continue;
+      }
+      const t = scale.hi > scale.lo ? (v[i] - scale.lo) / (scale.hi - scale.lo) : 0;
+      const [r, g, b] = colormapRgb(state.colormap, Number.isFinite(t) ? t : 0);
+      s.style.background = `rgb(${r}, ${g}, ${b})`;
+      // Dark text on light tints: relative luminance with sRGB weights.
+      s.style.color = 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? '#000' : '#fff';
+      s.setAttribute('aria-label', `token ${i} ${JSON.stringify(this.ctx.data()?.inspection.tokens?.[i] ?? '')}, ${METRIC_SYMBOL[state.metric]} ${formatValue(v[i])}`);
+    }
+  }
+
+  private select(token: number | null): void {
+    if (token === this.selected) return;
+    if (this.selected !== null) {
+      this.spans[this.selected]?.classList.remove('selected');
+      this.spans[this.selected]?.setAttribute('aria-selected', 'false');
+    }
+    this.selected = token;
+    if (token === null || !this.spans[token]) {
+      this.strip.removeAttribute('aria-activedescendant');
+      return;
+    }
+    const s = this.spans[token];
+    s.classList.add('selected');
+    s.setAttribute('aria-selected', 'true');
+    this.strip.setAttribute('aria-activedescendant', s.id);
+    s.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  }
+
+  private underlineAnnotations(): void {
+    for (const s of this.spans) {
+      s.classList.remove('annotated');
+      s.removeAttribute('title');
+    }
+    for (const a of this.ctx.annotations()) {
+      for (let i = a.tokens[0]; i < a.tokens[1] && i < this.spans.length; i++) {
+        this.spans[i].classList.add('annotated');
+        this.spans[i].title = a.note;
+      }
+    }
+  }
+
+  private indexOf(target: EventTarget | null): number | null {
+    const i = target instanceof HTMLElement ? target.dataset.index : undefined;
+    return i === undefined ? null : Number(i);
+  }
+
+  private showTooltip(i: number, anchor: HTMLElement): void {
+    const data = this.ctx.data();
+    if (!data) return;
+    const ins = data.inspection;
+    const layer = this.ctx.store.get().layer;
+    const lines = [`token ${i} ${JSON.stringify(ins.tokens?.[i] ?? '')}${ins.ids ? ` · id ${ins.ids[i]}` : ''}`];
+    const summary = data.summary(layer);
+    const values = TOKEN_METRICS.map((m) => [m, summary?.perToken[m]?.[i]] as const).filter(([, v]) => v !== undefined);
+    if (values.length) lines.push(`layer ${layer}: ${values.map(([m, v]) => `${METRIC_SYMBOL[m]} ${formatValue(v!)}`).join(' · ')}`);
+    else if (this.values) lines.push(`layer ${layer}: ${METRIC_SYMBOL[this.ctx.store.get().metric]} ${formatValue(this.values[i])}`);
+    this.tooltip.replaceChildren(...lines.map((l) => Object.assign(document.createElement('div'), { textContent: l })));
+    this.tooltip.dataset.index = String(i);
+    this.tooltip.hidden = false;
+    const r = anchor.getBoundingClientRect(), host = this.element.getBoundingClientRect();
+    this.tooltip.style.left = `${Math.max(0, Math.min(r.left - host.left, host.width - 260))}px`;
+    this.tooltip.style.top = `${r.bottom - host.top + 4}px`;
+  }
+
+  snapshot(): HTMLCanvasElement {
+    return drawFlow(this.spans.map((s, i) => ({
+      text: s.textContent ?? '',
+      background: s.style.background || undefined,
+      color: s.style.color || undefined,
+      outlined: i === this.selected,
+      breakAfter: s.classList.contains('eol'),
+    })), Math.max(400, this.strip.clientWidth), getComputedStyle(this.element));
+  }
+
+  describe(): ViewDescription {
+    const colours = new Set(this.spans.map((s) => s.style.background)).size;
+    return { drawn: this.spans.length > 0 && this.values !== null, distinctColors: colours, min: this.range.min, max: this.range.max };
+  }
+}
+
+export const tokenStripView: ViewSpec = {
+  id: 'tokens',
+  title: 'Tokens',
+  area: 'strip',
+  empty: 'No sample yet: select text in an editor and run “Mamba Scope: Inspect Selection”, or “Inspect File”.',
+  create: (ctx) => new TokenStripView(ctx),
+};
