@@ -138,6 +138,7 @@ export class InspectorPanel implements vscode.Disposable {
 
   /** Sends the model's weights unless this webview already holds them. */
   async ensureModel(model: HostModel, signal: AbortSignal, onProgress: (p: Progress) => void): Promise<void> {
+    onProgress({ stage: 'starting the panel', done: 0, total: 1 });
     await this.whenReady();
     if (this.loadedModelId === model.id) return;
     const params = await model.weights(signal, onProgress);

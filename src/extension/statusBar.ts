@@ -29,7 +29,8 @@ export class StatusItem implements vscode.Disposable {
   }
 
   private update(): void {
-    const parts = [this.model, this.backend?.backend ?? 'not started', this.tokens === undefined ? undefined : `${this.tokens} tokens`].filter(Boolean);
+    // Before the first inspection there is no backend yet: show the model alone.
+    const parts = [this.model, this.backend?.backend, this.tokens === undefined ? undefined : `${this.tokens} tokens`].filter(Boolean);
     this.item.text = `$(pulse) ${parts.join(' · ')}`;
     const b = this.backend;
     const tip = new vscode.MarkdownString(`**Mamba Scope**\n\nmodel: ${this.model}\n\n`);
