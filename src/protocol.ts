@@ -165,8 +165,8 @@ export interface RunSummary {
   readonly forwardMs: number;
   /** Layers the summaries cover, in the order of the rows below. */
   readonly layers: readonly number[];
-  /** For each metric a float32 [layers.length, L] tensor: what the editor decorations colour by. */
-  readonly perToken: Record<TokenMetric, TensorMessage>;
+  /** For each metric a float32 [layers.length, L] tensor: what the editor decorations colour by. A metric the model cannot give is left out. */
+  readonly perToken: Partial<Record<TokenMetric, TensorMessage>>;
   /** Most likely next token at each position: int32 ids [L] and float32 probabilities [L]; absent for models without logits. */
   readonly next?: { readonly ids: TensorMessage; readonly probs: TensorMessage };
 }

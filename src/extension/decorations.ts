@@ -139,9 +139,9 @@ export class TokenDecorations implements vscode.Disposable {
   private render(): void {
     const ins = this.inspection;
     if (!ins) return;
-    const values = metricRows(ins.summary);
-    const row = Math.max(0, ins.summary.layers.indexOf(this.layer));
     const L = ins.offsets.length;
+    const values = metricRows(ins.summary, L);
+    const row = Math.max(0, ins.summary.layers.indexOf(this.layer));
     const shown = values[this.metric].subarray(row * L, (row + 1) * L);
     const levelOf = levelMapper(shown, this.metric === 'forget');
     const buckets: vscode.DecorationOptions[][] = Array.from({ length: LEVELS }, () => []);
@@ -194,10 +194,13 @@ export class TokenDecorations implements vscode.Disposable {
   }
 }
 
-/** The summary's float32 [layers, L] rows per metric, decoded once per render. */
-function metricRows(summary: RunSummary): Record<TokenMetric, Float32Array> {
+/** The summary's float32 [layers, L] rows per metric, decoded once per render; a metric the panel left out reads NaN (undecorated). */
+function metricRows(summary: RunSummary, L: number): Record<TokenMetric, Float32Array> {
   const out = {} as Record<TokenMetric, Float32Array>;
-  for (const m of TOKEN_METRICS) out[m] = fromTensorMessage(summary.perToken[m], `perToken.${m}`).data as Float32Array;
+  for (const m of TOKEN_METRICS) {
+    const msg = summary.perToken[m];
+    out[m] = msg ? (fromTensorMessage(msg, `perToken.${m}`).data as Float32Array) : new Float32Array(summary.layers.length * L).fill(NaN);
+  }
   return out;
 }
 

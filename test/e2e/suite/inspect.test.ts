@@ -74,8 +74,10 @@ describe('Inspect File on the bundled model (real VS Code)', function () {
     const ref = await referenceMetrics(modelDir, tok.encode(text).ids);
     const L = result.tokens;
     for (const m of TOKEN_METRICS) {
-      const got = fromTensorMessage(result.summary.perToken[m], m).data;
-      assert.deepEqual([...result.summary.perToken[m].shape], [4, L], `${m} shape`);
+      const msg = result.summary.perToken[m];
+      assert.ok(msg, `the panel sent per-token ${m}`);
+      const got = fromTensorMessage(msg, m).data;
+      assert.deepEqual([...msg.shape], [4, L], `${m} shape`);
       for (let layer = 0; layer < 4; layer++) {
         const err = normalizedError(got.subarray(layer * L, (layer + 1) * L), ref[layer][m]);
         assert.ok(err < 2e-3, `${m} layer ${layer}: normalized error ${err.toExponential(2)} vs the float64 reference`);
