@@ -187,26 +187,38 @@ export async function tokenMapping(store: TensorStore, name: string): Promise<((
   return (row) => tokens[row] ?? row;
 }
 
+/** The format's name for a tensor that dumps written from transformers call hf_logits or layers.i.hf_out (shared fixtures). */
+function formatName(key: string): string {
+  const { layer, name } = parseDumpKey(key);
+  if (layer === null) return name === 'hf_logits' ? 'logits' : key;
+  return name === 'hf_out' ? dumpKey(layer, 'out') : key;
+}
+
 /**
- * Dumps written from transformers name the model's own outputs hf_logits and layers.i.hf_out
- * (shared fixtures); they are the format's logits and layers.i.out, and are compared as such
- * unless the file also has the plain name.
+ * Pairs the tensors of two files: by name, then, among the rest, by the format's name — so one
+ * file's hf_logits meets the other's logits. Returns [entry name, name in a, name in b].
  */
-function canonicalNames(store: TensorStore): Map<string, string> {
-  const present = new Set(store.names());
-  const byCanonical = new Map<string, string>();
-  for (const actual of store.names()) {
-    const { layer, name } = parseDumpKey(actual);
-    const canonical = layer === null ? (name === 'hf_logits' ? 'logits' : actual) : name === 'hf_out' ? dumpKey(layer, 'out') : actual;
-    byCanonical.set(canonical !== actual && present.has(canonical) ? actual : canonical, actual);
+function pairTensors(a: TensorStore, b: TensorStore): { pairs: [string, string, string][]; onlyInA: string[]; onlyInB: string[] } {
+  const inB = new Set(b.names());
+  const pairs: [string, string, string][] = a.names().filter((n) => inB.has(n)).map((n) => [n, n, n]);
+  const paired = new Set(pairs.map((p) => p[0]));
+  const restB = new Map(b.names().filter((n) => !paired.has(n)).map((n) => [formatName(n), n]));
+  const onlyInA: string[] = [];
+  for (const n of a.names().filter((x) => !paired.has(x))) {
+    const other = restB.get(formatName(n));
+    if (other === undefined) onlyInA.push(n);
+    else {
+      pairs.push([formatName(n), n, other]);
+      restB.delete(formatName(n));
+    }
   }
-  return byCanonical;
+  return { pairs, onlyInA, onlyInB: [...restB.values()] };
 }
 
 export async function compareStores(a: TensorStore, b: TensorStore, override: ToleranceOverride = {}): Promise<DumpComparison> {
-  const namesA = canonicalNames(a);
-  const namesB = canonicalNames(b);
-  const common = sortForward([...namesA.keys()].filter((n) => namesB.has(n)));
+  const { pairs, onlyInA, onlyInB } = pairTensors(a, b);
+  const order = sortForward(pairs.map((p) => p[0]));
+  pairs.sort((x, y) => order.indexOf(x[0]) - order.indexOf(y[0]));
   const tensors: TensorComparison[] = [];
   const shapeMismatches: DumpComparison['shapeMismatches'] = [];
   const renamed: DumpComparison['renamed'] = [];
@@ -214,10 +226,8 @@ export async function compareStores(a: TensorStore, b: TensorStore, override: To
   const diverged = (layer: number | null) => {
     if (layer !== null && (firstDivergentLayer === null || layer < firstDivergentLayer)) firstDivergentLayer = layer;
   };
-  for (const name of common) {
-    const inA = namesA.get(name)!;
-    const inB = namesB.get(name)!;
-    if (inA !== name || inB !== name) renamed.push({ name, a: inA, b: inB });
+  for (const [name, inA, inB] of pairs) {
+    if (inA !== inB) renamed.push({ name, a: inA, b: inB });
     const shapeA = a.info(inA)!.shape;
     const shapeB = b.info(inB)!.shape;
     const { layer } = parseDumpKey(name);
@@ -236,8 +246,8 @@ export async function compareStores(a: TensorStore, b: TensorStore, override: To
     tensors,
     shapeMismatches,
     renamed,
-    onlyInA: sortForward([...namesA.keys()].filter((n) => !namesB.has(n)).map((n) => namesA.get(n)!)),
-    onlyInB: sortForward([...namesB.keys()].filter((n) => !namesA.has(n)).map((n) => namesB.get(n)!)),
+    onlyInA: sortForward(onlyInA),
+    onlyInB: sortForward(onlyInB),
     firstDivergentLayer,
   };
 }
