@@ -78,3 +78,9 @@ export function maxAbsError(got: ArrayLike<number>, ref: ArrayLike<number>): num
   }
   return m;
 }
+
+export function mean(data: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < data.length; i++) s += data[i];
+  return data.length ? s / data.length : NaN;
+}

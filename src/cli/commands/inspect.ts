@@ -1,0 +1,129 @@
+/**
+ * `inspect`: run a model on a text (or ids) and write every internal to a mamba-dump/1 file.
+ * fp64 runs the float64 reference; fp32 runs the tfjs forward on the chosen backend.
+ */
+import { InputError } from '../../engine/errors';
+import { buildDump } from '../../engine/formats/dump';
+import { encodeSafetensors } from '../../engine/formats/safetensors';
+import type { ForwardOptions, ForwardResult } from '../../engine/internals';
+import type { LoadedModel } from '../../engine/model/load';
+import { topPredictions } from '../../engine/predictions';
+import { referenceForward } from '../../engine/reference/forward';
+import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
+import { mean } from '../../engine/tensor';
+import { useNodeBackend } from '../../node/tfjsBackends';
+import { UsageError, intList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
+import type { Command } from '../command';
+import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
+
+const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
+                          [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
+                          [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N]
+
+Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
+hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
+  --model       model folder (config.json, model.safetensors, tokenizer.json); default: the bundled model
+  --precision   fp64 = float64 reference (default; backend "reference"), fp32 = tfjs
+  --backend     tfjs backend for fp32 (default cpu)
+  --states-at   token positions whose state h is saved; negative counts from the end
+  --max-tokens  keep only the first N tokens`;
+
+type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
+
+export const inspect: Command = {
+  name: 'inspect',
+  summary: 'run a model on a text and write its internals to a dump',
+  usage: USAGE,
+  async run(argv, io) {
+    const args = parseArgs(argv, {
+      model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
+      precision: { value: true }, backend: { value: true }, layers: { value: true },
+      'states-at': { value: true }, 'max-tokens': { value: true },
+    });
+    const out = required(args, 'out');
+    const textFile = optional(args, 'text');
+    const idList = intList(args, 'ids');
+    if ((textFile === undefined) === (idList === undefined)) throw new UsageError('give exactly one of --text or --ids');
+    const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, optional(args, 'backend') && optional(args, 'backend') !== 'reference' ? 'fp32' : 'fp64');
+    const backend = oneOf<Backend>(args, 'backend', ['reference', 'cpu', 'wasm', 'webgpu'], precision === 'fp64' ? 'reference' : 'cpu');
+    if ((precision === 'fp64') !== (backend === 'reference')) throw new UsageError('fp64 runs on the reference backend only; fp32 on cpu, wasm or webgpu');
+    const maxTokens = positiveInt(args, 'max-tokens');
+    const statesAt = intList(args, 'states-at') ?? [];
+
+    const t0 = performance.now();
+    const { dir, model } = await loadModelArg(optional(args, 'model'), precision === 'fp64' ? 'float64' : 'float32');
+    if (model.config.arch === 'seed') throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
+    let ids: Int32Array;
+    let pieces: string[];
+    if (textFile !== undefined) {
+      const text = await readTextFile(textFile);
+      const tokenizer = await loadTokenizer(dir);
+      ({ ids, pieces } = tokenizer.encode(text));
+      if (ids.length === 0) throw new InputError(textFile, 'has no tokens (empty sample)');
+    } else {
+      ids = Int32Array.from(idList as number[]);
+      pieces = [...ids].map(String);
+      if (ids.length === 0) throw new UsageError('--ids is empty');
+    }
+    if (maxTokens !== undefined && ids.length > maxTokens) {
+      io.err(`note: keeping the first ${maxTokens} of ${ids.length} tokens (--max-tokens)`);
+      ids = ids.slice(0, maxTokens);
+      pieces = pieces.slice(0, maxTokens);
+    }
+    const layers = layerList(optional(args, 'layers'), model.config.nLayer);
+    const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
+    for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
+
+    const result = await forward(model, backend, ids, options);
+    const seconds = (performance.now() - t0) / 1000;
+    const { entries, metadata } = buildDump({
+      inputIds: ids,
+      pieces,
+      result,
+      metadata: { model: dir, arch: model.config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend },
+    });
+    await writeOutput(out, encodeSafetensors(entries, metadata));
+
+    io.out(`model     ${dir} (${model.config.arch}, ${model.config.nLayer} layers, d_model ${model.config.dModel})`);
+    io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
+    io.out(`backend   ${backend} (${precision}), ${seconds.toFixed(2)} s`);
+    for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
+    if (result.logits) {
+      const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
+      const top = topPredictions(result.logits, ids.length - 1, 5)
+        .map((p) => `${JSON.stringify(tokenizer ? tokenizer.tokenText(p.id) : String(p.id))} ${(p.p * 100).toFixed(1)}%`);
+      io.out(`next      ${top.join('  ')}`);
+    }
+    io.out(`wrote     ${out}`);
+    return 0;
+  },
+};
+
+async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
+  if (backend === 'reference') return referenceForward(model as LoadedModel<'float64'>, ids, options);
+  await useNodeBackend(backend);
+  const tfModel = createTfModel(model as LoadedModel<'float32'>);
+  try {
+    return await tfjsForward(tfModel, ids, options);
+  } finally {
+    tfModel.dispose();
+  }
+}
+
+function layerList(arg: string | undefined, nLayer: number): number[] | undefined {
+  if (arg === undefined || arg === 'all') return undefined;
+  const list = arg.split(',').map((s) => s.trim());
+  if (list.some((s) => !/^\d+$/.test(s))) throw new UsageError(`--layers must be "all" or a list like 0,2; got "${arg}"`);
+  const layers = list.map(Number);
+  const bad = layers.find((l) => l >= nLayer);
+  if (bad !== undefined) throw new UsageError(`--layers: the model has layers 0–${nLayer - 1}, not ${bad}`);
+  return layers;
+}
+
+function checkPositions(positions: number[], length: number): number[] {
+  const bad = positions.find((p) => p >= length || p < -length);
+  if (bad !== undefined) throw new UsageError(`--states-at ${bad} is outside the ${length}-token sample`);
+  return positions;
+}
+
+

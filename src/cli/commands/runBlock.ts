@@ -1,0 +1,67 @@
+/**
+ * `run-block`: the design note's simplified block on an input x [L, d_model]; writes y (scan
+ * output with D·x_in, before the gate), out (y ⊙ silu(res)), x_in, res, B, C and delta.
+ */
+import { InputError } from '../../engine/errors';
+import { encodeSafetensors, SafetensorsFile, type NamedTensor } from '../../engine/formats/safetensors';
+import { loadSeedBlockFile, type LoadedModel } from '../../engine/model/load';
+import type { SeedBlockConfig } from '../../engine/model/config';
+import type { SeedBlockParams } from '../../engine/model/seedBlock';
+import { referenceSeedBlock } from '../../engine/reference/forward';
+import { createTfModel, tfjsSeedBlock } from '../../engine/tfjs/forward';
+import type { Tensor } from '../../engine/tensor';
+import { NodeFileSource } from '../../node/files';
+import { useNodeBackend } from '../../node/tfjsBackends';
+import { oneOf, parseArgs, required } from '../args';
+import type { Command } from '../command';
+import { writeOutput } from '../modelArgs';
+
+const USAGE = `usage: mamba-scope run-block --block <block.safetensors> --input <io.safetensors> --out <out.safetensors>
+                            [--precision fp64|fp32]
+
+Runs the simplified block (in_proj → [x_in, res]; x_proj → B, C, dt; dt_proj + softplus; scan;
+y = scan + D·x_in; out = y ⊙ silu(res)) on the input file's "x" [L, d_model] and writes
+y, out, x_in, res, B, C and delta. fp64 uses the float64 reference, fp32 the tfjs cpu backend.`;
+
+const OUTPUTS = ['y', 'out', 'x_in', 'res', 'B', 'C', 'delta'] as const;
+
+export const runBlock: Command = {
+  name: 'run-block',
+  summary: "run the design note's simplified block on an input tensor",
+  usage: USAGE,
+  async run(argv, io) {
+    const args = parseArgs(argv, { block: { value: true }, input: { value: true }, out: { value: true }, precision: { value: true } });
+    const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, 'fp64');
+    const blockFile = await SafetensorsFile.open(await NodeFileSource.open(required(args, 'block')));
+    const input = await SafetensorsFile.open(await NodeFileSource.open(required(args, 'input')));
+    const xInfo = input.info('x');
+    if (!xInfo) throw new InputError(input.name, 'has no tensor "x" (the block input [L, d_model])');
+    const t0 = performance.now();
+    let result: Record<(typeof OUTPUTS)[number], Tensor>;
+    if (precision === 'fp64') {
+      const block = await loadSeedBlockFile(blockFile, 'float64');
+      checkInput(xInfo.shape, block, input.name);
+      result = referenceSeedBlock(block.config as SeedBlockConfig, block.params as SeedBlockParams<'float64'>, await input.readFloat('x', 'float64'));
+    } else {
+      await useNodeBackend('cpu');
+      const block = await loadSeedBlockFile(blockFile, 'float32');
+      checkInput(xInfo.shape, block, input.name);
+      const tfModel = createTfModel(block);
+      try {
+        result = await tfjsSeedBlock(tfModel, await input.readFloat('x', 'float32'));
+      } finally {
+        tfModel.dispose();
+      }
+    }
+    const entries: NamedTensor[] = OUTPUTS.map((name) => ({ name, tensor: result[name] }));
+    await writeOutput(required(args, 'out'), encodeSafetensors(entries, { format: 'mamba-dump/1', layout: 'LD', model: 'seed-simple', dtype: precision === 'fp64' ? 'float64' : 'float32' }));
+    io.out(`block ${blockFile.name}: ${xInfo.shape[0]} tokens × ${xInfo.shape[1]} channels, ${precision}, ${((performance.now() - t0) / 1000).toFixed(2)} s → ${required(args, 'out')}`);
+    return 0;
+  },
+};
+
+function checkInput(shape: readonly number[], block: LoadedModel, source: string): void {
+  if (shape.length !== 2 || shape[1] !== block.config.dModel) {
+    throw new InputError(source, `"x" has shape [${shape.join(', ')}] but the block expects [L, ${block.config.dModel}]`);
+  }
+}

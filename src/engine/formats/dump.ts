@@ -1,0 +1,74 @@
+/**
+ * mamba-dump/1, the project's interchange format: a safetensors file with token axis first
+ * (layout "LD", batch dropped) and these keys —
+ *   input_ids [L] int32 · logits [L,V] (hf_logits in dumps written by transformers)
+ *   layers.i.{hidden_in, z, u, delta, B, C, y, out, hidden_out} · layers.i.h [T,…] + h_tokens [T]
+ *   layers.i.hidden_attention [L,L]
+ * and metadata: format, layout, model, dtype, tokens (JSON list of vocabulary pieces).
+ */
+import { InputError } from '../errors';
+import { INTERNAL_NAMES, type ForwardResult } from '../internals';
+import type { Tensor } from '../tensor';
+import type { NamedTensor, TensorStore } from './safetensors';
+
+export const DUMP_FORMAT = 'mamba-dump/1';
+
+export function dumpKey(layer: number, name: string): string {
+  return `layers.${layer}.${name}`;
+}
+
+/** "layers.3.delta" → {layer: 3, name: "delta"}; top-level keys → {layer: null, name}. */
+export function parseDumpKey(key: string): { layer: number | null; name: string } {
+  const m = /^layers\.(\d+)\.(.+)$/.exec(key);
+  return m ? { layer: Number(m[1]), name: m[2] } : { layer: null, name: key };
+}
+
+export interface DumpContents {
+  readonly inputIds: Int32Array;
+  /** Vocabulary pieces, one per token. */
+  readonly pieces: readonly string[];
+  readonly result: ForwardResult;
+  /** Extra per-layer tensors (hidden_attention), keyed by layer then name. */
+  readonly extras?: ReadonlyMap<number, Readonly<Record<string, Tensor>>>;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export function buildDump(d: DumpContents): { entries: NamedTensor[]; metadata: Record<string, string> } {
+  const entries: NamedTensor[] = [{ name: 'input_ids', tensor: { shape: [d.inputIds.length], data: d.inputIds } }];
+  if (d.result.logits) entries.push({ name: 'logits', tensor: d.result.logits });
+  for (const layer of d.result.layers) {
+    for (const name of INTERNAL_NAMES) {
+      const t = layer.tensors[name];
+      if (t) entries.push({ name: dumpKey(layer.layer, name), tensor: t });
+    }
+    if (layer.hTokens && layer.tensors.h) {
+      entries.push({ name: dumpKey(layer.layer, 'h_tokens'), tensor: { shape: [layer.hTokens.length], data: layer.hTokens } });
+    }
+    for (const [name, t] of Object.entries(d.extras?.get(layer.layer) ?? {})) entries.push({ name: dumpKey(layer.layer, name), tensor: t });
+  }
+  return { entries, metadata: { format: DUMP_FORMAT, layout: 'LD', ...d.metadata, tokens: JSON.stringify(d.pieces) } };
+}
+
+/** The layers present in a dump, in order. */
+export function dumpLayers(store: TensorStore): number[] {
+  const layers = new Set<number>();
+  for (const key of store.names()) {
+    const { layer } = parseDumpKey(key);
+    if (layer !== null) layers.add(layer);
+  }
+  return [...layers].sort((a, b) => a - b);
+}
+
+/** The token pieces recorded in a dump's metadata, or null when it has none. */
+export function dumpTokens(store: TensorStore): string[] | null {
+  const raw = store.metadata.tokens;
+  if (raw === undefined) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new InputError(store.name, 'metadata "tokens" is not valid JSON');
+  }
+  if (!Array.isArray(parsed) || !parsed.every((t) => typeof t === 'string')) throw new InputError(store.name, 'metadata "tokens" is not a list of strings');
+  return parsed;
+}

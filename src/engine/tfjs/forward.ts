@@ -1,0 +1,259 @@
+/**
+ * The forward pass on TensorFlow.js, on whichever backend is active (cpu in Node; webgpu,
+ * webgl, wasm in the webview). Same architectures, same internals and names as the float64
+ * reference, which it is tested against. Weights are uploaded once (createTfModel) and reused
+ * for every run; only the requested layers' internals are downloaded.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
+import type { ModelConfig } from '../model/config';
+import type { LoadedModel } from '../model/load';
+import { mamba2ConvDim } from '../model/mamba2';
+import type { Param } from '../model/params';
+import type { Tensor } from '../tensor';
+import { scanKernelsFor } from './scan';
+
+type W = tf.Tensor;
+
+interface TfLayer {
+  readonly norm?: W;
+  readonly inProjW: W;
+  readonly inProjB?: W;
+  /** Depthwise filter [K, 1, C, 1] for tf.depthwiseConv2d. */
+  readonly convFilter?: W;
+  readonly convB?: W;
+  readonly xProjW?: W;
+  readonly xProjB?: W;
+  readonly dtProjW?: W;
+  readonly dtProjB?: W;
+  readonly dtBias?: W;
+  /** −exp(A_log), computed once. */
+  readonly A: W;
+  readonly D: W;
+  readonly gatedNorm?: W;
+  readonly outProjW?: W;
+  readonly outProjB?: W;
+}
+
+export interface TfModel {
+  readonly config: ModelConfig;
+  readonly embedding?: W;
+  readonly layers: readonly TfLayer[];
+  readonly normF?: W;
+  readonly lmHead?: W;
+  dispose(): void;
+}
+
+export function createTfModel(model: LoadedModel<'float32'>): TfModel {
+  const owned: W[] = [];
+  const up = (p: Param<'float32'> | undefined): W | undefined => {
+    if (!p) return undefined;
+    const t = tf.tensor(p.data, [...p.shape], 'float32');
+    owned.push(t);
+    return t;
+  };
+  const req = (p: Param<'float32'>): W => up(p) as W;
+  const keep = (t: W): W => {
+    owned.push(t);
+    return t;
+  };
+  const negExp = (p: Param<'float32'>) => keep(tf.tidy(() => tf.neg(tf.exp(tf.tensor(p.data, [...p.shape])))));
+  const convFilter = (p: Param<'float32'>) => {
+    const [C, K] = p.shape;
+    return keep(tf.tidy(() => tf.reshape(tf.transpose(tf.tensor(p.data, [C, K])), [K, 1, C, 1])));
+  };
+  const dispose = () => owned.forEach((t) => t.dispose());
+  const c = model.config;
+  switch (c.arch) {
+    case 'mamba1': {
+      const p = (model as Extract<LoadedModel<'float32'>, { config: { arch: 'mamba1' } }>).params;
+      const embedding = req(p.embedding);
+      return {
+        config: c,
+        embedding,
+        normF: req(p.normF),
+        lmHead: p.lmHead === p.embedding ? embedding : req(p.lmHead),
+        layers: p.layers.map((l) => ({
+          norm: req(l.norm), inProjW: req(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
+          xProjW: req(l.xProjW), dtProjW: req(l.dtProjW), dtProjB: req(l.dtProjB), A: negExp(l.A_log), D: req(l.D),
+          outProjW: req(l.outProjW), outProjB: up(l.outProjB),
+        })),
+        dispose,
+      };
+    }
+    case 'mamba2': {
+      const p = (model as Extract<LoadedModel<'float32'>, { config: { arch: 'mamba2' } }>).params;
+      const embedding = req(p.embedding);
+      return {
+        config: c,
+        embedding,
+        normF: req(p.normF),
+        lmHead: p.lmHead === p.embedding ? embedding : req(p.lmHead),
+        layers: p.layers.map((l) => ({
+          norm: req(l.norm), inProjW: req(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
+          dtBias: req(l.dtBias), A: negExp(l.A_log), D: req(l.D), gatedNorm: req(l.gatedNorm), outProjW: req(l.outProjW), outProjB: up(l.outProjB),
+        })),
+        dispose,
+      };
+    }
+    case 'seed': {
+      const p = (model as Extract<LoadedModel<'float32'>, { config: { arch: 'seed' } }>).params;
+      return {
+        config: c,
+        layers: [{ inProjW: req(p.inProjW), inProjB: req(p.inProjB), xProjW: req(p.xProjW), xProjB: req(p.xProjB), dtProjW: req(p.dtProjW), dtProjB: req(p.dtProjB), A: negExp(p.A_log), D: req(p.D) }],
+        dispose,
+      };
+    }
+  }
+}
+
+// --- building blocks ------------------------------------------------------------------------------
+
+/** torch.nn.Linear: x [L, in] · Wᵀ (+ b). */
+function linear(x: W, w: W, b?: W): W {
+  const y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true);
+  return b ? tf.add(y, b) : y;
+}
+
+function rmsNorm(x: W, weight: W, eps: number, groups = 1): W {
+  const [L, H] = x.shape;
+  const g = tf.reshape(x, [L, groups, H / groups]);
+  const normed = tf.mul(g, tf.rsqrt(tf.add(tf.mean(tf.square(g), -1, true), eps)));
+  return tf.mul(tf.reshape(normed, [L, H]), weight);
+}
+
+function silu(x: W): W {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/** torch softplus (threshold 20): x above 20 passes through, avoiding exp overflow. */
+function softplus(x: W): W {
+  return tf.where(tf.greater(x, 20), x, tf.log1p(tf.exp(tf.minimum(x, 20))));
+}
+
+/** Causal depthwise conv1d over tokens (left zero padding K−1), then SiLU. */
+function causalConvSilu(x: W, filter: W, bias?: W): W {
+  const [L, C] = x.shape;
+  const K = filter.shape[0];
+  const padded = tf.pad(tf.reshape(x, [1, L, 1, C]) as tf.Tensor4D, [[0, 0], [K - 1, 0], [0, 0], [0, 0]]);
+  const conv = tf.reshape(tf.depthwiseConv2d(padded, filter as tf.Tensor4D, 1, 'valid'), [L, C]);
+  return silu(bias ? tf.add(conv, bias) : conv);
+}
+
+function cols(x: W, start: number, width: number): W {
+  return tf.slice(x, [0, start], [x.shape[0], width]);
+}
+
+// --- forward --------------------------------------------------------------------------------------
+
+/** Tensors of one layer, kept on the device until downloaded. */
+type Captured = Partial<Record<InternalName, W>>;
+
+export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, options: ForwardOptions = {}): Promise<ForwardResult<Float32Array>> {
+  const c = model.config;
+  if (c.arch === 'seed') throw new Error('the simplified block takes a hidden-state input, not token ids: use tfjsSeedBlock');
+  const vocab = c.vocabSize;
+  for (let i = 0; i < ids.length; i++) {
+    if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= vocab) throw new RangeError(`token id ${ids[i]} at position ${i} is outside the ${vocab}-token vocabulary`);
+  }
+  const at = resolvePositions(options.statesAt ?? [], ids.length);
+  const kernels = scanKernelsFor(tf.getBackend());
+  const idTensor = tf.tensor1d(Int32Array.from(ids), 'int32');
+  let hidden = tf.gather(model.embedding as W, idTensor);
+  idTensor.dispose();
+  const layers: LayerInternals<Float32Array>[] = [];
+  try {
+    for (let i = 0; i < model.layers.length; i++) {
+      options.checkCancelled?.();
+      const keepAll = wantsLayer(options, i);
+      const lw = model.layers[i];
+      const captured: Captured = tf.tidy(() => {
+        const proj = linear(rmsNorm(hidden, lw.norm as W, c.eps), lw.inProjW, lw.inProjB);
+        const t = c.arch === 'mamba1' ? mamba1Mixer(c.dInner, c.dState, c.dtRank, lw, proj, at, kernels) : mamba2Mixer(c, lw, proj, at, kernels);
+        const hiddenOut = tf.add(hidden, t.out as W);
+        return keepAll ? { hidden_in: hidden, ...t, hidden_out: hiddenOut } : { hidden_out: hiddenOut };
+      });
+      const next = captured.hidden_out as W;
+      if (keepAll) layers.push({ layer: i, tensors: await download(captured), hTokens: captured.h ? at : undefined });
+      else hidden.dispose();
+      hidden = next;
+      await tf.nextFrame(); // lets the webview paint between layers
+    }
+    const logits = tf.tidy(() => linear(rmsNorm(hidden, model.normF as W, c.eps), model.lmHead as W));
+    const [logitsData] = await Promise.all([logits.data() as Promise<Float32Array>]);
+    const shape = logits.shape;
+    logits.dispose();
+    return { logits: { shape, data: logitsData }, layers };
+  } finally {
+    hidden.dispose();
+  }
+}
+
+async function download(captured: Captured): Promise<Partial<Record<InternalName, Tensor<Float32Array>>>> {
+  const out: Partial<Record<InternalName, Tensor<Float32Array>>> = {};
+  for (const [name, t] of Object.entries(captured) as [InternalName, W][]) {
+    // hidden_out stays on the device as the next layer's input; the others are freed here.
+    out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
+    if (name !== 'hidden_out') t.dispose();
+  }
+  return out;
+}
+
+function mamba1Mixer(Dd: number, N: number, R: number, lw: TfLayer, proj: W, at: Int32Array, kernels: ReturnType<typeof scanKernelsFor>): Captured {
+  const z = cols(proj, Dd, Dd);
+  const u = causalConvSilu(cols(proj, 0, Dd), lw.convFilter as W, lw.convB);
+  const xdbl = linear(u, lw.xProjW as W);
+  const B = cols(xdbl, R, N);
+  const C = cols(xdbl, R + N, N);
+  const delta = softplus(linear(cols(xdbl, 0, R), lw.dtProjW as W, lw.dtProjB));
+  const s = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: lw.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: lw.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at });
+  const out = linear(s.gated as W, lw.outProjW as W, lw.outProjB);
+  return { z, u, delta, B, C, y: s.y, out, ...(s.h ? { h: s.h } : {}) };
+}
+
+function mamba2Mixer(c: Extract<ModelConfig, { arch: 'mamba2' }>, lw: TfLayer, proj: W, at: Int32Array, kernels: ReturnType<typeof scanKernelsFor>): Captured {
+  const Din = c.dInner, GN = c.nGroups * c.dState, convDim = mamba2ConvDim(c);
+  const z = cols(proj, 0, Din);
+  const xBC = causalConvSilu(cols(proj, Din, convDim), lw.convFilter as W, lw.convB);
+  const u = cols(xBC, 0, Din);
+  const B = cols(xBC, Din, GN);
+  const C = cols(xBC, Din + GN, GN);
+  const [lo, hi] = c.timeStepLimit;
+  const delta = tf.clipByValue(softplus(tf.add(cols(proj, Din + convDim, c.nHeads), lw.dtBias as W)), lo, Number.isFinite(hi) ? hi : 3.4e38);
+  const s = kernels.headScan({ x: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: lw.A as tf.Tensor1D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: lw.D as tf.Tensor1D, groups: c.nGroups, statesAt: at });
+  const normed = rmsNorm(tf.mul(s.y, silu(z)), lw.gatedNorm as W, c.eps, c.nGroups);
+  const out = linear(normed, lw.outProjW as W, lw.outProjB);
+  return { z, u, delta, B, C, y: s.y, out, ...(s.h ? { h: s.h } : {}) };
+}
+
+export interface TfSeedBlockResult {
+  readonly x_in: Tensor<Float32Array>;
+  readonly res: Tensor<Float32Array>;
+  readonly B: Tensor<Float32Array>;
+  readonly C: Tensor<Float32Array>;
+  readonly delta: Tensor<Float32Array>;
+  readonly y: Tensor<Float32Array>;
+  readonly out: Tensor<Float32Array>;
+}
+
+/** The simplified block on tfjs; same outputs as referenceSeedBlock. */
+export async function tfjsSeedBlock(model: TfModel, x: Tensor<Float32Array>): Promise<TfSeedBlockResult> {
+  const c = model.config;
+  if (c.arch !== 'seed') throw new Error('tfjsSeedBlock needs the simplified block');
+  const D = c.dModel, N = c.dState;
+  const lw = model.layers[0];
+  const kernels = scanKernelsFor(tf.getBackend());
+  const t = tf.tidy(() => {
+    const proj = linear(tf.tensor(x.data, [...x.shape]), lw.inProjW, lw.inProjB);
+    const xIn = cols(proj, 0, D);
+    const res = cols(proj, D, D);
+    const params = linear(xIn, lw.xProjW as W, lw.xProjB);
+    const B = cols(params, 0, N);
+    const C = cols(params, N, N);
+    const delta = softplus(linear(cols(params, 2 * N, 1), lw.dtProjW as W, lw.dtProjB));
+    const s = kernels.scan({ u: xIn as tf.Tensor2D, delta: delta as tf.Tensor2D, A: lw.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: lw.D as tf.Tensor1D, z: res as tf.Tensor2D, statesAt: new Int32Array() });
+    return { x_in: xIn, res, B, C, delta, y: s.y, out: s.gated as W };
+  });
+  const out = await download(t as Captured & typeof t);
+  return out as unknown as TfSeedBlockResult;
+}

@@ -1,0 +1,174 @@
+/**
+ * The selective scan on tfjs. tfjs has no scan op, and a loop over tokens costs one dispatch per
+ * token; instead each chunk of tokens runs a Hillis–Steele prefix scan over the pairs
+ * (Ā_t, B̄_t·u_t) in log2(chunk) steps — (a₁, b₁)∘(a₂, b₂) = (a₁a₂, a₂b₁ + b₂) — and the state
+ * is carried from chunk to chunk. Every factor is a decay in [0, 1], so nothing overflows.
+ * This runs on every backend; the GPU backends use it unless faster kernels are registered
+ * (the WGSL scan registers itself for 'webgpu'), and the CPU-memory backends (cpu, wasm) use the
+ * sequential loop of hostLoopScan.ts, which does less work there.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { hostLoopKernels } from './hostLoopScan';
+
+export interface TfScanInputs {
+  readonly u: tf.Tensor2D; // [L, D]
+  readonly delta: tf.Tensor2D; // [L, D]
+  readonly A: tf.Tensor2D; // [D, N], already −exp(A_log)
+  readonly B: tf.Tensor2D; // [L, N]
+  readonly C: tf.Tensor2D; // [L, N]
+  readonly D: tf.Tensor1D; // [D]
+  /** When given, `gated` = y ⊙ silu(z) is returned too. */
+  readonly z?: tf.Tensor2D;
+  /** Sorted token positions whose state h_t is returned. */
+  readonly statesAt: Int32Array;
+}
+
+export interface TfScanOutputs {
+  readonly y: tf.Tensor2D; // [L, D], includes D·u, before the gate
+  readonly gated?: tf.Tensor2D;
+  readonly h?: tf.Tensor3D; // [T, D, N]
+}
+
+export type TfScan = (inputs: TfScanInputs) => TfScanOutputs;
+
+/** Mamba-2: scalar A per head, B/C per group. */
+export interface TfHeadScanInputs {
+  readonly x: tf.Tensor2D; // [L, heads·P]
+  readonly delta: tf.Tensor2D; // [L, heads]
+  readonly A: tf.Tensor1D; // [heads]
+  readonly B: tf.Tensor2D; // [L, G·N]
+  readonly C: tf.Tensor2D; // [L, G·N]
+  readonly D: tf.Tensor1D; // [heads]
+  readonly groups: number;
+  readonly statesAt: Int32Array;
+}
+
+export type TfHeadScan = (inputs: TfHeadScanInputs) => { y: tf.Tensor2D; h?: tf.Tensor4D };
+
+export interface ScanKernels {
+  readonly scan: TfScan;
+  readonly headScan: TfHeadScan;
+}
+
+const registered = new Map<string, ScanKernels>([
+  ['cpu', hostLoopKernels],
+  ['wasm', hostLoopKernels],
+]);
+
+/** Backend-specific kernels (the WGSL scan registers itself for 'webgpu'). */
+export function registerScanKernels(backend: string, kernels: ScanKernels): void {
+  registered.set(backend, kernels);
+}
+
+export function scanKernelsFor(backend: string): ScanKernels {
+  return registered.get(backend) ?? TFJS_OPS_SCAN;
+}
+
+/** Tokens per chunk: bounds the [chunk, D, N] temporaries (12 MB at D=1536, N=16 in float32). */
+const CHUNK = 128;
+
+/**
+ * Inclusive prefix scan along axis 0 of h_t = a_t·h_{t−1} + b_t, starting from h0.
+ * `a` broadcasts against `b` ([T, …]); returns all T states.
+ */
+function linearRecurrence(a: tf.Tensor, b: tf.Tensor, h0: tf.Tensor | null): tf.Tensor {
+  return tf.tidy(() => {
+    const T = b.shape[0];
+    let A = a;
+    let Bv = b;
+    for (let offset = 1; offset < T; offset *= 2) {
+      // Combine each element with the one `offset` before it (identity (1, 0) past the start).
+      const aPrev = shiftDown(A, offset, 1);
+      const bPrev = shiftDown(Bv, offset, 0);
+      Bv = tf.add(tf.mul(A, bPrev), Bv);
+      A = tf.mul(A, aPrev);
+    }
+    return h0 ? tf.add(tf.mul(A, h0), Bv) : Bv;
+  });
+}
+
+/** x shifted down by `offset` rows along axis 0, the top filled with `fill`. */
+function shiftDown(x: tf.Tensor, offset: number, fill: number): tf.Tensor {
+  const T = x.shape[0];
+  const top = tf.fill([offset, ...x.shape.slice(1)], fill);
+  return tf.concat([top, tf.slice(x, 0, T - offset)], 0);
+}
+
+function gatherStates(states: tf.Tensor, chunkStart: number, statesAt: Int32Array, out: tf.Tensor[]): void {
+  const T = states.shape[0];
+  for (const t of statesAt) {
+    if (t >= chunkStart && t < chunkStart + T) out.push(tf.keep(tf.slice(states, t - chunkStart, 1)));
+  }
+}
+
+/**
+ * Runs `chunkStep` over chunks of tokens, carrying the last state; concatenates the chunk
+ * outputs and the captured states.
+ */
+function chunked(L: number, chunkStep: (start: number, T: number, carry: tf.Tensor | null, hs: tf.Tensor[]) => { y: tf.Tensor; last: tf.Tensor }) {
+  const ys: tf.Tensor[] = [];
+  const hs: tf.Tensor[] = [];
+  let carry: tf.Tensor | null = null;
+  for (let start = 0; start < L; start += CHUNK) {
+    const T = Math.min(CHUNK, L - start);
+    const prev: tf.Tensor | null = carry;
+    const result: { y: tf.Tensor; last: tf.Tensor } = tf.tidy(() => chunkStep(start, T, prev, hs));
+    prev?.dispose();
+    carry = result.last;
+    ys.push(result.y);
+  }
+  (carry as tf.Tensor | null)?.dispose();
+  const y = tf.concat(ys, 0);
+  const h = hs.length ? tf.concat(hs, 0) : undefined;
+  ys.forEach((t) => t.dispose());
+  hs.forEach((t) => t.dispose());
+  return { y, h };
+}
+
+export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt }) => {
+  const [L, Dd] = u.shape;
+  const N = A.shape[1];
+  const A3 = tf.reshape(A, [1, Dd, N]);
+  const scanned = chunked(L, (start, T, carry, hs) => {
+    const dt = tf.reshape(tf.slice(delta, start, T), [T, Dd, 1]);
+    const a = tf.exp(tf.mul(dt, A3));
+    const du = tf.mul(dt, tf.reshape(tf.slice(u, start, T), [T, Dd, 1]));
+    const states = linearRecurrence(a, tf.mul(du, tf.reshape(tf.slice(B, start, T), [T, 1, N])), carry);
+    gatherStates(states, start, statesAt, hs);
+    const y = tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2);
+    return { y, last: tf.slice(states, T - 1, 1) };
+  });
+  A3.dispose();
+  const y = tf.tidy(() => tf.add(scanned.y, tf.mul(u, tf.reshape(D, [1, Dd]))) as tf.Tensor2D);
+  scanned.y.dispose();
+  const gated = z ? tf.tidy(() => tf.mul(y, tf.mul(z, tf.sigmoid(z))) as tf.Tensor2D) : undefined;
+  return { y, gated, h: scanned.h as tf.Tensor3D | undefined };
+};
+
+export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, statesAt }) => {
+  const L = x.shape[0];
+  const heads = A.shape[0];
+  const P = x.shape[1] / heads;
+  const N = B.shape[1] / groups;
+  const perGroup = heads / groups;
+  // B and C per head: repeat each group's row for the heads that share it.
+  const perHead = (m: tf.Tensor2D, start: number, T: number) =>
+    tf.reshape(tf.tile(tf.reshape(tf.slice(m, start, T), [T, groups, 1, 1, N]), [1, 1, perGroup, 1, 1]), [T, heads, 1, N]);
+  const scanned = chunked(L, (start, T, carry, hs) => {
+    const dt = tf.reshape(tf.slice(delta, start, T), [T, heads, 1, 1]);
+    const a = tf.exp(tf.mul(dt, tf.reshape(A, [1, heads, 1, 1])));
+    const dx = tf.mul(dt, tf.reshape(tf.slice(x, start, T), [T, heads, P, 1]));
+    const states = linearRecurrence(a, tf.mul(dx, perHead(B, start, T)), carry);
+    gatherStates(states, start, statesAt, hs);
+    const y = tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]);
+    return { y, last: tf.slice(states, T - 1, 1) };
+  });
+  const y = tf.tidy(() => {
+    const skip = tf.reshape(tf.mul(tf.reshape(x, [L, heads, P]), tf.reshape(D, [1, heads, 1])), [L, heads * P]);
+    return tf.add(scanned.y, skip) as tf.Tensor2D;
+  });
+  scanned.y.dispose();
+  return { y, h: scanned.h as tf.Tensor4D | undefined };
+};
+
+const TFJS_OPS_SCAN: ScanKernels = { scan: tfjsOpsScan, headScan: tfjsOpsHeadScan };

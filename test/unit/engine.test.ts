@@ -1,0 +1,208 @@
+/**
+ * The engine against the golden dumps: tokenizer ids, the float64 reference (1e-5) and the tfjs
+ * forward on the cpu and wasm backends (1e-3), for Mamba-1, Mamba-2 and the simplified block.
+ */
+import * as assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { InputError } from '../../src/engine/errors';
+import type { SafetensorsFile } from '../../src/engine/formats/safetensors';
+import type { ForwardResult } from '../../src/engine/internals';
+import { parseModelConfig } from '../../src/engine/model/config';
+import { loadModel, loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
+import { referenceForward, referenceSeedBlock } from '../../src/engine/reference/forward';
+import { createTfModel, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
+import { tfjsOpsHeadScan, tfjsOpsScan } from '../../src/engine/tfjs/scan';
+import { normalizedError } from '../../src/engine/tensor';
+import { MambaTokenizer } from '../../src/engine/tokenizer';
+import { NodeFolderStore } from '../../src/node/files';
+import { useNodeBackend } from '../../src/node/tfjsBackends';
+import { selectiveScan, selectiveScanHeads } from '../../src/engine/reference/scan';
+import { MemoryTensorStore } from '../../src/engine/formats/memoryStore';
+import { fixture, openSafetensors } from './fixtures';
+
+const MAMBA1_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h'] as const;
+
+async function expectClose(result: ForwardResult, dump: SafetensorsFile, names: readonly string[], tol: number, logitsKey = 'hf_logits') {
+  const errors: string[] = [];
+  const check = async (label: string, got: ArrayLike<number>, key: string) => {
+    const e = normalizedError(got, (await dump.readFloat(key, 'float64')).data);
+    if (!(e <= tol)) errors.push(`${label}: ${e}`);
+  };
+  await check('logits', result.logits!.data, logitsKey);
+  for (const l of result.layers) {
+    for (const n of names) await check(`layer ${l.layer} ${n}`, (l.tensors as Record<string, { data: ArrayLike<number> }>)[n].data, `layers.${l.layer}.${n}`);
+  }
+  assert.deepEqual(errors, [], `normalized errors above ${tol}`);
+}
+
+describe('tokenizer', () => {
+  const tokenizer = MambaTokenizer.fromJson(readFileSync(fixture('mamba1-tiny', 'tokenizer.json'), 'utf8'), 'tokenizer.json');
+  const golden = JSON.parse(readFileSync(fixture('samples', 'input_ids.json'), 'utf8')).input_ids as Record<string, number[]>;
+
+  for (const sample of Object.keys(golden)) {
+    it(`gives the dumps' input_ids for ${sample}`, () => {
+      const { ids } = tokenizer.encode(readFileSync(fixture('samples', sample), 'utf8'));
+      assert.deepEqual([...ids], golden[sample]);
+    });
+  }
+
+  it('maps every token back to its characters, multi-byte ones included', () => {
+    const text = 'def f(x):\n    return "héllo 😀 世界"';
+    const { tokens, offsets } = tokenizer.encode(text);
+    assert.equal(offsets.at(-1)![1], text.length);
+    offsets.forEach(([a, b], i) => {
+      if (!tokens[i].includes('\uFFFD')) assert.equal(text.slice(a, b), tokens[i]);
+      else assert.ok(b > a, 'a partial character still covers its character');
+    });
+  });
+
+  it('refuses a file that is not a tokenizer', () => {
+    assert.throws(() => MambaTokenizer.fromJson('{"model": 3}', 'bad.json'), (e: unknown) => e instanceof InputError && /bad\.json/.test(e.message));
+    assert.throws(() => MambaTokenizer.fromJson('not json', 'bad.json'), InputError);
+  });
+});
+
+describe('config.json', () => {
+  it('decodes transformers\' {"__float__": "Infinity"} (Mamba-2 time_step_limit)', () => {
+    const c = parseModelConfig(readFileSync(fixture('mamba2-tiny', 'config.json'), 'utf8'), 'config.json');
+    assert.equal(c.arch, 'mamba2');
+    assert.deepEqual(c.arch === 'mamba2' && c.timeStepLimit, [0, Infinity]);
+  });
+
+  it('reads the original state-spaces config (vocab padded, dt_rank auto)', () => {
+    const c = parseModelConfig(JSON.stringify({ d_model: 768, n_layer: 24, vocab_size: 50277, ssm_cfg: {}, pad_vocab_size_multiple: 8 }), 'config.json');
+    assert.deepEqual({ arch: c.arch, vocab: c.arch === 'mamba1' && c.vocabSize, rank: c.arch === 'mamba1' && c.dtRank }, { arch: 'mamba1', vocab: 50280, rank: 48 });
+  });
+
+  it('names the file and the field that is wrong', () => {
+    assert.throws(() => parseModelConfig('{"model_type": "mamba", "hidden_size": -1}', 'cfg.json'), /cfg\.json: "hidden_size" must be an integer/);
+    assert.throws(() => parseModelConfig('{"model_type": "llama"}', 'cfg.json'), /cfg\.json: model_type "llama" is not a Mamba config/);
+    assert.throws(() => parseModelConfig('[1]', 'cfg.json'), /cfg\.json: is not a JSON object/);
+  });
+
+  it('refuses a checkpoint whose shapes disagree with the config', async () => {
+    const config = parseModelConfig(readFileSync(fixture('mamba1-tiny', 'config.json'), 'utf8').replace('"state_size": 16', '"state_size": 8'), 'config.json');
+    const store = new MemoryTensorStore('model.safetensors', new Map(Object.entries(await loadAllTensors(fixture('mamba1-tiny', 'model.safetensors')))));
+    await assert.rejects(loadModel(config, store, 'float64'), /model\.safetensors: tensor "backbone\.layers\.0\.mixer\.x_proj\.weight" has shape \[40, 256\] but config \(mamba1\) implies \[24, 256\]/);
+  });
+});
+
+async function loadAllTensors(file: string) {
+  const st = await openSafetensors(file);
+  return Object.fromEntries(await Promise.all(st.names().map(async (n) => [n, await st.readFloat(n, 'float32')] as const)));
+}
+
+describe('float64 reference forward', () => {
+  it('Mamba-1 internals, states and logits match the golden dump within 1e-5', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
+    const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+    const ids = (await dump.readNative('input_ids')).data as Int32Array;
+    const hTokens = [...((await dump.readNative('layers.0.h_tokens')).data as Int32Array)];
+    const result = referenceForward(model, ids, { statesAt: hTokens });
+    await expectClose(result, dump, MAMBA1_NAMES, 1e-5);
+    // out_proj output as transformers computed it on the GPU
+    for (const l of result.layers) assert.ok(normalizedError(l.tensors.out!.data, (await dump.readFloat(`layers.${l.layer}.hf_out`, 'float64')).data) < 1e-5);
+  });
+
+  it('Mamba-2 mixer outputs, residual stream and logits match transformers within 1e-5', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba2-tiny')), 'float64');
+    const dump = await openSafetensors(fixture('dumps', 'mamba2-sample1.safetensors'));
+    const result = referenceForward(model, (await dump.readNative('input_ids')).data as Int32Array);
+    await expectClose(result, dump, ['out', 'hidden_out'], 1e-5);
+  });
+
+  it('the simplified block reproduces its PyTorch internals within 1e-5', async () => {
+    const block = await loadSeedBlockFile(await openSafetensors(fixture('seed-block', 'block.safetensors')), 'float64');
+    const io = await openSafetensors(fixture('seed-block', 'io.safetensors'));
+    assert.equal(block.config.arch, 'seed');
+    const r = referenceSeedBlock(block.config as never, block.params as never, await io.readFloat('x', 'float64'));
+    for (const name of ['x_in', 'res', 'B', 'C', 'delta', 'y'] as const) {
+      assert.ok(normalizedError(r[name].data, (await io.readFloat(name, 'float64')).data) < 1e-5, name);
+    }
+  });
+
+  it('only keeps the requested layers and resolves negative state positions', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
+    const r = referenceForward(model, [5, 6, 7, 8], { layers: [1], statesAt: [-1, 0] });
+    assert.deepEqual(r.layers.map((l) => l.layer), [1]);
+    assert.deepEqual([...r.layers[0].hTokens!], [0, 3]);
+    assert.deepEqual(r.layers[0].tensors.h!.shape, [2, 256, 16]);
+  });
+});
+
+describe('tfjs forward (fp32)', function () {
+  this.timeout(180_000);
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`Mamba-1 on ${backend} matches the golden dump within 1e-3`, async () => {
+      await useNodeBackend(backend);
+      const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32'));
+      const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+      const before = tf.memory().numTensors;
+      const result = await tfjsForward(tfModel, (await dump.readNative('input_ids')).data as Int32Array, {
+        statesAt: [...((await dump.readNative('layers.0.h_tokens')).data as Int32Array)],
+      });
+      assert.equal(tf.memory().numTensors, before, 'the forward leaks no tensors');
+      await expectClose(result, dump, MAMBA1_NAMES, 1e-3);
+      tfModel.dispose();
+    });
+  }
+
+  it('Mamba-2 on cpu matches transformers within 1e-3', async () => {
+    await useNodeBackend('cpu');
+    const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba2-tiny')), 'float32'));
+    const dump = await openSafetensors(fixture('dumps', 'mamba2-sample1.safetensors'));
+    await expectClose(await tfjsForward(tfModel, (await dump.readNative('input_ids')).data as Int32Array), dump, ['out', 'hidden_out'], 1e-3);
+    tfModel.dispose();
+  });
+
+  it('the simplified block matches within 1e-3', async () => {
+    await useNodeBackend('cpu');
+    const tfModel = createTfModel(await loadSeedBlockFile(await openSafetensors(fixture('seed-block', 'block.safetensors')), 'float32'));
+    const io = await openSafetensors(fixture('seed-block', 'io.safetensors'));
+    const r = await tfjsSeedBlock(tfModel, await io.readFloat('x', 'float32'));
+    for (const name of ['x_in', 'res', 'B', 'C', 'delta', 'y'] as const) {
+      assert.ok(normalizedError(r[name].data, (await io.readFloat(name, 'float64')).data) < 1e-3, name);
+    }
+    tfModel.dispose();
+  });
+});
+
+describe('tfjs-ops scan (the path for webgl)', () => {
+  const rand = (n: number, lo: number, hi: number, seed: number) => {
+    let s = seed;
+    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * (hi - lo) + lo);
+  };
+
+  it('matches the sequential reference across chunk boundaries, with extreme Δ and no NaN', async () => {
+    await useNodeBackend('cpu');
+    const L = 300, D = 6, N = 4;
+    const delta = rand(L * D, 1e-4, 50, 1);
+    const inputs = { u: rand(L * D, -2, 2, 2), A: rand(D * N, -40, -0.01, 3), B: rand(L * N, -1, 1, 4), C: rand(L * N, -1, 1, 5), Dv: rand(D, 0, 1, 6) };
+    const at = Int32Array.from([0, 127, 128, 299]);
+    const ref = selectiveScan({ shape: [L, D], data: inputs.u }, { shape: [L, D], data: delta }, { shape: [D, N], data: inputs.A }, { shape: [L, N], data: inputs.B }, { shape: [L, N], data: inputs.C }, { shape: [D], data: inputs.Dv }, at);
+    const out = tfjsOpsScan({
+      u: tf.tensor2d(inputs.u, [L, D]), delta: tf.tensor2d(delta, [L, D]), A: tf.tensor2d(inputs.A, [D, N]),
+      B: tf.tensor2d(inputs.B, [L, N]), C: tf.tensor2d(inputs.C, [L, N]), D: tf.tensor1d(inputs.Dv), statesAt: at,
+    });
+    const y = await out.y.data();
+    assert.ok(y.every(Number.isFinite));
+    assert.ok(normalizedError(y, ref.y.data) < 1e-5);
+    assert.ok(normalizedError(await out.h!.data(), ref.h.data) < 1e-5);
+  });
+
+  it('Mamba-2 head scan with 2 groups matches the reference', async () => {
+    await useNodeBackend('cpu');
+    const L = 140, heads = 4, P = 3, G = 2, N = 5;
+    const x = rand(L * heads * P, -2, 2, 7), delta = rand(L * heads, 0.01, 2, 8), A = rand(heads, -3, -0.1, 9);
+    const B = rand(L * G * N, -1, 1, 10), C = rand(L * G * N, -1, 1, 11), Dv = rand(heads, 0, 1, 12);
+    const at = Int32Array.from([5, 139]);
+    const ref = selectiveScanHeads({ shape: [L, heads * P], data: x }, { shape: [L, heads], data: delta }, { shape: [heads], data: A }, { shape: [L, G * N], data: B }, { shape: [L, G * N], data: C }, { shape: [heads], data: Dv }, G, at);
+    const out = tfjsOpsHeadScan({
+      x: tf.tensor2d(x, [L, heads * P]), delta: tf.tensor2d(delta, [L, heads]), A: tf.tensor1d(A), B: tf.tensor2d(B, [L, G * N]),
+      C: tf.tensor2d(C, [L, G * N]), D: tf.tensor1d(Dv), groups: G, statesAt: at,
+    });
+    assert.ok(normalizedError(await out.y.data(), ref.y.data) < 1e-5);
+    assert.ok(normalizedError(await out.h!.data(), ref.h.data) < 1e-5);
+  });
+});
