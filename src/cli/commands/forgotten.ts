@@ -3,17 +3,12 @@
  * forward on a text, then the retention analysis (src/engine/analysis/retention.ts) per layer.
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent } from '../../engine/analysis/retention';
 import { InputError } from '../../engine/errors';
-import { decodeUtf8, readAll } from '../../engine/io';
-import { loadModelFolder } from '../../engine/model/load';
 import { referenceForward } from '../../engine/reference/forward';
-import { MambaTokenizer } from '../../engine/tokenizer';
-import { NodeFileSource, NodeFolderStore } from '../../node/files';
 import { flag, number, optional, parseArgs, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
+import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
 
 export interface ForgottenToken {
   readonly index: number;
@@ -51,16 +46,10 @@ export const forgotten: Command = {
     const threshold = number(args, 'threshold') ?? DEFAULT_THRESHOLD;
     if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1]; got ${threshold}`);
     const textPath = required(args, 'text');
-    const modelDir = optional(args, 'model') ?? bundledModelDir();
-
-    const textSource = await NodeFileSource.open(textPath);
-    const text = decodeUtf8(await readAll(textSource), textPath);
-    const files = new NodeFolderStore(modelDir);
-    const tokenizerFile = await files.open('tokenizer.json');
-    if (!tokenizerFile) throw new InputError(modelDir, 'has no tokenizer.json (forgotten needs it to split the text into tokens)');
-    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await readAll(tokenizerFile), tokenizerFile.name), tokenizerFile.name);
-    const model = await loadModelFolder(files, 'float64');
+    const text = await readTextFile(textPath);
+    const { dir: modelDir, model } = await loadModelArg(optional(args, 'model'), 'float64');
     if (model.config.arch === 'seed') throw new InputError(modelDir, 'is a simplified block without tokens: forgotten needs a Mamba language model');
+    const tokenizer = await loadTokenizer(modelDir);
     const encoded = tokenizer.encode(text);
     if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
     const layers = selectLayers(optional(args, 'layers'), model.config.nLayer);
@@ -119,16 +108,4 @@ function describeLayer(layer: ForgottenReport['layers'][number], resets: readonl
     for (const r of resets) lines.push(`    t=${r.index} ${JSON.stringify(tokens[r.index])} kept ${r.kept.toPrecision(3)}`);
   }
   return lines.join('\n');
-}
-
-/**
- * The model shipped in assets/: found by walking up from this file, which is dist/cli.js when
- * bundled and src/cli/commands/forgotten.ts when run from source.
- */
-function bundledModelDir(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, 'assets', 'mamba1-demo');
-    if (existsSync(path.join(candidate, 'config.json'))) return candidate;
-    if (path.dirname(dir) === dir) throw new InputError('mamba-scope', 'the bundled model assets/mamba1-demo is missing: pass --model <dir>');
-  }
 }
