@@ -32,6 +32,7 @@ function canvasToPng(canvas: HTMLCanvasElement): Promise<ArrayBuffer> {
   });
 }
 
+/** `stem` names the PNG ("layer2"); slices name their own files ("layer2-delta-tokens0-99"). */
 export async function exportView(view: View, viewId: string, kind: ExportKind, stem: string): Promise<ExportData> {
   if (kind === 'png') {
     const canvas = view.snapshot?.();
@@ -42,9 +43,9 @@ export async function exportView(view: View, viewId: string, kind: ExportKind, s
   if (!slice) throw new ExportError(`the ${viewId} view has no tensor slice to export: select a token or layer with data first`);
   if (kind === 'csv') {
     const bytes = new TextEncoder().encode(sliceToCsv(slice));
-    return { kind, suggestedName: `${stem}-${slice.name}.csv`, bytes: bytes.buffer as ArrayBuffer };
+    return { kind, suggestedName: `${slice.name}.csv`, bytes: bytes.buffer as ArrayBuffer };
   }
   const npy = encodeNpy(slice.tensor);
   const bytes = npy.byteOffset === 0 && npy.byteLength === npy.buffer.byteLength ? npy.buffer : npy.slice().buffer;
-  return { kind, suggestedName: `${stem}-${slice.name}.npy`, bytes: bytes as ArrayBuffer };
+  return { kind, suggestedName: `${slice.name}.npy`, bytes: bytes as ArrayBuffer };
 }

@@ -9,7 +9,7 @@ import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { INTERNAL_NAMES, type ForwardResult, type InternalName } from '../src/engine/internals';
 import type { LoadedModel } from '../src/engine/model/load';
 import type { Tensor } from '../src/engine/tensor';
-import { fromTensorMessage, type DumpParams, type RunParams } from '../src/protocol';
+import { fromTensorMessage, type DumpParams, type RunParams, type TensorMessage } from '../src/protocol';
 import type { DecayParams } from './analysis/layerInputs';
 
 export interface LayerRecord {
@@ -30,8 +30,28 @@ export interface Inspection {
   readonly tokens: readonly string[] | null;
   readonly layers: readonly LayerRecord[];
   readonly logits: Tensor<Float32Array> | null;
-  /** Every tensor by name (the dump's keys; for runs, layers.i.<name> and logits), for the tensor browser. */
-  readonly tensors: ReadonlyMap<string, Tensor<Float32Array | Int32Array>>;
+  /** Shape of every tensor by name (a dump's keys; for runs layers.i.<name> and logits), for the tensor browser. */
+  readonly index: ReadonlyMap<string, readonly number[]>;
+  /** A tensor by name: already here, or fetched from the host (dumps too large to send whole). */
+  readonly tensor: (name: string) => Promise<Tensor<Float32Array | Int32Array>>;
+}
+
+type AnyTensor = Tensor<Float32Array | Int32Array>;
+
+function tensorSource(loaded: Map<string, AnyTensor>, fetch?: (name: string) => Promise<AnyTensor>): (name: string) => Promise<AnyTensor> {
+  const pending = new Map<string, Promise<AnyTensor>>();
+  return (name) => {
+    const t = loaded.get(name);
+    if (t) return Promise.resolve(t);
+    if (!fetch) return Promise.reject(new Error(`no tensor named "${name}"`));
+    let p = pending.get(name);
+    if (!p) {
+      p = fetch(name).then((x) => (loaded.set(name, x), x));
+      pending.set(name, p);
+      p.catch(() => pending.delete(name));
+    }
+    return p;
+  };
 }
 
 /** The loaded model as the views need it. */
@@ -44,7 +64,7 @@ export interface ModelContext {
 
 export function fromRun(params: RunParams, result: ForwardResult<Float32Array>): Inspection {
   const ids = new Int32Array(params.ids);
-  const tensors = new Map<string, Tensor<Float32Array | Int32Array>>([['input_ids', { shape: [ids.length], data: ids }]]);
+  const tensors = new Map<string, AnyTensor>([['input_ids', { shape: [ids.length], data: ids }]]);
   if (result.logits) tensors.set('logits', result.logits);
   for (const l of result.layers) {
     for (const [name, t] of Object.entries(l.tensors)) if (t) tensors.set(`layers.${l.layer}.${name}`, t);
@@ -58,19 +78,27 @@ export function fromRun(params: RunParams, result: ForwardResult<Float32Array>):
     tokens: params.tokens,
     layers: result.layers.map((l) => ({ layer: l.layer, tensors: l.tensors, hTokens: l.hTokens })),
     logits: result.logits ?? null,
-    tensors,
+    index: new Map([...tensors].map(([n, t]) => [n, t.shape])),
+    tensor: tensorSource(tensors),
   };
 }
 
 /** Dumps written by transformers hooks name the logits hf_logits. */
 const LOGITS_KEYS = ['logits', 'hf_logits'];
 
-export function fromDump(params: DumpParams): Inspection {
-  const tensors = new Map<string, Tensor<Float32Array | Int32Array>>();
+/**
+ * A dump as the host sent it: all tensors when they fit its budget, else none and `read` fetches
+ * them one by one (then only the tensor browser and the token strip have data to show).
+ */
+export async function fromDump(params: DumpParams, read: (name: string) => Promise<TensorMessage>): Promise<Inspection> {
+  const tensors = new Map<string, AnyTensor>();
   for (const [name, m] of Object.entries(params.tensors)) tensors.set(name, fromTensorMessage(m, `${params.name}: ${name}`));
+  const tensor = tensorSource(tensors, async (name) => fromTensorMessage(await read(name), `${params.name}: ${name}`));
+  const index = new Map(params.index.map((e) => [e.name, e.shape]));
+  const idsShape = index.get('input_ids');
+  const idsTensor = idsShape && idsShape.length === 1 ? await tensor('input_ids') : undefined;
+  const ids = idsTensor ? Int32Array.from(idsTensor.data) : null;
   const store = new MemoryTensorStore(params.name, tensors, params.metadata);
-  const idsTensor = tensors.get('input_ids');
-  const ids = idsTensor && idsTensor.shape.length === 1 ? Int32Array.from(idsTensor.data) : null;
   const tokens = dumpTokens(store);
   const length = ids?.length ?? tokens?.length ?? 0;
   const layers: LayerRecord[] = dumpLayers(store).map((layer) => {
@@ -94,7 +122,8 @@ export function fromDump(params: DumpParams): Inspection {
     tokens: tokens && tokens.length === length ? tokens : null,
     layers: layers.filter((l) => Object.keys(l.tensors).length > 0),
     logits: logitsKey ? (tensors.get(logitsKey) as Tensor<Float32Array>) : null,
-    tensors,
+    index,
+    tensor,
   };
 }
 

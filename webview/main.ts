@@ -4,7 +4,7 @@
  * webview computes on the best tfjs backend, shows the result, and answers with per-token
  * summaries for the editor decorations.
  */
-import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type TensorMessage, type ViewSettings, type WebviewApi } from '../src/protocol';
+import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
 import { top1 } from './analysis/nextToken';
 import { App } from './app';
 import { backendLabel } from './backend';
@@ -88,10 +88,10 @@ rpc.handle('run', async (params, ctx) => {
   return runSummary(data, params.runId, info, forwardMs);
 });
 
-rpc.handle('showDump', (params) => {
-  const data = new PanelData(fromDump(params), session.model);
+rpc.handle('showDump', async (params) => {
+  const data = new PanelData(await fromDump(params, (name) => rpc.request('readTensor', { name })), session.model);
   app.show(data, settings.defaultLayer);
-  app.setStatus(`${params.name}: ${data.inspection.tensors.size} tensors`);
+  app.setStatus(`${params.name}: ${data.inspection.index.size} tensors`);
   return null;
 });
 
@@ -118,13 +118,13 @@ app.store.subscribe((s, changed) => {
 function runSummary(data: PanelData, runId: string, info: BackendInfo, forwardMs: number): RunSummary {
   const layers = data.layerNumbers;
   const L = data.inspection.length;
-  const perToken = {} as Record<(typeof TOKEN_METRICS)[number], TensorMessage>;
+  const perToken: RunSummary['perToken'] = {};
   for (const m of TOKEN_METRICS) {
+    const rows = layers.map((layer) => data.summary(layer)?.perToken[m] ?? null);
+    // A metric no layer can give (no z in the data, no A) is left out; decorations leave it untinted.
+    if (rows.every((r) => r === null)) continue;
     const out = new Float32Array(layers.length * L).fill(NaN);
-    layers.forEach((layer, i) => {
-      const v = data.summary(layer)?.perToken[m];
-      if (v) out.set(v, i * L);
-    });
+    rows.forEach((r, i) => r && out.set(r, i * L));
     perToken[m] = toTensorMessage({ shape: [layers.length, L], data: out });
   }
   const logits = data.inspection.logits;

@@ -35,7 +35,7 @@ class TensorsView implements View {
     this.picker.addEventListener('change', () => {
       this.name = this.picker.value;
       const data = ctx.data();
-      if (data) this.refresh(data);
+      if (data) this.refresh(data).catch((e) => (this.note.textContent = `Could not read ${this.name}: ${e instanceof Error ? e.message : String(e)}`));
     });
     label.append(this.picker);
     this.note = document.createElement('p');
@@ -53,14 +53,14 @@ class TensorsView implements View {
     this.element.append(label, this.note, this.heatmap.element);
   }
 
-  update({ data, state }: ViewUpdate): void {
-    const names = [...data.inspection.tensors].filter(([, t]) => t.shape.length === 2).map(([n]) => n);
+  async update({ data, state, stale }: ViewUpdate): Promise<void> {
+    const names = [...data.inspection.index].filter(([, shape]) => shape.length === 2).map(([n]) => n);
     if (!names.length) throw new Unavailable('This data has no 2-D tensors to show.');
     if (this.listedFor !== data.inspection.id) {
       this.picker.replaceChildren(...names.map((n) => {
         const o = document.createElement('vscode-option');
         o.value = n;
-        o.textContent = `${n} ${shapeString(data.inspection.tensors.get(n)!.shape)}`;
+        o.textContent = `${n} ${shapeString(data.inspection.index.get(n)!)}`;
         return o;
       }));
       this.listedFor = data.inspection.id;
@@ -71,14 +71,15 @@ class TensorsView implements View {
     if (k && k.layer !== null && k.layer !== state.layer && names.includes(`layers.${state.layer}.${k.name}`)) this.name = `layers.${state.layer}.${k.name}`;
     if (!this.name || !names.includes(this.name)) this.name = names[0];
     this.picker.value = this.name;
-    this.refresh(data);
+    await this.refresh(data, stale);
   }
 
-  private refresh(data: PanelData): void {
+  private async refresh(data: PanelData, stale: () => boolean = () => false): Promise<void> {
     const name = this.name!;
     const key = `${data.inspection.id}:${name}`;
     if (this.shown?.key !== key) {
-      const t = toFloat32(data.inspection.tensors.get(name)!);
+      const t = toFloat32(await data.inspection.tensor(name));
+      if (stale() || name !== this.name) return;
       const [rows, cols] = t.shape;
       const alongX = data.inspection.length > 0 && rows === data.inspection.length;
       this.heatmap.setData(alongX ? { data: t.data, width: rows, height: cols, xStride: cols, yStride: 1 } : { data: t.data, width: cols, height: rows, xStride: 1, yStride: cols });

@@ -1,0 +1,88 @@
+/**
+ * The extension host, faked inside the test page: acquireVsCodeApi() for the webview, and the
+ * host side of the real protocol Rpc. The Node test drives it through window.fakeHost: it posts
+ * messages built in Node (fetched as packed bytes from the test server), records what the
+ * webview notifies, and keeps what it asked to save.
+ */
+import { Rpc, type ExportData, type HostApi, type WebviewApi } from '../../../src/protocol';
+import { unpackMessage } from '../wire';
+
+type Listener = (data: unknown) => void;
+let toHost: Listener = () => undefined;
+
+const rpc = new Rpc<HostApi, WebviewApi>(
+  'host',
+  // The webview listens for 'message' events on its window, as in VS Code.
+  (m) => window.postMessage(m, '*'),
+  (l) => {
+    toHost = l;
+  },
+);
+
+(window as unknown as { acquireVsCodeApi: () => unknown }).acquireVsCodeApi = () => ({
+  // Structured clone, as a real postMessage would (the webview keeps no reference to what it sent).
+  postMessage: (m: unknown) => setTimeout(() => toHost(structuredClone(m)), 0),
+  getState: () => undefined,
+  setState: () => undefined,
+});
+
+const notifications: { method: string; params: unknown }[] = [];
+for (const method of ['ready', 'backendInfo', 'selectionChanged', 'metricChanged', 'annotationEdit', 'error'] as const) {
+  rpc.on(method, (params) => notifications.push({ method, params }));
+}
+const saved: ExportData[] = [];
+rpc.handle('saveExport', (data) => {
+  saved.push(data);
+  return { savedTo: `memory:${data.suggestedName}` };
+});
+const dumpTensors = new Map<string, unknown>();
+rpc.handle('readTensor', ({ name }) => {
+  const t = dumpTensors.get(name);
+  if (!t) throw new Error(`the fake host has no tensor ${name}`);
+  return t as never;
+});
+
+async function fetchMessage(url: string): Promise<unknown> {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  return unpackMessage(await r.arrayBuffer());
+}
+
+/** A reply made JSON-friendly for page.evaluate: TensorMessage buffers become `values`, other ArrayBuffers byte arrays. */
+function plain(x: unknown): unknown {
+  if (x instanceof ArrayBuffer) return Array.from(new Uint8Array(x));
+  if (Array.isArray(x)) return x.map(plain);
+  if (x && typeof x === 'object') {
+    const o = x as Record<string, unknown>;
+    if (o.buffer instanceof ArrayBuffer && typeof o.dtype === 'string') {
+      const { buffer, ...rest } = o;
+      return { ...rest, values: Array.from(o.dtype === 'int32' ? new Int32Array(buffer) : new Float32Array(buffer)) };
+    }
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, plain(v)]));
+  }
+  return x;
+}
+
+const fakeHost = {
+  notifications,
+  saved,
+  /** Sends a request whose params the test server holds at `url`; resolves with the reply (ArrayBuffers summarised). */
+  async request(method: keyof WebviewApi['requests'], url: string | null, params?: unknown): Promise<unknown> {
+    const p = url ? await fetchMessage(url) : params;
+    return rpc.request(method, p as never);
+  },
+  async requestPlain(method: keyof WebviewApi['requests'], url: string | null): Promise<unknown> {
+    return plain(await fakeHost.request(method, url));
+  },
+  notify(method: keyof WebviewApi['notifications'], params: unknown): void {
+    rpc.notify(method, params as never);
+  },
+  /** Tensors the fake host serves through readTensor (dumps sent without their tensors). */
+  async offerTensors(url: string): Promise<void> {
+    const m = (await fetchMessage(url)) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(m)) dumpTensors.set(k, v);
+  },
+  rpc,
+};
+(window as unknown as { fakeHost: typeof fakeHost }).fakeHost = fakeHost;
+export type FakeHost = typeof fakeHost;

@@ -1,0 +1,66 @@
+/**
+ * The static server of the browser tests, on 127.0.0.1 (a secure context, so WebGPU is allowed):
+ * the harness page, the fake host (bundled here with esbuild), the real dist/webview.js and
+ * media/, tfjs-backend-wasm's .wasm files, and protocol messages the tests build in Node.
+ */
+import * as esbuild from 'esbuild';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize } from 'node:path';
+import { packMessage } from './wire';
+
+export const ROOT = join(__dirname, '..', '..');
+const WASM_DIR = join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.map': 'application/json', '.wasm': 'application/wasm' };
+
+export class HarnessServer {
+  private readonly messages = new Map<string, Uint8Array>();
+  private next = 0;
+
+  private constructor(private readonly server: Server, readonly origin: string) {}
+
+  static async start(): Promise<HarnessServer> {
+    const bundle = join(ROOT, 'dist', 'webview.js');
+    if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run \`node build.mjs\` first (npm run test:webview does)`);
+    const fakeHost = await esbuild.build({ entryPoints: [join(__dirname, 'harness', 'fakeHost.ts')], bundle: true, write: false, format: 'iife', platform: 'browser', target: 'es2022', logLevel: 'warning' });
+    const fakeHostJs = fakeHost.outputFiles[0].contents;
+    let self: HarnessServer | undefined;
+    const server = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      const send = (body: Uint8Array | string, type: string) => {
+        res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' });
+        res.end(body);
+      };
+      if (path === '/harness/fakeHost.js') return send(fakeHostJs, TYPES['.js']);
+      if (path === '/favicon.ico') return send('', 'image/x-icon');
+      if (path.startsWith('/msg/')) {
+        const m = self?.messages.get(path.slice(5));
+        if (m) return send(m, 'application/octet-stream');
+      }
+      const file = path.startsWith('/wasm/') ? join(WASM_DIR, path.slice(6)) : path === '/' ? join(__dirname, 'harness', 'index.html') : path.startsWith('/harness/') ? join(__dirname, path) : join(ROOT, normalize(path));
+      const allowed = [join(ROOT, 'dist'), join(ROOT, 'media'), join(__dirname, 'harness'), WASM_DIR].some((d) => file.startsWith(d + '/'));
+      if (allowed && existsSync(file)) return send(readFileSync(file), TYPES[extname(file)] ?? 'application/octet-stream');
+      res.writeHead(404);
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    self = new HarnessServer(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return self;
+  }
+
+  /** Holds a message for the page to fetch; returns its URL path. */
+  offer(message: unknown): string {
+    const id = String(this.next++);
+    this.messages.set(id, packMessage(message));
+    return `/msg/${id}`;
+  }
+
+  get wasmPath(): string {
+    return `${this.origin}/wasm/`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
