@@ -23,6 +23,8 @@ function wasmDir(): string {
 }
 
 export async function useNodeBackend(name: NodeBackend): Promise<void> {
+  // Production mode: no per-op debug checks, and no "install tfjs-node" banner on stderr.
+  tf.enableProdMode();
   if (name === 'wasm') setWasmPaths(wasmDir() + path.sep);
   if (name === 'webgpu') {
     const { registerDawnWebGpu } = await import('./webgpu');

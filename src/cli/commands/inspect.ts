@@ -2,6 +2,8 @@
  * `inspect`: run a model on a text (or ids) and write every internal to a mamba-dump/1 file.
  * fp64 runs the float64 reference; fp32 runs the tfjs forward on the chosen backend.
  */
+import { hiddenAttention } from '../../engine/analysis/attention';
+import { layerDecay } from '../../engine/analysis/retention';
 import { InputError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
@@ -10,15 +12,15 @@ import type { LoadedModel } from '../../engine/model/load';
 import { topPredictions } from '../../engine/predictions';
 import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
-import { mean } from '../../engine/tensor';
+import { mean, type Tensor } from '../../engine/tensor';
 import { useNodeBackend } from '../../node/tfjsBackends';
-import { UsageError, intList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
+import { UsageError, flag, intList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
-                          [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N]
+                          [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -26,7 +28,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --precision   fp64 = float64 reference (default; backend "reference"), fp32 = tfjs
   --backend     tfjs backend for fp32 (default cpu)
   --states-at   token positions whose state h is saved; negative counts from the end
-  --max-tokens  keep only the first N tokens`;
+  --max-tokens  keep only the first N tokens
+  --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels`;
 
 type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
 
@@ -38,7 +41,7 @@ export const inspect: Command = {
     const args = parseArgs(argv, {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
-      'states-at': { value: true }, 'max-tokens': { value: true },
+      'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -76,10 +79,12 @@ export const inspect: Command = {
 
     const result = await forward(model, backend, ids, options);
     const seconds = (performance.now() - t0) / 1000;
+    const extras = flag(args, 'attention') ? attentionOf(model, result) : undefined;
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
       result,
+      extras,
       metadata: { model: dir, arch: model.config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend },
     });
     await writeOutput(out, encodeSafetensors(entries, metadata));
@@ -108,6 +113,18 @@ async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, op
   } finally {
     tfModel.dispose();
   }
+}
+
+/** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
+function attentionOf(model: LoadedModel, result: ForwardResult): Map<number, Record<string, Tensor>> {
+  const out = new Map<number, Record<string, Tensor>>();
+  for (const l of result.layers) {
+    const { delta, B, C } = l.tensors;
+    if (!delta || !B || !C) continue;
+    const { A, groups } = layerDecay(model as LoadedModel<'float64'>, l.layer);
+    out.set(l.layer, { hidden_attention: hiddenAttention(delta, B, C, A, groups) });
+  }
+  return out;
 }
 
 function layerList(arg: string | undefined, nLayer: number): number[] | undefined {

@@ -1,0 +1,147 @@
+/**
+ * The CLI as a user runs it: dumps with the fixtures' key names and values, the bundled model as
+ * the default, and exit codes 2 (usage) / 1 (bad input, one line naming the file) without traces.
+ */
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/cli/main';
+import { normalizedError } from '../../src/engine/tensor';
+import { fixture, openSafetensors } from './fixtures';
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'mamba-scope-cli-'));
+const outFile = (name: string) => path.join(tmp, name);
+
+describe('cli inspect', function () {
+  this.timeout(120_000);
+
+  it('writes a mamba-dump/1 with the fixtures\' key names, values within 1e-5 in fp64', async () => {
+    const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--out', outFile('a.safetensors'), '--states-at', '0,57,-1');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /tokens +233/);
+    assert.match(r.out, /layer 0 +mean Δ/);
+    const dump = await openSafetensors(outFile('a.safetensors'));
+    const golden = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+    const perLayer = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'h_tokens', 'out', 'hidden_out'];
+    assert.deepEqual(dump.names().sort(), ['input_ids', 'logits', ...[0, 1].flatMap((i) => perLayer.map((n) => `layers.${i}.${n}`))].sort());
+    assert.deepEqual(dump.info('input_ids')?.dtype, 'I32');
+    assert.deepEqual([...((await dump.readNative('input_ids')).data as Int32Array)], [...((await golden.readNative('input_ids')).data as Int32Array)]);
+    assert.deepEqual(JSON.parse(dump.metadata.tokens), JSON.parse(golden.metadata.tokens));
+    assert.equal(dump.metadata.format, 'mamba-dump/1');
+    assert.deepEqual([...((await dump.readNative('layers.1.h_tokens')).data as Int32Array)], [0, 57, 232]);
+    for (const n of ['z', 'u', 'delta', 'B', 'C', 'y']) {
+      const e = normalizedError((await dump.readFloat(`layers.1.${n}`, 'float64')).data, (await golden.readFloat(`layers.1.${n}`, 'float64')).data);
+      assert.ok(e < 1e-5, `${n}: ${e}`);
+    }
+    assert.ok(normalizedError((await dump.readFloat('logits', 'float64')).data, (await golden.readFloat('hf_logits', 'float64')).data) < 1e-5);
+  });
+
+  it('adds the implicit attention with --attention, within 1e-5 of the fixtures', async () => {
+    const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--out', outFile('att.safetensors'), '--layers', '1', '--attention');
+    assert.equal(r.code, 0, r.err);
+    const dump = await openSafetensors(outFile('att.safetensors'));
+    const golden = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+    assert.equal(dump.info('layers.0.delta'), undefined, 'only the requested layer is written');
+    const e = normalizedError((await dump.readFloat('layers.1.hidden_attention', 'float64')).data, (await golden.readFloat('layers.1.hidden_attention', 'float64')).data);
+    assert.ok(e < 1e-5, String(e));
+  });
+
+  it('runs fp32 on tfjs within 1e-3, and Mamba-2 from --ids', async () => {
+    const r = await run('inspect', '--model', fixture('mamba2-tiny'), '--ids', '1,2,3,4,5,6,7', '--out', outFile('m2.safetensors'), '--precision', 'fp32', '--backend', 'cpu');
+    assert.equal(r.code, 0, r.err);
+    const dump = await openSafetensors(outFile('m2.safetensors'));
+    for (const key of ['logits', 'layers.0.out', 'layers.1.hidden_out', 'layers.0.delta']) assert.ok(dump.info(key), key);
+    const ref = await run('inspect', '--model', fixture('mamba2-tiny'), '--ids', '1,2,3,4,5,6,7', '--out', outFile('m2-64.safetensors'));
+    const dump64 = await openSafetensors(outFile('m2-64.safetensors'));
+    assert.equal(ref.code, 0);
+    assert.ok(normalizedError((await dump.readFloat('logits', 'float64')).data, (await dump64.readFloat('logits', 'float64')).data) < 1e-3);
+  });
+
+  it('uses the bundled model without --model and truncates with --max-tokens', async () => {
+    const r = await run('inspect', '--text', fixture('samples', 'sample2.py'), '--out', outFile('demo.safetensors'), '--max-tokens', '40', '--layers', '0');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /mamba1-demo \(mamba1, 4 layers, d_model 256\)/);
+    assert.match(r.err, /keeping the first 40/);
+    assert.deepEqual((await openSafetensors(outFile('demo.safetensors'))).info('layers.0.u')?.shape, [40, 512]);
+  });
+
+  for (const [label, argv, pattern] of [
+    ['no --out', ['inspect', '--ids', '1'], /--out is required/],
+    ['both --text and --ids', ['inspect', '--ids', '1', '--text', 'x', '--out', 'o'], /exactly one of --text or --ids/],
+    ['an unknown option', ['inspect', '--idz', '1'], /unknown option --idz/],
+    ['fp64 on a tfjs backend', ['inspect', '--ids', '1', '--out', 'o', '--precision', 'fp64', '--backend', 'cpu'], /fp64 runs on the reference backend only/],
+    ['states outside the sample', ['inspect', '--ids', '1,2', '--out', 'o', '--states-at', '5'], /--states-at 5 is outside the 2-token sample/],
+  ] as const) {
+    it(`exits 2 for ${label}`, async () => {
+      const r = await run(...argv);
+      assert.equal(r.code, 2);
+      assert.match(r.err, pattern);
+    });
+  }
+
+  it('exits 1 with one line naming the file for broken models, and 0 lines of stack', async () => {
+    const broken = path.join(tmp, 'broken');
+    mkdirSync(broken);
+    writeFileSync(path.join(broken, 'config.json'), '{"model_type": "mamba", "hidden_size": 128');
+    const truncated = path.join(tmp, 'truncated');
+    mkdirSync(truncated);
+    copyFileSync(fixture('mamba1-tiny', 'config.json'), path.join(truncated, 'config.json'));
+    writeFileSync(path.join(truncated, 'model.safetensors'), readFileSync(fixture('mamba1-tiny', 'model.safetensors')).subarray(0, 5000));
+    const empty = path.join(tmp, 'empty.py');
+    writeFileSync(empty, '');
+    const cases: [string[], RegExp][] = [
+      [['--model', path.join(tmp, 'nope')], /nope: does not exist/],
+      [['--model', broken], /broken\/config\.json: is not valid JSON/],
+      [['--model', truncated], /truncated\/model\.safetensors: tensor ".*" ends at byte \d+ of the data area, which has only \d+ bytes/],
+      [['--model', fixture('mamba1-tiny'), '--text', empty], /empty\.py: has no tokens/],
+      [['--model', fixture('mamba1-tiny'), '--ids', '5000'], /token id 5000 is outside the model's 1024-token vocabulary/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await run('inspect', ...(args.includes('--text') || args.includes('--ids') ? args : [...args, '--ids', '1']), '--out', outFile('x.safetensors'));
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, pattern);
+      assert.equal(r.err.split('\n').length, 1, r.err);
+    }
+  });
+});
+
+describe('cli run-block', () => {
+  it('reproduces the simplified block\'s y within 1e-5 (fp64) and 1e-3 (fp32)', async () => {
+    for (const [precision, tol] of [['fp64', 1e-5], ['fp32', 1e-3]] as const) {
+      const r = await run('run-block', '--block', fixture('seed-block', 'block.safetensors'), '--input', fixture('seed-block', 'io.safetensors'), '--out', outFile(`blk-${precision}.safetensors`), '--precision', precision);
+      assert.equal(r.code, 0, r.err);
+      const got = await openSafetensors(outFile(`blk-${precision}.safetensors`));
+      const io = await openSafetensors(fixture('seed-block', 'io.safetensors'));
+      for (const n of ['y', 'x_in', 'res', 'B', 'C', 'delta']) {
+        assert.ok(normalizedError((await got.readFloat(n, 'float64')).data, (await io.readFloat(n, 'float64')).data) < tol, `${precision} ${n}`);
+      }
+      assert.ok(got.info('out'));
+    }
+  });
+
+  it('names the input file when it has no x', async () => {
+    const r = await run('run-block', '--block', fixture('seed-block', 'block.safetensors'), '--input', fixture('seed-block', 'block.safetensors'), '--out', outFile('z.safetensors'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /block\.safetensors: has no tensor "x"/);
+  });
+});
+
+describe('dist/cli.js (built)', () => {
+  const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+
+  it('runs as an executable and prints no stack trace for bad input', () => {
+    const r = spawnSync(cli, ['inspect', '--model', '/nonexistent/model', '--ids', '1', '--out', outFile('q.safetensors')], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.trim(), 'mamba-scope inspect: /nonexistent/model: does not exist');
+    assert.match(execFileSync(cli, ['help'], { encoding: 'utf8' }), /inspect +run a model on a text/);
+  });
+});
