@@ -90,6 +90,8 @@ describe('numerics: rescan', () => {
       ...['B', 'C'].map((q) => ({ name: `layers.0.${q}`, tensor: { shape: [2, 8], data: new Float32Array(16) } })),
     ]);
     await assert.rejects(rescanDump(model, await memoryDump('bad-B', badB), { variant: variant('fp64') }), /"layers\.0\.B" has shape \[2, 8\] but the model's scan needs \[2, 16\]/);
+    const shuffled = await memoryDump('shuffled', await editedCopy(golden, { 'layers.0.h_tokens': (t) => (t[1] = 200) }));
+    await assert.rejects(rescanLayer(model, shuffled, 0, { variant: variant('fp64') }), /layers\.0\.h_tokens is not strictly increasing \(200 then 116\)/);
   });
 
   it('rescan --json prints the contract (extras under their own keys)', async () => {

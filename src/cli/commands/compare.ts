@@ -104,7 +104,7 @@ function worstTokens(t: TensorComparison, count: number): number[] {
   return [...t.tokenProfile.keys()].filter((k) => t.tokenProfile[k] > 0).sort((x, y) => t.tokenProfile[y] - t.tokenProfile[x]).slice(0, count);
 }
 
-export function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): string[] {
+function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): string[] {
   const pieces = safeTokens(a) ?? safeTokens(b);
   const rows = c.tensors.map((t) => [
     t.name,

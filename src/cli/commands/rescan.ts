@@ -80,7 +80,7 @@ function errorCells(e: QuantityError | null): string[] {
   return [num(e.normalizedError), num(e.maxAbsError), d ? `[${d.index.join(', ')}] token ${d.token}` : '—'];
 }
 
-export function formatRescan(layers: readonly LayerRescan[], v: ScanVariant, dumpName: string): string[] {
+function formatRescan(layers: readonly LayerRescan[], v: ScanVariant, dumpName: string): string[] {
   const out = [`rescan of ${dumpName}: precision ${v.precision}, mode ${v.mode}${v.mode === 'chunked' ? ` (chunks of ${v.chunkSize})` : ''}, zoh ${v.zoh}`, ''];
   const header = ['layer', 'y norm.err', 'y max|Δ|', 'y first divergence', 'h norm.err', 'h max|Δ|', 'h first divergence', 'gated norm.err'];
   const rows = layers.map((l) => [String(l.layer), ...errorCells(l.y), ...errorCells(l.h), l.gated ? num(l.gated.normalizedError) : '—']);

@@ -81,7 +81,7 @@ export interface TensorDiff {
 }
 
 /** How many non-finite locations per file are listed. */
-export const NON_FINITE_LOCATIONS = 5;
+const NON_FINITE_LOCATIONS = 5;
 
 export function unravelIndex(flat: number, shape: readonly number[]): number[] {
   const index = new Array<number>(shape.length);
@@ -171,6 +171,11 @@ export interface ToleranceOverride {
   readonly atol?: number;
 }
 
+export function toleranceWith(cls: ToleranceClass, override: ToleranceOverride = {}): Tolerance {
+  const base = DEFAULT_TOLERANCE[cls];
+  return { rtol: override.rtol ?? base.rtol, atol: override.atol ?? base.atol };
+}
+
 /** float64 only when stored as float64: float32 holds every narrower float exactly and halves the memory of big logits. */
 export async function readValues(store: TensorStore, name: string): Promise<Float32Array | Float64Array> {
   const t = await store.readFloat(name, store.info(name)?.dtype === 'F64' ? 'float64' : 'float32');
@@ -181,7 +186,7 @@ export async function readValues(store: TensorStore, name: string): Promise<Floa
 export async function tokenMapping(store: TensorStore, name: string): Promise<((row: number) => number) | undefined> {
   const { layer, name: quantity } = parseDumpKey(name);
   if (layer === null || quantity !== 'h') return undefined;
-  const key = `layers.${layer}.h_tokens`;
+  const key = dumpKey(layer, 'h_tokens');
   if (!store.info(key)) return undefined;
   const tokens = await readValues(store, key);
   return (row) => tokens[row] ?? row;
@@ -236,11 +241,10 @@ export async function compareStores(a: TensorStore, b: TensorStore, override: To
       diverged(layer);
       continue;
     }
-    const tolerance = DEFAULT_TOLERANCE[loosest(tensorToleranceClass(a, inA), tensorToleranceClass(b, inB))];
-    const tol = { rtol: override.rtol ?? tolerance.rtol, atol: override.atol ?? tolerance.atol };
-    const diff = diffArrays(await readValues(a, inA), await readValues(b, inB), shapeA, tol, await tokenMapping(a, inA));
+    const tolerance = toleranceWith(loosest(tensorToleranceClass(a, inA), tensorToleranceClass(b, inB)), override);
+    const diff = diffArrays(await readValues(a, inA), await readValues(b, inB), shapeA, tolerance, await tokenMapping(a, inA));
     if (diff.firstDivergence) diverged(layer);
-    tensors.push({ name, layer, shape: shapeA, tolerance: tol, ...diff });
+    tensors.push({ name, layer, shape: shapeA, tolerance, ...diff });
   }
   return {
     tensors,

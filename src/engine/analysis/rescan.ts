@@ -15,7 +15,7 @@ import type { F64 } from '../reference/ops';
 import type { Precision } from '../reference/precision';
 import { gatedOutput, scanVariant, type ScanInputs, type ScanVariant } from '../reference/scanVariants';
 import { shapeString } from '../tensor';
-import { DEFAULT_TOLERANCE, diffArrays, loosest, tensorToleranceClass, type Divergence, type Tolerance, type ToleranceOverride } from './compare';
+import { diffArrays, loosest, tensorToleranceClass, toleranceWith, type Divergence, type Tolerance, type ToleranceClass, type ToleranceOverride } from './compare';
 
 export interface QuantityError {
   readonly normalizedError: number;
@@ -96,7 +96,7 @@ async function scanInputs(dump: TensorStore, model: LoadedModel<'float64'>, laye
   return { u, delta: await read('delta', p.deltaWidth, L), B: await read('B', p.stateWidth, L), C: await read('C', p.stateWidth, L), aLog: p.aLog, D: p.D, groups: p.groups };
 }
 
-/** The states' token positions, checked against the sample length. */
+/** The states' token positions: increasing (as every dump writer stores them) and inside the sample. */
 async function stateTokens(dump: TensorStore, layer: number, length: number): Promise<Int32Array | null> {
   const hKey = dumpKey(layer, 'h');
   const tKey = dumpKey(layer, 'h_tokens');
@@ -105,6 +105,7 @@ async function stateTokens(dump: TensorStore, layer: number, length: number): Pr
   const at = Int32Array.from(raw);
   at.forEach((t, k) => {
     if (t !== raw[k] || t < 0 || t >= length) throw new InputError(dump.name, `${tKey}[${k}] = ${raw[k]} is not a token position of the ${length}-token sample`);
+    if (k > 0 && t <= at[k - 1]) throw new InputError(dump.name, `${tKey} is not strictly increasing (${at[k - 1]} then ${t})`);
   });
   return at;
 }
@@ -114,7 +115,7 @@ function quantityError(ref: F64, got: F64, tol: Tolerance, tokenOf?: (row: numbe
   return { normalizedError: d.normalizedError, maxAbsError: d.maxAbsError, firstDivergence: d.firstDivergence };
 }
 
-const PRECISION_TOLERANCE: Readonly<Record<Precision, 'fp32' | 'fp16' | 'bf16'>> = { fp64: 'fp32', fp32: 'fp32', fp16: 'fp16', bf16: 'bf16' };
+const PRECISION_TOLERANCE: Readonly<Record<Precision, ToleranceClass>> = { fp64: 'fp32', fp32: 'fp32', fp16: 'fp16', bf16: 'bf16' };
 
 function zohDifference(inputs: ScanInputs, chunkSize: number): ZohDifference {
   const none = new Int32Array(0);
@@ -143,8 +144,7 @@ export async function rescanLayer(model: LoadedModel<'float64'>, dump: TensorSto
   const result = scanVariant(inputs, options.variant, at ?? new Int32Array(0));
   const yRef = await dump.readFloat(dumpKey(layer, 'y'), 'float64');
   checkShape(dump, dumpKey(layer, 'y'), yRef.shape, result.y.shape);
-  const base = DEFAULT_TOLERANCE[loosest(tensorToleranceClass(dump, dumpKey(layer, 'y')), PRECISION_TOLERANCE[options.variant.precision])];
-  const tolerance = { rtol: options.tolerance?.rtol ?? base.rtol, atol: options.tolerance?.atol ?? base.atol };
+  const tolerance = toleranceWith(loosest(tensorToleranceClass(dump, dumpKey(layer, 'y')), PRECISION_TOLERANCE[options.variant.precision]), options.tolerance);
   let h: QuantityError | null = null;
   if (at) {
     const hRef = await dump.readFloat(dumpKey(layer, 'h'), 'float64');

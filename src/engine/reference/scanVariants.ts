@@ -60,7 +60,7 @@ export interface ScanVariant {
   readonly chunkSize: number;
 }
 
-export function isMamba2Scan(inputs: ScanInputs): boolean {
+function isMamba2Scan(inputs: ScanInputs): boolean {
   return inputs.aLog.shape.length === 1;
 }
 
