@@ -16,6 +16,7 @@ import type { LoadedModel } from '../model/load';
 import type { Mamba1Params } from '../model/mamba1';
 import type { Mamba2Params } from '../model/mamba2';
 import type { SeedBlockParams } from '../model/seedBlock';
+import { negExp } from '../reference/scan';
 import type { Tensor } from '../tensor';
 
 export const DEFAULT_THRESHOLD = 0.05;
@@ -52,23 +53,15 @@ export function layerDecay(model: LoadedModel<'float64'>, layer: number): LayerD
   return { A: negExp(layers[layer].A_log), groups: config.arch === 'mamba2' ? config.nGroups : 1 };
 }
 
-function negExp(t: Tensor<Float64Array>): Tensor<Float64Array> {
-  return { shape: t.shape, data: t.data.map((v) => -Math.exp(v)) };
-}
-
 export class Retention {
-  /** Q_t[d] = Σ_{k≤t} Δ_k[d], [L, D]. */
-  private readonly prefix: Float64Array;
-  readonly length: number;
-  readonly channels: number;
-  readonly states: number;
-
-  private constructor(prefix: Float64Array, length: number, private readonly A: Float64Array, channels: number, states: number) {
-    this.prefix = prefix;
-    this.length = length;
-    this.channels = channels;
-    this.states = states;
-  }
+  private constructor(
+    /** Q_t[d] = Σ_{k≤t} Δ_k[d], [L, D]. */
+    private readonly prefix: Float64Array,
+    readonly length: number,
+    private readonly A: Float64Array,
+    readonly channels: number,
+    readonly states: number,
+  ) {}
 
   /**
    * delta [L, D] (Δ after softplus) and A [D, N] or [D] (already −exp(A_log)). Δ ≥ 0 and A ≤ 0 is
