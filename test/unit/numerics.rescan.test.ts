@@ -4,10 +4,11 @@ import { rescanDump, rescanLayer } from '../../src/engine/analysis/rescan';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { loadModelFolder, type LoadedModel } from '../../src/engine/model/load';
 import type { Mamba1Params } from '../../src/engine/model/mamba1';
+import { negExp, selectiveScanHeads } from '../../src/engine/reference/scan';
 import { scanVariant, type ScanVariant } from '../../src/engine/reference/scanVariants';
 import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
-import { editedCopy, GOLDEN, memoryDump, MODEL, openDump } from './numerics.fixtures';
+import { editedCopy, GOLDEN, memoryDump, MODEL, openDump, randomScan } from './numerics.fixtures';
 
 const variant = (precision: ScanVariant['precision'], mode: ScanVariant['mode'] = 'sequential', zoh: ScanVariant['zoh'] = 'euler'): ScanVariant => ({ precision, mode, zoh, chunkSize: 64 });
 
@@ -72,6 +73,31 @@ describe('numerics: rescan', () => {
     assert.equal(l0.y.firstDivergence, null);
     assert.equal(l1.y.firstDivergence?.token, 150);
     assert.deepEqual(l1.y.firstDivergence?.index, [150, 9]);
+  });
+
+  it('Mamba-2 (heads, groups): a dump of the reference scan is reproduced by every mode, states included', async () => {
+    // Only A_log, D and the widths matter to rescan: a model with just those, and a dump written by scan.ts.
+    const heads = 4, P = 6, N = 5, groups = 2, L = 90;
+    const inputs = randomScan(3, L, heads * P, N, { heads, groups });
+    const config = { arch: 'mamba2', nHeads: heads, headDim: P, dInner: heads * P, dState: N, nGroups: groups, chunkSize: 32 };
+    const mamba2 = { config, params: { layers: [{ A_log: inputs.aLog, D: inputs.D }] } } as unknown as LoadedModel<'float64'>;
+    const at = Int32Array.of(0, 45, 89);
+    const ref = selectiveScanHeads(inputs.u, inputs.delta, negExp(inputs.aLog), inputs.B, inputs.C, inputs.D, groups, at);
+    const f32 = (t: { shape: readonly number[]; data: Float64Array }) => ({ shape: t.shape, data: Float32Array.from(t.data) });
+    const dump = await memoryDump(
+      'mamba2',
+      encodeSafetensors([
+        ...(['u', 'delta', 'B', 'C'] as const).map((q) => ({ name: `layers.0.${q}`, tensor: f32(inputs[q]) })),
+        { name: 'layers.0.y', tensor: f32(ref.y) },
+        { name: 'layers.0.h', tensor: f32(ref.h) },
+        { name: 'layers.0.h_tokens', tensor: { shape: [3], data: at } },
+      ]),
+    );
+    for (const mode of ['sequential', 'chunked', 'parallel'] as const) {
+      const [l] = await rescanDump(mamba2, dump, { variant: variant('fp64', mode) });
+      assert.ok(l.y.normalizedError < 1e-6 && l.h!.normalizedError < 1e-6, `${mode}: ${l.y.normalizedError} ${l.h!.normalizedError}`);
+      assert.equal(l.zoh.relative.length, heads * P);
+    }
   });
 
   it('bad dumps are InputErrors naming the problem', async () => {
