@@ -35,7 +35,7 @@ export class Panel {
     return panel;
   }
 
-  /** Sends a request (params built in Node, ArrayBuffers included) and returns the reply, tensors as number arrays. */
+  /** Sends a request (params built in Node, ArrayBuffers included) and returns the reply, tensors as number arrays, bytes as base64. */
   async request<M extends keyof WebviewApi['requests']>(method: M, params: WebviewApi['requests'][M]['params']): Promise<Plain<WebviewApi['requests'][M]['result']>> {
     const url = params === null ? null : this.server.offer(params);
     // Callbacks passed to page.evaluate declare no named functions: tsx would wrap them in a
@@ -77,5 +77,5 @@ export class Panel {
   }
 }
 
-/** A reply as page.evaluate returns it: TensorMessage buffers become `values`, other ArrayBuffers byte arrays. */
-export type Plain<T> = T extends ArrayBuffer ? number[] : T extends { buffer: ArrayBuffer; dtype: string } ? Omit<T, 'buffer'> & { values: number[] } : T extends object ? { [K in keyof T]: Plain<T[K]> } : T;
+/** A reply as page.evaluate returns it: TensorMessage buffers become `values`, other ArrayBuffers base64 text. */
+export type Plain<T> = T extends ArrayBuffer ? string : T extends { buffer: ArrayBuffer; dtype: string } ? Omit<T, 'buffer'> & { values: number[] } : T extends object ? { [K in keyof T]: Plain<T[K]> } : T;

@@ -65,6 +65,7 @@ class GatesView implements View {
           const m = await analysis.metric(p.metric);
           const order = await analysis.order(state.channelOrder, p.metric);
           if (stale()) return;
+          p.heatmap.setColormap(state.colormap);
           p.heatmap.setData(tokensAlongX(m), order);
           p.heatmap.setLabels(`${METRIC_LABELS[p.metric]} heatmap, layer ${state.layer}`, METRIC_SYMBOL[p.metric], 'channel');
           p.shown = { key, m };

@@ -38,6 +38,7 @@ class MetricHeatmapView implements View {
       const order = await analysis.order(state.channelOrder, state.metric);
       if (stale()) return;
       const rowName = m.cols === analysis.channels ? 'channel' : 'head';
+      this.heatmap.setColormap(state.colormap); // before the data: one draw, not two
       this.heatmap.setData(tokensAlongX(m), order);
       this.heatmap.setLabels(`${METRIC_LABELS[state.metric]} heatmap, layer ${state.layer}`, METRIC_SYMBOL[state.metric], rowName);
       this.title.textContent = `${METRIC_LABELS[state.metric]} · layer ${state.layer} · tokens × ${rowName}s`;

@@ -48,9 +48,14 @@ async function fetchMessage(url: string): Promise<unknown> {
   return unpackMessage(await r.arrayBuffer());
 }
 
-/** A reply made JSON-friendly for page.evaluate: TensorMessage buffers become `values`, other ArrayBuffers byte arrays. */
+/** A reply made JSON-friendly for page.evaluate: TensorMessage buffers become `values`, other ArrayBuffers base64. */
 function plain(x: unknown): unknown {
-  if (x instanceof ArrayBuffer) return Array.from(new Uint8Array(x));
+  if (x instanceof ArrayBuffer) {
+    const bytes = new Uint8Array(x);
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  }
   if (Array.isArray(x)) return x.map(plain);
   if (x && typeof x === 'object') {
     const o = x as Record<string, unknown>;
