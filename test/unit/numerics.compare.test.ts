@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { compare } from '../../src/cli/commands/compare';
 import { compareStores, comparisonJson, DEFAULT_TOLERANCE, diffArrays, type DumpComparison } from '../../src/engine/analysis/compare';
+import { encodeNpy } from '../../src/engine/formats/npy';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { normalizedError } from '../../src/engine/tensor';
 import { editedCopy, GOLDEN, GOLDEN_BF16, lcg, memoryDump, openDump } from './numerics.fixtures';
@@ -142,6 +143,21 @@ describe('numerics: compare', () => {
     assert.deepEqual(c.tensors.map((x) => x.name), ['layers.0.y', 'layers.0.out', 'logits']);
     assert.deepEqual(c.renamed, [{ name: 'layers.0.out', a: 'layers.0.hf_out', b: 'layers.0.out' }, { name: 'logits', a: 'hf_logits', b: 'logits' }]);
     assert.deepEqual([c.onlyInA, c.onlyInB], [[], []]);
+  });
+
+  it('compares two .npy files, each one tensor named after its file, with each other', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'numerics-npy-'));
+    try {
+      await fs.writeFile(path.join(dir, 'ref.npy'), encodeNpy({ shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) }));
+      await fs.writeFile(path.join(dir, 'kernel.npy'), encodeNpy({ shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 7) }));
+      const out: string[] = [];
+      assert.equal(await compare.run([path.join(dir, 'ref.npy'), path.join(dir, 'kernel.npy'), '--json'], { out: (s) => out.push(s), err: () => {} }), 0);
+      const json = JSON.parse(out[0]);
+      assert.deepEqual(json.tensors.map((t: { name: string }) => t.name), ['ref']);
+      assert.deepEqual(json.tensors[0].firstDivergence, { index: [1, 2], token: 1 });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('worked example: the bf16 run of mamba1-tiny against the fp32 dump first diverges in layer 1', async () => {

@@ -201,7 +201,8 @@ function formatName(key: string): string {
 
 /**
  * Pairs the tensors of two files: by name, then, among the rest, by the format's name — so one
- * file's hf_logits meets the other's logits. Returns [entry name, name in a, name in b].
+ * file's hf_logits meets the other's logits; and two single-tensor files (ref.npy, kernel.npy,
+ * each named after its file) with each other. Returns [entry name, name in a, name in b].
  */
 function pairTensors(a: TensorStore, b: TensorStore): { pairs: [string, string, string][]; onlyInA: string[]; onlyInB: string[] } {
   const inB = new Set(b.names());
@@ -217,6 +218,7 @@ function pairTensors(a: TensorStore, b: TensorStore): { pairs: [string, string, 
       restB.delete(formatName(n));
     }
   }
+  if (!pairs.length && a.names().length === 1 && b.names().length === 1) return { pairs: [[a.names()[0], a.names()[0], b.names()[0]]], onlyInA: [], onlyInB: [] };
   return { pairs, onlyInA, onlyInB: [...restB.values()] };
 }
 
