@@ -25,6 +25,8 @@ export interface LengthField {
 export interface FormatShape {
   lengthFields?(input: Uint8Array): LengthField[];
   textPart?(input: Uint8Array): TextPart | null;
+  /** A text format (JSON): byte-level damage mostly yields "not valid JSON", so mutate the tree instead. */
+  readonly textual?: boolean;
 }
 
 /** Values that break size checks: zero, one, sign and width boundaries, "too big to be real". */
@@ -157,21 +159,16 @@ const textMutation = fc.tuple(position, fc.integer({ min: 0, max: 8 }), fc.const
   return part.rebuild(part.text.slice(0, at) + token + part.text.slice(at + cut));
 });
 
-const mutation = fc.oneof(
-  { arbitrary: bitFlip, weight: 3 },
-  { arbitrary: setByte, weight: 2 },
-  { arbitrary: truncate, weight: 1 },
-  { arbitrary: insert, weight: 1 },
-  { arbitrary: remove, weight: 1 },
-  { arbitrary: duplicate, weight: 1 },
-  { arbitrary: lengthField, weight: 3 },
-  { arbitrary: jsonMutation, weight: 4 },
-  { arbitrary: textMutation, weight: 2 },
-);
+/** Weights of [bit flip, set byte, truncate, insert, remove, duplicate, length field, JSON tree, text token]. */
+function mutation(textual: boolean): fc.Arbitrary<Mutation> {
+  const weights = textual ? [1, 0, 1, 0, 0, 1, 0, 20, 2] : [3, 2, 1, 1, 1, 1, 3, 4, 2];
+  const all = [bitFlip, setByte, truncate, insert, remove, duplicate, lengthField, jsonMutation, textMutation];
+  return fc.oneof(...all.map((arbitrary, i) => ({ arbitrary, weight: weights[i] })).filter((w) => w.weight > 0));
+}
 
 /** Seeds changed by one to four mutations in a row. */
 export function mutatedFrom(seeds: readonly Uint8Array[], shape: FormatShape): fc.Arbitrary<Uint8Array> {
-  return fc.tuple(fc.constantFrom(...seeds), fc.array(mutation, { minLength: 1, maxLength: 4 })).map(([seed, mutations]) =>
+  return fc.tuple(fc.constantFrom(...seeds), fc.array(mutation(shape.textual ?? false), { minLength: 1, maxLength: 4 })).map(([seed, mutations]) =>
     mutations.reduce((bytes, m) => m(bytes, shape), seed),
   );
 }

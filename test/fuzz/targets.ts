@@ -79,7 +79,7 @@ function safetensorsGenerator(names: fc.Arbitrary<string>): fc.Arbitrary<Uint8Ar
   return fc
     .record({
       entries: fc.array(entry, { maxLength: 6 }),
-      metadata: fc.option(fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof({ arbitrary: fc.string(), weight: 5 }, { arbitrary: fc.jsonValue({ maxDepth: 1 }), weight: 1 }), { maxKeys: 4 })),
+      metadata: fc.option(fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof({ arbitrary: fc.string(), weight: 30 }, { arbitrary: fc.jsonValue({ maxDepth: 1 }), weight: 1 }), { maxKeys: 4 })),
       consistent: fc.boolean(),
       extraData: fc.integer({ min: -4, max: 64 }),
       fill: fc.nat(255),
@@ -240,6 +240,7 @@ const npz: FuzzTarget = {
 // --- JSON files -------------------------------------------------------------------------------------
 
 const wholeText = (input: Uint8Array): TextPart => ({ text: lossyUtf8.decode(input), rebuild: encodeText });
+const jsonFile: FormatShape = { textPart: wholeText, textual: true };
 
 const CONFIG_KEYS = [
   'model_type', 'hidden_size', 'num_hidden_layers', 'intermediate_size', 'expand', 'state_size', 'conv_kernel', 'time_step_rank',
@@ -253,10 +254,13 @@ const jsonish = fc.oneof(
 
 const config: FuzzTarget = {
   name: 'config',
-  textPart: wholeText,
+  ...jsonFile,
   generate: fc
-    .dictionary(fc.oneof(fc.constantFrom(...CONFIG_KEYS), fc.string({ maxLength: 6 })), fc.oneof({ arbitrary: jsonish, weight: 4 }, { arbitrary: fc.dictionary(fc.constantFrom('layer', 'expand', 'd_state', 'headdim', 'ngroups', 'dt_limit', 'dt_rank', 'd_conv'), jsonish), weight: 1 }), { maxKeys: 14 })
-    .map((obj) => encodeText(JSON.stringify(obj))),
+    .tuple(
+      fc.constantFrom('mamba', 'mamba2', 'seed-simple', undefined, 'llama'),
+      fc.dictionary(fc.oneof(fc.constantFrom(...CONFIG_KEYS), fc.string({ maxLength: 6 })), fc.oneof({ arbitrary: jsonish, weight: 4 }, { arbitrary: fc.dictionary(fc.constantFrom('layer', 'expand', 'd_state', 'headdim', 'ngroups', 'dt_limit', 'dt_rank', 'd_conv'), jsonish), weight: 1 }), { maxKeys: 14 }),
+    )
+    .map(([modelType, obj]) => encodeText(JSON.stringify({ model_type: modelType, ...obj }))),
   run: async (input) => {
     parseModelConfig(decodeUtf8(input, 'config.json'), 'config.json');
   },
@@ -285,7 +289,7 @@ const tokenizerGenerator = fc
 
 const tokenizer: FuzzTarget = {
   name: 'tokenizer',
-  textPart: wholeText,
+  ...jsonFile,
   generate: tokenizerGenerator,
   run: async (input) => {
     const tok = MambaTokenizer.fromJson(decodeUtf8(input, 'tokenizer.json'), 'tokenizer.json');
