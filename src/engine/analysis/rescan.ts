@@ -169,7 +169,7 @@ export function rescannableLayers(dump: TensorStore): number[] {
 
 export async function rescanDump(model: LoadedModel<'float64'>, dump: TensorStore, options: RescanOptions): Promise<LayerRescan[]> {
   const layers = options.layers ?? rescannableLayers(dump);
-  if (!layers.length) throw new InputError(dump.name, 'has no layer with u, delta, B, C and y to rescan (a dump of internals is needed, e.g. from inspect --dump)');
+  if (!layers.length) throw new InputError(dump.name, 'has no layer with u, delta, B, C and y to rescan (it needs a dump of internals, from mamba-scope inspect or tools/dump_mamba.py)');
   const out: LayerRescan[] = [];
   for (const layer of layers) out.push(await rescanLayer(model, dump, layer, options));
   return out;
