@@ -81,3 +81,19 @@ export function number(args: ParsedArgs, name: string): number | undefined {
   if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number; got "${v}"`);
   return n;
 }
+
+/** "--layers all|0,2,-1" → sorted layer indices (negative counts from the last layer). */
+export function layerList(args: ParsedArgs, name: string, nLayer: number): number[] {
+  const spec = optional(args, name);
+  const all = Array.from({ length: nLayer }, (_, i) => i);
+  if (spec === undefined || spec === 'all') return all;
+  const items = spec.split(',').map((s) => s.trim());
+  if (items.some((s) => !/^-?\d+$/.test(s))) throw new UsageError(`--${name} must be "all" or comma-separated integers; got "${spec}"`);
+  const picked = new Set<number>();
+  for (const item of items) {
+    const i = Number(item) < 0 ? nLayer + Number(item) : Number(item);
+    if (i < 0 || i >= nLayer) throw new UsageError(`--${name}: layer ${item} is outside a ${nLayer}-layer model`);
+    picked.add(i);
+  }
+  return [...picked].sort((a, b) => a - b);
+}

@@ -55,6 +55,11 @@ function overview(): string {
 }
 
 if (require.main === module) {
+  // `mamba-scope … | head` closes our stdout early: that is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   main(process.argv.slice(2), { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') }).then(
     (code) => (process.exitCode = code),
   );

@@ -40,7 +40,7 @@ export async function loadTokenizer(dir: string): Promise<MambaTokenizer> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch {
-    throw new InputError(dir, 'has no tokenizer.json (needed for --text; pass --ids instead)');
+    throw new InputError(dir, 'has no tokenizer.json, which reading a text sample needs');
   }
   return MambaTokenizer.fromJson(text, file);
 }

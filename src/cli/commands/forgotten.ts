@@ -6,7 +6,7 @@
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent } from '../../engine/analysis/retention';
 import { InputError } from '../../engine/errors';
 import { referenceForward } from '../../engine/reference/forward';
-import { flag, number, optional, parseArgs, required, UsageError } from '../args';
+import { flag, number, optional, parseArgs, required, UsageError, layerList } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
 
@@ -52,7 +52,7 @@ export const forgotten: Command = {
     const tokenizer = await loadTokenizer(modelDir);
     const encoded = tokenizer.encode(text);
     if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
-    const layers = selectLayers(optional(args, 'layers'), model.config.nLayer);
+    const layers = layerList(args, 'layers', model.config.nLayer);
 
     const forward = referenceForward(model, encoded.ids, { layers });
     const report: ForgottenReport = { threshold, layers: [] };
@@ -79,19 +79,6 @@ export const forgotten: Command = {
 };
 
 /** "all" or "0,2,-1" → sorted distinct layer indices; out-of-range is a usage error. */
-function selectLayers(spec: string | undefined, nLayer: number): number[] {
-  const all = Array.from({ length: nLayer }, (_, i) => i);
-  if (spec === undefined || spec === 'all') return all;
-  const items = spec.split(',').map((s) => s.trim());
-  if (items.some((s) => !/^-?\d+$/.test(s))) throw new UsageError(`--layers must be "all" or comma-separated integers; got "${spec}"`);
-  const picked = new Set<number>();
-  for (const item of items) {
-    const i = Number(item) < 0 ? nLayer + Number(item) : Number(item);
-    if (i < 0 || i >= nLayer) throw new UsageError(`--layers: layer ${item} is outside a ${nLayer}-layer model`);
-    picked.add(i);
-  }
-  return [...picked].sort((a, b) => a - b);
-}
 
 function describeLayer(layer: ForgottenReport['layers'][number], resets: readonly ResetEvent[], tokens: readonly string[]): string {
   const forgotten = layer.tokens.filter((t) => t.forgottenAt !== null);

@@ -14,7 +14,7 @@ import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
 import { useNodeBackend } from '../../node/tfjsBackends';
-import { UsageError, flag, intList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
+import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
 
@@ -73,7 +73,7 @@ export const inspect: Command = {
       ids = ids.slice(0, maxTokens);
       pieces = pieces.slice(0, maxTokens);
     }
-    const layers = layerList(optional(args, 'layers'), model.config.nLayer);
+    const layers = layerList(args, 'layers', model.config.nLayer);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
     for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
 
@@ -127,15 +127,6 @@ function attentionOf(model: LoadedModel, result: ForwardResult): Map<number, Rec
   return out;
 }
 
-function layerList(arg: string | undefined, nLayer: number): number[] | undefined {
-  if (arg === undefined || arg === 'all') return undefined;
-  const list = arg.split(',').map((s) => s.trim());
-  if (list.some((s) => !/^\d+$/.test(s))) throw new UsageError(`--layers must be "all" or a list like 0,2; got "${arg}"`);
-  const layers = list.map(Number);
-  const bad = layers.find((l) => l >= nLayer);
-  if (bad !== undefined) throw new UsageError(`--layers: the model has layers 0–${nLayer - 1}, not ${bad}`);
-  return layers;
-}
 
 function checkPositions(positions: number[], length: number): number[] {
   const bad = positions.find((p) => p >= length || p < -length);
