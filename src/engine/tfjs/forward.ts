@@ -63,16 +63,18 @@ export function createTfModel(model: LoadedModel<'float32'>): TfModel {
     return keep(tf.tidy(() => tf.reshape(tf.transpose(tf.tensor(p.data, [C, K])), [K, 1, C, 1])));
   };
   const dispose = () => owned.forEach((t) => t.dispose());
+  /** Embedding, final norm and lm_head (the embedding itself when tied), shared by both LMs. */
+  const backbone = (p: { embedding: Param<'float32'>; normF: Param<'float32'>; lmHead: Param<'float32'> }) => {
+    const embedding = req(p.embedding);
+    return { embedding, normF: req(p.normF), lmHead: p.lmHead === p.embedding ? embedding : req(p.lmHead) };
+  };
   const c = model.config;
   switch (c.arch) {
     case 'mamba1': {
       const p = (model as Extract<LoadedModel<'float32'>, { config: { arch: 'mamba1' } }>).params;
-      const embedding = req(p.embedding);
       return {
         config: c,
-        embedding,
-        normF: req(p.normF),
-        lmHead: p.lmHead === p.embedding ? embedding : req(p.lmHead),
+        ...backbone(p),
         layers: p.layers.map((l) => ({
           norm: req(l.norm), inProjW: req(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
           xProjW: req(l.xProjW), dtProjW: req(l.dtProjW), dtProjB: req(l.dtProjB), A: negExp(l.A_log), D: req(l.D),
@@ -83,12 +85,9 @@ export function createTfModel(model: LoadedModel<'float32'>): TfModel {
     }
     case 'mamba2': {
       const p = (model as Extract<LoadedModel<'float32'>, { config: { arch: 'mamba2' } }>).params;
-      const embedding = req(p.embedding);
       return {
         config: c,
-        embedding,
-        normF: req(p.normF),
-        lmHead: p.lmHead === p.embedding ? embedding : req(p.lmHead),
+        ...backbone(p),
         layers: p.layers.map((l) => ({
           norm: req(l.norm), inProjW: req(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
           dtBias: req(l.dtBias), A: negExp(l.A_log), D: req(l.D), gatedNorm: req(l.gatedNorm), outProjW: req(l.outProjW), outProjB: up(l.outProjB),
@@ -189,9 +188,9 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
   }
 }
 
-async function download(captured: Captured): Promise<Partial<Record<InternalName, Tensor<Float32Array>>>> {
-  const out: Partial<Record<InternalName, Tensor<Float32Array>>> = {};
-  for (const [name, t] of Object.entries(captured) as [InternalName, W][]) {
+async function download<K extends string>(captured: Partial<Record<K, W>>): Promise<Partial<Record<K, Tensor<Float32Array>>>> {
+  const out: Partial<Record<K, Tensor<Float32Array>>> = {};
+  for (const [name, t] of Object.entries(captured) as [K, W][]) {
     // hidden_out stays on the device as the next layer's input; the others are freed here.
     out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
     if (name !== 'hidden_out') t.dispose();
@@ -254,6 +253,5 @@ export async function tfjsSeedBlock(model: TfModel, x: Tensor<Float32Array>): Pr
     const s = kernels.scan({ u: xIn as tf.Tensor2D, delta: delta as tf.Tensor2D, A: lw.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: lw.D as tf.Tensor1D, z: res as tf.Tensor2D, statesAt: new Int32Array() });
     return { x_in: xIn, res, B, C, delta, y: s.y, out: s.gated as W };
   });
-  const out = await download(t as Captured & typeof t);
-  return out as unknown as TfSeedBlockResult;
+  return (await download(t)) as TfSeedBlockResult;
 }
