@@ -5,10 +5,11 @@
 import { existsSync, promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../engine/errors';
-import { loadModelFolder, type LoadedModel } from '../engine/model/load';
+import { loadModel, loadModelFolder, readConfig, type LoadedModel } from '../engine/model/load';
+import { SafetensorsFile } from '../engine/formats/safetensors';
 import type { Precision } from '../engine/model/params';
 import { MambaTokenizer } from '../engine/tokenizer';
-import { NodeFolderStore } from '../node/files';
+import { NodeFileSource, NodeFolderStore } from '../node/files';
 
 /** dist/cli.js and src/cli/*.ts both sit two levels below the package root. */
 export function bundledModelDir(): string {
@@ -18,20 +19,29 @@ export function bundledModelDir(): string {
   return dir;
 }
 
-export function modelDir(arg: string | undefined): string {
-  if (arg === undefined) return bundledModelDir();
+/** The model folder of `--model`, and the weights file when a file was named. */
+export function modelLocation(arg: string | undefined): { dir: string; weights?: string } {
+  if (arg === undefined) return { dir: bundledModelDir() };
   let stat;
   try {
     stat = statSync(arg);
   } catch {
     throw new InputError(arg, 'does not exist');
   }
-  return stat.isDirectory() ? arg : path.dirname(arg);
+  return stat.isDirectory() ? { dir: arg } : { dir: path.dirname(arg), weights: arg };
 }
 
+export function modelDir(arg: string | undefined): string {
+  return modelLocation(arg).dir;
+}
+
+/** A folder (config.json + checkpoint), or one .safetensors file with config.json beside it. */
 export async function loadModelArg<P extends Precision>(arg: string | undefined, precision: P): Promise<{ dir: string; model: LoadedModel<P> }> {
-  const dir = modelDir(arg);
-  return { dir, model: await loadModelFolder(new NodeFolderStore(dir), precision) };
+  const { dir, weights } = modelLocation(arg);
+  const folder = new NodeFolderStore(dir);
+  if (weights === undefined) return { dir, model: await loadModelFolder(folder, precision) };
+  const store = await SafetensorsFile.open(await NodeFileSource.open(weights));
+  return { dir, model: await loadModel(await readConfig(folder), store, precision) };
 }
 
 export async function loadTokenizer(dir: string): Promise<MambaTokenizer> {

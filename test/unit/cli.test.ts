@@ -74,6 +74,18 @@ describe('cli inspect', function () {
     assert.deepEqual((await openSafetensors(outFile('demo.safetensors'))).info('layers.0.u')?.shape, [40, 512]);
   });
 
+  it('takes a weights file as --model, with config.json beside it', async () => {
+    const r = await run('inspect', '--model', fixture('mamba1-tiny', 'model.safetensors'), '--ids', '1,2,3', '--out', outFile('file.safetensors'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /mamba1, 2 layers/);
+  });
+
+  it('refuses, before any work, a run whose kept tensors exceed --max-memory, saying how to raise it', async () => {
+    const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample3.py'), '--out', outFile('big.safetensors'), '--attention', '--max-memory', '5');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /needs \d+ MB, over the --max-memory limit of 5 MB: keep fewer layers \(--layers\), fewer tokens \(--max-tokens\), or raise --max-memory/);
+  });
+
   for (const [label, argv, pattern] of [
     ['no --out', ['inspect', '--ids', '1'], /--out is required/],
     ['both --text and --ids', ['inspect', '--ids', '1', '--text', 'x', '--out', 'o'], /exactly one of --text or --ids/],

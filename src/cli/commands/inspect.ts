@@ -4,7 +4,7 @@
  */
 import { hiddenAttention } from '../../engine/analysis/attention';
 import { layerDecay } from '../../engine/analysis/retention';
-import { InputError } from '../../engine/errors';
+import { InputError, LimitError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
 import type { ForwardOptions, ForwardResult } from '../../engine/internals';
@@ -21,6 +21,7 @@ import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../model
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
+                          [--max-memory MB]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -29,7 +30,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --backend     tfjs backend for fp32 (default cpu)
   --states-at   token positions whose state h is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
-  --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels`;
+  --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
+  --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)`;
 
 type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
 
@@ -42,6 +44,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
+      'max-memory': { value: true },
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -74,6 +77,7 @@ export const inspect: Command = {
       pieces = pieces.slice(0, maxTokens);
     }
     const layers = layerList(args, 'layers', model.config.nLayer);
+    checkMemory(model, ids.length, layers.length, statesAt.length, flag(args, 'attention'), precision, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
     for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
 
@@ -112,6 +116,21 @@ async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, op
     return await tfjsForward(tfModel, ids, options);
   } finally {
     tfModel.dispose();
+  }
+}
+
+/**
+ * What the kept tensors will take: per layer hidden_in/out/out [L,H], z/u/y [L,D], delta, B, C,
+ * the states and the [L,L] attention; plus the logits. Refused before any work is done.
+ */
+function checkMemory(model: LoadedModel, L: number, layers: number, states: number, attention: boolean, precision: string, limitMb: number): void {
+  const c = model.config;
+  if (c.arch === 'seed') return;
+  const N = c.dState * (c.arch === 'mamba2' ? c.nGroups : 1);
+  const perLayer = L * (3 * c.dModel + 4 * c.dInner + 2 * N) + states * c.dInner * c.dState + (attention ? L * L : 0);
+  const bytes = (layers * perLayer + L * c.vocabSize) * (precision === 'fp64' ? 8 : 4);
+  if (bytes > limitMb * 1e6) {
+    throw new LimitError('inspect', `keeping ${layers} layers' internals for ${L} tokens needs ${(bytes / 1e6).toFixed(0)} MB, over the --max-memory limit of ${limitMb} MB: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
   }
 }
 
