@@ -1,0 +1,94 @@
+/**
+ * Compute in the webview: with --enable-unsafe-webgpu the 'auto' choice is WebGPU on Chromium's
+ * SwiftShader adapter, and a run of the bundled demo model really computes there (its per-token
+ * Δ and next-token probabilities match the float64 reference); without the flag the panel falls
+ * back and says why; the wasm backend loads its binaries from the URL the host gives.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { referenceForward } from '../../src/engine/reference/forward';
+import { normalizedError } from '../../src/engine/tensor';
+import { NodeFolderStore } from '../../src/node/files';
+import type { ViewSettings } from '../../src/protocol';
+import { DEMO_MODEL, loadModelParams, runParams } from './messages';
+import { Panel } from './panel';
+
+const SETTINGS: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+/** A short sample: SwiftShader compiles every new shader shape, so the first run of a long one takes minutes on 2 cores. */
+const TEXT = readFileSync(join(DEMO_MODEL, 'samples', 'demo0.py'), 'utf8').slice(0, 120);
+
+describe('tfjs backends in Chromium', function () {
+  it('auto picks WebGPU on SwiftShader, and a run of the demo model computes there and matches the float64 reference', async () => {
+    const panel = await Panel.open();
+    try {
+      await panel.notify('setSettings', SETTINGS);
+      const info = await panel.waitForNotification('backendInfo');
+      assert.equal(info.backend, 'webgpu');
+      assert.equal(info.adapter.architecture, 'swiftshader');
+      assert.deepEqual(info.fallbacksTried, []);
+      assert.match((await panel.page.textContent('.backend')) ?? '', /^WebGPU \(SwiftShader\)$/);
+
+      const { params, tokenizer } = await loadModelParams(DEMO_MODEL, 'demo');
+      const loaded = await panel.request('loadModel', params);
+      assert.equal(loaded.backend.backend, 'webgpu');
+      const run = runParams('demo0', 'demo', TEXT, tokenizer);
+      const summary = await panel.request('run', run);
+      assert.equal(summary.backend.backend, 'webgpu');
+
+      const model = await loadModelFolder(new NodeFolderStore(DEMO_MODEL), 'float64');
+      const ids = new Int32Array(run.ids);
+      const ref = referenceForward(model, ids);
+      const L = ids.length;
+      assert.deepEqual(summary.layers, ref.layers.map((l) => l.layer));
+      const delta = summary.perToken.delta!;
+      ref.layers.forEach((layer, i) => {
+        const d = layer.tensors.delta!;
+        const D = d.shape[1];
+        const want = Array.from({ length: L }, (_, t) => d.data.subarray(t * D, (t + 1) * D).reduce((a, b) => a + b, 0) / D);
+        const err = normalizedError(delta.values.slice(i * L, (i + 1) * L), want);
+        assert.ok(err < 1e-3, `layer ${i}: per-token mean Δ off by ${err}`);
+      });
+      const V = ref.logits!.shape[1];
+      const refProbs = Array.from({ length: L }, (_, t) => {
+        const row = ref.logits!.data.subarray(t * V, (t + 1) * V);
+        const m = Math.max(...row);
+        const z = row.reduce((s, v) => s + Math.exp(v - m), 0);
+        return Math.exp(row[summary.next!.ids.values[t]] - m) / z;
+      });
+      assert.ok(normalizedError(summary.next!.probs.values, refProbs) < 1e-3, 'top-1 next-token probabilities');
+      await panel.waitForView('heatmap');
+      assert.ok((await panel.request('describe', null)).views.heatmap.drawn);
+      assert.deepEqual(panel.errors, []);
+    } finally {
+      await panel.close();
+    }
+  });
+
+  it('without WebGPU (no --enable-unsafe-webgpu) auto falls back and says why', async () => {
+    const panel = await Panel.open({ withoutWebGpu: true });
+    try {
+      await panel.notify('setSettings', SETTINGS);
+      const info = await panel.waitForNotification('backendInfo');
+      assert.notEqual(info.backend, 'webgpu');
+      assert.equal(info.fallbacksTried[0].backend, 'webgpu');
+      assert.match(info.fallbacksTried[0].error, /no adapter/);
+      assert.match(info.reason, /^fallback: webgpu failed/);
+      assert.match((await panel.page.textContent('.backend')) ?? '', /^(WebGL|WASM|CPU) — WebGPU unavailable: requestAdapter\(\) returned no adapter/);
+    } finally {
+      await panel.close();
+    }
+  });
+
+  it('the wasm backend runs with the .wasm files at the host’s URL', async () => {
+    const panel = await Panel.open({ withoutWebGpu: true });
+    try {
+      await panel.notify('setSettings', { ...SETTINGS, backend: 'wasm', wasmPath: panel.server.wasmPath });
+      const info = await panel.waitForNotification('backendInfo');
+      assert.deepEqual({ backend: info.backend, reason: info.reason }, { backend: 'wasm', reason: 'requested' });
+    } finally {
+      await panel.close();
+    }
+  });
+});
