@@ -26,15 +26,7 @@ export interface AnnotationDraft {
 }
 
 /** A resolved span: characters, their text and context, and the tokens that cover them. */
-export interface Span {
-  readonly start: number;
-  readonly end: number;
-  readonly text: string;
-  readonly prefix: string;
-  readonly suffix: string;
-  readonly tokenStart: number;
-  readonly tokenEnd: number;
-}
+export type Span = Pick<Annotation, 'start' | 'end' | 'text' | 'prefix' | 'suffix' | 'tokenStart' | 'tokenEnd'>;
 
 export type AnnotationPatch = Partial<Pick<Annotation, 'layer' | 'threshold' | 'label' | 'note'>>;
 
