@@ -112,7 +112,11 @@ export class App {
     this.store.subscribe((state, changed) => {
       for (const f of this.frames) f.refresh(this.data, state, changed);
     });
-    bindKeyboard(this.store, { tokenCount: () => this.data?.inspection.length ?? 0, layers: () => this.data?.layerNumbers ?? [] });
+    bindKeyboard(this.store, {
+      tokenCount: () => this.data?.inspection.length ?? 0,
+      layers: () => this.data?.layerNumbers ?? [],
+      channelCount: () => this.data?.analysis(this.store.get().layer)?.channels ?? 0,
+    });
   }
 
   /** Shows new data; `defaultLayer` is used if the current layer has no data. */

@@ -65,12 +65,14 @@ export interface KeyboardScope {
   readonly tokenCount: () => number;
   /** Layers that have data, ascending. */
   readonly layers: () => readonly number[];
+  /** Channels of the selected layer. */
+  readonly channelCount: () => number;
 }
 
 /** Elements whose own arrow keys must keep working (text fields, selects, tabs). */
 const OWN_KEYS = /^(INPUT|TEXTAREA|SELECT|VSCODE-TEXTFIELD|VSCODE-TEXTAREA|VSCODE-SINGLE-SELECT|VSCODE-MULTI-SELECT|VSCODE-TABS|VSCODE-TAB-HEADER)$/;
 
-/** ←/→ move the token, ↑/↓ the layer, Esc clears the token and channel selection. */
+/** ←/→ move the token, ↑/↓ the layer, [ and ] the channel, Esc clears the token and channel selection. */
 export function bindKeyboard(store: SelectionStore, scope: KeyboardScope, target: EventTarget = window): () => void {
   const onKey = (e: Event) => {
     const k = e as KeyboardEvent;
@@ -87,6 +89,9 @@ export function bindKeyboard(store: SelectionStore, scope: KeyboardScope, target
       const i = layers.indexOf(s.layer);
       const next = k.key === 'ArrowUp' ? Math.max(0, i - 1) : Math.min(layers.length - 1, i + 1);
       store.set({ layer: layers[i < 0 ? 0 : next] });
+    } else if ((k.key === '[' || k.key === ']') && scope.channelCount() > 0) {
+      const C = scope.channelCount();
+      store.set({ channel: s.channel === null ? (k.key === ']' ? 0 : C - 1) : Math.max(0, Math.min(C - 1, s.channel + (k.key === ']' ? 1 : -1))) });
     } else if (k.key === 'Escape') store.set({ token: null, channel: null });
     else handled = false;
     if (handled) k.preventDefault();

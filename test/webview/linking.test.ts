@@ -70,7 +70,7 @@ describe('linked views in Chromium', function () {
     assert.equal((await panel.request('describe', null)).selection?.token, 7);
   });
 
-  it('keys: → moves the token, ↓ the layer (views and legend follow), Esc clears', async () => {
+  it('keys: → moves the token, ↓ the layer (views and legend follow), ] the channel, Esc clears', async () => {
     await panel.page.locator('.view-tokens .tokens').focus();
     await panel.page.keyboard.press('ArrowRight');
     await waitForText(panel, '.view-next .view-title', /^After 8 /);
@@ -84,6 +84,9 @@ describe('linked views in Chromium', function () {
     await waitForText(panel, '.view-state .state-at-token .view-title', /token 8 .*layer 1/);
     await expectCrosshair(panel, 8, L);
     assert.deepEqual((await panel.notifications('metricChanged')).pop()!.params, { metric: 'delta', layer: 1 });
+    await panel.page.keyboard.press(']');
+    await panel.page.keyboard.press(']');
+    await waitForText(panel, '.view-state .state-trace .view-title', /^channel 1:/);
     await panel.page.keyboard.press('Escape');
     await waitForText(panel, '.view-state .state-at-token .view-message', /Select a token/);
     await panel.waitForView('heatmap');

@@ -116,7 +116,7 @@ export class Heatmap {
     this.plot.tabIndex = 0;
     this.plot.setAttribute('role', 'img');
     this.plot.setAttribute('aria-roledescription', 'heatmap');
-    this.plot.title = 'Drag to pan, wheel or +/− to zoom, 0 or double-click to reset, Shift+arrows to pan, click or Enter to select';
+    this.plot.title = 'Drag or Shift+arrows to pan, wheel or +/− to zoom, 0 or double-click to reset; click to select. Keys anywhere: ←/→ token, ↑/↓ layer, [/] channel, Esc clears';
     this.base = el('canvas', 'heatmap-base');
     this.overlay = el('canvas', 'heatmap-overlay');
     this.overlay.setAttribute('aria-hidden', 'true');
