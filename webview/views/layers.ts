@@ -68,10 +68,11 @@ class LayersView implements View {
       tr.setAttribute('aria-pressed', String(layer === selected));
       if (layer === selected) tr.classList.add('selected');
       const fraction = s?.threshold === threshold ? s.resetFraction : undefined;
+      const noDelta = s !== undefined && s.perToken.delta === null;
       const cells = [
         String(layer),
-        s ? formatValue(s.meanDelta) : '…',
-        fraction === undefined ? '…' : fraction === null ? 'needs the model' : formatPercent(fraction),
+        !s ? '…' : noDelta ? 'no Δ in the data' : formatValue(s.meanDelta),
+        fraction === undefined ? '…' : fraction !== null ? formatPercent(fraction) : noDelta ? '—' : 'needs the model (open it)',
       ];
       for (const c of cells) tr.insertCell().textContent = c;
       if (typeof fraction === 'number') {
