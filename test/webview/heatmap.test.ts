@@ -139,6 +139,13 @@ describe('heatmap in Chromium (fixture dump)', function () {
     const tip = await hover(panel, 'heatmap', p);
     assert.deepEqual(tip, { x: NAN_AT.t, y: NAN_AT.d, value: NaN });
     assert.match((await panel.page.locator('.view-heatmap .legend-note').textContent()) ?? '', /1 non-finite/);
+    const ringed = await panel.page.evaluate(([x, y]) => {
+      const c = document.querySelector('.view-heatmap .heatmap-overlay') as HTMLCanvasElement;
+      const d = c.getContext('2d')!.getImageData(x - 9, y - 9, 19, 19).data;
+      for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255 && d[i + 3] === 255) return true;
+      return false;
+    }, [p.px, p.py] as const);
+    assert.ok(ringed, 'the first non-finite value is ringed on the overlay');
     const l = await legend(panel, 'heatmap');
     assert.ok(Number.isFinite(l.min) && Number.isFinite(l.max), 'min/max ignore the NaN');
   });

@@ -33,6 +33,7 @@ export interface Viewport {
   readonly y1: number;
 }
 
+/** A labelled cell drawn over the data (the first non-finite value). */
 export interface HeatmapMarker {
   readonly x: number;
   readonly y: number;
@@ -174,11 +175,6 @@ export class Heatmap {
     this.updateLabel();
   }
 
-  setMarkers(markers: readonly HeatmapMarker[]): void {
-    this.markers = markers;
-    this.invalidate(false);
-  }
-
   /** Shows this window (from a linked view); out-of-range values are clamped. */
   setViewport(v: Viewport | null): void {
     const next = v && this.source ? this.clampViewport(v) : null;
@@ -186,10 +182,6 @@ export class Heatmap {
     if (next === cur || (next && cur && next.x0 === cur.x0 && next.x1 === cur.x1 && next.y0 === cur.y0 && next.y1 === cur.y1)) return;
     this.viewport = next;
     this.invalidate(true);
-  }
-
-  getViewport(): Viewport | null {
-    return this.source ? this.currentViewport() : null;
   }
 
   /** The whole-cell window shown now, in data rows when unordered: what exports cut out. */
@@ -226,10 +218,6 @@ export class Heatmap {
     return out;
   }
 
-  focus(): void {
-    this.plot.focus();
-  }
-
   dispose(): void {
     this.resizeObserver.disconnect();
     cancelAnimationFrame(this.frame);
@@ -245,6 +233,7 @@ export class Heatmap {
       this.cells = new Float32Array(0);
       this.dataMin = this.dataMax = NaN;
       this.nonFinite = 0;
+      this.markers = [];
       this.rescale();
       return;
     }
@@ -253,6 +242,8 @@ export class Heatmap {
     const cells = this.cells.length === W * H ? this.cells : new Float32Array(W * H);
     const rowOfData = new Int32Array(H);
     let min = Infinity, max = -Infinity, nonFinite = 0;
+    // The first non-finite value in the array's own (row-major) order gets a marker: where a NaN starts.
+    let first: { index: number; x: number; y: number; v: number } | null = null;
     for (let r = 0; r < H; r++) {
       const y = this.rowOrder ? this.rowOrder[r] : r;
       rowOfData[y] = r;
@@ -263,12 +254,17 @@ export class Heatmap {
         cells[dst + x] = v;
         if (v < min) min = v;
         if (v > max) max = v;
-        if (v - v !== 0) nonFinite++; // NaN and ±Inf
+        if (v - v !== 0) {
+          nonFinite++; // NaN and ±Inf
+          const index = src + x * xStride;
+          if (!first || index < first.index) first = { index, x, y, v };
+        }
       }
     }
     this.cells = cells;
     this.rowOfData = rowOfData;
     this.nonFinite = nonFinite;
+    this.markers = first ? [{ x: first.x, y: first.y, label: `first ${Number.isNaN(first.v) ? 'NaN' : 'Inf'}: ${this.options.xName} ${first.x}, ${this.yName} ${first.y}` }] : [];
     // NaN never wins a comparison, so min/max are over the finite values and ±Inf.
     this.dataMin = Number.isFinite(min) ? min : finiteExtreme(cells, 'min');
     this.dataMax = Number.isFinite(max) ? max : finiteExtreme(cells, 'max');
