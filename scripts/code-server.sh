@@ -44,7 +44,7 @@ ensure_code_server() {
 
 # start_code_server PORT RUN_DIR WORKSPACE [extra args...]: a fresh user-data dir under RUN_DIR,
 # bound to 127.0.0.1 (a secure context, so WebGPU is allowed), in its own process group.
-# INSTALL_VSIX=<file> installs that .vsix into the fresh extensions dir first.
+# INSTALL_VSIX=<file> installs that .vsix into the fresh extensions dir first; CS_SETTINGS adds user settings.
 start_code_server() {
   local port=$1 run=$2 ws=$3; shift 3
   rm -rf "$run"; mkdir -p "$run/ud/User" "$run/exts" "$run/xdg" "$run/tmp"
@@ -61,6 +61,11 @@ start_code_server() {
   "security.workspace.trust.enabled": false
 }
 JSON
+  # CS_SETTINGS='{"mambaScope.backend": "wasm"}' adds user settings (merged with node, no jq needed).
+  if [ -n "${CS_SETTINGS:-}" ]; then
+    node -e 'const fs = require("fs"); const f = process.argv[1]; fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, "utf8")), ...JSON.parse(process.argv[2]) }, null, 2))' \
+      "$run/ud/User/settings.json" "$CS_SETTINGS"
+  fi
   if [ -n "${INSTALL_VSIX:-}" ]; then
     log "installing $(basename "$INSTALL_VSIX") into the fresh extensions dir"
     PATH="$NODE24_BIN:$PATH" XDG_CONFIG_HOME="$run/xdg/config" XDG_DATA_HOME="$run/xdg/data" "$NODE24_BIN/node" "$CS/out/node/entry.js" \

@@ -44,10 +44,13 @@ export class Inspector {
     return this.inspectRange(doc, range, useSelection);
   }
 
-  /** Inspects the last sample again (the panel restarted, e.g. for a new backend setting). */
+  /**
+   * Inspects the last sample again (the panel restarted, e.g. for a new backend setting), unless
+   * an inspection is already on its way: that one will fill the restarted panel.
+   */
   async rerun(): Promise<InspectionResult | undefined> {
     const last = this.last;
-    if (!last || last.document.isClosed) return undefined;
+    if (!last || last.document.isClosed || this.inFlight) return undefined;
     return this.inspectRange(last.document, last.range, last.isSelection);
   }
 

@@ -35,7 +35,12 @@ async function launch() {
     viewport: { width: 1600, height: 1000 },
     args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
-  return { ctx, page: ctx.pages()[0] ?? (await ctx.newPage()) };
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  // The browser console (the webviews' errors among them) is the only window into the panel's failures.
+  page.on('console', (m) => {
+    if ((m.type() === 'error' || m.type() === 'warning') && !NOISE.test(m.text()) && !CHATTER.test(m.text())) console.log(`[browser ${m.type()}] ${m.text().slice(0, 400)}`);
+  });
+  return { ctx, page };
 }
 
 async function runSuite() {
@@ -129,41 +134,42 @@ async function runUi() {
     const tCommand = Date.now();
     await palette(page, 'Mamba Scope: Inspect File');
     const frame = await panelFrame(page, 'panel', 60_000);
-    // Real values drawn: several canvases, each with many colours.
+    // The inspection is complete when the status item counts the tokens (after the run's reply).
+    await page.locator('.statusbar-item', { hasText: /\d+ tokens/ }).first().waitFor({ timeout: 300_000 });
+    const tDone = Date.now() - tCommand;
+    // Real values drawn: the largest canvas (the tokens × channels heatmap) has many colours.
+    const biggest = (ds) => ds.reduce((a, b) => (b.w * b.h > a.w * a.h ? b : a), { w: 0, h: 0, colors: 0 });
     let digests = [];
-    const deadline = Date.now() + 180_000;
-    while (Date.now() < deadline) {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; await page.waitForTimeout(250)) {
       digests = await canvasDigests(frame).catch(() => []);
-      if (digests.filter((d) => d.colors >= 16).length >= 2) break;
-      await page.waitForTimeout(500);
+      if (biggest(digests).colors >= 16) break;
     }
-    const tDrawn = Date.now() - tCommand;
-    console.log(`${ts()} panel drew ${digests.length} canvases in ${tDrawn} ms after the command:`, digests.map((d) => `${d.id} ${d.w}x${d.h} ${d.colors} colours`).join('; '));
-    if (digests.filter((d) => d.colors >= 16).length < 2) throw new Error('the panel did not draw real values (fewer than 2 canvases with 16+ colours)');
-    const decorated = await page.locator('.monaco-editor .view-overlays [class*="ced-"]').count();
-    console.log(`${ts()} editor decoration spans in view: ${decorated}`);
+    console.log(`${ts()} inspection done ${tDone} ms after the command; canvases:`, digests.map((d) => `${d.id} ${d.w}x${d.h} ${d.colors} colours`).join('; '));
+    if (biggest(digests).colors < 16) throw new Error('the heatmap shows no data (its largest canvas has fewer than 16 colours)');
+    // The editor tints the inspected tokens (decorations render as overlay divs with our colour).
+    const tinted = () => page.evaluate(() => [...document.querySelectorAll('.monaco-editor .view-overlays div')].filter((d) => getComputedStyle(d).backgroundColor.startsWith('rgba(255, 140, 0')).length);
+    const nTinted = await tinted();
+    console.log(`${ts()} tinted token spans visible in the editor: ${nTinted}`);
+    if (nTinted < 20) throw new Error(`the editor shows ${nTinted} tinted tokens`);
     await page.screenshot({ path: join(SHOTS, '01-inspected.png') });
 
-    // Select a token in the panel: click one in the token strip (a listbox of options), else a heatmap cell.
+    // Select a token in the panel: click one in the token strip (a listbox of options).
     const token = frame.locator('[role="listbox"] [role="option"]').nth(40);
     const tClick = Date.now();
-    if (await token.count()) await token.click();
-    else {
-      const big = digests.reduce((a, b) => (b.w * b.h > a.w * a.h ? b : a));
-      const el = frame.locator('canvas').nth(digests.indexOf(big));
-      const box = await el.boundingBox();
-      await page.mouse.click(box.x + box.width * 0.4, box.y + box.height * 0.5);
-    }
+    await token.click();
     let changed = [];
     while (Date.now() - tClick < 30_000) {
       const now = await canvasDigests(frame);
       changed = now.filter((d, i) => digests[i] && d.hash !== digests[i].hash).map((d) => d.id);
       if (changed.length >= 2) break;
-      await page.waitForTimeout(200);
+      await page.waitForTimeout(100);
     }
-    console.log(`${ts()} after selecting a token, ${changed.length} views redrew within ${Date.now() - tClick} ms: ${changed.join(', ')}`);
+    const tLinked = Date.now() - tClick;
+    const boxed = await page.evaluate(() => [...document.querySelectorAll('.monaco-editor .view-overlays div, .monaco-editor .view-lines span')].filter((d) => getComputedStyle(d).borderTopStyle === 'solid' && getComputedStyle(d).borderTopWidth === '1px').length);
+    console.log(`${ts()} token 40 selected: ${changed.length} canvases redrew within ${tLinked} ms (${changed.join(', ')}); boxed in the editor: ${boxed}`);
     await page.screenshot({ path: join(SHOTS, '02-token-selected.png') });
     if (changed.length < 2) throw new Error('selecting a token did not update the linked views');
+    if (boxed < 1) throw new Error('the selected token is not highlighted in the editor');
     const panelShot = await frame.frameElement();
     await panelShot.screenshot({ path: join(SHOTS, '03-panel.png') });
     ok = true;

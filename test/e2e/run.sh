@@ -4,7 +4,9 @@
 #   2. builds the extension and the suite, prepares a workspace
 #   3. runs the mocha suite inside the real extension host (the same suite as npm run test:electron)
 #   4. runs the Playwright UI test (palette → Inspect File → panel pixels → token click → linked views)
-# Screenshots: test-results/e2e/*.png. Env: PORT (default 8123), SKIP_UI=1, SKIP_SUITE=1.
+# Screenshots: test-results/e2e/*.png. Env: PORT (default 8123), SKIP_UI=1, SKIP_SUITE=1,
+# E2E_BACKEND (default wasm: on a CPU-only machine WebGPU is SwiftShader, ~20x slower than wasm
+# for this model; the suite still runs one inspection on WebGPU and compares it with wasm).
 set -euo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/../../scripts/code-server.sh"
@@ -21,7 +23,8 @@ node test/e2e/build-suite.mjs
 npx tsx test/e2e/workspace.ts "$WS"
 
 trap stop_code_server EXIT
-start_code_server "$PORT" "$RUN" "$WS" --vscode-option enable-smoke-test-driver
+export MAMBA_E2E_BACKEND=${E2E_BACKEND:-wasm} MAMBA_E2E_REQUIRE_WEBGPU=1   # Chromium runs with --enable-unsafe-webgpu
+CS_SETTINGS="{\"mambaScope.backend\": \"$MAMBA_E2E_BACKEND\"}" start_code_server "$PORT" "$RUN" "$WS" --vscode-option enable-smoke-test-driver
 export CS_BASE="http://127.0.0.1:$PORT" WS_DIR="$WS" EXT_DIR="$ROOT" RUN_DIR="$RUN"
 RC=0
 if [ -z "${SKIP_SUITE:-}" ]; then
@@ -29,8 +32,13 @@ if [ -z "${SKIP_SUITE:-}" ]; then
   node test/e2e/driver.mjs suite || RC=1
 fi
 if [ -z "${SKIP_UI:-}" ]; then
+  if [ -z "${SKIP_SUITE:-}" ]; then
+    # A fresh VS Code as a new user sees it: the suite left editors open, exports and another model.
+    stop_code_server
+    npx tsx test/e2e/workspace.ts "$WS"
+    CS_SETTINGS="{\"mambaScope.backend\": \"$MAMBA_E2E_BACKEND\"}" start_code_server "$PORT" "$RUN" "$WS" --vscode-option enable-smoke-test-driver
+  fi
   log "UI test (Playwright)"
-  npx tsx test/e2e/workspace.ts "$WS"   # the suite wrote exports and switched models: start clean
   node test/e2e/driver.mjs ui || RC=1
 fi
 log "done, rc=$RC (screenshots in test-results/e2e/)"

@@ -1,6 +1,7 @@
 /** Tensor files open in the read-only viewer, by double-click (vscode.open) as well as by command. */
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
+import type { PanelDescription } from '../../../src/protocol';
 import { api, waitFor, wsFile } from './helpers';
 
 async function viewerTab(uri: vscode.Uri): Promise<vscode.Tab> {
@@ -11,25 +12,36 @@ async function viewerTab(uri: vscode.Uri): Promise<vscode.Tab> {
   );
 }
 
+/** Waits until the viewer of `uri` reports a drawn view with a real value range; fails with what it last reported. */
+async function drawnViewer(uri: vscode.Uri): Promise<PanelDescription> {
+  let last: PanelDescription | string = 'nothing';
+  try {
+    return await waitFor(
+      `the viewer of ${uri.path} to draw`,
+      async () => {
+        last = await (await api()).describeDump(uri).catch((e: Error) => e.message);
+        return typeof last !== 'string' && Object.values(last.views).some((v) => v.drawn && v.distinctColors >= 16 && v.max > v.min) ? last : undefined;
+      },
+      60_000,
+    );
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; it last reported ${JSON.stringify(last)}`);
+  }
+}
+
 describe('Tensor viewer (custom editor)', function () {
   it('opening a mamba-dump safetensors shows it in the viewer, with real values drawn', async () => {
     const uri = wsFile('mamba1-sample1.safetensors');
     await vscode.commands.executeCommand('vscode.open', uri);
     await viewerTab(uri);
-    const d = await waitFor('the viewer to draw', async () => {
-      const desc = await (await api()).describeDump(uri).catch(() => undefined);
-      return desc && Object.values(desc.views).some((v) => v.drawn && v.distinctColors >= 16 && v.max > v.min) ? desc : undefined;
-    });
-    assert.ok(Object.keys(d.views).length > 0);
+    const d = await drawnViewer(uri);
+    assert.ok(d.views.heatmap?.drawn, `the Δ heatmap of a mamba dump is drawn: ${JSON.stringify(d.views)}`);
   });
 
   it('a .npy opens in the viewer too', async () => {
     const uri = wsFile('delta.npy');
     await vscode.commands.executeCommand('mambaScope.openDump', uri);
     await viewerTab(uri);
-    await waitFor('the .npy viewer to draw', async () => {
-      const desc = await (await api()).describeDump(uri).catch(() => undefined);
-      return desc && Object.values(desc.views).some((v) => v.drawn && v.max > v.min) ? desc : undefined;
-    });
+    await drawnViewer(uri);
   });
 });

@@ -8,7 +8,7 @@ import Mocha from 'mocha';
 
 export async function run(): Promise<void> {
   // MAMBA_E2E_GREP (inherited from code-server's environment) runs a subset while developing.
-  const mocha = new Mocha({ ui: 'bdd', timeout: 180_000, color: false, reporter: 'spec', grep: process.env.MAMBA_E2E_GREP });
+  const mocha = new Mocha({ ui: 'bdd', timeout: Number(process.env.MAMBA_E2E_TIMEOUT_MS ?? 180_000), color: false, reporter: 'spec', grep: process.env.MAMBA_E2E_GREP });
   // Tests register with describe/it when their module is evaluated: install the globals first,
   // then load the (bundled, lazily evaluated) test modules.
   mocha.suite.emit('pre-require', globalThis, 'e2e', mocha);
