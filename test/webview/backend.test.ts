@@ -20,10 +20,24 @@ const SETTINGS: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: '
 const TEXT = readFileSync(join(DEMO_MODEL, 'samples', 'demo0.py'), 'utf8').slice(0, 120);
 
 describe('tfjs backends in Chromium', function () {
-  it('auto picks WebGPU on SwiftShader, and a run of the demo model computes there and matches the float64 reference', async () => {
+  it('auto passes over SwiftShader (a software adapter) for wasm, and says why', async () => {
     const panel = await Panel.open();
     try {
-      await panel.notify('setSettings', SETTINGS);
+      await panel.notify('setSettings', { ...SETTINGS, wasmPath: panel.server.wasmPath });
+      const info = await panel.waitForNotification('backendInfo');
+      assert.equal(info.backend, 'wasm');
+      assert.deepEqual(info.fallbacksTried.map((f: { backend: string }) => f.backend), ['webgpu', 'webgl']);
+      assert.match(info.fallbacksTried[0].error, /only a software adapter \(swiftshader\); wasm is faster on this CPU/);
+      assert.match((await panel.page.textContent('.backend')) ?? '', /^WASM — WebGPU not used: only a software adapter/);
+    } finally {
+      await panel.close();
+    }
+  });
+
+  it('webgpu by name runs on SwiftShader, and a run of the demo model computes there and matches the float64 reference', async () => {
+    const panel = await Panel.open();
+    try {
+      await panel.notify('setSettings', { ...SETTINGS, backend: 'webgpu' });
       const info = await panel.waitForNotification('backendInfo');
       assert.equal(info.backend, 'webgpu');
       assert.equal(info.adapter.architecture, 'swiftshader');
@@ -33,7 +47,7 @@ describe('tfjs backends in Chromium', function () {
       const { params, tokenizer } = await loadModelParams(DEMO_MODEL, 'demo');
       const loaded = await panel.request('loadModel', params);
       assert.equal(loaded.backend.backend, 'webgpu');
-      const run = runParams('demo0', 'demo', TEXT, tokenizer);
+      const run = runParams('demo0', 'demo', TEXT, tokenizer, { backend: 'webgpu' });
       const summary = await panel.request('run', run);
       assert.equal(summary.backend.backend, 'webgpu');
 
@@ -69,13 +83,13 @@ describe('tfjs backends in Chromium', function () {
   it('without WebGPU (no --enable-unsafe-webgpu) auto falls back and says why', async () => {
     const panel = await Panel.open({ withoutWebGpu: true });
     try {
-      await panel.notify('setSettings', SETTINGS);
+      await panel.notify('setSettings', { ...SETTINGS, wasmPath: panel.server.wasmPath });
       const info = await panel.waitForNotification('backendInfo');
       assert.notEqual(info.backend, 'webgpu');
       assert.equal(info.fallbacksTried[0].backend, 'webgpu');
       assert.match(info.fallbacksTried[0].error, /no adapter/);
       assert.match(info.reason, /^fallback: webgpu failed/);
-      assert.match((await panel.page.textContent('.backend')) ?? '', /^(WebGL|WASM|CPU) — WebGPU unavailable: requestAdapter\(\) returned no adapter/);
+      assert.match((await panel.page.textContent('.backend')) ?? '', /^(WebGL|WASM|CPU) — WebGPU not used: requestAdapter\(\) returned no adapter/);
     } finally {
       await panel.close();
     }
