@@ -35,7 +35,13 @@ const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
 const lossyUtf8 = new TextDecoder('utf-8');
 
 export class MambaTokenizer {
-  private constructor(private readonly tokenizer: Tokenizer, private readonly byteLevel: boolean, readonly vocabSize: number) {}
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly byteLevel: boolean,
+    readonly vocabSize: number,
+    /** The tokenizer.json this came from, for error messages. */
+    private readonly source: string,
+  ) {}
 
   static fromJson(text: string, source: string): MambaTokenizer {
     let json: unknown;
@@ -54,24 +60,31 @@ export class MambaTokenizer {
     }
     const j = json as { pre_tokenizer?: { type?: string } | null; decoder?: { type?: string } | null };
     const byteLevel = j.pre_tokenizer?.type === 'ByteLevel' || j.decoder?.type === 'ByteLevel';
-    return new MambaTokenizer(tokenizer, byteLevel, tokenizer.get_vocab(true).size);
+    return new MambaTokenizer(tokenizer, byteLevel, tokenizer.get_vocab(true).size, source);
   }
 
   encode(text: string): Encoded {
     const { ids } = this.tokenizer.encode(text, { add_special_tokens: false });
+    // The library can hand back null for text its vocabulary cannot express: say so, never id 0.
+    const bad = ids.findIndex((id) => !Number.isInteger(id));
+    if (bad >= 0) throw new InputError(this.source, `cannot encode the text: token ${bad} has no id (text outside the vocabulary and no usable unk_token)`);
     const pieces = ids.map((id) => this.tokenizer.id_to_token(id) ?? '');
     const { tokens, offsets } = this.byteLevel ? byteLevelSpans(text, pieces) : decodedSpans(text, ids.map((id) => this.tokenText(id)));
     return { ids: Int32Array.from(ids), pieces, tokens, offsets };
   }
 
   decode(ids: ArrayLike<number>): string {
-    return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: false });
+    try {
+      return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: false });
+    } catch (e) {
+      throw new InputError(this.source, `cannot decode ids: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    }
   }
 
   /** The readable text of one token id (for top-k predictions). */
   tokenText(id: number): string {
     const piece = this.tokenizer.id_to_token(id);
-    if (piece === undefined) return `<${id}>`;
+    if (typeof piece !== 'string') return `<${id}>`;
     if (this.byteLevel) return lossyUtf8.decode(pieceBytes(piece));
     try {
       return this.decode([id]);
@@ -177,6 +190,11 @@ function validateTokenizerJson(json: unknown, source: string): void {
     }
   }
   if ('unk_token' in m && m.unk_token !== null && (typeof m.unk_token !== 'string' || m.unk_token === '')) fail('model.unk_token must be a non-empty string or null');
+  // WordPiece and WordLevel map every unknown word to unk_token: without one in the vocabulary
+  // the library returns null ids.
+  if ((m.type === 'WordPiece' || m.type === 'WordLevel') && !(typeof m.unk_token === 'string' && Object.prototype.hasOwnProperty.call(m.vocab, m.unk_token))) {
+    fail(`model.unk_token ${JSON.stringify(m.unk_token ?? null)} of a ${m.type} model is not in its vocabulary`);
+  }
   if (j.added_tokens !== undefined && j.added_tokens !== null) {
     if (!Array.isArray(j.added_tokens)) fail('added_tokens must be a list');
     for (const t of j.added_tokens as unknown[]) {
