@@ -9,7 +9,7 @@
 import { InputError, LimitError } from '../errors';
 import { decodeUtf8, type ByteSource } from '../io';
 import { shapeString, sizeOf, type Tensor, type TensorData } from '../tensor';
-import { byteLength, decodeFloat, decodeNative, DTYPE_BITS, type DType } from './dtypes';
+import { byteLength, decodeFloat, decodeNative, DTYPE_BITS, dtypeOfArray, type DType } from './dtypes';
 import type { TensorStore } from './safetensors';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
@@ -323,17 +323,13 @@ export class NpyFile implements TensorStore {
 
 // --- writer ----------------------------------------------------------------------------------------
 
+/** The .npy descr a typed array is written as (little-endian; bytes have no order). */
+const DESCR: Partial<Record<DType, string>> = {
+  F64: '<f8', F32: '<f4', I64: '<i8', U64: '<u8', I32: '<i4', U32: '<u4', I16: '<i2', U16: '<u2', I8: '|i1', U8: '|u1',
+};
+
 function descrOf(data: TensorData): string {
-  if (data instanceof Float64Array) return '<f8';
-  if (data instanceof Float32Array) return '<f4';
-  if (data instanceof BigInt64Array) return '<i8';
-  if (data instanceof BigUint64Array) return '<u8';
-  if (data instanceof Int32Array) return '<i4';
-  if (data instanceof Uint32Array) return '<u4';
-  if (data instanceof Int16Array) return '<i2';
-  if (data instanceof Uint16Array) return '<u2';
-  if (data instanceof Int8Array) return '|i1';
-  return '|u1';
+  return DESCR[dtypeOfArray(data)] ?? '|u1';
 }
 
 /**
