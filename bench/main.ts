@@ -1,0 +1,123 @@
+/**
+ * npm run bench [-- options]: the scan at one mamba-130m layer and the whole 130m-shaped forward,
+ * printed as a table and written to bench/results.json. Targets and anchors: issue 4 and
+ * docs/PERFORMANCE.md.
+ *   --out=PATH              results file (default bench/results.json)
+ *   --skip-scan, --skip-forward
+ *   --forward-backends=LIST webgpu,wasm,cpu (default all three)
+ *   --cpu-layers=N          layers for the wasm and cpu forward (default 1)
+ *   --tokens=N              forward length (default 1024)
+ *   --forward-reps=N        timed webgpu forwards (default 5)
+ *   --ops-tokens=N          tokens of the tfjs-ops scan (default: all 2048 on a GPU, 128 on a CPU WebGPU)
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import { writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { registerDawnWebGpu } from '../src/node/webgpu';
+import { runForwardBench } from './forwardBench';
+import { MAMBA_130M, randomMamba1 } from './randomModel';
+import { table, type Row } from './report';
+import { LAYER, runScanBench, scanBytes } from './scanBench';
+
+/** Issue 4's figures, measured on the same H200 with PyTorch 2.11 / transformers 5.17 (pure-PyTorch path). */
+const ANCHORS = {
+  transformersForwardMs: { 1024: 1227, 2048: 2777 } as Record<number, number>,
+  pytorchScanLoopMs: 66,
+  pytorchScanMaterializedMs: 3.1,
+  h200BandwidthTBs: 4.8,
+};
+
+function flag(name: string): string | undefined {
+  const hit = process.argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  return hit === undefined ? undefined : hit.includes('=') ? hit.slice(hit.indexOf('=') + 1) : '';
+}
+const intFlag = (name: string, fallback: number) => {
+  const v = flag(name);
+  return v === undefined ? fallback : Number.parseInt(v, 10);
+};
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const log = (s: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${s}`);
+  const adapter = await registerDawnWebGpu();
+  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not start');
+  log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} (${adapter.description})${adapter.software ? ', software' : ''}`);
+  const rows: Row[] = [];
+
+  if (flag('skip-scan') === undefined) {
+    rows.push(...(await runScanBench({
+      software: adapter.software,
+      opsTokens: intFlag('ops-tokens', adapter.software ? 128 : LAYER.L),
+      chunkSweep: adapter.software ? [128] : [16, 32, 64, 128, 256],
+      jsReps: adapter.software ? 1 : 3,
+    }, log)));
+  }
+  const tokens = intFlag('tokens', 1024);
+  if (flag('skip-forward') === undefined) {
+    log('building the random-weight mamba-130m-shaped model');
+    const model = randomMamba1(MAMBA_130M);
+    rows.push(...(await runForwardBench(model, {
+      tokens,
+      backends: (flag('forward-backends') ?? 'webgpu,wasm,cpu').split(','),
+      cpuLayers: intFlag('cpu-layers', 1),
+      reps: intFlag('forward-reps', 5),
+    }, log)));
+  }
+
+  const summary = summarize(rows, tokens, adapter.software);
+  console.log(table(rows));
+  console.log('\n' + summary.lines.join('\n'));
+  const out = flag('out') || 'bench/results.json';
+  writeFileSync(out, JSON.stringify({
+    date: new Date().toISOString(),
+    host: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` },
+    adapter,
+    tfjs: tf.version_core,
+    anchors: ANCHORS,
+    scanBytes: scanBytes(LAYER.L, LAYER.D, LAYER.N),
+    rows,
+    summary: summary.values,
+  }, null, 2) + '\n');
+  log(`wrote ${out}`);
+}
+
+/** The issue's targets against the rows that measure them. */
+function summarize(rows: readonly Row[], tokens: number, software: boolean): { lines: string[]; values: Record<string, number | boolean | undefined> } {
+  const time = (r: Row | undefined) => r && (r.gpuMs ?? r.ms);
+  const scanRows = rows.filter((r) => r.section === 'scan');
+  const fused = scanRows.find((r) => r.name.startsWith('WGSL fused'));
+  const bestWgsl = scanRows.filter((r) => r.name.startsWith('WGSL')).sort((a, b) => time(a)! - time(b)!)[0];
+  const ops = scanRows.find((r) => r.name.startsWith('tfjs-ops'));
+  const js = scanRows.find((r) => r.backend === 'js');
+  const forward = rows.find((r) => r.section === 'forward' && r.backend === 'webgpu' && r.name.includes(`${MAMBA_130M.nLayer} layers`));
+  const bound = (scanBytes(LAYER.L, LAYER.D, LAYER.N) / (ANCHORS.h200BandwidthTBs * 1e12)) * 1e3;
+  const v: Record<string, number | boolean | undefined> = {
+    fusedScanMs: time(fused),
+    bestWgslScanMs: time(bestWgsl),
+    bandwidthBoundMs: bound,
+    tfjsOpsOverFused: ops && fused && ops.ms / fused.ms,
+    jsOverFused: js && fused && js.ms / fused.ms,
+    forwardMs: forward?.ms,
+    transformersOverForward: forward && ANCHORS.transformersForwardMs[tokens] && ANCHORS.transformersForwardMs[tokens] / forward.ms,
+  };
+  const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
+  const lines = [`best WGSL scan ${x(v.bestWgslScanMs, 3)} ms (${bestWgsl?.name ?? '-'}); fused ${x(v.fusedScanMs, 3)} ms; bandwidth bound at 4.8 TB/s ${x(bound * 1e3, 1)} µs`];
+  if (software) {
+    lines.push(`CPU WebGPU targets: fused ≥ 50× the tfjs-ops scan: ${x(v.tfjsOpsOverFused)}×; no slower than the JS loop: JS/fused = ${x(v.jsOverFused, 2)}`);
+  } else {
+    const best = v.bestWgslScanMs as number | undefined;
+    lines.push(`GPU targets: scan ≤ 0.3 ms: ${x(best, 3)} ms; ≥ 200× the PyTorch loop (66 ms): ${x(best && ANCHORS.pytorchScanLoopMs / best, 0)}×; ≥ 10× the materialized form (3.1 ms): ${x(best && ANCHORS.pytorchScanMaterializedMs / best, 1)}×`);
+    lines.push(`forward at ${tokens} tokens ≤ 100 ms and ≥ 12× transformers: ${x(v.forwardMs)} ms, ${x(v.transformersOverForward)}× transformers' ${ANCHORS.transformersForwardMs[tokens] ?? '?'} ms`);
+  }
+  return { lines, values: v };
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
