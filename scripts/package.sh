@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 npm run --silent build
 node scripts/copy-wasm.mjs
-ARGS=(--no-dependencies --allow-missing-repository)
+# The README's images are relative links into docs/images/, which the .vsix carries: keep them
+# relative (there is no public repository URL to rewrite them to).
+ARGS=(--no-dependencies --allow-missing-repository --no-rewrite-relative-links)
 [ -e LICENSE ] || ARGS+=(--skip-license)
 npx vsce package "${ARGS[@]}" "$@"
