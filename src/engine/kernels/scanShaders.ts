@@ -136,7 +136,11 @@ fn main(index : i32) {
 }`;
 }
 
-/** Input S from chunkEndKernel; output [(c·N + n)·channels + d]: the start state of chunk c + 1. */
+/**
+ * Input S from chunkEndKernel; output [(c·N + n)·channels + d]: the start state of chunk c + 1.
+ * Chunk c + 1's S is loaded before chunk c's state is combined: the walk is sequential, so
+ * without the prefetch every step would wait a full memory latency.
+ */
 export function carryKernel({ N, aPerState }: Omit<ScanKernelOptions, 'vec4'>): string {
   return `${SAFE_MATH_WGSL}
 fn main(index : i32) {
@@ -145,10 +149,20 @@ fn main(index : i32) {
   if (n >= ${N}) { return; }
   let d = index - n * channels;
   let a = finiteA(Params[${aPerState ? `d * ${N} + n` : 'd / uniforms.headDim'}]);
+  let stride = ${N + 1} * channels;
+  var at = d;
+  var s = S[at + n * channels];
+  var sumDt = S[at + ${N} * channels];
   var h = 0.0;
   for (var c = 0; c < uniforms.numChunks; c = c + 1) {
-    let base = c * ${N + 1} * channels + d;
-    h = decayOf(a * S[base + ${N} * channels]) * h + S[base + n * channels];
+    let sNow = s;
+    let sumDtNow = sumDt;
+    if (c + 1 < uniforms.numChunks) {
+      at = at + stride;
+      s = S[at + n * channels];
+      sumDt = S[at + ${N} * channels];
+    }
+    h = decayOf(a * sumDtNow) * h + sNow;
     result[(c * ${N} + n) * channels + d] = h;
   }
 }`;
