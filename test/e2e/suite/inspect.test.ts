@@ -212,6 +212,20 @@ describe('Inspect: failures and cancellation', function () {
     assert.equal((await a.describePanel()).runId, r.runId);
   });
 
+  it('mambaScope.maxTokens cuts a long sample to its first tokens', async () => {
+    const a = await api();
+    const cfg = vscode.workspace.getConfiguration('mambaScope');
+    await cfg.update('maxTokens', 50, vscode.ConfigurationTarget.Global);
+    try {
+      const r = await a.inspect(wsFile('demo0.py'));
+      assert.equal(r.tokens, 50);
+      assert.ok(r.totalTokens > 50);
+      assert.deepEqual([...r.summary.perToken.delta!.shape], [4, 50]);
+    } finally {
+      await cfg.update('maxTokens', undefined, vscode.ConfigurationTarget.Global);
+    }
+  });
+
   it('Inspect Selection inspects only the selected lines', async () => {
     const a = await api();
     const r = await a.inspect(wsFile('demo3.py'), new vscode.Range(2, 0, 8, 0));
