@@ -59,7 +59,7 @@ write('npz', 'zip64.npz', buildZip([{ name: 'a.npy', data: npyA, method: 8, zip6
 // config.json of every layout the engine reads.
 write('config', 'mamba1-tiny.json', readFileSync(path.join(root, 'test/fixtures/mamba1-tiny/config.json')));
 write('config', 'mamba1-demo.json', readFileSync(path.join(root, 'assets/mamba1-demo/config.json')));
-write('config', 'mamba2-tiny.json', readFileSync('/work/shared/fixtures/mamba2-tiny/config.json'));
+write('config', 'mamba2-tiny.json', readFileSync(path.join(root, 'test/fixtures/mamba2-tiny/config.json')));
 write('config', 'state-spaces.json', JSON.stringify({ d_model: 768, n_layer: 24, vocab_size: 50277, ssm_cfg: {}, rms_norm: true, residual_in_fp32: true, fused_add_norm: true, pad_vocab_size_multiple: 8 }, null, 2));
 write('config', 'state-spaces-mamba2.json', JSON.stringify({ d_model: 256, n_layer: 2, vocab_size: 1000, ssm_cfg: { layer: 'Mamba2', headdim: 32, ngroups: 1, dt_limit: [0, { __float__: 'Infinity' }] } }, null, 2));
 write('config', 'seed-simple.json', JSON.stringify({ architecture: 'seed-simple', d_model: 64, d_state: 16 }));
