@@ -4,6 +4,7 @@
  * no view talks to another directly, so selecting a token anywhere updates everything.
  */
 import type { Colormap, TokenMetric } from '../src/protocol';
+import type { AttentionMode } from './analysis/attention';
 import type { Viewport } from './render/heatmap';
 
 export const CHANNEL_ORDERS = ['index', 'meanDelta', 'variance'] as const;
@@ -24,6 +25,8 @@ export interface ViewState {
    * `rows` is the row count of the heatmap it came from: rows apply only to heatmaps as tall.
    */
   readonly viewport: (Viewport & { readonly rows: number }) | null;
+  /** What the attention view shows: the channel mean, the selected channel's α, or the rollout. */
+  readonly attentionMode: AttentionMode;
 }
 
 export type Listener<T> = (state: T, changed: ReadonlySet<keyof T>) => void;
@@ -58,7 +61,7 @@ export class Store<T extends object> {
 export type SelectionStore = Store<ViewState>;
 
 export function initialViewState(): ViewState {
-  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null };
+  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean' };
 }
 
 export interface KeyboardScope {

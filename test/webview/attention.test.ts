@@ -1,0 +1,134 @@
+/**
+ * The attention view in Chromium: the channel mean the panel computes from the dump's Δ, B, C and
+ * mamba1-tiny's A matches the fixture's layers.i.hidden_attention (an independent float64
+ * computation); the per-channel map and the rollout match the engine's functions run in Node;
+ * the selected token's row is highlighted, a click selects the attended token, and a sample over
+ * the token limit gets a message naming the limit.
+ */
+import assert from 'node:assert/strict';
+import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
+import { loadModelFolder } from '../../src/engine/model/load';
+import type { Mamba1Params } from '../../src/engine/model/mamba1';
+import { negExp } from '../../src/engine/reference/scan';
+import type { Tensor } from '../../src/engine/tensor';
+import { NodeFolderStore } from '../../src/node/files';
+import type { DumpParams, NamedTensors, ViewSettings } from '../../src/protocol';
+import { dumpParams, loadModelParams, SAMPLE1_DUMP, TINY_MODEL } from './messages';
+import { Panel } from './panel';
+
+const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+
+function tensorOf(all: NamedTensors, name: string): Tensor<Float32Array> {
+  return { shape: all[name].shape, data: new Float32Array(all[name].buffer) };
+}
+
+/** The attention view's CSV export as a [rows, cols] matrix of numbers. */
+async function exportedMatrix(panel: Panel): Promise<number[][]> {
+  const res = await panel.request('exportView', { kind: 'csv', view: 'attention' });
+  const text = Buffer.from(res.bytes as unknown as string, 'base64').toString('utf8');
+  return text.trim().split('\n').slice(1).map((line) => line.slice(line.lastIndexOf('’') + 1).split(',').slice(1).map(Number));
+}
+
+function assertClose(got: number[][], want: ArrayLike<number>, L: number, what: string): void {
+  let scale = 0;
+  for (let i = 0; i < L * L; i++) scale = Math.max(scale, Math.abs(want[i]));
+  assert.equal(got.length, L, `${what}: ${L} rows`);
+  let worst = 0;
+  for (let t = 0; t < L; t++) {
+    assert.equal(got[t].length, L, `${what}: row ${t} has ${L} columns`);
+    for (let s = 0; s < L; s++) worst = Math.max(worst, Math.abs(got[t][s] - want[t * L + s]));
+  }
+  assert.ok(worst <= 1e-4 * scale, `${what}: max error ${worst} against max |α| ${scale}`);
+}
+
+async function setMode(panel: Panel, mode: string): Promise<void> {
+  await panel.page.evaluate((m) => {
+    const s = document.querySelector('.view-attention .attention-mode') as HTMLElement & { value: string };
+    s.value = m;
+    s.dispatchEvent(new Event('change'));
+  }, mode);
+}
+
+async function waitForTitle(panel: Panel, pattern: RegExp): Promise<void> {
+  await panel.page.waitForFunction((p) => new RegExp(p).test(document.querySelector('.view-attention .view-title')?.textContent ?? ''), pattern.source, { timeout: 30_000 });
+  await panel.waitForView('attention');
+}
+
+describe('attention view in Chromium', function () {
+  let panel: Panel;
+  let dump: DumpParams;
+  let all: NamedTensors;
+  let L: number;
+
+  before(async () => {
+    panel = await Panel.open();
+    await panel.notify('setSettings', SETTINGS);
+    await panel.request('loadModel', (await loadModelParams(TINY_MODEL, 'tiny')).params);
+    ({ params: dump, all } = await dumpParams(SAMPLE1_DUMP));
+    L = dump.tensors.input_ids.shape[0];
+    await panel.request('showDump', dump);
+    await panel.page.click('vscode-tab-header[data-view="attention"]');
+    await waitForTitle(panel, /layer 0 · mean over channels/);
+  });
+
+  after(async () => {
+    assert.deepEqual(panel?.errors ?? [], []);
+    await panel?.close();
+  });
+
+  it('the channel mean computed in the panel matches the fixture’s hidden_attention (layer 0 and 1)', async () => {
+    assertClose(await exportedMatrix(panel), tensorOf(all, 'layers.0.hidden_attention').data, L, 'layer 0');
+    await panel.page.keyboard.press('ArrowDown');
+    await waitForTitle(panel, /layer 1 · mean over channels/);
+    assertClose(await exportedMatrix(panel), tensorOf(all, 'layers.1.hidden_attention').data, L, 'layer 1');
+  });
+
+  it('selected channel and rollout modes match the engine run in Node', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64');
+    const A = negExp((model.params as Mamba1Params<'float64'>).layers[1].A_log);
+    await setMode(panel, 'channel');
+    await panel.page.waitForFunction(() => /Select a channel/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''));
+    await panel.page.locator('.view-tokens .tokens').focus();
+    for (let i = 0; i < 6; i++) await panel.page.keyboard.press(']'); // channel 5
+    await waitForTitle(panel, /layer 1 · channel 5/);
+    const want = hiddenAttentionChannel(tensorOf(all, 'layers.1.delta'), tensorOf(all, 'layers.1.B'), tensorOf(all, 'layers.1.C'), A, 5);
+    assertClose(await exportedMatrix(panel), want.data, L, 'channel 5');
+
+    await setMode(panel, 'rollout');
+    await waitForTitle(panel, /layer 1 · rollout over layers 0–1/);
+    const rolled = attentionRollout([tensorOf(all, 'layers.0.hidden_attention'), tensorOf(all, 'layers.1.hidden_attention')]);
+    assertClose(await exportedMatrix(panel), rolled[1].data, L, 'rollout');
+    await setMode(panel, 'mean');
+    await waitForTitle(panel, /mean over channels/);
+  });
+
+  it('highlights the selected token’s row; a click on a cell selects the attended token', async () => {
+    await panel.page.click('#token-50');
+    const rowLit = () => panel.page.evaluate(([t, n]) => {
+      const c = document.querySelector('.view-attention .heatmap-overlay') as HTMLCanvasElement;
+      const y = Math.floor(((t + 0.5) * c.height) / n);
+      const px = c.getContext('2d')!.getImageData(Math.floor(c.width / 2), y - 1, 1, 3).data;
+      return [0, 4, 8].some((i) => px[i] > 240 && px[i + 1] > 240 && px[i + 2] > 240 && px[i + 3] > 200);
+    }, [50, L] as const);
+    const deadline = Date.now() + 5000;
+    while (!(await rowLit())) {
+      assert.ok(Date.now() < deadline, 'row 50 is not highlighted');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const box = (await panel.page.locator('.view-attention .heatmap-plot').boundingBox())!;
+    await panel.page.mouse.click(box.x + ((20.5 * box.width) / L), box.y + ((120.5 * box.height) / L));
+    await panel.page.waitForFunction(() => document.querySelector('#token-20')?.getAttribute('aria-selected') === 'true');
+    const sel = (await panel.notifications('selectionChanged')).pop()!.params;
+    assert.equal(sel.token, 20);
+  });
+
+  it('a sample over the token limit gets a message that names the limit', async () => {
+    const n = 1100;
+    const zeros = (cols: number) => ({ shape: [n, cols], dtype: 'float32' as const, buffer: new Float32Array(n * cols).fill(0.1).buffer as ArrayBuffer });
+    const tensors: NamedTensors = { input_ids: { shape: [n], dtype: 'int32', buffer: new Int32Array(n).buffer as ArrayBuffer } };
+    for (const [k, cols] of [['delta', 256], ['u', 256], ['B', 16], ['C', 16]] as const) tensors[`layers.0.${k}`] = zeros(cols);
+    const index = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
+    await panel.request('showDump', { name: 'long.safetensors', metadata: { format: 'mamba-dump/1' }, index, tensors });
+    await panel.page.waitForFunction(() => /up to 1024 tokens \(limit ATTENTION_MAX_TOKENS\); this sample has 1100/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''), null, { timeout: 30_000 });
+  });
+});
