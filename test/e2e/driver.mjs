@@ -134,6 +134,10 @@ async function runUi() {
     const tCommand = Date.now();
     await palette(page, 'Mamba Scope: Inspect File');
     const frame = await panelFrame(page, 'panel', 60_000);
+    // The panel's Content-Security-Policy: a nonce for scripts and never 'unsafe-eval'.
+    const csp = await frame.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '');
+    console.log(`${ts()} panel CSP: ${csp}`);
+    if (!/script-src 'nonce-[^']+'/.test(csp) || /'unsafe-eval'/.test(csp) || !/default-src 'none'/.test(csp)) throw new Error(`weak CSP: ${csp}`);
     // The inspection is complete when the status item counts the tokens (after the run's reply).
     await page.locator('.statusbar-item', { hasText: /\d+ tokens/ }).first().waitFor({ timeout: 300_000 });
     const tDone = Date.now() - tCommand;
@@ -165,7 +169,10 @@ async function runUi() {
       await page.waitForTimeout(100);
     }
     const tLinked = Date.now() - tClick;
-    const boxed = await page.evaluate(() => [...document.querySelectorAll('.monaco-editor .view-overlays div, .monaco-editor .view-lines span')].filter((d) => getComputedStyle(d).borderTopStyle === 'solid' && getComputedStyle(d).borderTopWidth === '1px').length);
+    // The panel tells the host, which boxes the token in the editor: a round trip, so poll.
+    const boxedCount = () => page.evaluate(() => [...document.querySelectorAll('.monaco-editor .view-overlays div, .monaco-editor .view-lines span')].filter((d) => getComputedStyle(d).borderTopStyle === 'solid' && getComputedStyle(d).borderTopWidth === '1px').length);
+    let boxed = 0;
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && boxed === 0; await page.waitForTimeout(100)) boxed = await boxedCount();
     console.log(`${ts()} token 40 selected: ${changed.length} canvases redrew within ${tLinked} ms (${changed.join(', ')}); boxed in the editor: ${boxed}`);
     await page.screenshot({ path: join(SHOTS, '02-token-selected.png') });
     if (changed.length < 2) throw new Error('selecting a token did not update the linked views');
