@@ -14,7 +14,7 @@ import { createTfModel, tfjsForward } from '../src/engine/tfjs/forward';
 import type { TfScanInputs } from '../src/engine/tfjs/scan';
 import type { Row } from './report';
 import { scanBytes } from './scanBench';
-import { gpuKernelMs, timeAsync, timeTensorCall } from './timing';
+import { gpuKernelMs, median, settle, timeAsync, timeTensorCall } from './timing';
 
 export interface ForwardBenchOptions {
   readonly tokens: number;
@@ -95,6 +95,23 @@ async function forwardKernels(c: Mamba1Config, L: number): Promise<Row[]> {
     const o = webgpuScan(scanIn);
     return [o.y, o.gated!];
   });
+  const logits = r([L, c.vocabSize], -1, 1);
+  const downloadMs: number[] = [];
+  // A fresh GPU tensor each time: tfjs keeps a downloaded tensor's values on the CPU side.
+  const download = await timeAsync(async () => {
+    const fresh = tf.mul(logits, 1);
+    await settle(fresh);
+    const t0 = performance.now();
+    await fresh.data();
+    downloadMs.push(performance.now() - t0);
+    fresh.dispose();
+  }, 3);
+  const ms = median(downloadMs);
+  rows.push({
+    section: 'forward kernels', name: `download the logits [${L}, ${c.vocabSize}] to JS`, backend: 'webgpu', shape: '×1 per forward', ms,
+    gbps: (4 * L * c.vocabSize) / (ms * 1e-3) / 1e9, note: `GPU → staging buffer → mapAsync → Float32Array (with the product: ${download.ms.toFixed(1)} ms)`,
+  });
+  logits.dispose();
   const w = r([D, c.dConv], -0.5, 0.5) as tf.Tensor2D;
   await add(`WGSL conv1d + SiLU, L ${L} (where the forward uses it)`, c.nLayer, 4 * 2 * L * D, 0, () => [webgpuConvSilu(scanIn.u, w)]);
   tf.dispose([w, ...Object.values(scanIn).filter((v): v is tf.Tensor => v instanceof tf.Tensor)]);

@@ -41,7 +41,7 @@ const intFlag = (name: string, fallback: number) => {
 async function main(): Promise<void> {
   const started = Date.now();
   const log = (s: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${s}`);
-  const adapter = await registerDawnWebGpu();
+  const adapter = await registerDawnWebGpu({ preciseTimestamps: true });
   if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not start');
   log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} (${adapter.description})${adapter.software ? ', software' : ''}`);
   const rows: Row[] = [];
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     rows.push(...(await runScanBench({
       software: adapter.software,
       opsTokens: intFlag('ops-tokens', adapter.software ? 128 : LAYER.L),
-      chunkSweep: adapter.software ? [128] : [16, 32, 64, 128, 256],
+      chunkSweep: adapter.software ? [128] : [16, 24, 32, 48, 64, 96, 128, 256],
       jsReps: adapter.software ? 1 : 3,
     }, log)));
   }

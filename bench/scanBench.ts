@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuConvSilu } from '../src/engine/kernels/convSilu';
-import { defaultChunkLength, webgpuScanChunked, webgpuScanFused } from '../src/engine/kernels/scan';
-import { tfjsOpsScan, type TfScanInputs, type TfScanOutputs } from '../src/engine/tfjs/scan';
+import { defaultChunkLength, webgpuHeadScan, webgpuScanChunked, webgpuScanFused } from '../src/engine/kernels/scan';
+import { tfjsOpsScan, type TfHeadScanInputs, type TfScanInputs, type TfScanOutputs } from '../src/engine/tfjs/scan';
 import { gate, type F64 } from '../src/engine/reference/ops';
 import { selectiveScan } from '../src/engine/reference/scan';
 import type { Row } from './report';
@@ -64,6 +64,19 @@ export async function runScanBench(opts: ScanBenchOptions, log: (s: string) => v
   const chunks = [...new Set([...(chunkDefault < L ? [chunkDefault] : []), ...opts.chunkSweep])].filter((c) => c < L);
   for (const c of chunks) {
     await wgsl(`WGSL chunked, ${c} tokens per chunk${c === chunkDefault ? ' (default)' : ''}`, () => webgpuScanChunked(inputs, c), `${Math.ceil(L / c) * D} invocations, 3 passes`);
+  }
+
+  if (!opts.software) {
+    // Mamba-2 at mamba2-130m's shape: 24 heads of 64 channels, N 128, one group.
+    const heads = 24, P = 64, N2 = 128;
+    const r = (shape: number[], lo: number, hi: number) => tf.randomUniform(shape, lo, hi);
+    const h = { x: r([L, heads * P], -1, 1), delta: r([L, heads], 1e-3, 0.1), A: r([heads], -8, -1), B: r([L, N2], -1, 1), C: r([L, N2], -1, 1), D: r([heads], 0, 1), groups: 1, statesAt: new Int32Array() } as unknown as TfHeadScanInputs;
+    log('scan: Mamba-2 head scan');
+    const t = await timeTensorCall(() => [webgpuHeadScan(h).y]);
+    const gpu = await gpuKernelMs(() => [webgpuHeadScan(h).y]);
+    const headBytes = 4 * (2 * L * heads * P + L * heads + 2 * L * N2);
+    rows.push({ section: 'scan', name: 'WGSL Mamba-2 head scan (default chunking)', backend: 'webgpu', shape: `L ${L}, 24 heads × 64, N 128`, ms: t.ms, gpuMs: gpu, gbps: headBytes / ((gpu ?? t.ms) * 1e-3) / 1e9, note: `${t.batch} calls per sync; no gate (Mamba-2 gates after its norm)` });
+    tf.dispose(Object.values(h).filter((v): v is tf.Tensor => v instanceof tf.Tensor));
   }
 
   // The tfjs-ops scan: log-depth prefix scans of [128, D, N] chunks, dozens of dispatches per chunk.

@@ -44,7 +44,8 @@ export async function timeTensorCall(call: () => tf.Tensor[], options: { reps?: 
     tf.dispose(last);
     return (performance.now() - t0) / batch;
   };
-  const first = await once(1); // warm-up: compiles the pipelines
+  await once(1); // warm-up: compiles the pipelines
+  const first = await once(1);
   const batch = Math.max(1, Math.min(maxBatch, Math.round(targetMs / Math.max(first, 1e-3))));
   const runs: number[] = [];
   for (let r = 0; r < reps; r++) runs.push(await once(batch));

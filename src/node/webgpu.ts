@@ -29,19 +29,28 @@ export interface DawnAdapterInfo {
   readonly software: boolean;
 }
 
+export interface DawnOptions {
+  /**
+   * GPU timestamps at full resolution. Dawn rounds them to ~65 µs by default (a browser's
+   * timing side-channel defence), which hides the time of any kernel shorter than that: the
+   * benchmarks turn it off.
+   */
+  readonly preciseTimestamps?: boolean;
+}
+
 let registration: Promise<DawnAdapterInfo> | undefined;
 
 /**
  * Creates a Dawn device and registers it as tfjs's 'webgpu' backend (call `tf.setBackend('webgpu')`
- * afterwards), with the WGSL scan as that backend's scan. Throws when no adapter exists: callers that want WebGPU must not silently get
- * something else. Idempotent.
+ * afterwards), with the WGSL scan as that backend's scan. Throws when no adapter exists: callers
+ * that want WebGPU must not silently get something else. Idempotent: the first call's options win.
  */
-export function registerDawnWebGpu(): Promise<DawnAdapterInfo> {
-  registration ??= register();
+export function registerDawnWebGpu(options: DawnOptions = {}): Promise<DawnAdapterInfo> {
+  registration ??= register(options);
   return registration;
 }
 
-async function register(): Promise<DawnAdapterInfo> {
+async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
   offerSwiftShader();
   let dawn: typeof import('webgpu');
   try {
@@ -55,7 +64,7 @@ async function register(): Promise<DawnAdapterInfo> {
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
   }
-  const gpu = dawn.create([]);
+  const gpu = dawn.create(options.preciseTimestamps ? ['disable-dawn-features=timestamp_quantization'] : []);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
     throw new Error(
