@@ -209,20 +209,41 @@ export interface Selection {
   readonly channel: number | null;
 }
 
-/** A note on a token range; the annotation store (src/extension, forgotten-token issue) persists these. */
+/**
+ * An annotation of the current run as the panel shows it. The host keeps the full record
+ * (src/engine/annotations: character offsets, context, timestamps) in
+ * .mamba-scope/annotations/ and sends this view of it after every change.
+ */
 export interface Annotation {
   readonly id: string;
   readonly runId: string;
-  /** Token range [start, end) in the run's tokens. */
+  /** Token range [start, end) in the run's tokens; empty when the span lies outside the inspected range. */
   readonly tokens: readonly [number, number];
-  readonly layer?: number;
+  readonly layer: number | null;
+  /** 'forgotten', 'retained' or a custom label. */
+  readonly label: string;
   readonly note: string;
-  readonly tags?: readonly string[];
+  /** The annotated text. */
+  readonly text: string;
+  /** The sample changed and the text was not found again: listed, never decorated. */
+  readonly stale: boolean;
 }
 
+/** The detector's suggestion: token `token` is forgotten at token `forgottenAt` in `layer`. */
+export interface AnnotationSuggestion {
+  readonly layer: number;
+  readonly token: number;
+  readonly forgottenAt: number;
+}
+
+/** What the panel asks the host to do to the run's annotations (the host saves, then sends setAnnotations). */
 export type AnnotationEdit =
-  | { readonly op: 'upsert'; readonly annotation: Annotation }
-  | { readonly op: 'remove'; readonly id: string };
+  | { readonly op: 'add'; readonly runId: string; readonly tokens: readonly [number, number]; readonly layer: number | null; readonly threshold: number | null; readonly label: string; readonly note: string }
+  | { readonly op: 'update'; readonly runId: string; readonly id: string; readonly label: string; readonly note: string }
+  | { readonly op: 'remove'; readonly runId: string; readonly ids: readonly string[] }
+  /** The detector's result for one layer: forgottenAt[s] = first t with R(s→t) < τ, −1 = retained. */
+  | { readonly op: 'detect'; readonly runId: string; readonly layer: number; readonly threshold: number; readonly forgottenAt: readonly number[] }
+  | { readonly op: 'accept' | 'reject'; readonly runId: string; readonly suggestions: readonly { readonly layer: number; readonly token: number }[] };
 
 // ---------------------------------------------------------------------------------------------
 // The two directions
@@ -241,8 +262,8 @@ export interface WebviewApi {
     setSettings: ViewSettings;
     /** The editor's cursor moved onto an inspected token. */
     selectToken: { readonly runId: string; readonly token: number; readonly layer?: number };
-    /** Annotations for a run (from the store), replacing what the panel shows. */
-    setAnnotations: { readonly runId: string; readonly annotations: readonly Annotation[] };
+    /** Annotations for a run (from the store) and the detector's open suggestions, replacing what the panel shows. */
+    setAnnotations: { readonly runId: string; readonly annotations: readonly Annotation[]; readonly suggestions: readonly AnnotationSuggestion[] };
   };
 }
 
