@@ -16,6 +16,7 @@ RUN="$WORK/e2e-run"
 WS="$WORK/e2e-ws"
 
 ensure_code_server
+rm -rf test-results/e2e   # screenshots of this run only
 log "build"
 npm run --silent build
 node scripts/copy-wasm.mjs
