@@ -9,11 +9,15 @@ const watch = process.argv.includes('--watch');
 const common = { bundle: true, sourcemap: true, logLevel: 'error', target: 'es2022', legalComments: 'none' };
 // dawn.node (the `webgpu` package) is a native addon: it is loaded at run time, never bundled.
 const nodeExternal = ['vscode', 'webgpu'];
+// tfjs backends register themselves on import. Their "main" (the Node bundle) is not listed in
+// their package.json "sideEffects", so esbuild would drop `import '@tensorflow/tfjs-backend-cpu'`;
+// their ES "module" entry is listed, so resolve that first, as the browser build does.
+const nodeMainFields = ['module', 'main'];
 
 const targets = [
-  { ...common, entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: nodeExternal },
+  { ...common, entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields },
   { ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' },
-  { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', external: nodeExternal, banner: { js: '#!/usr/bin/env node' } },
+  { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields, banner: { js: '#!/usr/bin/env node' } },
 ];
 
 if (watch) {

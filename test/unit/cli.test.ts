@@ -156,4 +156,12 @@ describe('dist/cli.js (built)', () => {
     assert.equal(r.stderr.trim(), 'mamba-scope inspect: /nonexistent/model: does not exist');
     assert.match(execFileSync(cli, ['help'], { encoding: 'utf8' }), /inspect +run a model on a text/);
   });
+
+  for (const backend of ['cpu', 'wasm']) {
+    it(`runs fp32 on the bundled tfjs ${backend} backend (bundling keeps the backend's registration)`, () => {
+      const r = spawnSync(cli, ['inspect', '--model', fixture('mamba1-tiny'), '--ids', '1,2,3', '--out', outFile(`dist-${backend}.safetensors`), '--backend', backend], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`backend +${backend} \\(fp32\\)`));
+    });
+  }
 });
