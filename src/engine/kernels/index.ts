@@ -3,6 +3,7 @@
  * (../tfjs/scan.ts picks registered kernels over the tfjs-ops scan by backend name).
  */
 import { registerScanKernels } from '../tfjs/scan';
+import { webgpuConvSilu } from './convSilu';
 import { webgpuHeadScan, webgpuScan } from './scan';
 
 export { webgpuConvSilu } from './convSilu';
@@ -10,5 +11,5 @@ export { webgpuHeadScan, webgpuHeadScanChunked, webgpuScan, webgpuScanChunked, w
 
 /** Call once wherever the 'webgpu' backend is set up (the webview, src/node/webgpu.ts). */
 export function registerWebGpuKernels(): void {
-  registerScanKernels('webgpu', { scan: webgpuScan, headScan: webgpuHeadScan });
+  registerScanKernels('webgpu', { scan: webgpuScan, headScan: webgpuHeadScan, convSilu: webgpuConvSilu });
 }

@@ -11,7 +11,7 @@ import type { LoadedModel } from '../model/load';
 import { mamba2ConvDim } from '../model/mamba2';
 import type { Param } from '../model/params';
 import type { Tensor } from '../tensor';
-import { scanKernelsFor } from './scan';
+import { scanKernelsFor, type ScanKernels } from './scan';
 
 type W = tf.Tensor;
 
@@ -19,7 +19,8 @@ interface TfLayer {
   readonly norm?: W;
   readonly inProjW: W;
   readonly inProjB?: W;
-  /** Depthwise filter [K, 1, C, 1] for tf.depthwiseConv2d. */
+  /** conv1d weight [C, K] (for fused conv kernels) and as the depthwise filter [K, 1, C, 1]. */
+  readonly convW?: W;
   readonly convFilter?: W;
   readonly convB?: W;
   readonly xProjW?: W;
@@ -81,7 +82,7 @@ export function createTfModel(model: LoadedModel<'float32'>): TfModel {
         config: c,
         ...backbone(p),
         layers: p.layers.map((l) => ({
-          norm: req(l.norm), inProjW: reqT(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
+          norm: req(l.norm), inProjW: reqT(l.inProjW), inProjB: up(l.inProjB), convW: req(l.convW), convFilter: convFilter(l.convW), convB: up(l.convB),
           xProjW: reqT(l.xProjW), dtProjW: reqT(l.dtProjW), dtProjB: req(l.dtProjB), A: negExp(l.A_log), D: req(l.D),
           outProjW: reqT(l.outProjW), outProjB: up(l.outProjB),
         })),
@@ -94,7 +95,7 @@ export function createTfModel(model: LoadedModel<'float32'>): TfModel {
         config: c,
         ...backbone(p),
         layers: p.layers.map((l) => ({
-          norm: req(l.norm), inProjW: reqT(l.inProjW), inProjB: up(l.inProjB), convFilter: convFilter(l.convW), convB: up(l.convB),
+          norm: req(l.norm), inProjW: reqT(l.inProjW), inProjB: up(l.inProjB), convW: req(l.convW), convFilter: convFilter(l.convW), convB: up(l.convB),
           dtBias: req(l.dtBias), A: negExp(l.A_log), D: req(l.D), gatedNorm: req(l.gatedNorm), outProjW: reqT(l.outProjW), outProjB: up(l.outProjB),
         })),
         dispose,
@@ -136,7 +137,12 @@ function softplus(x: W): W {
 }
 
 /** Causal depthwise conv1d over tokens (left zero padding K−1), then SiLU. */
-function causalConvSilu(x: W, filter: W, bias?: W): W {
+function causalConvSilu(x: W, lw: TfLayer, kernels: ScanKernels): W {
+  if (kernels.convSilu) return kernels.convSilu(x as tf.Tensor2D, lw.convW as tf.Tensor2D, lw.convB as tf.Tensor1D | undefined);
+  return depthwiseConvSilu(x, lw.convFilter as W, lw.convB);
+}
+
+function depthwiseConvSilu(x: W, filter: W, bias?: W): W {
   const [L, C] = x.shape;
   const K = filter.shape[0];
   const padded = tf.pad(tf.reshape(x, [1, L, 1, C]) as tf.Tensor4D, [[0, 0], [K - 1, 0], [0, 0], [0, 0]]);
@@ -204,9 +210,9 @@ async function download<K extends string>(captured: Partial<Record<K, W>>): Prom
   return out;
 }
 
-function mamba1Mixer(Dd: number, N: number, R: number, lw: TfLayer, proj: W, at: Int32Array, kernels: ReturnType<typeof scanKernelsFor>): Captured {
+function mamba1Mixer(Dd: number, N: number, R: number, lw: TfLayer, proj: W, at: Int32Array, kernels: ScanKernels): Captured {
   const z = cols(proj, Dd, Dd);
-  const u = causalConvSilu(cols(proj, 0, Dd), lw.convFilter as W, lw.convB);
+  const u = causalConvSilu(cols(proj, 0, Dd), lw, kernels);
   const xdbl = linear(u, lw.xProjW as W);
   const B = cols(xdbl, R, N);
   const C = cols(xdbl, R + N, N);
@@ -216,10 +222,10 @@ function mamba1Mixer(Dd: number, N: number, R: number, lw: TfLayer, proj: W, at:
   return { z, u, delta, B, C, y: s.y, out, ...(s.h ? { h: s.h } : {}) };
 }
 
-function mamba2Mixer(c: Extract<ModelConfig, { arch: 'mamba2' }>, lw: TfLayer, proj: W, at: Int32Array, kernels: ReturnType<typeof scanKernelsFor>): Captured {
+function mamba2Mixer(c: Extract<ModelConfig, { arch: 'mamba2' }>, lw: TfLayer, proj: W, at: Int32Array, kernels: ScanKernels): Captured {
   const Din = c.dInner, GN = c.nGroups * c.dState, convDim = mamba2ConvDim(c);
   const z = cols(proj, 0, Din);
-  const xBC = causalConvSilu(cols(proj, Din, convDim), lw.convFilter as W, lw.convB);
+  const xBC = causalConvSilu(cols(proj, Din, convDim), lw, kernels);
   const u = cols(xBC, 0, Din);
   const B = cols(xBC, Din, GN);
   const C = cols(xBC, Din + GN, GN);

@@ -45,9 +45,14 @@ export interface TfHeadScanInputs {
 
 export type TfHeadScan = (inputs: TfHeadScanInputs) => { y: tf.Tensor2D; h?: tf.Tensor4D };
 
+/** Causal depthwise conv1d + SiLU: x [L, C], w [C, K], b [C]. */
+export type TfConvSilu = (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D) => tf.Tensor2D;
+
 export interface ScanKernels {
   readonly scan: TfScan;
   readonly headScan: TfHeadScan;
+  /** A fused conv; without one the forward uses tfjs's depthwiseConv2d. */
+  readonly convSilu?: TfConvSilu;
 }
 
 const registered = new Map<string, ScanKernels>([
