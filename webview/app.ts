@@ -13,7 +13,7 @@ import '@vscode-elements/elements/dist/vscode-textfield/index.js';
 import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-single-select/vscode-single-select.js';
 import type { VscodeTabs } from '@vscode-elements/elements/dist/vscode-tabs/vscode-tabs.js';
 import type { VscodeTextfield } from '@vscode-elements/elements/dist/vscode-textfield/vscode-textfield.js';
-import { COLORMAPS, TOKEN_METRICS, type Annotation, type ExportData, type ExportKind, type PanelDescription } from '../src/protocol';
+import { COLORMAPS, TOKEN_METRICS, type Annotation, type AnnotationEdit, type AnnotationSuggestion, type ExportData, type ExportKind, type PanelDescription } from '../src/protocol';
 import { METRIC_LABELS } from './analysis/layerAnalysis';
 import { exportView, ExportError } from './export';
 import type { PanelData } from './panelData';
@@ -29,12 +29,15 @@ export interface AppHooks {
   readonly onViewError: (view: string, e: unknown) => void;
   /** The user asked to export: the host saves the bytes. */
   readonly save: (data: ExportData) => Promise<void>;
+  /** An annotation edit for the host to apply and save. */
+  readonly annotate: (edit: AnnotationEdit) => void;
 }
 
 export class App {
   readonly store = new Store<ViewState>(initialViewState());
   private data: PanelData | null = null;
   private annotationList: readonly Annotation[] = [];
+  private suggestionList: readonly AnnotationSuggestion[] = [];
   private readonly frames: ViewFrame[] = [];
   private readonly tabs = new Map<Area, VscodeTabs>();
   private activeView = 'heatmap';
@@ -97,7 +100,7 @@ export class App {
     order.value = initial.channelOrder;
     tau.value = String(initial.threshold);
 
-    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList };
+    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList, suggestions: () => this.suggestionList, annotate: hooks.annotate };
     const areas = new Map<Area, HTMLElement>(AREAS.map((a) => [a, el('div', `area area-${a}`)]));
     for (const spec of VIEWS) {
       const frame = new ViewFrame(spec, ctx, hooks.onViewError);
@@ -141,10 +144,11 @@ export class App {
     return this.data;
   }
 
-  setAnnotations(runId: string, annotations: readonly Annotation[]): void {
+  setAnnotations(runId: string, annotations: readonly Annotation[], suggestions: readonly AnnotationSuggestion[]): void {
     if (this.data?.inspection.id !== runId) return;
     this.annotationList = annotations;
-    this.frames.find((f) => f.spec.id === 'tokens')?.refresh(this.data, this.store.get(), null);
+    this.suggestionList = suggestions;
+    for (const f of this.frames) if (f.spec.id === 'tokens' || f.spec.id === 'annotations') f.refresh(this.data, this.store.get(), null);
   }
 
   setBackendLabel(text: string, failed = false): void {

@@ -38,6 +38,7 @@ const app = new App(document.getElementById('app') ?? document.body, {
     const { savedTo } = await rpc.request('saveExport', data);
     app.setStatus(savedTo ? `Saved ${savedTo}` : 'Export cancelled');
   },
+  annotate: (edit) => rpc.notify('annotationEdit', edit),
 });
 
 let settings: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
@@ -105,7 +106,7 @@ rpc.on('selectToken', ({ runId, token, layer }) => {
   app.store.set(layer !== undefined && data.layerNumbers.includes(layer) ? { token, layer } : { token });
 });
 
-rpc.on('setAnnotations', ({ runId, annotations }) => app.setAnnotations(runId, annotations));
+rpc.on('setAnnotations', ({ runId, annotations, suggestions }) => app.setAnnotations(runId, annotations, suggestions));
 
 app.store.subscribe((s, changed) => {
   const runId = app.current?.inspection.id;

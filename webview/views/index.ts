@@ -2,6 +2,7 @@
  * Every view of the panel, in tab order within its area. A new view (numerics, attention,
  * annotations) is one module exporting a ViewSpec, added here.
  */
+import { annotationsView } from './annotations';
 import { attentionView } from './attention';
 import { gatesView } from './gates';
 import { layersView } from './layers';
@@ -12,4 +13,4 @@ import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, tensorsView, stateView, layersView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, tensorsView, stateView, layersView, annotationsView, nextTokenView];

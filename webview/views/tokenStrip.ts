@@ -156,10 +156,12 @@ class TokenStripView implements View {
       s.classList.remove('annotated');
       s.removeAttribute('title');
     }
+    // Stale annotations (text changed, not found again) are listed, never drawn on tokens.
     for (const a of this.ctx.annotations()) {
+      if (a.stale) continue;
       for (let i = a.tokens[0]; i < a.tokens[1] && i < this.spans.length; i++) {
         this.spans[i].classList.add('annotated');
-        this.spans[i].title = a.note;
+        this.spans[i].title = a.note ? `${a.label}: ${a.note}` : a.label;
       }
     }
   }

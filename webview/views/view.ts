@@ -5,7 +5,7 @@
  * they sit in; later views (numerics, attention, annotations) are added there, nothing else.
  */
 import type { Tensor } from '../../src/engine/tensor';
-import type { PanelDescription } from '../../src/protocol';
+import type { Annotation, AnnotationEdit, AnnotationSuggestion, PanelDescription } from '../../src/protocol';
 import { Unavailable } from '../analysis/layerAnalysis';
 import type { PanelData } from '../panelData';
 import type { SelectionStore, ViewState } from '../state';
@@ -48,8 +48,12 @@ export interface ViewContext {
   readonly store: SelectionStore;
   /** The data shown now, or null. */
   readonly data: () => PanelData | null;
-  /** Annotated token ranges of the current run (the token strip underlines them). */
-  readonly annotations: () => readonly { readonly tokens: readonly [number, number]; readonly note: string }[];
+  /** Annotations of the current run (the token strip underlines them, the annotations view lists them). */
+  readonly annotations: () => readonly Annotation[];
+  /** The detector's open suggestions for the current run, as the host filtered them. */
+  readonly suggestions: () => readonly AnnotationSuggestion[];
+  /** Sends an annotation edit to the host, which saves it and answers with setAnnotations. */
+  readonly annotate: (edit: AnnotationEdit) => void;
 }
 
 export interface ViewSpec {

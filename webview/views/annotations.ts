@@ -1,0 +1,228 @@
+/**
+ * Annotations of the inspected sample: mark the selected token (or a token span) as forgotten,
+ * retained or a custom label with a note; list what is annotated (stale ones flagged: the text
+ * changed and they were not found again); and review the detector's suggestions for the selected
+ * layer — "token s is forgotten at token t" from Retention at the store's τ (the resetThreshold
+ * setting) — accepting or rejecting them one by one or all at once. Every change goes to the host
+ * (AnnotationEdit), which saves it in .mamba-scope/annotations/ and answers with setAnnotations.
+ */
+import { Retention } from '../../src/engine/analysis/retention';
+import type { Annotation, AnnotationSuggestion } from '../../src/protocol';
+import { Unavailable } from '../analysis/layerAnalysis';
+import { decayFor } from '../inspection';
+import type { PanelData } from '../panelData';
+import type { ViewState } from '../state';
+import { tokenLabel } from './common';
+import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
+
+const LABELS = ['forgotten', 'retained'] as const;
+
+class AnnotationsView implements View {
+  readonly element: HTMLElement;
+  private readonly from: HTMLInputElement;
+  private readonly to: HTMLInputElement;
+  private readonly label: HTMLSelectElement;
+  private readonly custom: HTMLInputElement;
+  private readonly note: HTMLTextAreaElement;
+  private readonly list: HTMLElement;
+  private readonly suggestionHead: HTMLElement;
+  private readonly suggestionList: HTMLElement;
+  private readonly bulk: HTMLElement;
+  /** The (run, layer, τ) whose detector result the host has. */
+  private detectedFor: string | null = null;
+  private selectedFor: number | null = null;
+  private shown: { data: PanelData; state: ViewState } | null = null;
+
+  constructor(private readonly ctx: ViewContext) {
+    this.element = el('div', 'annotations');
+    const form = el('form', 'annotation-form');
+    form.setAttribute('aria-label', 'New annotation');
+    this.from = numberInput('First token');
+    this.to = numberInput('Last token');
+    this.label = document.createElement('select');
+    this.label.className = 'annotation-label';
+    this.label.setAttribute('aria-label', 'Label');
+    for (const l of [...LABELS, 'custom']) this.label.append(new Option(l === 'custom' ? 'custom label…' : l, l));
+    this.custom = document.createElement('input');
+    this.custom.className = 'annotation-custom';
+    this.custom.placeholder = 'custom label';
+    this.custom.setAttribute('aria-label', 'Custom label');
+    this.custom.hidden = true;
+    this.label.addEventListener('change', () => (this.custom.hidden = this.label.value !== 'custom'));
+    this.note = document.createElement('textarea');
+    this.note.className = 'annotation-note';
+    this.note.rows = 2;
+    this.note.placeholder = 'note (optional)';
+    this.note.setAttribute('aria-label', 'Note');
+    const submit = document.createElement('button');
+    submit.type = 'submit';
+    submit.className = 'annotation-add';
+    submit.textContent = 'Annotate';
+    form.append(labelled('Tokens', this.from, text(' – '), this.to), labelled('Label', this.label, this.custom), this.note, submit);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.add();
+    });
+
+    this.list = el('ul', 'annotation-list');
+    this.list.setAttribute('aria-label', 'Annotations');
+    this.suggestionHead = el('h4', 'suggestion-head');
+    this.bulk = el('div', 'suggestion-bulk');
+    this.bulk.append(
+      actionButton('Accept all', 'accept-all', () => this.decide('accept', this.ctx.suggestions())),
+      actionButton('Reject all', 'reject-all', () => this.decide('reject', this.ctx.suggestions())),
+    );
+    this.suggestionList = el('ul', 'suggestion-list');
+    this.suggestionList.setAttribute('aria-label', 'Detector suggestions');
+    const listHead = el('h4', 'annotation-head');
+    listHead.textContent = 'Annotated';
+    this.element.append(form, listHead, this.list, this.suggestionHead, this.bulk, this.suggestionList);
+  }
+
+  update({ data, state }: ViewUpdate): void {
+    if (data.inspection.kind !== 'run') throw new Unavailable('Annotations belong to a text sample: run “Mamba Scope: Inspect File” on it (a tensor dump has no sample text to anchor them to).');
+    this.shown = { data, state };
+    if (state.token !== this.selectedFor) {
+      // The form follows the selection: one token unless the user widened the span.
+      this.selectedFor = state.token;
+      const t = state.token === null ? '' : String(state.token);
+      this.from.value = t;
+      this.to.value = t;
+    }
+    const max = String(Math.max(0, data.inspection.length - 1));
+    this.from.max = this.to.max = max;
+    this.detect(data, state);
+    this.renderList(data);
+    this.renderSuggestions(data, state);
+  }
+
+  /** Runs the detector for the selected layer once per (run, layer, τ) and hands the result to the host. */
+  private detect(data: PanelData, state: ViewState): void {
+    const key = `${data.inspection.id}:${state.layer}:${state.threshold}`;
+    if (this.detectedFor === key) return;
+    const rec = data.record(state.layer);
+    const delta = rec?.tensors.delta;
+    const decay = rec ? decayFor(data.model, rec).decay : null;
+    if (!delta || !decay) return;
+    this.detectedFor = key;
+    const forgottenAt = Retention.fromLayer(delta, decay.A, `layer ${state.layer}`).forgottenAt(state.threshold);
+    this.ctx.annotate({ op: 'detect', runId: data.inspection.id, layer: state.layer, threshold: state.threshold, forgottenAt: Array.from(forgottenAt) });
+  }
+
+  private renderList(data: PanelData): void {
+    const items = this.ctx.annotations().map((a) => {
+      const li = el('li', `annotation${a.stale ? ' stale' : ''}`);
+      li.dataset.id = a.id;
+      const what = el('span', 'annotation-what');
+      what.textContent = `${a.label} · ${span(data, a)}${a.layer === null ? '' : ` · layer ${a.layer}`}${a.stale ? ' · stale: text not found since it changed' : ''}`;
+      const note = el('span', 'annotation-note-text');
+      note.textContent = a.note;
+      li.append(what, note, actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
+      if (!a.stale && a.tokens[1] > a.tokens[0]) li.addEventListener('click', (e) => (e.target as HTMLElement).tagName !== 'BUTTON' && this.ctx.store.set({ token: a.tokens[0] }));
+      return li;
+    });
+    this.list.replaceChildren(...(items.length ? items : [emptyItem('Nothing annotated yet.')]));
+  }
+
+  private renderSuggestions(data: PanelData, state: ViewState): void {
+    const open = this.ctx.suggestions();
+    const noModel = !data.record(state.layer) || !decayFor(data.model, data.record(state.layer)!).decay;
+    this.suggestionHead.textContent = noModel
+      ? `Detector: needs the model’s A for layer ${state.layer}`
+      : `Detector suggestions (τ = ${state.threshold}): ${open.length} open`;
+    this.bulk.hidden = open.length === 0;
+    const items = open.map((s) => {
+      const li = el('li', 'suggestion');
+      li.dataset.layer = String(s.layer);
+      li.dataset.token = String(s.token);
+      const what = el('span', 'suggestion-what');
+      what.textContent = `${tokenLabel(data, s.token)} forgotten at token ${s.forgottenAt} in layer ${s.layer}`;
+      li.append(what, actionButton('Accept', 'accept', () => this.decide('accept', [s])), actionButton('Reject', 'reject', () => this.decide('reject', [s])));
+      return li;
+    });
+    this.suggestionList.replaceChildren(...items);
+  }
+
+  private decide(op: 'accept' | 'reject', suggestions: readonly AnnotationSuggestion[]): void {
+    const runId = this.shown?.data.inspection.id;
+    if (!runId || suggestions.length === 0) return;
+    this.ctx.annotate({ op, runId, suggestions: suggestions.map(({ layer, token }) => ({ layer, token })) });
+  }
+
+  private add(): void {
+    if (!this.shown) return;
+    const { data, state } = this.shown;
+    const L = data.inspection.length;
+    const a = Number(this.from.value), b = Number(this.to.value);
+    const label = this.label.value === 'custom' ? this.custom.value.trim() : this.label.value;
+    if (this.from.value === '' || !Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b >= L || b < a) {
+      this.from.setCustomValidity(`Pick tokens between 0 and ${L - 1} (select one in the strip), first ≤ last`);
+      this.from.reportValidity();
+      return;
+    }
+    this.from.setCustomValidity('');
+    if (!label) {
+      this.custom.setCustomValidity('Type the custom label');
+      this.custom.reportValidity();
+      return;
+    }
+    this.custom.setCustomValidity('');
+    this.ctx.annotate({ op: 'add', runId: data.inspection.id, tokens: [a, b + 1], layer: state.layer, threshold: state.threshold, label, note: this.note.value });
+    this.note.value = '';
+  }
+}
+
+function span(data: PanelData, a: Annotation): string {
+  const [s, e] = a.tokens;
+  if (e <= s) return `“${a.text}” (outside the inspected range)`;
+  return e - s === 1 ? `token ${tokenLabel(data, s)}` : `tokens ${s}–${e - 1} “${a.text}”`;
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = className;
+  return e;
+}
+
+function text(s: string): Text {
+  return document.createTextNode(s);
+}
+
+function numberInput(label: string): HTMLInputElement {
+  const i = document.createElement('input');
+  i.type = 'number';
+  i.min = '0';
+  i.step = '1';
+  i.className = 'annotation-token';
+  i.setAttribute('aria-label', label);
+  return i;
+}
+
+function labelled(name: string, ...controls: Node[]): HTMLElement {
+  const l = el('label', 'annotation-field');
+  l.append(text(`${name} `), ...controls);
+  return l;
+}
+
+function actionButton(label: string, action: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.dataset.action = action;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function emptyItem(message: string): HTMLElement {
+  const li = el('li', 'annotation-empty');
+  li.textContent = message;
+  return li;
+}
+
+export const annotationsView: ViewSpec = {
+  id: 'annotations',
+  title: 'Annotations',
+  area: 'lower',
+  empty: 'No inspection yet: run “Mamba Scope: Inspect File” on a sample to annotate its tokens.',
+  create: (ctx) => new AnnotationsView(ctx),
+};
