@@ -133,7 +133,7 @@ describe('float64 reference forward', () => {
 
 describe('tfjs forward (fp32)', function () {
   this.timeout(180_000);
-  for (const backend of ['cpu', 'wasm'] as const) {
+  for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
     it(`Mamba-1 on ${backend} matches the golden dump within 1e-3`, async () => {
       await useNodeBackend(backend);
       const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32'));
@@ -147,6 +147,14 @@ describe('tfjs forward (fp32)', function () {
       tfModel.dispose();
     });
   }
+
+  it('Mamba-2 on webgpu (WGSL head scan and conv, Dawn) matches transformers within 1e-3', async () => {
+    await useNodeBackend('webgpu');
+    const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba2-tiny')), 'float32'));
+    const dump = await openSafetensors(fixture('dumps', 'mamba2-sample1.safetensors'));
+    await expectClose(await tfjsForward(tfModel, (await dump.readNative('input_ids')).data as Int32Array), dump, ['out', 'hidden_out'], 1e-3);
+    tfModel.dispose();
+  });
 
   it('Mamba-2 on cpu matches transformers within 1e-3', async () => {
     await useNodeBackend('cpu');
