@@ -1,0 +1,75 @@
+/**
+ * Issue "hostile and huge inputs", done-when: each broken input is refused by the built CLI with
+ * exit 1 and one line naming the file and the problem, no stack trace, under a 4 GB address-space
+ * limit (ulimit -v). A hang would hit spawnSync's timeout and fail the test.
+ */
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fixture } from './fixtures';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'mamba-scope-hostile-'));
+const MODEL = readFileSync(fixture('mamba1-tiny', 'model.safetensors'));
+const CONFIG = readFileSync(fixture('mamba1-tiny', 'config.json'), 'utf8');
+
+/** A model folder with the fixture's files, some of them replaced. */
+function modelFolder(name: string, files: { config?: string | null; weights?: Uint8Array | null; tokenizer?: string }): string {
+  const dir = path.join(tmp, name);
+  mkdirSync(dir);
+  if (files.config !== null) writeFileSync(path.join(dir, 'config.json'), files.config ?? CONFIG);
+  if (files.weights !== null) writeFileSync(path.join(dir, 'model.safetensors'), files.weights ?? MODEL);
+  if (files.tokenizer !== undefined) writeFileSync(path.join(dir, 'tokenizer.json'), files.tokenizer);
+  else copyFileSync(fixture('mamba1-tiny', 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+  return dir;
+}
+
+/** The fixture's safetensors with its JSON header rewritten by `edit` (length prefix fixed up). */
+function withHeader(edit: (h: Record<string, { data_offsets: number[]; shape: number[] }>) => void): Uint8Array {
+  const n = Number(MODEL.readBigUInt64LE(0));
+  const header = JSON.parse(MODEL.subarray(8, 8 + n).toString('utf8'));
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, MODEL.subarray(8 + n)]);
+}
+
+const absurdLength = Buffer.from(MODEL);
+absurdLength.writeBigUInt64LE(2n ** 62n, 0);
+const sample = path.join(tmp, 'sample.py');
+writeFileSync(sample, 'def f(x):\n    return x\n');
+const empty = path.join(tmp, 'empty.py');
+writeFileSync(empty, '');
+
+const CASES: [label: string, model: () => string, text: string, problem: RegExp][] = [
+  ['a truncated checkpoint', () => modelFolder('truncated', { weights: MODEL.subarray(0, MODEL.length - 1000) }), sample, /model\.safetensors: tensor ".+" ends at byte \d+ of the data area/],
+  ['an absurd header length', () => modelFolder('absurd', { weights: absurdLength }), sample, /model\.safetensors: declares a \d+-byte header; safetensors allows at most 100000000/],
+  ['a header that is not JSON', () => modelFolder('nonjson', { weights: Buffer.concat([Buffer.from([5, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{oops')]) }), sample, /model\.safetensors: header is not valid JSON/],
+  ['overlapping tensors', () => modelFolder('overlap', { weights: withHeader((h) => { h['backbone.norm_f.weight'].data_offsets = [...h['backbone.layers.1.norm.weight'].data_offsets]; }) }), sample, /model\.safetensors: tensors ".+" and ".+" overlap/],
+  ['an offset past the end', () => modelFolder('range', { weights: withHeader((h) => { h['backbone.norm_f.weight'].data_offsets = [1e9, 1e9 + 512]; }) }), sample, /model\.safetensors: tensor "backbone\.norm_f\.weight" ends at byte 1000000512/],
+  ['a shape that disagrees with the config', () => modelFolder('shape', { config: CONFIG.replace('"state_size": 16', '"state_size": 8') }), sample, /model\.safetensors: tensor ".+" has shape \[\d+(, \d+)*\] but config \(mamba1\) implies/],
+  ['a missing tensor', () => modelFolder('missing', { weights: withHeader((h) => { delete h['backbone.layers.1.mixer.D']; }) }), sample, /model\.safetensors: is missing tensor "backbone\.layers\.1\.mixer\.D"/],
+  ['a broken config.json', () => modelFolder('config', { config: '{"model_type": "mamba",' }), sample, /config\.json: is not valid JSON/],
+  ['a config.json of another model', () => modelFolder('llama', { config: '{"model_type": "llama"}' }), sample, /config\.json: model_type "llama" is not a Mamba config/],
+  ['a broken tokenizer.json', () => modelFolder('tokenizer', { tokenizer: '{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}' }), sample, /tokenizer\.json: model\.vocab\["a"\] has id -1/],
+  ['missing weights', () => modelFolder('noweights', { weights: null }), sample, /noweights: has no model\.safetensors or model\.safetensors\.index\.json \(PyTorch \.bin\/\.pt checkpoints are not read: convert them to safetensors\)/],
+  ['an empty sample', () => fixture('mamba1-tiny'), empty, /empty\.py: has no tokens \(empty sample\)/],
+];
+
+describe('hostile inputs through the built CLI, under a 4 GB address-space limit', function () {
+  this.timeout(60_000);
+  for (const [label, model, text, problem] of CASES) {
+    it(`refuses ${label} with one clear line`, () => {
+      const args = ['inspect', '--model', model(), '--text', text, '--out', path.join(tmp, 'out.safetensors')].map((a) => `'${a}'`).join(' ');
+      const r = spawnSync('bash', ['-c', `ulimit -v 4194304 && exec node '${CLI}' ${args}`], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 1, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], problem);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+});
