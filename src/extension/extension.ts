@@ -6,6 +6,7 @@
 import * as vscode from 'vscode';
 import { isMambaScopeError } from '../engine/errors';
 import { RemoteError, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
+import { AnnotationController } from './annotations';
 import { TokenDecorations } from './decorations';
 import { DUMP_VIEW_TYPE, TensorDumpEditorProvider } from './dumpEditor';
 import { saveExport } from './exports';
@@ -76,6 +77,12 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     return panel;
   };
   const inspector = new Inspector(openPanel, models, decorations);
+  const annotations = new AnnotationController(models, decorations, report);
+  context.subscriptions.push(annotations);
+  /** The inspected sample's annotations go to the panel and the editor (a failure leaves the inspection shown). */
+  const attachAnnotations = (runId: string): void => {
+    if (InspectorPanel.current) void annotations.attach(InspectorPanel.current, runId).catch(report);
+  };
 
   const runInspection = async (selectionOnly: boolean, uri?: vscode.Uri): Promise<InspectionResult | undefined> => {
     try {
@@ -85,6 +92,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
         return undefined;
       }
       const result = await inspector.inspect(editor, selectionOnly);
+      attachAnnotations(result.runId);
       status.setTokens(result.tokens);
       log.info(`${result.sampleName}: ${result.tokens} tokens, forward ${result.summary.forwardMs.toFixed(0)} ms on ${result.summary.backend.backend}, command ${result.ms} ms`);
       return result;
@@ -138,6 +146,8 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }),
     vscode.commands.registerCommand('mambaScope.showPanel', () => openPanel(viewSettings(readSettings()), false)),
     vscode.commands.registerCommand('mambaScope.exportView', () => exportView()),
+    vscode.commands.registerCommand('mambaScope.exportAnnotations', () => annotations.exportAnnotations().catch(report)),
+    vscode.commands.registerCommand('mambaScope.importAnnotations', () => annotations.importAnnotations().catch(report)),
     models.onDidChange((ref) => status.setModel(ref.label)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration('mambaScope')) return;
@@ -165,6 +175,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       const editor = await vscode.window.showTextDocument(uri, { preview: false });
       if (range) editor.selection = new vscode.Selection(range.start, range.end);
       const result = await inspector.inspect(editor, range !== undefined);
+      attachAnnotations(result.runId);
       status.setTokens(result.tokens);
       return result;
     },
