@@ -188,6 +188,42 @@ export interface DumpParams {
 
 export type ExportKind = 'png' | 'csv' | 'npy';
 
+/** One tensor of a comparison (src/engine/analysis/compare.ts TensorComparison without the per-token profile). */
+export interface ComparedTensor {
+  readonly name: string;
+  readonly layer: number | null;
+  readonly shape: readonly number[];
+  readonly maxAbsError: number;
+  readonly normalizedError: number;
+  readonly tolerance: { readonly rtol: number; readonly atol: number };
+  /** First element with |a − b| > atol + rtol·|a| (or non-finite); token = its index on axis 0 (h: the h_tokens entry). */
+  readonly firstDivergence: { readonly index: readonly number[]; readonly token: number | null } | null;
+  readonly nonFinite: { readonly a: number; readonly b: number };
+}
+
+/** Where a file first holds a NaN/Inf, in forward order (src/engine/analysis/nonFinite.ts). */
+export interface FirstNonFinite {
+  readonly tensor: string;
+  readonly layer: number | null;
+  readonly quantity: string;
+  readonly index: readonly number[];
+  readonly token: number | null;
+  /** 'NaN', 'Infinity' or '-Infinity': messages travel as JSON, where these numbers become null. */
+  readonly value: string;
+}
+
+/** "Compare Dumps…": file a (the reference) as a dump for the token strip and Δ, and how b differs from it. */
+export interface ComparisonParams {
+  readonly dump: DumpParams;
+  /** File name of b. */
+  readonly b: string;
+  readonly tensors: readonly ComparedTensor[];
+  readonly firstDivergentLayer: number | null;
+  readonly nonFinite: { readonly a: FirstNonFinite | null; readonly b: FirstNonFinite | null };
+  /** |a − b| as [tokens, channels] per tensor name (errorMap: max over further axes, NaN where non-finite); tensors over the budget are left out. */
+  readonly errorMaps: NamedTensors;
+}
+
 export interface ExportRequest {
   readonly kind: ExportKind;
   /** A view id the webview knows ("heatmap", "state", …); absent = the focused view / selected slice. */
@@ -254,6 +290,7 @@ export interface WebviewApi {
     loadModel: { params: LoadModelParams; result: LoadModelResult };
     run: { params: RunParams; result: RunSummary };
     showDump: { params: DumpParams; result: null };
+    showComparison: { params: ComparisonParams; result: null };
     exportView: { params: ExportRequest; result: ExportData };
     /** For the e2e tests: what the panel currently shows, to prove it rendered real values. */
     describe: { params: null; result: PanelDescription };

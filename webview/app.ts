@@ -13,7 +13,7 @@ import '@vscode-elements/elements/dist/vscode-textfield/index.js';
 import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-single-select/vscode-single-select.js';
 import type { VscodeTabs } from '@vscode-elements/elements/dist/vscode-tabs/vscode-tabs.js';
 import type { VscodeTextfield } from '@vscode-elements/elements/dist/vscode-textfield/vscode-textfield.js';
-import { COLORMAPS, TOKEN_METRICS, type Annotation, type AnnotationEdit, type AnnotationSuggestion, type ExportData, type ExportKind, type PanelDescription } from '../src/protocol';
+import { COLORMAPS, TOKEN_METRICS, type Annotation, type AnnotationEdit, type AnnotationSuggestion, type ComparisonParams, type ExportData, type ExportKind, type PanelDescription } from '../src/protocol';
 import { METRIC_LABELS } from './analysis/layerAnalysis';
 import { exportView, ExportError } from './export';
 import type { PanelData } from './panelData';
@@ -38,6 +38,7 @@ export class App {
   private data: PanelData | null = null;
   private annotationList: readonly Annotation[] = [];
   private suggestionList: readonly AnnotationSuggestion[] = [];
+  private comparisonShown: ComparisonParams | null = null;
   private readonly frames: ViewFrame[] = [];
   private readonly tabs = new Map<Area, VscodeTabs>();
   private activeView = 'heatmap';
@@ -100,7 +101,7 @@ export class App {
     order.value = initial.channelOrder;
     tau.value = String(initial.threshold);
 
-    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList, suggestions: () => this.suggestionList, annotate: hooks.annotate };
+    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList, suggestions: () => this.suggestionList, annotate: hooks.annotate, comparison: () => this.comparisonShown };
     const areas = new Map<Area, HTMLElement>(AREAS.map((a) => [a, el('div', `area area-${a}`)]));
     for (const spec of VIEWS) {
       const frame = new ViewFrame(spec, ctx, hooks.onViewError);
@@ -149,6 +150,13 @@ export class App {
     this.annotationList = annotations;
     this.suggestionList = suggestions;
     for (const f of this.frames) if (f.spec.id === 'tokens' || f.spec.id === 'annotations') f.refresh(this.data, this.store.get(), null);
+  }
+
+  /** Shows a comparison of two dumps: file a's data in every view, the differences in the numerics view. */
+  showComparison(data: PanelData, comparison: ComparisonParams, defaultLayer: number): void {
+    this.comparisonShown = comparison;
+    this.show(data, defaultLayer);
+    this.selectTab('numerics');
   }
 
   setBackendLabel(text: string, failed = false): void {

@@ -96,6 +96,13 @@ rpc.handle('showDump', async (params) => {
   return null;
 });
 
+rpc.handle('showComparison', async (params) => {
+  const data = new PanelData(await fromDump(params.dump, (name) => rpc.request('readTensor', { name })), session.model);
+  app.showComparison(data, params, settings.defaultLayer);
+  app.setStatus(`${params.dump.name} vs ${params.b}: ${params.tensors.length} tensors compared`);
+  return null;
+});
+
 rpc.handle('exportView', (req) => app.exportBytes(req.kind, req.view));
 
 rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null }));

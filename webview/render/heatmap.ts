@@ -95,6 +95,8 @@ export class Heatmap {
   private viewport: Viewport | null = null;
   private crosshair: { x: number | null; y: number | null } = { x: null, y: null };
   private markers: readonly HeatmapMarker[] = [];
+  /** Markers a view sets (a comparison's first divergence), drawn with the automatic ones. */
+  private viewMarkers: readonly HeatmapMarker[] = [];
   private hover: { px: number; py: number } | null = null;
   private label: string;
   private valueName: string;
@@ -173,6 +175,12 @@ export class Heatmap {
     this.crosshair = { x, y };
     this.invalidate(false);
     this.updateLabel();
+  }
+
+  /** Labelled cells to ring besides the first non-finite value (data coordinates). */
+  setMarkers(markers: readonly HeatmapMarker[]): void {
+    this.viewMarkers = markers;
+    this.invalidate(false);
   }
 
   /** Shows this window (from a linked view); out-of-range values are clamped. */
@@ -406,7 +414,7 @@ export class Heatmap {
     const { x, y } = this.crosshair;
     if (x !== null && x >= 0 && x < s.width) mark(true, (x - v.x0) * sx, sx);
     if (y !== null && y >= 0 && y < s.height) mark(false, (this.rowOfData[y] - v.y0) * sy, sy);
-    for (const m of this.markers) {
+    for (const m of [...this.markers, ...this.viewMarkers]) {
       const cx = (m.x + 0.5 - v.x0) * sx, cy = (this.rowOfData[m.y] + 0.5 - v.y0) * sy;
       if (cx < 0 || cx > W || cy < 0 || cy > H) continue;
       ctx.strokeStyle = '#ff00ff';

@@ -5,7 +5,7 @@
  * they sit in; later views (numerics, attention, annotations) are added there, nothing else.
  */
 import type { Tensor } from '../../src/engine/tensor';
-import type { Annotation, AnnotationEdit, AnnotationSuggestion, PanelDescription } from '../../src/protocol';
+import type { Annotation, AnnotationEdit, AnnotationSuggestion, ComparisonParams, PanelDescription } from '../../src/protocol';
 import { Unavailable } from '../analysis/layerAnalysis';
 import type { PanelData } from '../panelData';
 import type { SelectionStore, ViewState } from '../state';
@@ -54,6 +54,8 @@ export interface ViewContext {
   readonly suggestions: () => readonly AnnotationSuggestion[];
   /** Sends an annotation edit to the host, which saves it and answers with setAnnotations. */
   readonly annotate: (edit: AnnotationEdit) => void;
+  /** The last "Compare Dumps…" result; it describes the data only while its dump is shown. */
+  readonly comparison: () => ComparisonParams | null;
 }
 
 export interface ViewSpec {

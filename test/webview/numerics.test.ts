@@ -1,0 +1,80 @@
+/**
+ * The numerics view in Chromium, fed the message "Compare Dumps…" builds (comparisonParams, run
+ * in Node on the fixtures): a golden dump against a copy with one y element changed and one Δ
+ * set to NaN. The finder names the NaN's layer and quantity, the error heatmap opens on the
+ * first divergent tensor with its first divergence named and selectable in the token strip, and
+ * the exp(Δ·A) histograms give the same round-to-1/underflow counts as the engine in Node.
+ */
+import assert from 'node:assert/strict';
+import { decayHistograms } from '../../src/engine/analysis/decayHistogram';
+import { loadModelFolder } from '../../src/engine/model/load';
+import type { Mamba1Params } from '../../src/engine/model/mamba1';
+import { negExp } from '../../src/engine/reference/scan';
+import { comparisonParams } from '../../src/extension/comparison';
+import { NodeFolderStore } from '../../src/node/files';
+import type { ViewSettings } from '../../src/protocol';
+import { editedCopy, GOLDEN, memoryDump, openDump } from '../unit/numerics.fixtures';
+import { dumpParams, loadModelParams, TINY_MODEL } from './messages';
+import { Panel } from './panel';
+
+const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+
+describe('numerics view in Chromium', function () {
+  let panel: Panel;
+  let D: number;
+
+  before(async () => {
+    panel = await Panel.open();
+    await panel.notify('setSettings', SETTINGS);
+    await panel.request('loadModel', (await loadModelParams(TINY_MODEL, 'tiny')).params);
+    const golden = await openDump(GOLDEN);
+    D = golden.info('layers.1.y')!.shape[1];
+    const broken = await memoryDump('broken', await editedCopy(golden, {
+      'layers.1.y': (y) => (y[40 * D + 7] += 1),
+      'layers.1.delta': (d) => (d[12 * D + 3] = NaN),
+    }));
+    const params = await comparisonParams(golden, broken, (await dumpParams(GOLDEN)).params, 'broken.safetensors');
+    await panel.request('showComparison', params);
+    await panel.waitForView('numerics');
+  });
+
+  after(async () => {
+    assert.deepEqual(panel?.errors ?? [], []);
+    await panel?.close();
+  });
+
+  it('the NaN/Inf finder names the first layer and quantity of each file', async () => {
+    const lines = await panel.page.locator('.view-numerics .nonfinite-line').allTextContents();
+    assert.equal(lines[0], 'a (mamba1-sample1.safetensors): no NaN or Inf.');
+    assert.equal(lines[1], 'b (broken.safetensors): first non-finite value in layer 1, delta: layers.1.delta[12, 3] = NaN (token 12)');
+  });
+
+  it('opens the error heatmap on the first divergence (Δ’s NaN at token 12), marked and selectable; y’s change is found too', async () => {
+    assert.equal(await panel.page.locator('.view-numerics .numerics-tensor').inputValue(), 'layers.1.delta');
+    assert.match(await panel.page.locator('.view-numerics .divergence').textContent() ?? '', /: layers\.1\.delta\[12, 3\], token 12$/);
+    await panel.page.click('.view-numerics .goto-divergence');
+    await panel.page.waitForFunction(() => document.querySelector('#token-12')?.getAttribute('aria-selected') === 'true');
+    const sel = (await panel.notifications('selectionChanged')).pop()!.params;
+    assert.deepEqual([sel.token, sel.layer], [12, 1]);
+    await panel.page.selectOption('.view-numerics .numerics-tensor', 'layers.1.y');
+    assert.match(await panel.page.locator('.view-numerics .divergence').textContent() ?? '', /: layers\.1\.y\[40, 7\], token 40$/);
+    const d = (await panel.request('describe', null)).views.numerics;
+    assert.ok(d.drawn && Math.abs(d.max - 1) < 1e-5, `error map of y drawn with max ${d.max}`);
+    const others = await panel.page.locator('.view-numerics .numerics-tensor option').allTextContents();
+    assert.deepEqual(others.filter((o) => o.includes('diverges')).map((o) => o.split(' ')[0]), ['layers.1.delta', 'layers.1.y']);
+  });
+
+  it('histograms of exp(Δ·A) per precision with the engine’s round-to-1 and underflow counts (layer 1)', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float32');
+    const golden = await openDump(GOLDEN);
+    const A = negExp({ shape: (model.params as Mamba1Params<'float32'>).layers[1].A_log.shape, data: Float64Array.from((model.params as Mamba1Params<'float32'>).layers[1].A_log.data) });
+    const delta = await golden.readFloat('layers.1.delta', 'float32');
+    const want = decayHistograms({ shape: delta.shape, data: Float64Array.from(delta.data) }, { shape: A.shape, data: Float64Array.from(A.data, (v) => Math.fround(v)) });
+    await panel.page.waitForFunction(() => /layer 1$/.test(document.querySelector('.view-numerics .histogram-title')?.textContent ?? ''));
+    for (const p of want.histograms) {
+      const text = await panel.page.locator(`.view-numerics .decay-histogram[data-precision="${p.precision}"] .histogram-counts`).textContent();
+      assert.equal(text, `rounds to 1: ${p.roundsToOne} · underflows to 0: ${p.underflowsToZero}`, p.precision);
+    }
+    assert.ok(want.histograms.some((p) => p.roundsToOne > 0), 'some decay rounds to 1 in a low precision');
+  });
+});
