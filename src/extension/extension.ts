@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { isMambaScopeError } from '../engine/errors';
 import { RemoteError, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
 import { AnnotationController } from './annotations';
+import { compareDumps } from './compareCommand';
 import { TokenDecorations } from './decorations';
 import { DUMP_VIEW_TYPE, TensorDumpEditorProvider } from './dumpEditor';
 import { saveExport } from './exports';
@@ -146,6 +147,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }),
     vscode.commands.registerCommand('mambaScope.showPanel', () => openPanel(viewSettings(readSettings()), false)),
     vscode.commands.registerCommand('mambaScope.exportView', () => exportView()),
+    vscode.commands.registerCommand('mambaScope.compareDumps', () => compareDumps(() => openPanel(viewSettings(readSettings()))).catch(report)),
     vscode.commands.registerCommand('mambaScope.exportAnnotations', () => annotations.exportAnnotations().catch(report)),
     vscode.commands.registerCommand('mambaScope.importAnnotations', () => annotations.importAnnotations().catch(report)),
     models.onDidChange((ref) => status.setModel(ref.label)),
