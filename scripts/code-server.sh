@@ -33,9 +33,12 @@ ensure_code_server() {
   if [ ! -f "$CS/lib/vscode/node_modules/@vscode/spdlog/build/Release/spdlog.node" ]; then
     log "npm: code-server@$CS_VERSION (compiles native modules: ~3 min on 2 cores, once)"
     mkdir -p "$WORK/cs"
-    # npm must run under Node 24 (the postinstall checks the major); npm_config_nodedir stops
-    # node-gyp from downloading headers from nodejs.org.
+    # npm must run under Node 24 (the postinstall checks the major in npm_config_user_agent);
+    # npm_config_nodedir stops node-gyp from downloading headers from nodejs.org. Under `npm test`
+    # the outer npm (Node 20) exports its own npm_config_user_agent and node paths, which the
+    # inner npm would inherit as config: drop them.
     (cd "$WORK/cs" && npm init -y >/dev/null && \
+      env -u npm_config_user_agent -u npm_node_execpath -u npm_execpath -u NODE \
       PATH="$NODE24_BIN:$PATH" npm_config_nodedir="$NODE24" nice -n 10 \
       npm install --no-audit --no-fund --foreground-scripts --save-exact "code-server@$CS_VERSION" > "$WORK/cs-install.log" 2>&1) \
       || { tail -40 "$WORK/cs-install.log"; return 1; }
