@@ -2,7 +2,8 @@
  * The annotations view in Chromium, with the host's real AnnotationSession playing the host in
  * Node: the panel marks a token span with a custom label and note, the detector's result for the
  * selected layer matches Retention run in Node on the float64 reference's Δ, suggestions are
- * accepted one by one and rejected in bulk, and a stale annotation is listed but not underlined.
+ * accepted one by one and rejected in bulk, a note is edited in place, and a stale annotation is
+ * listed but not underlined.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -115,6 +116,20 @@ describe('annotations view in Chromium', function () {
     assert.equal(await panel.page.locator('.view-annotations .annotation b').count(), 0);
     assert.ok((await panel.page.locator('.view-annotations .annotation-note-text').allTextContents()).includes('<b>kept</b> until the end'));
     for (const t of [3, 4, 5]) assert.match((await panel.page.getAttribute(`#token-${t}`, 'class')) ?? '', /annotated/, `token ${t}`);
+  });
+
+  it('edits an annotation’s note in place (update, same id)', async () => {
+    const item = panel.page.locator('.view-annotations .annotation', { hasText: 'file handle' });
+    const id = await item.getAttribute('data-id');
+    await item.locator('button[data-action="edit"]').click();
+    assert.equal(await panel.page.inputValue('.view-annotations input.annotation-custom'), 'file handle');
+    await panel.page.fill('.view-annotations textarea.annotation-note', 'closed by the with block');
+    await panel.page.click('.view-annotations button.annotation-add');
+    await waitForEdit('update');
+    const [update] = await pump();
+    assert.deepEqual(update, { op: 'update', runId: 'run-a', id, label: 'file handle', note: 'closed by the with block' });
+    await panel.page.waitForFunction(() => [...document.querySelectorAll('.view-annotations .annotation-note-text')].some((n) => n.textContent === 'closed by the with block'));
+    assert.equal(await panel.page.locator('.view-annotations .annotation').count(), 2);
   });
 
   it('lists an annotation the text change made stale, without underlining it', async () => {

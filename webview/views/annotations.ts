@@ -24,6 +24,9 @@ class AnnotationsView implements View {
   private readonly label: HTMLSelectElement;
   private readonly custom: HTMLInputElement;
   private readonly note: HTMLTextAreaElement;
+  private readonly submit: HTMLButtonElement;
+  /** The annotation whose label and note the form is changing; null = the form adds a new one. */
+  private editing: Annotation | null = null;
   private readonly list: HTMLElement;
   private readonly suggestionHead: HTMLElement;
   private readonly suggestionList: HTMLElement;
@@ -54,14 +57,15 @@ class AnnotationsView implements View {
     this.note.rows = 2;
     this.note.placeholder = 'note (optional)';
     this.note.setAttribute('aria-label', 'Note');
-    const submit = document.createElement('button');
-    submit.type = 'submit';
-    submit.className = 'annotation-add';
-    submit.textContent = 'Annotate';
-    form.append(labelled('Tokens', this.from, text(' – '), this.to), labelled('Label', this.label, this.custom), this.note, submit);
+    this.submit = document.createElement('button');
+    this.submit.type = 'submit';
+    this.submit.className = 'annotation-add';
+    this.submit.textContent = 'Annotate';
+    form.append(labelled('Tokens', this.from, text(' – '), this.to), labelled('Label', this.label, this.custom), this.note, this.submit);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
-      this.add();
+      if (this.editing) this.saveEdit(this.editing);
+      else this.add();
     });
 
     this.list = el('ul', 'annotation-list');
@@ -117,7 +121,7 @@ class AnnotationsView implements View {
       what.textContent = `${a.label} · ${span(data, a)}${a.layer === null ? '' : ` · layer ${a.layer}`}${a.stale ? ' · stale: text not found since it changed' : ''}`;
       const note = el('span', 'annotation-note-text');
       note.textContent = a.note;
-      li.append(what, note, actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
+      li.append(what, note, actionButton('Edit', 'edit', () => this.startEdit(a)), actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
       if (!a.stale && a.tokens[1] > a.tokens[0]) li.addEventListener('click', (e) => (e.target as HTMLElement).tagName !== 'BUTTON' && this.ctx.store.set({ token: a.tokens[0] }));
       return li;
     });
@@ -149,24 +153,53 @@ class AnnotationsView implements View {
     this.ctx.annotate({ op, runId, suggestions: suggestions.map(({ layer, token }) => ({ layer, token })) });
   }
 
+  /** Loads an annotation's label and note into the form; submitting then changes it instead of adding one. */
+  private startEdit(a: Annotation): void {
+    this.editing = a;
+    const builtin = (LABELS as readonly string[]).includes(a.label);
+    this.label.value = builtin ? a.label : 'custom';
+    this.custom.hidden = builtin;
+    this.custom.value = builtin ? '' : a.label;
+    this.note.value = a.note;
+    this.from.disabled = this.to.disabled = true;
+    this.submit.textContent = 'Save changes';
+    this.note.focus();
+  }
+
+  private saveEdit(a: Annotation): void {
+    const label = this.chosenLabel();
+    if (label === null) return;
+    this.ctx.annotate({ op: 'update', runId: a.runId, id: a.id, label, note: this.note.value });
+    this.editing = null;
+    this.from.disabled = this.to.disabled = false;
+    this.submit.textContent = 'Annotate';
+    this.note.value = '';
+  }
+
+  /** The label picked in the form, or null (and the field says why) when the custom one is empty. */
+  private chosenLabel(): string | null {
+    const label = this.label.value === 'custom' ? this.custom.value.trim() : this.label.value;
+    this.custom.setCustomValidity(label ? '' : 'Type the custom label');
+    if (!label) {
+      this.custom.reportValidity();
+      return null;
+    }
+    return label;
+  }
+
   private add(): void {
     if (!this.shown) return;
     const { data, state } = this.shown;
     const L = data.inspection.length;
     const a = Number(this.from.value), b = Number(this.to.value);
-    const label = this.label.value === 'custom' ? this.custom.value.trim() : this.label.value;
     if (this.from.value === '' || !Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b >= L || b < a) {
       this.from.setCustomValidity(`Pick tokens between 0 and ${L - 1} (select one in the strip), first ≤ last`);
       this.from.reportValidity();
       return;
     }
     this.from.setCustomValidity('');
-    if (!label) {
-      this.custom.setCustomValidity('Type the custom label');
-      this.custom.reportValidity();
-      return;
-    }
-    this.custom.setCustomValidity('');
+    const label = this.chosenLabel();
+    if (label === null) return;
     this.ctx.annotate({ op: 'add', runId: data.inspection.id, tokens: [a, b + 1], layer: state.layer, threshold: state.threshold, label, note: this.note.value });
     this.note.value = '';
   }
