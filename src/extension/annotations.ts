@@ -53,6 +53,7 @@ export class AnnotationController implements vscode.Disposable {
     if (!folder || doc.uri.scheme !== 'file' || folder.uri.scheme !== 'file') {
       this.session = undefined;
       this.document = undefined;
+      this.early = [];
       return; // Annotations are stored in a workspace folder on disk: an untitled or outside file has none.
     }
     const model = await this.models.get();
@@ -80,7 +81,8 @@ export class AnnotationController implements vscode.Disposable {
   private async onEdit(edit: AnnotationEdit): Promise<void> {
     const s = this.session;
     if (!s || edit.runId !== s.runId) {
-      this.early.push(edit); // the run's session may still be opening; attach() applies these
+      // The run's session may still be opening: attach() applies these (the last few are plenty).
+      this.early = [...this.early.slice(-15), edit];
       return;
     }
     s.apply(edit);

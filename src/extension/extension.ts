@@ -73,7 +73,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       decorations.select(s.token);
     });
     panel.onMetricChanged(({ metric, layer }) => decorations.setView(metric, layer));
-    panel.onReloaded(() => void inspector.rerun().catch(report));
+    panel.onReloaded(() => void inspector.rerun().then((r) => r && attachAnnotations(r.runId), report));
     panel.onDisposed(() => decorations.clear());
     return panel;
   };
