@@ -87,3 +87,17 @@ export function visibleSlice(h: Heatmap, m: Matrix, name: string, data: PanelDat
     columnLabels: Array.from(w.rows, (r) => `${rowName} ${r}`),
   };
 }
+
+/** Canvases stacked top to bottom with an 8 px gap: the PNG export of a view made of several plots. */
+export function stackCanvases(parts: readonly HTMLCanvasElement[]): HTMLCanvasElement {
+  const out = document.createElement('canvas');
+  out.width = Math.max(1, ...parts.map((c) => c.width));
+  out.height = parts.reduce((h, c) => h + c.height + 8, 0);
+  const g = out.getContext('2d')!;
+  let y = 0;
+  for (const c of parts) {
+    g.drawImage(c, 0, y);
+    y += c.height + 8;
+  }
+  return out;
+}

@@ -7,7 +7,7 @@
 import type { TokenMetric } from '../../src/protocol';
 import { METRIC_LABELS, METRIC_SYMBOL, Unavailable, type Matrix } from '../analysis/layerAnalysis';
 import type { Heatmap } from '../render/heatmap';
-import { linkedHeatmap, syncHeatmap, tokensAlongX, visibleSlice } from './common';
+import { linkedHeatmap, stackCanvases, syncHeatmap, tokensAlongX, visibleSlice } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
 
 const GATES: readonly TokenMetric[] = ['gate', 'forget', 'write'];
@@ -93,17 +93,7 @@ class GatesView implements View {
   }
 
   snapshot(): HTMLCanvasElement {
-    const shots = this.panels.filter((p) => p.shown).map((p) => p.heatmap.snapshot());
-    const out = document.createElement('canvas');
-    out.width = Math.max(1, ...shots.map((c) => c.width));
-    out.height = shots.reduce((h, c) => h + c.height + 8, 0);
-    const g = out.getContext('2d')!;
-    let y = 0;
-    for (const c of shots) {
-      g.drawImage(c, 0, y);
-      y += c.height + 8;
-    }
-    return out;
+    return stackCanvases(this.panels.filter((p) => p.shown).map((p) => p.heatmap.snapshot()));
   }
 
   /** The panel last clicked or focused, else the first one with data. */

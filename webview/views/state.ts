@@ -9,7 +9,7 @@ import { Heatmap } from '../render/heatmap';
 import { LineChart } from '../render/lineChart';
 import type { PanelData } from '../panelData';
 import type { ViewState } from '../state';
-import { tokenLabel, tokensAlongX } from './common';
+import { stackCanvases, tokenLabel, tokensAlongX } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
 
 interface Section {
@@ -151,17 +151,7 @@ class StateView implements View {
   }
 
   snapshot(): HTMLCanvasElement {
-    const parts = [this.stateMap.snapshot(), this.norms.snapshot(), ...(this.shownTrace ? [this.trace.snapshot()] : [])];
-    const out = document.createElement('canvas');
-    out.width = Math.max(...parts.map((p) => p.width));
-    out.height = parts.reduce((h, p) => h + p.height + 8, 0);
-    const g = out.getContext('2d')!;
-    let y = 0;
-    for (const p of parts) {
-      g.drawImage(p, 0, y);
-      y += p.height + 8;
-    }
-    return out;
+    return stackCanvases([this.stateMap.snapshot(), this.norms.snapshot(), ...(this.shownTrace ? [this.trace.snapshot()] : [])]);
   }
 
   /** h_t at the selected token, [channels, states]. */
