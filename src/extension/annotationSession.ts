@@ -71,6 +71,11 @@ export class AnnotationSession {
     return this.sample.path;
   }
 
+  /** The annotation file this session saves to. */
+  get fileName(): string {
+    return this.store.fileFor(this.sample.path);
+  }
+
   get file(): AnnotationFile {
     return this.mine;
   }

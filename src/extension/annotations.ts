@@ -29,6 +29,8 @@ export class AnnotationController implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   /** Edits for a run whose session is still opening (the panel's detector answers right after the run). */
   private early: AnnotationEdit[] = [];
+  /** Annotations drawn in the editor at the last render (VS Code cannot be asked). */
+  private decorated = 0;
 
   constructor(private readonly models: Models, private readonly decorations: TokenDecorations, private readonly report: (e: unknown) => void) {
     this.decoration = vscode.window.createTextEditorDecorationType({
@@ -72,13 +74,14 @@ export class AnnotationController implements vscode.Disposable {
     this.early = [];
     if (this.panel !== panel) {
       this.panel = panel;
-      panel.rpc.on('annotationEdit', (edit) => void this.onEdit(edit).catch(this.report));
+      panel.rpc.on('annotationEdit', (edit) => void this.edit(edit).catch(this.report));
       panel.onDisposed(() => (this.panel = undefined));
     }
     this.publish();
   }
 
-  private async onEdit(edit: AnnotationEdit): Promise<void> {
+  /** An edit from the panel: applied to the session, saved when it changes the file. */
+  async edit(edit: AnnotationEdit): Promise<void> {
     const s = this.session;
     if (!s || edit.runId !== s.runId) {
       // The run's session may still be opening: attach() applies these (the last few are plenty).
@@ -110,6 +113,12 @@ export class AnnotationController implements vscode.Disposable {
     for (const editor of vscode.window.visibleTextEditors) {
       if (editor.document === doc) editor.setDecorations(this.decoration, options);
     }
+    this.decorated = options.length;
+  }
+
+  stats(): { file: string | undefined; decorated: number; stale: number } {
+    const s = this.session;
+    return { file: s?.fileName, decorated: this.decorated, stale: s ? s.file.annotations.filter((a) => a.stale).length : 0 };
   }
 
   private scheduleReanchor(): void {

@@ -18,10 +18,11 @@ import type { InspectorPanel } from './panel';
 const EAGER_BYTES = 256 * 2 ** 20;
 const FILTERS = { 'Tensor files': ['safetensors', 'npy', 'npz'] };
 
-export async function compareDumps(openPanel: () => InspectorPanel): Promise<void> {
-  const [a] = (await vscode.window.showOpenDialog({ title: 'Compare Dumps: the reference (a), e.g. the float64 or fp32 run', canSelectMany: false, filters: FILTERS })) ?? [];
+/** `a` and `b` are asked for unless given (the command's arguments: other extensions, tests). */
+export async function compareDumps(openPanel: () => InspectorPanel, givenA?: vscode.Uri, givenB?: vscode.Uri): Promise<void> {
+  const [a] = givenA ? [givenA] : ((await vscode.window.showOpenDialog({ title: 'Compare Dumps: the reference (a), e.g. the float64 or fp32 run', canSelectMany: false, filters: FILTERS })) ?? []);
   if (!a) return;
-  const [b] = (await vscode.window.showOpenDialog({ title: `Compare Dumps: the run to check against ${name(a)} (b)`, canSelectMany: false, filters: FILTERS })) ?? [];
+  const [b] = givenB ? [givenB] : ((await vscode.window.showOpenDialog({ title: `Compare Dumps: the run to check against ${name(a)} (b)`, canSelectMany: false, filters: FILTERS })) ?? []);
   if (!b) return;
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Mamba Scope: comparing ${name(a)} with ${name(b)}` }, async () => {
     const [storeA, storeB] = await Promise.all([openTensorFile(await openUri(a)), openTensorFile(await openUri(b))]);

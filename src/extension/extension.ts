@@ -5,7 +5,7 @@
  */
 import * as vscode from 'vscode';
 import { isMambaScopeError } from '../engine/errors';
-import { RemoteError, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
+import { RemoteError, type AnnotationEdit, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
 import { AnnotationController } from './annotations';
 import { compareDumps } from './compareCommand';
 import { TokenDecorations } from './decorations';
@@ -29,7 +29,13 @@ export interface MambaScopeApi {
   exportView(kind: ExportKind, target: vscode.Uri): Promise<string | null>;
   /** What the tensor viewer of `uri` shows (it must be open). */
   describeDump(uri: vscode.Uri): Promise<PanelDescription>;
+  /** As if the panel sent this annotation edit for the current inspection. */
+  annotate(edit: DistributiveOmit<AnnotationEdit, 'runId'>): Promise<void>;
+  /** The current sample's annotation file, and how many annotations are drawn in the editor / stale. */
+  annotationStats(): { file: string | undefined; decorated: number; stale: number };
 }
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
 /** `npm run demo` sets this to a file: it is opened and inspected as soon as VS Code is up. */
 const DEMO_ENV = 'MAMBA_SCOPE_INSPECT_ON_STARTUP';
@@ -147,7 +153,9 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }),
     vscode.commands.registerCommand('mambaScope.showPanel', () => openPanel(viewSettings(readSettings()), false)),
     vscode.commands.registerCommand('mambaScope.exportView', () => exportView()),
-    vscode.commands.registerCommand('mambaScope.compareDumps', () => compareDumps(() => openPanel(viewSettings(readSettings()))).catch(report)),
+    vscode.commands.registerCommand('mambaScope.compareDumps', (a?: vscode.Uri, b?: vscode.Uri) =>
+      compareDumps(() => openPanel(viewSettings(readSettings())), a instanceof vscode.Uri ? a : undefined, b instanceof vscode.Uri ? b : undefined).catch(report),
+    ),
     vscode.commands.registerCommand('mambaScope.exportAnnotations', () => annotations.exportAnnotations().catch(report)),
     vscode.commands.registerCommand('mambaScope.importAnnotations', () => annotations.importAnnotations().catch(report)),
     models.onDidChange((ref) => status.setModel(ref.label)),
@@ -193,6 +201,12 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     lastSelection: () => lastSelection,
     exportView: (kind, target) => exportView(kind, target),
     describeDump: (uri) => dumpEditor.describe(uri),
+    annotate: (edit) => {
+      const runId = InspectorPanel.current?.lastRun?.params.runId;
+      if (!runId) return Promise.reject(new Error('nothing is inspected'));
+      return annotations.edit({ ...edit, runId } as AnnotationEdit);
+    },
+    annotationStats: () => annotations.stats(),
   };
 }
 

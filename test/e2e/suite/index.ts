@@ -14,6 +14,7 @@ export async function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'e2e', mocha);
   await import('./inspect.test');
   await import('./files.test');
+  await import('./analysis.test');
   const failures = await new Promise<number>((resolve) => mocha.run(resolve));
   if (failures > 0) throw new Error(`${failures} e2e test(s) failed`);
 }
