@@ -8,7 +8,6 @@
  */
 import * as vscode from 'vscode';
 import { EXCHANGE_FORMATS, formatFromName } from '../engine/annotations';
-import { sha256Hex } from '../engine/annotations/sha256';
 import { InputError } from '../engine/errors';
 import { AnnotationFileStore } from '../node/annotationFileStore';
 import type { AnnotationEdit } from '../protocol';
@@ -65,8 +64,8 @@ export class AnnotationController implements vscode.Disposable {
       path: doc.uri.fsPath,
       text,
       offsets: ins.offsets.map(([s, e]) => [ins.start + s, ins.start + e] as const),
-      model: { id: model.ref.label, configSha256: sha256Hex(JSON.stringify(model.config)) },
-      tokenizerSha256: null,
+      model: { id: model.ref.label, configSha256: model.hashes.config },
+      tokenizerSha256: model.hashes.tokenizer,
     });
     this.document = doc;
     for (const e of this.early.filter((x) => x.runId === runId)) this.session.apply(e);

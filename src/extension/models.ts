@@ -9,7 +9,8 @@ import * as vscode from 'vscode';
 import { CancelledError, InputError, LimitError } from '../engine/errors';
 import { openCheckpoint } from '../engine/formats/checkpoint';
 import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
-import { readConfig } from '../engine/model/load';
+import { CONFIG_FILE, readConfig } from '../engine/model/load';
+import { sha256Hex } from '../engine/annotations/sha256';
 import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
 import { decodeUtf8, readAll } from '../engine/io';
 import { sizeOf } from '../engine/tensor';
@@ -38,6 +39,8 @@ export class HostModel {
     readonly config: Mamba1Config | Mamba2Config,
     readonly tokenizer: MambaTokenizer,
     private readonly checkpoint: TensorStore,
+    /** SHA-256 of config.json and tokenizer.json as stored: what annotation files record. */
+    readonly hashes: { readonly config: string; readonly tokenizer: string },
   ) {}
 
   get id(): string {
@@ -55,8 +58,11 @@ export class HostModel {
     const checkpoint = isFile ? await SafetensorsFile.open(await openUri(ref.uri)) : await openCheckpoint(files);
     const tokenizerSource = await files.open('tokenizer.json');
     if (!tokenizerSource) throw new InputError(files.name, 'has no tokenizer.json: Mamba Scope needs it to turn text into token ids');
-    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await readAll(tokenizerSource), tokenizerSource.name), tokenizerSource.name);
-    return new HostModel(ref, config, tokenizer, checkpoint);
+    const tokenizerBytes = await readAll(tokenizerSource);
+    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(tokenizerBytes, tokenizerSource.name), tokenizerSource.name);
+    const configSource = await files.open(CONFIG_FILE);
+    const hashes = { config: sha256Hex(configSource ? await readAll(configSource) : ''), tokenizer: sha256Hex(tokenizerBytes) };
+    return new HostModel(ref, config, tokenizer, checkpoint, hashes);
   }
 
   /** Every checkpoint tensor as float32, keyed by its checkpoint name: the loadModel message. */

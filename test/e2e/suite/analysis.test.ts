@@ -22,6 +22,8 @@ describe('Annotations on an inspected sample (real VS Code)', function () {
     assert.match(stats.file!, /\.mamba-scope\/annotations\//);
     const saved = JSON.parse(readFileSync(stats.file!, 'utf8'));
     assert.equal(saved.annotations.length, 1);
+    assert.match(saved.tokenizer?.sha256 ?? '', /^[0-9a-f]{64}$/, 'the tokenizer.json hash is recorded');
+    assert.match(saved.model?.configSha256 ?? '', /^[0-9a-f]{64}$/, 'the config.json hash is recorded');
     const { start, end, text, label, note, layer, tokenStart, tokenEnd } = saved.annotations[0];
     assert.deepEqual({ label, note, layer, tokenStart, tokenEnd }, { label: 'forgotten', note: '<b>not html</b>', layer: 1, tokenStart: 2, tokenEnd: 5 });
     assert.ok(end > start);
