@@ -5,7 +5,7 @@
  * summaries for the editor decorations.
  */
 import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
-import { top1 } from './analysis/nextToken';
+import { top1 } from '../src/engine/predictions';
 import { App } from './app';
 import { backendLabel } from './backend';
 import { ComputeSession } from './compute';

@@ -1,27 +1,57 @@
-/** Next-token predictions from logits: softmax of one position's row, the k most likely ids. */
+/**
+ * Next-token predictions from logits [L, V]: softmax with the max subtracted, in float64. Used by
+ * the CLI's summary and the panel's next-token view.
+ */
 import type { FloatTensor } from './tensor';
 
 export interface Prediction {
   readonly id: number;
-  readonly p: number;
+  readonly prob: number;
 }
 
-export function topPredictions(logits: FloatTensor, position: number, k: number): Prediction[] {
+function rowStats(logits: FloatTensor, t: number): { row: FloatTensor['data']; max: number; sum: number } {
   const V = logits.shape[1];
-  const row = logits.data.subarray(position * V, (position + 1) * V);
+  const row = logits.data.subarray(t * V, (t + 1) * V);
   let max = -Infinity;
-  for (const v of row) if (v > max) max = v;
+  for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
   let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
-  // A partial selection is enough: k is small next to V.
+  for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
+  return { row, max, sum };
+}
+
+/** The k most likely next tokens after position t, most likely first. */
+export function topK(logits: FloatTensor, t: number, k: number): Prediction[] {
+  const { row, max, sum } = rowStats(logits, t);
   const best: Prediction[] = [];
-  for (let id = 0; id < V; id++) {
-    const p = Math.exp(row[id] - max) / sum;
-    if (best.length < k || p > best[best.length - 1].p) {
-      best.push({ id, p });
-      best.sort((a, b) => b.p - a.p);
-      if (best.length > k) best.pop();
+  for (let i = 0; i < row.length; i++) {
+    if (best.length === k && row[i] <= row[best[k - 1].id]) continue;
+    const p = { id: i, prob: 0 };
+    let j = best.length < k ? best.length : k - 1;
+    best[j] = p;
+    while (j > 0 && row[best[j - 1].id] < row[i]) {
+      best[j] = best[j - 1];
+      best[--j] = p;
     }
   }
-  return best;
+  return best.map(({ id }) => ({ id, prob: Math.exp(row[id] - max) / sum }));
+}
+
+/** Probability of token `id` after position t, and its rank (0 = most likely). */
+export function probabilityOf(logits: FloatTensor, t: number, id: number): { prob: number; rank: number } {
+  const { row, max, sum } = rowStats(logits, t);
+  let rank = 0;
+  for (let i = 0; i < row.length; i++) if (row[i] > row[id]) rank++;
+  return { prob: Math.exp(row[id] - max) / sum, rank };
+}
+
+/** The most likely next token and its probability at every position. */
+export function top1(logits: FloatTensor): { ids: Int32Array; probs: Float32Array } {
+  const L = logits.shape[0];
+  const ids = new Int32Array(L), probs = new Float32Array(L);
+  for (let t = 0; t < L; t++) {
+    const [best] = topK(logits, t, 1);
+    ids[t] = best.id;
+    probs[t] = best.prob;
+  }
+  return { ids, probs };
 }

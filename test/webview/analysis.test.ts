@@ -14,7 +14,7 @@ import type { Tensor } from '../../src/engine/tensor';
 import { NodeFileSource, NodeFolderStore } from '../../src/node/files';
 import { layerInputs } from '../../webview/analysis/layerInputs';
 import { columnStats, forgetFactor, orderByDescending, writeMagnitude } from '../../webview/analysis/metrics';
-import { probabilityOf, topK } from '../../webview/analysis/nextToken';
+import { probabilityOf, topK } from '../../src/engine/predictions';
 import { StateScanner } from '../../webview/analysis/stateScan';
 import { exportView, sliceToCsv } from '../../webview/export';
 import type { ExportSlice } from '../../webview/views/view';

@@ -4,7 +4,7 @@
  * sent with the model; without it (a dump opened alone) ids are shown.
  */
 import { Unavailable } from '../analysis/layerAnalysis';
-import { probabilityOf, topK } from '../analysis/nextToken';
+import { probabilityOf, topK } from '../../src/engine/predictions';
 import { formatPercent, visibleToken } from '../render/format';
 import { drawTable } from '../render/textCanvas';
 import type { PanelData } from '../panelData';

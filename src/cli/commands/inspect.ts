@@ -9,7 +9,7 @@ import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
 import type { ForwardOptions, ForwardResult } from '../../engine/internals';
 import type { LoadedModel } from '../../engine/model/load';
-import { topPredictions } from '../../engine/predictions';
+import { topK } from '../../engine/predictions';
 import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
@@ -99,8 +99,8 @@ export const inspect: Command = {
     for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
     if (result.logits) {
       const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
-      const top = topPredictions(result.logits, ids.length - 1, 5)
-        .map((p) => `${JSON.stringify(tokenizer ? tokenizer.tokenText(p.id) : String(p.id))} ${(p.p * 100).toFixed(1)}%`);
+      const top = topK(result.logits, ids.length - 1, 5)
+        .map((p) => `${JSON.stringify(tokenizer ? tokenizer.tokenText(p.id) : String(p.id))} ${(p.prob * 100).toFixed(1)}%`);
       io.out(`next      ${top.join('  ')}`);
     }
     io.out(`wrote     ${out}`);
