@@ -74,6 +74,13 @@ export function positiveInt(args: ParsedArgs, name: string): number | undefined 
   return Number(v);
 }
 
+export function nonNegativeInt(args: ParsedArgs, name: string): number | undefined {
+  const v = optional(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a non-negative integer; got "${v}"`);
+  return Number(v);
+}
+
 export function number(args: ParsedArgs, name: string): number | undefined {
   const v = optional(args, name);
   if (v === undefined) return undefined;

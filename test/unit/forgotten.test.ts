@@ -130,6 +130,29 @@ describe('forgotten: retention analysis', () => {
     }
   });
 
+  it('forgotten --channel/--state --json follows the definition restricted to that channel and state', async () => {
+    const model = await loadModelFolder(new NodeFolderStore(MODEL), 'float64');
+    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await fs.readFile(path.join(MODEL, 'tokenizer.json')), 'tokenizer.json'), 'tokenizer.json');
+    const ids = tokenizer.encode(TEXT).ids;
+    const L = ids.length;
+    const delta = referenceForward(model, ids, { layers: [1] }).layers[0].tensors.delta!;
+    const A = layerDecay(model, 1).A;
+    for (const view of [{ channel: 7 }, { state: 3 }, { channel: 7, state: 3 }]) {
+      const { io, out } = capture();
+      const flags = Object.entries(view).flatMap(([k, v]) => [`--${k}`, String(v)]);
+      assert.equal(await forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--layers', '1', '--threshold', '0.3', ...flags, '--json'], io), 0);
+      const [layer] = (JSON.parse(out[0]) as ForgottenReport).layers;
+      for (const tok of layer.tokens) {
+        let want: number | null = null;
+        for (let t = tok.index; t < L && want === null; t++) if (naiveRetention(delta, A, tok.index, t, view) < 0.3) want = t;
+        assert.equal(tok.forgottenAt, want, `${JSON.stringify(view)} token ${tok.index}`);
+      }
+    }
+    const { io, err } = capture();
+    await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--channel', '256'], io), /--channel 256 is outside the model's 256 channels/);
+    assert.deepEqual(err, []);
+  });
+
   it('Retention matches the definition for every view, on random Δ and A (Mamba-1 [D,N] and per-head [D] A)', () => {
     fc.assert(
       fc.property(

@@ -3,10 +3,10 @@
  * forward on a text, then the retention analysis (src/engine/analysis/retention.ts) per layer.
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
-import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent } from '../../engine/analysis/retention';
+import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError } from '../../engine/errors';
 import { referenceForward } from '../../engine/reference/forward';
-import { flag, number, optional, parseArgs, required, UsageError, layerList } from '../args';
+import { flag, layerList, nonNegativeInt, number, optional, parseArgs, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
 
@@ -24,7 +24,8 @@ export interface ForgottenReport {
   readonly layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
 }
 
-const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2] [--json]
+const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
+                              [--channel d] [--state n] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
@@ -34,6 +35,8 @@ when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
   --text <file>     UTF-8 text to analyse
   --threshold τ     in (0, 1]; default ${DEFAULT_THRESHOLD}
   --layers <list>   all (default) or comma-separated layer indices (negative counts from the end)
+  --channel d       retention of one channel d only (the mean over its states; Mamba-2: head d)
+  --state n         retention of one state n only (the mean over channels); with --channel: that one pair
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
                     without it: a summary per layer and the reset events (t where the step kept < τ of the state)`;
 
@@ -42,7 +45,13 @@ export const forgotten: Command = {
   summary: 'which tokens each layer forgot, and where (retention below a threshold)',
   usage: USAGE,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const args = parseArgs(argv, { model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false } });
+    const args = parseArgs(argv, {
+      model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false },
+      channel: { value: true }, state: { value: true },
+    });
+    const channel = nonNegativeInt(args, 'channel');
+    const state = nonNegativeInt(args, 'state');
+    const view: RetentionView = { ...(channel === undefined ? {} : { channel }), ...(state === undefined ? {} : { state }) };
     const threshold = number(args, 'threshold') ?? DEFAULT_THRESHOLD;
     if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1]; got ${threshold}`);
     const textPath = required(args, 'text');
@@ -53,14 +62,17 @@ export const forgotten: Command = {
     const encoded = tokenizer.encode(text);
     if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
     const layers = layerList(args, 'layers', model.config.nLayer);
+    const channels = model.config.arch === 'mamba2' ? model.config.nHeads : model.config.dInner;
+    if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${model.config.arch === 'mamba2' ? 'heads' : 'channels'}`);
+    if (state !== undefined && state >= model.config.dState) throw new UsageError(`--state ${state} is outside the model's ${model.config.dState} states`);
 
     const forward = referenceForward(model, encoded.ids, { layers });
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
     for (const { layer, tensors } of forward.layers) {
       const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, `${modelDir} layer ${layer}`);
-      const at = retention.forgottenAt(threshold);
-      const end = retention.atEnd();
+      const at = retention.forgottenAt(threshold, view);
+      const end = retention.atEnd(view);
       report.layers.push({
         layer,
         tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
@@ -71,7 +83,8 @@ export const forgotten: Command = {
     if (flag(args, 'json')) {
       io.out(JSON.stringify(report));
     } else {
-      io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}`);
+      const viewName = [channel === undefined ? '' : `channel ${channel}`, state === undefined ? '' : `state ${state}`].filter(Boolean).join(', ');
+      io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}${viewName ? `, ${viewName} only` : ''}`);
       report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens)));
     }
     return 0;
