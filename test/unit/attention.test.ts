@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { attentionRollout, hiddenAttention, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
+import { attentionRollout, hiddenAttention, hiddenAttentionAsync, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
+import { CancelledError } from '../../src/engine/errors';
 import { layerDecay } from '../../src/engine/analysis/retention';
 import { SafetensorsFile } from '../../src/engine/formats/safetensors';
 import { loadModelFolder } from '../../src/engine/model/load';
@@ -104,6 +105,19 @@ describe('hidden attention', () => {
         }
       }
     }
+  });
+
+  it('the interactive (async) form gives the same map, and stops with CancelledError when told to', async () => {
+    const r = rng(11);
+    const L = 12, D = 20, N = 4;
+    const delta = random([L, D], r, 0.01, 1.5), B = random([L, N], r, -1, 1), C = random([L, N], r, -1, 1);
+    const A = random([D, N], r, -3, -0.1);
+    const sync = hiddenAttention(delta, B, C, A);
+    const async = await hiddenAttentionAsync(delta, B, C, A, 1, { channelsPerYield: 3 });
+    assert.deepEqual(async.data, sync.data);
+    let polls = 0;
+    await assert.rejects(hiddenAttentionAsync(delta, B, C, A, 1, { channelsPerYield: 3, shouldStop: () => ++polls === 2 }), CancelledError);
+    assert.equal(polls, 2, 'it stopped at the first poll that said so');
   });
 
   it('rejects mismatched shapes with an InputError', () => {

@@ -5,7 +5,7 @@
  * A dump that already holds layers.i.hidden_attention (inspect --attention) is read instead when
  * no model is loaded.
  */
-import { attentionRollout, hiddenAttention, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
+import { attentionRollout, hiddenAttentionAsync, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
 import type { Tensor } from '../../src/engine/tensor';
 import { decayFor } from '../inspection';
 import type { PanelData } from '../panelData';
@@ -29,7 +29,8 @@ export class AttentionCache {
   constructor(private readonly data: PanelData) {}
 
   /** The [L, L] map to show; `channel` is only read in 'channel' mode. */
-  async map(layer: number, mode: AttentionMode, channel: number | null): Promise<{ tensor: Tensor<Float64Array>; what: string }> {
+  /** `stale` cancels a computation the view no longer needs (the selection moved on). */
+  async map(layer: number, mode: AttentionMode, channel: number | null, stale: () => boolean = () => false): Promise<{ tensor: Tensor<Float64Array>; what: string }> {
     const L = this.data.inspection.length;
     if (L > ATTENTION_MAX_TOKENS) {
       throw new Unavailable(`Implicit attention is computed in the panel only up to ${ATTENTION_MAX_TOKENS} tokens (limit ATTENTION_MAX_TOKENS); this sample has ${L}. Inspect a shorter selection, or write it with “mamba-scope inspect --attention”.`);
@@ -40,7 +41,7 @@ export class AttentionCache {
       const missing = Array.from({ length: layer + 1 }, (_, i) => i).filter((l) => !layers.includes(l));
       if (missing.length) throw new Unavailable(`Rollout up to layer ${layer} needs every layer before it; this data lacks layer${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`);
       const maps = [];
-      for (const l of layers) maps.push(await this.mean(l));
+      for (const l of layers) maps.push(await this.mean(l, stale));
       return { tensor: attentionRollout(maps)[layers.length - 1], what: `rollout over layers 0–${layer}` };
     }
     if (mode === 'channel') {
@@ -56,10 +57,10 @@ export class AttentionCache {
       }
       return { tensor: t, what: x.delta.shape[1] === x.channels ? `channel ${c}` : `head ${c} (channel ${channel})` };
     }
-    return { tensor: await this.mean(layer), what: 'mean over channels' };
+    return { tensor: await this.mean(layer, stale), what: 'mean over channels' };
   }
 
-  private async mean(layer: number): Promise<Tensor<Float64Array>> {
+  private async mean(layer: number, stale: () => boolean): Promise<Tensor<Float64Array>> {
     const key = `${layer}:mean`;
     let t = this.maps.get(key);
     if (t) return t;
@@ -71,8 +72,7 @@ export class AttentionCache {
       t = { shape: stored.shape, data: Float64Array.from(stored.data) };
     } else {
       const x = this.inputs(layer);
-      await yieldToUi();
-      t = hiddenAttention(x.delta, x.B, x.C, x.A, x.groups);
+      t = await hiddenAttentionAsync(x.delta, x.B, x.C, x.A, x.groups, { shouldStop: stale });
     }
     this.maps.set(key, t);
     return t;

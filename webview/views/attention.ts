@@ -76,9 +76,10 @@ class AttentionView implements View {
       this.shown = null;
       let shown;
       try {
-        shown = await this.cache.maps.map(state.layer, mode, channel);
+        shown = await this.cache.maps.map(state.layer, mode, channel, stale);
       } catch (e) {
-        if (!(e instanceof Unavailable) || stale()) throw e;
+        if (stale()) return; // a newer selection is being drawn; a cancelled computation is not an error
+        if (!(e instanceof Unavailable)) throw e;
         this.heatmap.setData(null);
         this.heatmap.element.hidden = true;
         this.message.textContent = e.message;

@@ -11,14 +11,50 @@
  * head h reads group ⌊h / (heads/G)⌋. Every channel of a head has the same α, so the channel mean
  * is the head mean and "channel" below means head.
  */
-import { InputError } from '../errors';
+import { CancelledError, InputError } from '../errors';
 import type { Tensor } from '../tensor';
 
 /** The channel mean of α_d: the [L, L] stored as layers.i.hidden_attention in mamba-dump/1. */
 export function hiddenAttention(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, groups = 1): Tensor<Float64Array> {
+  const steps = meanByChannel(delta, B, C, A, groups);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+export interface AttentionProgress {
+  /** Called between channels; returning true stops the computation with a CancelledError. */
+  readonly shouldStop?: () => boolean;
+  /** Channels computed between two yields to the event loop (the UI stays responsive). */
+  readonly channelsPerYield?: number;
+}
+
+/**
+ * hiddenAttention for an interactive host: yields to the event loop every few channels and can be
+ * cancelled in between (the panel's attention view when the selection moves on).
+ */
+export async function hiddenAttentionAsync(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, groups = 1, progress: AttentionProgress = {}): Promise<Tensor<Float64Array>> {
+  const steps = meanByChannel(delta, B, C, A, groups);
+  const every = progress.channelsPerYield ?? 8;
+  for (let d = 1; ; d++) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (d % every === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (progress.shouldStop?.()) throw new CancelledError('hidden attention');
+    }
+  }
+}
+
+/** The channel mean, one channel per step. */
+function* meanByChannel(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, groups: number): Generator<number, Tensor<Float64Array>> {
   const p = scanParams(delta, B, C, A, groups);
   const out = new Float64Array(p.L * p.L);
-  for (let d = 0; d < p.D; d++) accumulateChannel(p, d, 1 / p.D, out);
+  for (let d = 0; d < p.D; d++) {
+    accumulateChannel(p, d, 1 / p.D, out);
+    yield d;
+  }
   return { shape: [p.L, p.L], data: out };
 }
 
