@@ -13,6 +13,7 @@
  *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
  * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
  */
+import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
 export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
@@ -30,13 +31,25 @@ export interface ForwardOptions {
   readonly layers?: readonly number[];
   /** Token positions whose states are captured; negative counts from the end. */
   readonly statesAt?: readonly number[];
+  /**
+   * Internals downloaded for the kept layers (default: all). A viewer that draws only some of
+   * them keeps the rest off the heap: at mamba-130m × 2048 tokens each [L, H] tensor is 6 MB per layer.
+   */
+  readonly keep?: readonly InternalName[];
+  /**
+   * With k, the tfjs forward returns `predictions` (top-k next tokens at every position, and the
+   * probability and rank of the token that follows) computed on the device, instead of the
+   * [L, V] logits (412 MB at mamba-130m × 2048 tokens).
+   */
+  readonly predictions?: number;
   /** Polled between layers; throw CancelledError to stop. */
   readonly checkCancelled?: () => void;
 }
 
 export interface ForwardResult<F extends FloatArray = FloatArray> {
-  /** [L, V]; absent for the seed block. */
+  /** [L, V]; absent for the seed block and when `predictions` were asked for instead. */
   readonly logits?: Tensor<F>;
+  readonly predictions?: Predictions;
   readonly layers: readonly LayerInternals<F>[];
 }
 

@@ -55,3 +55,35 @@ export function top1(logits: FloatTensor): { ids: Int32Array; probs: Float32Arra
   }
   return { ids, probs };
 }
+
+/**
+ * Next-token predictions at every position without the [L, V] logits: row t holds the k most
+ * likely ids after token t with their probabilities, and the probability and rank (0 = most
+ * likely) of the token that actually follows (NaN and −1 after the last token).
+ */
+export interface Predictions {
+  readonly k: number;
+  readonly ids: Int32Array; // [L·k]
+  readonly probs: Float32Array; // [L·k]
+  readonly nextProb: Float32Array; // [L]
+  readonly nextRank: Int32Array; // [L]
+}
+
+/** Predictions from logits already in memory (dumps); the tfjs forward computes them on the device. */
+export function predictionsFromLogits(logits: FloatTensor, ids: ArrayLike<number>, k: number): Predictions {
+  const L = logits.shape[0];
+  const out = { k, ids: new Int32Array(L * k), probs: new Float32Array(L * k), nextProb: new Float32Array(L).fill(NaN), nextRank: new Int32Array(L).fill(-1) };
+  for (let t = 0; t < L; t++) {
+    topK(logits, t, k).forEach((p, j) => {
+      out.ids[t * k + j] = p.id;
+      out.probs[t * k + j] = p.prob;
+    });
+    if (t + 1 < ids.length) {
+      const { prob, rank } = probabilityOf(logits, t, ids[t + 1]);
+      out.nextProb[t] = prob;
+      out.nextRank[t] = rank;
+    }
+  }
+  return out;
+}
+

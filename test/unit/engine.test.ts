@@ -19,6 +19,7 @@ import { NodeFolderStore } from '../../src/node/files';
 import { useNodeBackend } from '../../src/node/tfjsBackends';
 import { selectiveScan, selectiveScanHeads } from '../../src/engine/reference/scan';
 import { MemoryTensorStore } from '../../src/engine/formats/memoryStore';
+import { predictionsFromLogits } from '../../src/engine/predictions';
 import { fixture, openSafetensors } from './fixtures';
 
 const MAMBA1_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h'] as const;
@@ -144,6 +145,29 @@ describe('tfjs forward (fp32)', function () {
       });
       assert.equal(tf.memory().numTensors, before, 'the forward leaks no tensors');
       await expectClose(result, dump, MAMBA1_NAMES, 1e-3);
+      tfModel.dispose();
+    });
+  }
+
+  for (const backend of ['cpu', 'webgpu'] as const) {
+    it(`on ${backend}, keeps only the internals asked for and computes next-token predictions on the device instead of the logits`, async () => {
+      await useNodeBackend(backend);
+      const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32'));
+      const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+      const ids = (await dump.readNative('input_ids')).data as Int32Array;
+      const before = tf.memory().numTensors;
+      const slim = await tfjsForward(tfModel, ids, { keep: ['delta', 'B'], predictions: 5 });
+      assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+      assert.equal(slim.logits, undefined);
+      assert.deepEqual(slim.layers.map((l) => Object.keys(l.tensors).sort()), [['B', 'delta'], ['B', 'delta']]);
+      const full = await tfjsForward(tfModel, ids);
+      const want = predictionsFromLogits(full.logits!, ids, 5);
+      const got = slim.predictions!;
+      assert.deepEqual([...got.ids], [...want.ids]);
+      assert.ok(normalizedError(got.probs, want.probs) < 1e-5);
+      assert.deepEqual([...got.nextRank], [...want.nextRank]);
+      assert.ok(Number.isNaN(got.nextProb[ids.length - 1]) && got.nextRank[ids.length - 1] === -1, 'nothing follows the last token');
+      assert.ok(normalizedError(got.nextProb.subarray(0, -1), want.nextProb.subarray(0, -1)) < 1e-5);
       tfModel.dispose();
     });
   }

@@ -10,6 +10,7 @@ import type { ModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/load';
 import { mamba2ConvDim } from '../model/mamba2';
 import type { Param } from '../model/params';
+import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
 import { scanKernelsFor, type ScanKernels } from './scan';
 
@@ -184,28 +185,70 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
         return keepAll ? { hidden_in: hidden, ...t, hidden_out: hiddenOut } : { hidden_out: hiddenOut };
       });
       const next = captured.hidden_out as W;
-      if (keepAll) layers.push({ layer: i, tensors: await download(captured), hTokens: captured.h ? at : undefined });
+      if (keepAll) layers.push({ layer: i, tensors: await download(captured, options.keep), hTokens: captured.h ? at : undefined });
       else hidden.dispose();
       hidden = next;
       await tf.nextFrame(); // lets the webview paint between layers
     }
-    // lm_head stays [V, H] (tied to the embedding, which gather needs in that layout).
-    const logits = tf.tidy(() => tf.matMul(rmsNorm(hidden, model.normF as W, c.eps) as tf.Tensor2D, model.lmHead as tf.Tensor2D, false, true));
-    const [logitsData] = await Promise.all([logits.data() as Promise<Float32Array>]);
-    const shape = logits.shape;
-    logits.dispose();
-    return { logits: { shape, data: logitsData }, layers };
+    const normed = tf.tidy(() => rmsNorm(hidden, model.normF as W, c.eps));
+    try {
+      if (options.predictions) return { predictions: await devicePredictions(normed, model.lmHead as W, ids, options.predictions), layers };
+      // lm_head stays [V, H] (tied to the embedding, which gather needs in that layout).
+      const logits = tf.tidy(() => tf.matMul(normed as tf.Tensor2D, model.lmHead as tf.Tensor2D, false, true));
+      const data = (await logits.data()) as Float32Array;
+      logits.dispose();
+      return { logits: { shape: [ids.length, vocab], data }, layers };
+    } finally {
+      normed.dispose();
+    }
   } finally {
     hidden.dispose();
   }
 }
 
-async function download<K extends string>(captured: Partial<Record<K, W>>): Promise<Partial<Record<K, Tensor<Float32Array>>>> {
+async function download<K extends string>(captured: Partial<Record<K, W>>, keep?: readonly string[]): Promise<Partial<Record<K, Tensor<Float32Array>>>> {
   const out: Partial<Record<K, Tensor<Float32Array>>> = {};
   for (const [name, t] of Object.entries(captured) as [K, W][]) {
+    if (!keep || keep.includes(name)) out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
     // hidden_out stays on the device as the next layer's input; the others are freed here.
-    out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
     if (name !== 'hidden_out') t.dispose();
+  }
+  return out;
+}
+
+/** Rows of logits computed at once for predictions: bounds the [rows, V] temporary. */
+const PREDICTION_ROWS = 128;
+
+/** Top-k and the following token's probability and rank per position, on the device, row block by row block. */
+async function devicePredictions(normed: W, lmHead: W, ids: ArrayLike<number>, k: number): Promise<Predictions> {
+  const L = ids.length;
+  const V = lmHead.shape[0];
+  const out: Predictions = { k, ids: new Int32Array(L * k), probs: new Float32Array(L * k), nextProb: new Float32Array(L).fill(NaN), nextRank: new Int32Array(L).fill(-1) };
+  for (let start = 0; start < L; start += PREDICTION_ROWS) {
+    const rows = Math.min(PREDICTION_ROWS, L - start);
+    // The token after each row (the last row has none: id 0 stands in and is not reported).
+    const following = Int32Array.from({ length: rows }, (_, r) => (start + r + 1 < L ? ids[start + r + 1] : 0));
+    const block = tf.tidy(() => {
+      const logits = tf.matMul(tf.slice(normed, start, rows) as tf.Tensor2D, lmHead as tf.Tensor2D, false, true);
+      const probs = tf.softmax(logits);
+      const top = tf.topk(probs, k);
+      const pick = tf.oneHot(tf.tensor1d(following, 'int32'), V);
+      const nextLogit = tf.sum(tf.mul(logits, pick), 1, true);
+      return {
+        ids: top.indices,
+        probs: top.values,
+        nextProb: tf.sum(tf.mul(probs, pick), 1),
+        nextRank: tf.sum(tf.cast(tf.greater(logits, nextLogit), 'int32'), 1),
+      };
+    });
+    const [topIds, topProbs, nextProb, nextRank] = await Promise.all([block.ids.data(), block.probs.data(), block.nextProb.data(), block.nextRank.data()]);
+    Object.values(block).forEach((t) => t.dispose());
+    out.ids.set(topIds as Int32Array, start * k);
+    out.probs.set(topProbs as Float32Array, start * k);
+    for (let r = 0; r < rows && start + r + 1 < L; r++) {
+      out.nextProb[start + r] = nextProb[r];
+      out.nextRank[start + r] = nextRank[r];
+    }
   }
   return out;
 }
