@@ -6,13 +6,16 @@
  */
 import { MambaScopeError } from '../src/engine/errors';
 import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
-import type { ForwardResult } from '../src/engine/internals';
+import type { ForwardResult, InternalName } from '../src/engine/internals';
 import { loadModel } from '../src/engine/model/load';
 import type { Tensor } from '../src/engine/tensor';
 import { createTfModel, tfjsForward, type TfModel } from '../src/engine/tfjs/forward';
 import { fromTensorMessage, type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams } from '../src/protocol';
 import { selectBackend } from './backend';
-import type { ModelContext } from './inspection';
+import { NEXT_TOKEN_K, type ModelContext } from './inspection';
+
+/** The internals the views use (the state view rescans from delta, u and B). */
+const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'y', 'h'];
 
 export class ComputeSession {
   private backend: { preference: BackendPreference; info: Promise<BackendInfo> } | null = null;
@@ -73,6 +76,9 @@ export class ComputeSession {
         layers: params.settings.layers,
         statesAt: params.settings.statesAt,
         checkCancelled: ctx.throwIfCancelled,
+        // What the views draw; hidden_in/out and the [L, V] logits stay off the heap.
+        keep: PANEL_INTERNALS,
+        predictions: NEXT_TOKEN_K,
       });
       return { result, backend, forwardMs: performance.now() - start };
     });

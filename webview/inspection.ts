@@ -8,6 +8,7 @@ import { dumpLayers, dumpTokens, parseDumpKey } from '../src/engine/formats/dump
 import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { INTERNAL_NAMES, type ForwardResult, type InternalName } from '../src/engine/internals';
 import type { LoadedModel } from '../src/engine/model/load';
+import { predictionsFromLogits, type Predictions } from '../src/engine/predictions';
 import type { Tensor } from '../src/engine/tensor';
 import { fromTensorMessage, type DumpParams, type RunParams, type TensorMessage } from '../src/protocol';
 import type { DecayParams } from './analysis/layerInputs';
@@ -29,7 +30,8 @@ export interface Inspection {
   /** Readable text of each token, when known. */
   readonly tokens: readonly string[] | null;
   readonly layers: readonly LayerRecord[];
-  readonly logits: Tensor<Float32Array> | null;
+  /** Next-token predictions at every position: from the device for runs, from the logits for dumps. */
+  readonly predictions: Predictions | null;
   /** Shape of every tensor by name (a dump's keys; for runs layers.i.<name> and logits), for the tensor browser. */
   readonly index: ReadonlyMap<string, readonly number[]>;
   /** A tensor by name: already here, or fetched from the host (dumps too large to send whole). */
@@ -77,11 +79,14 @@ export function fromRun(params: RunParams, result: ForwardResult<Float32Array>):
     ids,
     tokens: params.tokens,
     layers: result.layers.map((l) => ({ layer: l.layer, tensors: l.tensors, hTokens: l.hTokens })),
-    logits: result.logits ?? null,
+    predictions: result.predictions ?? (result.logits ? predictionsFromLogits(result.logits, ids, NEXT_TOKEN_K) : null),
     index: new Map([...tensors].map(([n, t]) => [n, t.shape])),
     tensor: tensorSource(tensors),
   };
 }
+
+/** How many next tokens the panel lists per position. */
+export const NEXT_TOKEN_K = 10;
 
 /** Dumps written by transformers hooks name the logits hf_logits. */
 const LOGITS_KEYS = ['logits', 'hf_logits'];
@@ -121,7 +126,7 @@ export async function fromDump(params: DumpParams, read: (name: string) => Promi
     ids,
     tokens: tokens && tokens.length === length ? tokens : null,
     layers: layers.filter((l) => Object.keys(l.tensors).length > 0),
-    logits: logitsKey ? (tensors.get(logitsKey) as Tensor<Float32Array>) : null,
+    predictions: logitsKey ? predictionsFromLogits(tensors.get(logitsKey) as Tensor<Float32Array>, ids ?? [], NEXT_TOKEN_K) : null,
     index,
     tensor,
   };

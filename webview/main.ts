@@ -5,7 +5,6 @@
  * summaries for the editor decorations.
  */
 import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
-import { top1 } from '../src/engine/predictions';
 import { App } from './app';
 import { backendLabel } from './backend';
 import { ComputeSession } from './compute';
@@ -135,8 +134,9 @@ function runSummary(data: PanelData, runId: string, info: BackendInfo, forwardMs
     rows.forEach((r, i) => r && out.set(r, i * L));
     perToken[m] = toTensorMessage({ shape: [layers.length, L], data: out });
   }
-  const logits = data.inspection.logits;
-  const next = logits ? top1(logits) : null;
+  // The most likely next token and its probability at every position.
+  const p = data.inspection.predictions;
+  const next = p ? { ids: Int32Array.from({ length: L }, (_, t) => p.ids[t * p.k]), probs: Float32Array.from({ length: L }, (_, t) => p.probs[t * p.k]) } : null;
   return {
     runId,
     backend: info,

@@ -44,17 +44,6 @@ export function probabilityOf(logits: FloatTensor, t: number, id: number): { pro
   return { prob: Math.exp(row[id] - max) / sum, rank };
 }
 
-/** The most likely next token and its probability at every position. */
-export function top1(logits: FloatTensor): { ids: Int32Array; probs: Float32Array } {
-  const L = logits.shape[0];
-  const ids = new Int32Array(L), probs = new Float32Array(L);
-  for (let t = 0; t < L; t++) {
-    const [best] = topK(logits, t, 1);
-    ids[t] = best.id;
-    probs[t] = best.prob;
-  }
-  return { ids, probs };
-}
 
 /**
  * Next-token predictions at every position without the [L, V] logits: row t holds the k most
@@ -87,3 +76,7 @@ export function predictionsFromLogits(logits: FloatTensor, ids: ArrayLike<number
   return out;
 }
 
+/** The k predictions after token t, most likely first. */
+export function topAt(p: Predictions, t: number): Prediction[] {
+  return Array.from({ length: p.k }, (_, j) => ({ id: p.ids[t * p.k + j], prob: p.probs[t * p.k + j] }));
+}

@@ -4,14 +4,13 @@
  * sent with the model; without it (a dump opened alone) ids are shown.
  */
 import { Unavailable } from '../analysis/layerAnalysis';
-import { probabilityOf, topK } from '../../src/engine/predictions';
+import { topAt } from '../../src/engine/predictions';
 import { formatPercent, visibleToken } from '../render/format';
 import { drawTable } from '../render/textCanvas';
 import type { PanelData } from '../panelData';
 import { tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
 
-const K = 10;
 
 function vocabText(data: PanelData, id: number): string {
   const v = data.model?.vocab?.[id];
@@ -38,12 +37,12 @@ class NextTokenView implements View {
   }
 
   update({ data, state }: ViewUpdate): void {
-    const logits = data.inspection.logits;
-    if (!logits) throw new Unavailable('This data has no logits, so there are no next-token predictions (dump them as "logits").');
+    const predictions = data.inspection.predictions;
+    if (!predictions) throw new Unavailable('This data has no logits, so there are no next-token predictions (dump them as "logits").');
     const t = state.token;
     if (t === null) throw new Unavailable('Select a token (click the token strip or press →) to see what the model predicts after it.');
-    const top = topK(logits, t, K);
-    this.heading.textContent = `After ${tokenLabel(data, t)}: top ${K} next tokens`;
+    const top = topAt(predictions, t);
+    this.heading.textContent = `After ${tokenLabel(data, t)}: top ${top.length} next tokens`;
     this.list.replaceChildren(...top.map((p) => {
       const li = document.createElement('li');
       const bar = document.createElement('span');
@@ -60,7 +59,7 @@ class NextTokenView implements View {
     }));
     const ids = data.inspection.ids;
     if (ids && t + 1 < ids.length) {
-      const { prob, rank } = probabilityOf(logits, t, ids[t + 1]);
+      const prob = predictions.nextProb[t], rank = predictions.nextRank[t];
       this.actual.textContent = `Actual next token ${vocabText(data, ids[t + 1])}: ${formatPercent(prob)}, rank ${rank + 1}`;
     } else this.actual.textContent = t + 1 >= (ids?.length ?? 0) ? 'This is the last token of the sample.' : '';
     this.shown = { t, ids: top.map((p) => p.id), probs: top.map((p) => p.prob) };
