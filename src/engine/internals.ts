@@ -13,6 +13,7 @@
  *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
  * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
  */
+import type { ModelConfig } from './model/config';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
@@ -66,6 +67,39 @@ export function resolvePositions(positions: readonly number[], length: number): 
   return Int32Array.from([...out].sort((a, b) => a - b));
 }
 
+/** The internals `keep` asks for, all when unset (the reference forward computes all, then keeps these). */
+export function keptOnly<T>(tensors: Partial<Record<InternalName, T>>, keep?: readonly InternalName[]): Partial<Record<InternalName, T>> {
+  return keep ? Object.fromEntries(Object.entries(tensors).filter(([name]) => keep.includes(name as InternalName))) : tensors;
+}
+
 export function wantsLayer(options: ForwardOptions, layer: number): boolean {
   return !options.layers || options.layers.includes(layer);
+}
+
+/** What a run keeps, for estimating its memory before it starts. */
+export interface KeptRun {
+  readonly tokens: number;
+  /** Layers whose internals are kept. */
+  readonly layers: number;
+  /** Internals kept per layer (default all). */
+  readonly keep?: readonly InternalName[];
+  /** Token positions whose states are captured. */
+  readonly states: number;
+}
+
+/**
+ * Values the kept internals of a run hold, from the shapes listed at the top of this file:
+ * checked before a run starts, so a run that cannot fit is refused instead of exhausting memory.
+ */
+export function keptValues(config: ModelConfig, run: KeptRun): number {
+  const L = run.tokens;
+  const D = config.arch === 'seed' ? config.dModel : config.dInner;
+  const H = config.arch === 'seed' ? 0 : config.dModel; // the seed block has no residual stream
+  const heads = config.arch === 'mamba2' ? config.nHeads : config.arch === 'seed' ? 1 : D;
+  const BC = config.arch === 'mamba2' ? config.nGroups * config.dState : config.dState;
+  const size: Record<InternalName, number> = {
+    hidden_in: L * H, z: L * D, u: L * D, delta: L * heads, B: L * BC, C: L * BC, y: L * D, h: run.states * D * config.dState,
+    out: L * (config.arch === 'seed' ? D : H), hidden_out: L * H,
+  };
+  return run.layers * (run.keep ?? INTERNAL_NAMES).reduce((sum, name) => sum + size[name], 0);
 }

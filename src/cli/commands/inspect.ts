@@ -7,7 +7,7 @@ import { layerDecay } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
-import type { ForwardOptions, ForwardResult } from '../../engine/internals';
+import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
 import type { LoadedModel } from '../../engine/model/load';
 import { topK } from '../../engine/predictions';
 import { referenceForward } from '../../engine/reference/forward';
@@ -119,16 +119,12 @@ async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, op
   }
 }
 
-/**
- * What the kept tensors will take: per layer hidden_in/out/out [L,H], z/u/y [L,D], delta, B, C,
- * the states and the [L,L] attention; plus the logits. Refused before any work is done.
- */
+/** What the kept tensors will take: the layers' internals, their [L, L] attention and the logits. Refused before any work is done. */
 function checkMemory(model: LoadedModel, L: number, layers: number, states: number, attention: boolean, precision: string, limitMb: number): void {
   const c = model.config;
   if (c.arch === 'seed') return;
-  const N = c.dState * (c.arch === 'mamba2' ? c.nGroups : 1);
-  const perLayer = L * (3 * c.dModel + 4 * c.dInner + 2 * N) + states * c.dInner * c.dState + (attention ? L * L : 0);
-  const bytes = (layers * perLayer + L * c.vocabSize) * (precision === 'fp64' ? 8 : 4);
+  const values = keptValues(c, { tokens: L, layers, states }) + (attention ? layers * L * L : 0) + L * c.vocabSize;
+  const bytes = values * (precision === 'fp64' ? 8 : 4);
   if (bytes > limitMb * 1e6) {
     throw new LimitError('inspect', `keeping ${layers} layers' internals for ${L} tokens needs ${(bytes / 1e6).toFixed(0)} MB, over the --max-memory limit of ${limitMb} MB: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
   }

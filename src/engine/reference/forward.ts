@@ -2,7 +2,7 @@
  * The float64 reference forward: the numerics oracle every other path is tested against.
  * One function per architecture, each a direct transcription of transformers' module code.
  */
-import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
+import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
 import type { Mamba1Config, Mamba2Config, SeedBlockConfig } from '../model/config';
 import type { LoadedModel } from '../model/load';
 import type { Mamba1Params } from '../model/mamba1';
@@ -37,7 +37,7 @@ function mamba1Forward(c: Mamba1Config, p: Mamba1Params<'float64'>, ids: ArrayLi
     const out = linear(gate(y, z), lp.outProjW, lp.outProjB);
     const hiddenOut = add(hidden, out);
     if (wantsLayer(options, i)) {
-      layers.push({ layer: i, tensors: { hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, ...(at.length ? { h } : {}) }, hTokens: at.length ? at : undefined });
+      layers.push({ layer: i, tensors: keptOnly({ hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, ...(at.length ? { h } : {}) }, options.keep), hTokens: at.length ? at : undefined });
     }
     hidden = hiddenOut;
   });
@@ -68,7 +68,7 @@ function mamba2Forward(c: Mamba2Config, p: Mamba2Params<'float64'>, ids: ArrayLi
     const out = linear(normed, lp.outProjW, lp.outProjB);
     const hiddenOut = add(hidden, out);
     if (wantsLayer(options, i)) {
-      layers.push({ layer: i, tensors: { hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, ...(at.length ? { h } : {}) }, hTokens: at.length ? at : undefined });
+      layers.push({ layer: i, tensors: keptOnly({ hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, ...(at.length ? { h } : {}) }, options.keep), hTokens: at.length ? at : undefined });
     }
     hidden = hiddenOut;
   });
