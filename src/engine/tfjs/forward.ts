@@ -113,28 +113,73 @@ export function createTfModel(model: LoadedModel<'float32'>): TfModel {
   }
 }
 
+/**
+ * The same weights on the current backend, read back from the backend that holds them, and the
+ * old copies freed. A backend switch so needs no float32 copy of the checkpoint in JS memory:
+ * at most one tensor is in transit at a time. Tied weights stay one tensor.
+ */
+export async function moveTfModel(model: TfModel): Promise<TfModel> {
+  const moved = new Map<W, W>();
+  const move = async <T extends W | undefined>(t: T): Promise<T> => {
+    if (!t) return t;
+    let m = moved.get(t);
+    if (!m) {
+      m = tf.tensor(await t.data(), t.shape, t.dtype);
+      moved.set(t, m);
+      t.dispose();
+    }
+    return m as T;
+  };
+  const dispose = () => moved.forEach((t) => t.dispose());
+  try {
+    const layers: TfLayer[] = [];
+    for (const layer of model.layers) {
+      const next: Record<string, W | undefined> = {};
+      for (const [key, t] of Object.entries(layer)) next[key] = await move(t);
+      layers.push(next as unknown as TfLayer);
+    }
+    const [embedding, normF, lmHead] = [await move(model.embedding), await move(model.normF), await move(model.lmHead)];
+    return { config: model.config, embedding, normF, lmHead, layers, dispose };
+  } catch (e) {
+    // Half moved is no model: the caller must load the weights again.
+    dispose();
+    model.dispose();
+    throw e;
+  }
+}
+
 // --- building blocks ------------------------------------------------------------------------------
 
 /** torch.nn.Linear with its weight stored transposed: x [L, in] · wT [in, out] (+ b). */
 function linear(x: W, wT: W, b?: W): W {
-  const y = tf.matMul(x as tf.Tensor2D, wT as tf.Tensor2D);
-  return b ? tf.add(y, b) : y;
+  return tf.tidy(() => {
+    const y = tf.matMul(x as tf.Tensor2D, wT as tf.Tensor2D);
+    return b ? tf.add(y, b) : y;
+  });
 }
 
+/*
+ * Each building block frees its own temporaries (an inner tf.tidy) instead of leaving them to the
+ * layer's tidy: on the wasm and cpu backends they live in the webview's memory, and the wasm heap
+ * never shrinks, so a layer's peak of temporaries stays in the panel for good.
+ */
+
 function rmsNorm(x: W, weight: W, eps: number, groups = 1): W {
-  const [L, H] = x.shape;
-  const g = tf.reshape(x, [L, groups, H / groups]);
-  const normed = tf.mul(g, tf.rsqrt(tf.add(tf.mean(tf.square(g), -1, true), eps)));
-  return tf.mul(tf.reshape(normed, [L, H]), weight);
+  return tf.tidy(() => {
+    const [L, H] = x.shape;
+    const g = tf.reshape(x, [L, groups, H / groups]);
+    const normed = tf.mul(g, tf.rsqrt(tf.add(tf.mean(tf.square(g), -1, true), eps)));
+    return tf.mul(tf.reshape(normed, [L, H]), weight);
+  });
 }
 
 function silu(x: W): W {
-  return tf.mul(x, tf.sigmoid(x));
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 }
 
 /** torch softplus (threshold 20): x above 20 passes through, avoiding exp overflow. */
 function softplus(x: W): W {
-  return tf.where(tf.greater(x, 20), x, tf.log1p(tf.exp(tf.minimum(x, 20))));
+  return tf.tidy(() => tf.where(tf.greater(x, 20), x, tf.log1p(tf.exp(tf.minimum(x, 20)))));
 }
 
 /** Causal depthwise conv1d over tokens (left zero padding K−1), then SiLU. */
@@ -144,11 +189,13 @@ function causalConvSilu(x: W, lw: TfLayer, kernels: ScanKernels): W {
 }
 
 function depthwiseConvSilu(x: W, filter: W, bias?: W): W {
-  const [L, C] = x.shape;
-  const K = filter.shape[0];
-  const padded = tf.pad(tf.reshape(x, [1, L, 1, C]) as tf.Tensor4D, [[0, 0], [K - 1, 0], [0, 0], [0, 0]]);
-  const conv = tf.reshape(tf.depthwiseConv2d(padded, filter as tf.Tensor4D, 1, 'valid'), [L, C]);
-  return silu(bias ? tf.add(conv, bias) : conv);
+  return tf.tidy(() => {
+    const [L, C] = x.shape;
+    const K = filter.shape[0];
+    const padded = tf.pad(tf.reshape(x, [1, L, 1, C]) as tf.Tensor4D, [[0, 0], [K - 1, 0], [0, 0], [0, 0]]);
+    const conv = tf.reshape(tf.depthwiseConv2d(padded, filter as tf.Tensor4D, 1, 'valid'), [L, C]);
+    return silu(bias ? tf.add(conv, bias) : conv);
+  });
 }
 
 function cols(x: W, start: number, width: number): W {
@@ -216,41 +263,60 @@ async function download<K extends string>(captured: Partial<Record<K, W>>, keep?
   return out;
 }
 
-/** Rows of logits computed at once for predictions: bounds the [rows, V] temporary. */
-const PREDICTION_ROWS = 128;
+/**
+ * Size of one [rows, V] block of logits in the predictions: bounds their temporaries (about three
+ * blocks' worth), which on the wasm and cpu backends sit in the webview's own memory.
+ */
+const PREDICTION_BLOCK_BYTES = 16e6;
 
-/** Top-k and the following token's probability and rank per position, on the device, row block by row block. */
-async function devicePredictions(normed: W, lmHead: W, ids: ArrayLike<number>, k: number): Promise<Predictions> {
+/**
+ * Top-k and the following token's probability and rank per position, on the device, one block of
+ * rows at a time; the small per-block results stay there and come down in four reads at the end.
+ */
+export async function devicePredictions(normed: W, lmHead: W, ids: ArrayLike<number>, k: number, blockBytes = PREDICTION_BLOCK_BYTES): Promise<Predictions> {
   const L = ids.length;
   const V = lmHead.shape[0];
-  const out: Predictions = { k, ids: new Int32Array(L * k), probs: new Float32Array(L * k), nextProb: new Float32Array(L).fill(NaN), nextRank: new Int32Array(L).fill(-1) };
-  for (let start = 0; start < L; start += PREDICTION_ROWS) {
-    const rows = Math.min(PREDICTION_ROWS, L - start);
-    // The token after each row (the last row has none: id 0 stands in and is not reported).
-    const following = Int32Array.from({ length: rows }, (_, r) => (start + r + 1 < L ? ids[start + r + 1] : 0));
-    const block = tf.tidy(() => {
-      const logits = tf.matMul(tf.slice(normed, start, rows) as tf.Tensor2D, lmHead as tf.Tensor2D, false, true);
-      const probs = tf.softmax(logits);
-      const top = tf.topk(probs, k);
-      const pick = tf.oneHot(tf.tensor1d(following, 'int32'), V);
-      const nextLogit = tf.sum(tf.mul(logits, pick), 1, true);
-      return {
-        ids: top.indices,
-        probs: top.values,
-        nextProb: tf.sum(tf.mul(probs, pick), 1),
-        nextRank: tf.sum(tf.cast(tf.greater(logits, nextLogit), 'int32'), 1),
-      };
-    });
-    const [topIds, topProbs, nextProb, nextRank] = await Promise.all([block.ids.data(), block.probs.data(), block.nextProb.data(), block.nextRank.data()]);
-    Object.values(block).forEach((t) => t.dispose());
-    out.ids.set(topIds as Int32Array, start * k);
-    out.probs.set(topProbs as Float32Array, start * k);
-    for (let r = 0; r < rows && start + r + 1 < L; r++) {
-      out.nextProb[start + r] = nextProb[r];
-      out.nextRank[start + r] = nextRank[r];
+  const blockRows = Math.max(1, Math.floor(blockBytes / (4 * V)));
+  type Block = { ids: W; probs: W; nextProb: W; nextRank: W };
+  const blocks: Block[] = [];
+  let joined: Block | undefined;
+  try {
+    for (let start = 0; start < L; start += blockRows) {
+      const rows = Math.min(blockRows, L - start);
+      // (row, token that follows it): the last position has none, id 0 stands in and is not reported.
+      const pairs = new Int32Array(2 * rows);
+      for (let r = 0; r < rows; r++) {
+        pairs[2 * r] = r;
+        pairs[2 * r + 1] = start + r + 1 < L ? ids[start + r + 1] : 0;
+      }
+      blocks.push(tf.tidy(() => {
+        const logits = tf.matMul(tf.slice(normed, start, rows) as tf.Tensor2D, lmHead as tf.Tensor2D, false, true);
+        const probs = tf.softmax(logits);
+        const top = tf.topk(probs, k);
+        const at = tf.tensor2d(pairs, [rows, 2], 'int32');
+        const nextLogit = tf.gatherND(logits, at);
+        return {
+          ids: top.indices,
+          probs: top.values,
+          nextProb: tf.gatherND(probs, at),
+          nextRank: tf.sum(tf.cast(tf.greater(logits, tf.expandDims(nextLogit, 1)), 'int32'), 1),
+        };
+      }));
     }
+    joined = tf.tidy(() => ({
+      ids: tf.concat(blocks.map((b) => b.ids)),
+      probs: tf.concat(blocks.map((b) => b.probs)),
+      nextProb: tf.concat(blocks.map((b) => b.nextProb)),
+      nextRank: tf.concat(blocks.map((b) => b.nextRank)),
+    }));
+    const [topIds, topProbs, nextProb, nextRank] = await Promise.all([joined.ids.data(), joined.probs.data(), joined.nextProb.data(), joined.nextRank.data()]);
+    const out: Predictions = { k, ids: topIds as Int32Array, probs: topProbs as Float32Array, nextProb: nextProb as Float32Array, nextRank: nextRank as Int32Array };
+    out.nextProb[L - 1] = NaN;
+    out.nextRank[L - 1] = -1;
+    return out;
+  } finally {
+    for (const b of [...blocks, ...(joined ? [joined] : [])]) Object.values(b).forEach((t) => t.dispose());
   }
-  return out;
 }
 
 function mamba1Mixer(Dd: number, N: number, R: number, lw: TfLayer, proj: W, at: Int32Array, kernels: ScanKernels): Captured {
