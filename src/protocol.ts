@@ -7,7 +7,8 @@
  *   webview → host   notify  ready            (once the panel script runs; host then sends settings + model)
  *   host → webview   request loadModel        (weights ONCE per model, float32 transferable buffers)
  *   host → webview   request run              (ids/tokens/offsets of one sample; reply = per-token summary)
- *   webview → host   notify  backendInfo, selectionChanged, metricChanged, annotationEdit, error
+ *   webview → host   notify  backendInfo, selectionChanged, metricChanged, annotationEdit,
+ *                            modelReleased, error
  *   webview → host   request saveExport       (the host owns every file write: save dialog + write)
  *   host → webview   request exportView       ("Export View…" from the palette: webview returns bytes)
  *   either way       cancel <id>, progress <id>  (handled inside Rpc, see below)
@@ -142,6 +143,8 @@ export interface RunSettings {
   readonly layers?: readonly number[];
   /** Token positions whose states h_t are captured (negative counts from the end); default none: the state view scans to the selected token itself. */
   readonly statesAt?: readonly number[];
+  /** mambaScope.runMemoryLimitMB: the panel refuses a run whose kept internals would take more. */
+  readonly memoryLimitMB: number;
 }
 
 export interface RunParams {
@@ -317,6 +320,8 @@ export interface HostApi {
     selectionChanged: Selection;
     metricChanged: { readonly metric: TokenMetric; readonly layer: number };
     annotationEdit: AnnotationEdit;
+    /** The panel no longer holds this model's weights (a backend switch could not move them): send them again before the next run. */
+    modelReleased: { readonly modelId: string };
     /** A failure outside any request (a view failed to draw); the other views keep working. */
     error: { readonly view: string; readonly error: WireError };
   };
@@ -328,6 +333,8 @@ export interface PanelDescription {
   readonly runId: string | null;
   readonly backend: Backend | null;
   readonly selection: Selection | null;
+  /** Where the panel's memory goes, in bytes: the run's kept internals, tensors in the tfjs backend, and the wasm backend's heap (which never shrinks; null on other backends). */
+  readonly memory: { readonly keptBytes: number; readonly backendBytes: number; readonly wasmHeapBytes: number | null };
   /** Per view: whether it drew, and a digest of its pixels (distinct colours, min/max of the data shown). */
   readonly views: Record<string, { readonly drawn: boolean; readonly distinctColors: number; readonly min: number; readonly max: number }>;
 }

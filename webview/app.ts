@@ -169,13 +169,14 @@ export class App {
     this.statusEl.dataset.kind = kind;
   }
 
-  describe(base: Omit<PanelDescription, 'views' | 'selection' | 'runId'>): PanelDescription {
+  describe(base: Omit<PanelDescription, 'views' | 'selection' | 'runId' | 'memory'>, memory: Omit<PanelDescription['memory'], 'keptBytes'>): PanelDescription {
     const s = this.store.get();
     const runId = this.data?.inspection.id ?? null;
     return {
       ...base,
       runId,
       selection: runId === null ? null : { runId, layer: s.layer, token: s.token, channel: s.channel },
+      memory: { keptBytes: this.data?.keptBytes ?? 0, ...memory },
       views: Object.fromEntries(this.frames.map((f) => [f.spec.id, f.describe()])),
     };
   }

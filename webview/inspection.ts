@@ -7,7 +7,7 @@
 import { dumpLayers, dumpTokens, parseDumpKey } from '../src/engine/formats/dump';
 import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { INTERNAL_NAMES, type ForwardResult, type InternalName } from '../src/engine/internals';
-import type { LoadedModel } from '../src/engine/model/load';
+import type { ModelConfig } from '../src/engine/model/config';
 import { predictionsFromLogits, type Predictions } from '../src/engine/predictions';
 import type { Tensor } from '../src/engine/tensor';
 import { fromTensorMessage, type DumpParams, type RunParams, type TensorMessage } from '../src/protocol';
@@ -57,10 +57,13 @@ function tensorSource(loaded: Map<string, AnyTensor>, fetch?: (name: string) => 
 }
 
 /** The loaded model as the views need it. */
+/** The loaded model as the views see it: its weights are in the tfjs backend, not here. */
 export interface ModelContext {
   readonly id: string;
   readonly name: string;
-  readonly model: LoadedModel<'float32'>;
+  readonly config: ModelConfig;
+  /** A_log of each layer ([D, N] for Mamba-1, [H] for Mamba-2): the one weight the analyses need. */
+  readonly aLog: readonly Tensor<Float32Array>[];
   readonly vocab: readonly string[] | null;
 }
 
@@ -138,17 +141,15 @@ export async function fromDump(params: DumpParams, read: (name: string) => Promi
  */
 export function decayFor(model: ModelContext | null, rec: LayerRecord): { decay: DecayParams | null; why: string | null } {
   if (!model) return { decay: null, why: 'needs the model’s A = −exp(A_log): open the model that produced this data (Mamba Scope: Open Model…)' };
-  const { config, params } = model.model;
+  const { config } = model;
   if (config.arch === 'seed') return { decay: null, why: `${model.name} is a single block, not a layered model` };
-  // TS does not narrow `params` through `config.arch`; both layered architectures have layers[i].A_log.
-  const layers = (params as { layers: readonly { A_log: Tensor<Float32Array> }[] }).layers;
-  const p = layers[rec.layer];
+  const aLog = model.aLog[rec.layer];
   const delta = rec.tensors.delta, u = rec.tensors.u, B = rec.tensors.B;
   const groups = config.arch === 'mamba2' ? config.nGroups : 1;
-  const fits = p && delta && u && B &&
+  const fits = aLog && delta && u && B &&
     u.shape[1] === config.dInner &&
     B.shape[1] === groups * config.dState &&
     (config.arch === 'mamba1' ? delta.shape[1] === config.dInner : delta.shape[1] === config.nHeads);
   if (!fits) return { decay: null, why: `the loaded model ${model.name} does not match this layer’s shapes: open the model that produced this data` };
-  return { decay: { A: { shape: p.A_log.shape, data: p.A_log.data.map((v) => -Math.exp(v)) }, groups }, why: null };
+  return { decay: { A: { shape: aLog.shape, data: aLog.data.map((v) => -Math.exp(v)) }, groups }, why: null };
 }

@@ -41,7 +41,7 @@ const app = new App(document.getElementById('app') ?? document.body, {
 });
 
 let settings: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
-const session = new ComputeSession(settings.wasmPath);
+const session = new ComputeSession(settings.wasmPath, (modelId) => rpc.notify('modelReleased', { modelId }));
 let backend: BackendInfo | null = null;
 
 function showBackend(info: BackendInfo): void {
@@ -77,6 +77,12 @@ rpc.handle('loadModel', async (params, ctx) => {
 });
 
 rpc.handle('run', async (params, ctx) => {
+  const bytes = session.plan(params);
+  const shown = app.current;
+  if (shown && shown.keptBytes + bytes > params.settings.memoryLimitMB * 1e6) {
+    // Both runs at once would pass the limit: the panel shows the new tokens while the old internals go.
+    app.show(new PanelData(fromRun(params, { layers: [] }), session.model), settings.defaultLayer);
+  }
   app.setStatus(`Running ${params.sampleName}…`);
   const { result, backend: info, forwardMs } = await session.run(params, ctx);
   showBackend(info);
@@ -104,7 +110,7 @@ rpc.handle('showComparison', async (params) => {
 
 rpc.handle('exportView', (req) => app.exportBytes(req.kind, req.view));
 
-rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null }));
+rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null }, session.memory()));
 
 rpc.on('selectToken', ({ runId, token, layer }) => {
   const data = app.current;

@@ -20,6 +20,11 @@ export class PanelData {
 
   constructor(readonly inspection: Inspection, readonly model: ModelContext | null) {}
 
+  /** Bytes of the layers' internals this data holds: what a new run may have to make room for. */
+  get keptBytes(): number {
+    return this.inspection.layers.reduce((sum, l) => sum + Object.values(l.tensors).reduce((s, t) => s + (t?.data.byteLength ?? 0), 0), 0);
+  }
+
   get layerNumbers(): number[] {
     return this.inspection.layers.map((l) => l.layer);
   }

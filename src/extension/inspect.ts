@@ -86,7 +86,7 @@ export class Inspector {
         ids: ids.buffer as ArrayBuffer,
         tokens: encoded.tokens.slice(0, n),
         offsets: encoded.offsets.slice(0, n),
-        settings: { backend: settings.backend },
+        settings: { backend: settings.backend, memoryLimitMB: settings.runMemoryLimitMB },
       };
       const summary = await withCancellableProgress(`Mamba Scope: ${sampleName}`, controller, async (report) => {
         await panel.ensureModel(model, controller.signal, report);

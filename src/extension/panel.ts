@@ -93,6 +93,9 @@ export class InspectorPanel implements vscode.Disposable {
       this.backend = info;
       this.emitter.backend.fire(info);
     });
+    this.rpc.on('modelReleased', ({ modelId }) => {
+      if (this.loadedModelId === modelId) this.loadedModelId = null;
+    });
     this.rpc.on('selectionChanged', (s) => this.emitter.selection.fire(s));
     this.rpc.on('metricChanged', (m) => this.emitter.metric.fire(m));
     this.rpc.on('error', ({ view, error }) => {

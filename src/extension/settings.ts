@@ -13,6 +13,8 @@ export interface Settings extends ViewSettings {
   /** A model folder or .safetensors file; empty = the model bundled with the extension. */
   readonly modelPath: string;
   readonly maxTokens: number;
+  /** mambaScope.runMemoryLimitMB: what one panel run may keep. */
+  readonly runMemoryLimitMB: number;
 }
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
@@ -30,6 +32,7 @@ export function readSettings(): Settings {
     modelPath: (c.get<string>('modelPath') ?? '').trim(),
     backend: oneOf<BackendPreference>(c.get('backend'), ['auto', ...BACKENDS], 'auto'),
     maxTokens: intIn(c.get('maxTokens'), 1, 65536, 2048),
+    runMemoryLimitMB: intIn(c.get('runMemoryLimitMB'), 16, 65536, 1200),
     colormap: oneOf<Colormap>(c.get('colormap'), COLORMAPS, 'viridis'),
     metric: oneOf<TokenMetric>(c.get('metric'), TOKEN_METRICS, 'delta'),
     defaultLayer: intIn(c.get('defaultLayer'), 0, 1 << 16, 0),

@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '../../src/engine/errors';
 import type { SafetensorsFile } from '../../src/engine/formats/safetensors';
-import type { ForwardResult } from '../../src/engine/internals';
+import { keptValues, type ForwardResult } from '../../src/engine/internals';
 import { parseModelConfig } from '../../src/engine/model/config';
 import { loadModel, loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
 import { referenceForward, referenceSeedBlock } from '../../src/engine/reference/forward';
-import { createTfModel, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
+import { createTfModel, devicePredictions, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
 import { tfjsOpsHeadScan, tfjsOpsScan } from '../../src/engine/tfjs/scan';
 import { normalizedError } from '../../src/engine/tensor';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
@@ -132,6 +132,20 @@ describe('float64 reference forward', () => {
   });
 });
 
+describe('memory estimate of a run (keptValues)', () => {
+  for (const name of ['mamba1-tiny', 'mamba2-tiny']) {
+    it(`equals what the forward keeps, for ${name}`, async () => {
+      const model = await loadModelFolder(new NodeFolderStore(fixture(name)), 'float64');
+      const ids = [5, 6, 7, 8, 9];
+      for (const keep of [undefined, ['z', 'u', 'delta', 'B', 'C', 'h'] as const, ['y'] as const]) {
+        const r = referenceForward(model, ids, { layers: [0, 1], statesAt: [-1, 0], keep });
+        const kept = r.layers.reduce((sum, l) => sum + Object.values(l.tensors).reduce((s, t) => s + (t?.data.length ?? 0), 0), 0);
+        assert.equal(keptValues(model.config, { tokens: ids.length, layers: 2, states: 2, keep }), kept, `keep ${keep?.join(',') ?? 'all'}`);
+      }
+    });
+  }
+});
+
 describe('tfjs forward (fp32)', function () {
   this.timeout(180_000);
   for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
@@ -169,6 +183,27 @@ describe('tfjs forward (fp32)', function () {
       assert.ok(Number.isNaN(got.nextProb[ids.length - 1]) && got.nextRank[ids.length - 1] === -1, 'nothing follows the last token');
       assert.ok(normalizedError(got.nextProb.subarray(0, -1), want.nextProb.subarray(0, -1)) < 1e-5);
       tfModel.dispose();
+    });
+
+    it(`on ${backend}, predictions computed in many row blocks equal those from the whole logits`, async () => {
+      await useNodeBackend(backend);
+      let seed = 7;
+      const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296) * 4 - 2;
+      const L = 23, H = 8, V = 50;
+      const normed = tf.tensor2d(Float32Array.from({ length: L * H }, random), [L, H]);
+      const lmHead = tf.tensor2d(Float32Array.from({ length: V * H }, random), [V, H]);
+      const ids = Int32Array.from({ length: L }, (_, i) => (i * 13) % V);
+      const logits = tf.matMul(normed, lmHead, false, true);
+      const want = predictionsFromLogits({ shape: [L, V], data: (await logits.data()) as Float32Array }, ids, 3);
+      const before = tf.memory().numTensors;
+      // Blocks of 5 rows: 5 blocks, the last one short.
+      const got = await devicePredictions(normed, lmHead, ids, 3, 5 * 4 * V);
+      assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+      assert.deepEqual([...got.ids], [...want.ids]);
+      assert.deepEqual([...got.nextRank], [...want.nextRank]);
+      assert.ok(normalizedError(got.probs, want.probs) < 1e-6);
+      assert.ok(normalizedError(got.nextProb.subarray(0, -1), want.nextProb.subarray(0, -1)) < 1e-6);
+      tf.dispose([normed, lmHead, logits]);
     });
   }
 

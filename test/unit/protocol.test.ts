@@ -70,7 +70,7 @@ describe('protocol: Rpc', () => {
     webview.handle('showDump', () => {
       throw new TypeError('x is undefined');
     });
-    const params = { runId: 'r', modelId: 'm', sampleName: 's', ids: new ArrayBuffer(0), tokens: [], offsets: [], settings: { backend: 'auto' as const } };
+    const params = { runId: 'r', modelId: 'm', sampleName: 's', ids: new ArrayBuffer(0), tokens: [], offsets: [], settings: { backend: 'auto' as const, memoryLimitMB: 1200 } };
     await assert.rejects(host.request('run', params), (e: unknown) => e instanceof MambaScopeError && e.kind === 'bad-input' && e.message === 'demo0.py: is empty: nothing to inspect');
     await assert.rejects(host.request('showDump', { name: 'd', metadata: {}, index: [], tensors: {} }), (e: unknown) => e instanceof RemoteError && e.source === 'webview' && e.problem === 'x is undefined');
     await assert.rejects(host.request('describe', null), (e: unknown) => e instanceof MambaScopeError && e.kind === 'unsupported' && /no handler for "describe"/.test(e.message));
@@ -105,7 +105,7 @@ describe('protocol: Rpc', () => {
       return null as never;
     });
     const controller = new AbortController();
-    const params = { runId: 'r', modelId: 'm', sampleName: 's', ids: new ArrayBuffer(0), tokens: [], offsets: [], settings: { backend: 'auto' as const } };
+    const params = { runId: 'r', modelId: 'm', sampleName: 's', ids: new ArrayBuffer(0), tokens: [], offsets: [], settings: { backend: 'auto' as const, memoryLimitMB: 1200 } };
     const p = host.request('run', params, { signal: controller.signal });
     await tick(10);
     controller.abort();

@@ -53,7 +53,7 @@ describe('annotations view in Chromium', function () {
     await panel.notify('setSettings', SETTINGS);
     const { params, tokenizer } = await loadModelParams(TINY_MODEL, 'tiny');
     await panel.request('loadModel', params);
-    const run = runParams('run-a', 'tiny', TEXT, tokenizer, { backend: 'cpu' });
+    const run = runParams('run-a', 'tiny', TEXT, tokenizer, { backend: 'cpu', memoryLimitMB: 1200 });
     offsets = run.offsets.map(([s, e]) => [s, e]);
     ids = new Int32Array(run.ids.slice(0));
     session = await AnnotationSession.open(new AnnotationFileStore(dir), { runId: 'run-a', path: join(dir, 'sample.py'), text: TEXT, offsets, model: null, tokenizerSha256: null });

@@ -47,7 +47,7 @@ describe('tfjs backends in Chromium', function () {
       const { params, tokenizer } = await loadModelParams(DEMO_MODEL, 'demo');
       const loaded = await panel.request('loadModel', params);
       assert.equal(loaded.backend.backend, 'webgpu');
-      const run = runParams('demo0', 'demo', TEXT, tokenizer, { backend: 'webgpu' });
+      const run = runParams('demo0', 'demo', TEXT, tokenizer, { backend: 'webgpu', memoryLimitMB: 1200 });
       const summary = await panel.request('run', run);
       assert.equal(summary.backend.backend, 'webgpu');
 

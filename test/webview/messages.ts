@@ -36,7 +36,7 @@ export async function loadModelParams(dir: string, modelId = dir): Promise<{ par
   return { params: { modelId, name: dir.split('/').pop()!, config, tensors, vocab }, tokenizer };
 }
 
-export function runParams(runId: string, modelId: string, text: string, tokenizer: MambaTokenizer, settings: RunParams['settings'] = { backend: 'auto' }): RunParams {
+export function runParams(runId: string, modelId: string, text: string, tokenizer: MambaTokenizer, settings: RunParams['settings'] = { backend: 'auto', memoryLimitMB: 1200 }): RunParams {
   const e = tokenizer.encode(text);
   return { runId, modelId, sampleName: runId, ids: e.ids.buffer as ArrayBuffer, tokens: e.tokens, offsets: e.offsets, settings };
 }
