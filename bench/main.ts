@@ -1,9 +1,11 @@
 /**
- * npm run bench [-- options]: the scan at one mamba-130m layer and the whole 130m-shaped forward,
- * printed as a table and written to bench/results.json. Targets and anchors: issue 4 and
- * docs/PERFORMANCE.md.
+ * npm run bench [-- options]: the scan at one mamba-130m layer, the whole 130m-shaped forward and
+ * the panel's memory at 130m × 2048 tokens, printed as a table and written to bench/results.json.
+ * Targets and anchors: issues 4 and 7, docs/PERFORMANCE.md.
  *   --out=PATH              results file (default bench/results.json)
- *   --skip-scan, --skip-forward
+ *   --skip-scan, --skip-forward, --skip-memory
+ *   --memory-backend=NAME   backend of the panel in the memory run (default wasm)
+ *   --memory-tokens=N       tokens of the memory run (default 2048)
  *   --forward-backends=LIST webgpu,wasm,cpu (default all three)
  *   --cpu-layers=N          layers for the wasm and cpu forward (default 1)
  *   --tokens=N              forward length (default 1024)
@@ -20,6 +22,7 @@ import { runForwardBench } from './forwardBench';
 import { MAMBA_130M, randomMamba1 } from './randomModel';
 import { table, type Row } from './report';
 import { LAYER, runScanBench, scanBytes } from './scanBench';
+import { runWebviewMemoryBench } from './webviewMemory';
 
 /** Issue 4's figures, measured on the same H200 with PyTorch 2.11 / transformers 5.17 (pure-PyTorch path). */
 const ANCHORS = {
@@ -41,12 +44,22 @@ const intFlag = (name: string, fallback: number) => {
 async function main(): Promise<void> {
   const started = Date.now();
   const log = (s: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${s}`);
-  const adapter = await registerDawnWebGpu({ preciseTimestamps: true });
-  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not start');
-  log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} (${adapter.description})${adapter.software ? ', software' : ''}`);
   const rows: Row[] = [];
+  // First, while this process is small: the memory run builds its own 0.5 GB model.
+  if (flag('skip-memory') === undefined) {
+    rows.push(...(await runWebviewMemoryBench({
+      tokens: intFlag('memory-tokens', 2048),
+      backend: (flag('memory-backend') ?? 'wasm') as 'wasm',
+    }, log)));
+  }
+  const gpuSections = flag('skip-scan') === undefined || flag('skip-forward') === undefined;
+  const adapter = gpuSections ? await registerDawnWebGpu({ preciseTimestamps: true }) : undefined;
+  if (adapter) {
+    if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not start');
+    log(`adapter: ${adapter.vendor} ${adapter.architecture} ${adapter.device} (${adapter.description})${adapter.software ? ', software' : ''}`);
+  }
 
-  if (flag('skip-scan') === undefined) {
+  if (adapter && flag('skip-scan') === undefined) {
     rows.push(...(await runScanBench({
       software: adapter.software,
       opsTokens: intFlag('ops-tokens', adapter.software ? 128 : LAYER.L),
@@ -55,7 +68,7 @@ async function main(): Promise<void> {
     }, log)));
   }
   const tokens = intFlag('tokens', 1024);
-  if (flag('skip-forward') === undefined) {
+  if (adapter && flag('skip-forward') === undefined) {
     log('building the random-weight mamba-130m-shaped model');
     const model = randomMamba1(MAMBA_130M);
     rows.push(...(await runForwardBench(model, {
@@ -66,7 +79,7 @@ async function main(): Promise<void> {
     }, log)));
   }
 
-  const summary = summarize(rows, tokens, adapter.software);
+  const summary = summarize(rows, tokens, adapter?.software);
   console.log(table(rows));
   console.log('\n' + summary.lines.join('\n'));
   const out = flag('out') || 'bench/results.json';
@@ -84,13 +97,14 @@ async function main(): Promise<void> {
 }
 
 /** The issue's targets against the rows that measure them. */
-function summarize(rows: readonly Row[], tokens: number, software: boolean): { lines: string[]; values: Record<string, number | boolean | undefined> } {
+function summarize(rows: readonly Row[], tokens: number, software: boolean | undefined): { lines: string[]; values: Record<string, number | boolean | undefined> } {
   const time = (r: Row | undefined) => r && (r.gpuMs ?? r.ms);
   const scanRows = rows.filter((r) => r.section === 'scan');
   const fused = scanRows.find((r) => r.name.startsWith('WGSL fused'));
   const bestWgsl = scanRows.filter((r) => r.name.startsWith('WGSL')).sort((a, b) => time(a)! - time(b)!)[0];
   const ops = scanRows.find((r) => r.name.startsWith('tfjs-ops'));
   const js = scanRows.find((r) => r.backend === 'js');
+  const memory = rows.filter((r) => r.section === 'memory' && r.mib !== undefined);
   const forward = rows.find((r) => r.section === 'forward' && r.backend === 'webgpu' && r.name.includes(`${MAMBA_130M.nLayer} layers`));
   const bound = (scanBytes(LAYER.L, LAYER.D, LAYER.N) / (ANCHORS.h200BandwidthTBs * 1e12)) * 1e3;
   const v: Record<string, number | boolean | undefined> = {
@@ -101,12 +115,15 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean): { l
     jsOverFused: js && fused && js.ms / fused.ms,
     forwardMs: forward?.ms,
     transformersOverForward: forward && ANCHORS.transformersForwardMs[tokens] && ANCHORS.transformersForwardMs[tokens] / forward.ms,
+    panelPeakMiB: memory.length ? Math.max(...memory.map((r) => r.mib!)) : undefined,
   };
   const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
-  const lines = [`best WGSL scan ${x(v.bestWgslScanMs, 3)} ms (${bestWgsl?.name ?? '-'}); fused ${x(v.fusedScanMs, 3)} ms; bandwidth bound at 4.8 TB/s ${x(bound * 1e3, 1)} µs`];
-  if (software) {
+  const lines: string[] = [];
+  if (scanRows.length) lines.push(`best WGSL scan ${x(v.bestWgslScanMs, 3)} ms (${bestWgsl?.name ?? '-'}); fused ${x(v.fusedScanMs, 3)} ms; bandwidth bound at 4.8 TB/s ${x(bound * 1e3, 1)} µs`);
+  if (memory.length) lines.push(`panel at ${MAMBA_130M.nLayer} layers × ${memory[0].shape.split('L=')[1]} tokens < 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(v.panelPeakMiB, 0)} MiB in the renderer`);
+  if (software === true) {
     lines.push(`CPU WebGPU targets: fused ≥ 50× the tfjs-ops scan: ${x(v.tfjsOpsOverFused)}×; no slower than the JS loop: JS/fused = ${x(v.jsOverFused, 2)}`);
-  } else {
+  } else if (software === false) {
     const best = v.bestWgslScanMs as number | undefined;
     lines.push(`GPU targets: scan ≤ 0.3 ms: ${x(best, 3)} ms; ≥ 200× the PyTorch loop (66 ms): ${x(best && ANCHORS.pytorchScanLoopMs / best, 0)}×; ≥ 10× the materialized form (3.1 ms): ${x(best && ANCHORS.pytorchScanMaterializedMs / best, 1)}×`);
     lines.push(`forward at ${tokens} tokens ≤ 100 ms and ≥ 12× transformers: ${x(v.forwardMs)} ms, ${x(v.transformersOverForward)}× transformers' ${ANCHORS.transformersForwardMs[tokens] ?? '?'} ms`);

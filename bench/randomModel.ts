@@ -61,3 +61,24 @@ export function randomMamba1(config: Mamba1Config, seed = 1): LoadedModel<'float
     },
   };
 }
+
+/** The model's tensors under transformers' checkpoint keys (MambaForCausalLM, tied head): what the host sends the panel. */
+export function mamba1CheckpointTensors(model: LoadedModel<'float32'>): Map<string, Param<'float32'>> {
+  const c = model.config as Mamba1Config;
+  const p = model.params as { embedding: Param<'float32'>; normF: Param<'float32'>; layers: readonly Mamba1LayerParams<'float32'>[] };
+  const out = new Map<string, Param<'float32'>>([['backbone.embeddings.weight', p.embedding], ['backbone.norm_f.weight', p.normF]]);
+  p.layers.forEach((l, i) => {
+    const m = `backbone.layers.${i}.mixer.`;
+    out.set(`backbone.layers.${i}.norm.weight`, l.norm);
+    out.set(`${m}in_proj.weight`, l.inProjW);
+    out.set(`${m}conv1d.weight`, { shape: [c.dInner, 1, c.dConv], data: l.convW.data });
+    if (l.convB) out.set(`${m}conv1d.bias`, l.convB);
+    out.set(`${m}x_proj.weight`, l.xProjW);
+    out.set(`${m}dt_proj.weight`, l.dtProjW);
+    out.set(`${m}dt_proj.bias`, l.dtProjB);
+    out.set(`${m}A_log`, l.A_log);
+    out.set(`${m}D`, l.D);
+    out.set(`${m}out_proj.weight`, l.outProjW);
+  });
+  return out;
+}

@@ -12,6 +12,8 @@ export interface PanelOptions {
   /** Leave out --enable-unsafe-webgpu (WebGPU then has no adapter). */
   readonly withoutWebGpu?: boolean;
   readonly viewport?: { width: number; height: number };
+  /** More Chromium flags (the memory benchmark adds --js-flags=--expose-gc). */
+  readonly extraArgs?: readonly string[];
 }
 
 export class Panel {
@@ -22,7 +24,7 @@ export class Panel {
 
   static async open(options: PanelOptions = {}): Promise<Panel> {
     const server = await HarnessServer.start();
-    const args = options.withoutWebGpu ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS;
+    const args = [...(options.withoutWebGpu ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS), ...(options.extraArgs ?? [])];
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args });
     const page = await browser.newPage({ viewport: options.viewport ?? { width: 1400, height: 1000 } });
     const panel = new Panel(browser, page, server);

@@ -8,14 +8,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
-import { packMessage } from './wire';
+import { splitMessage, type SplitMessage } from './wire';
 
 export const ROOT = join(__dirname, '..', '..');
 const WASM_DIR = join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.map': 'application/json', '.wasm': 'application/wasm' };
 
 export class HarnessServer {
-  private readonly messages = new Map<string, Uint8Array>();
+  private readonly messages = new Map<string, SplitMessage>();
   private next = 0;
 
   private constructor(private readonly server: Server, readonly origin: string) {}
@@ -35,8 +35,12 @@ export class HarnessServer {
       if (path === '/harness/fakeHost.js') return send(fakeHostJs, TYPES['.js']);
       if (path === '/favicon.ico') return send('', 'image/x-icon');
       if (path.startsWith('/msg/')) {
-        const m = self?.messages.get(path.slice(5));
-        if (m) return send(m, 'application/octet-stream');
+        // /msg/<id>: the skeleton; /msg/<id>/<k>: its buffer k.
+        const [id, part] = path.slice(5).split('/');
+        const m = self?.messages.get(id);
+        if (m && part === undefined) return send(m.skeleton, 'application/json');
+        const b = m?.buffers[Number(part)];
+        if (b) return send(new Uint8Array(b), 'application/octet-stream');
       }
       const file = path.startsWith('/wasm/') ? join(WASM_DIR, path.slice(6)) : path === '/' ? join(__dirname, 'harness', 'index.html') : path.startsWith('/harness/') ? join(__dirname, path) : join(ROOT, normalize(path));
       const allowed = [join(ROOT, 'dist'), join(ROOT, 'media'), join(__dirname, 'harness'), WASM_DIR].some((d) => file.startsWith(d + '/'));
@@ -49,10 +53,10 @@ export class HarnessServer {
     return self;
   }
 
-  /** Holds a message for the page to fetch; returns its URL path. */
+  /** Holds a message for the page to fetch (skeleton, then each buffer); returns its URL path. */
   offer(message: unknown): string {
     const id = String(this.next++);
-    this.messages.set(id, packMessage(message));
+    this.messages.set(id, splitMessage(message));
     return `/msg/${id}`;
   }
 

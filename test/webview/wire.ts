@@ -1,45 +1,31 @@
 /**
- * Moves protocol messages with ArrayBuffers from Node into the test page as one binary body:
- * a JSON skeleton in which each ArrayBuffer is replaced by {"$buffer": i}, followed by the
- * buffers. The page unpacks it into the same object (fresh ArrayBuffers) and posts it the way
- * the host would. Used on both sides: no Node or DOM imports.
+ * Moves protocol messages with ArrayBuffers from Node into the test page: a JSON skeleton in
+ * which each ArrayBuffer is replaced by {"$buffer": i}, and the buffers, each fetched on its own
+ * so the page receives every buffer once, as a VS Code webview does (a single packed body would
+ * be a second copy of a 0.5 GB weights message). Used on both sides: no Node or DOM imports.
  */
 const MARK = '$buffer';
 
-export function packMessage(message: unknown): Uint8Array {
+export interface SplitMessage {
+  readonly skeleton: string;
+  readonly buffers: readonly ArrayBuffer[];
+}
+
+export function splitMessage(message: unknown): SplitMessage {
   const buffers: ArrayBuffer[] = [];
-  const json = JSON.stringify(message, (_k, v: unknown) => {
+  const skeleton = JSON.stringify(message, (_k, v: unknown) => {
     if (v instanceof ArrayBuffer) return { [MARK]: buffers.push(v) - 1 };
     if (ArrayBuffer.isView(v)) throw new Error('pack typed arrays as their ArrayBuffer (the protocol sends ArrayBuffers)');
     return v;
   });
-  const head = new TextEncoder().encode(json);
-  const sizes = [head.byteLength, ...buffers.map((b) => b.byteLength)];
-  const out = new Uint8Array(4 * (sizes.length + 1) + sizes.reduce((a, b) => a + b, 0));
-  const view = new DataView(out.buffer);
-  view.setUint32(0, sizes.length, true);
-  sizes.forEach((s, i) => view.setUint32(4 * (i + 1), s, true));
-  let at = 4 * (sizes.length + 1);
-  out.set(head, at);
-  at += head.byteLength;
-  for (const b of buffers) {
-    out.set(new Uint8Array(b), at);
-    at += b.byteLength;
-  }
-  return out;
+  return { skeleton, buffers };
 }
 
-export function unpackMessage(bytes: ArrayBuffer): unknown {
-  const view = new DataView(bytes);
-  const n = view.getUint32(0, true);
-  const sizes = Array.from({ length: n }, (_, i) => view.getUint32(4 * (i + 1), true));
-  let at = 4 * (n + 1);
-  const json = new TextDecoder().decode(new Uint8Array(bytes, at, sizes[0]));
-  at += sizes[0];
-  const buffers = sizes.slice(1).map((s) => {
-    const b = bytes.slice(at, at + s);
-    at += s;
-    return b;
-  });
-  return JSON.parse(json, (_k, v: unknown) => (v && typeof v === 'object' && MARK in v ? buffers[(v as Record<string, number>)[MARK]] : v));
+/** The message again, from its skeleton and its buffers (fetched by index). */
+export async function joinMessage(skeleton: string, buffer: (index: number) => Promise<ArrayBuffer>): Promise<unknown> {
+  const indices: number[] = [];
+  JSON.parse(skeleton, (_k, v: unknown) => (v && typeof v === 'object' && MARK in v ? (indices.push((v as Record<string, number>)[MARK]), v) : v));
+  const buffers = new Map<number, ArrayBuffer>();
+  for (const i of indices) buffers.set(i, await buffer(i));
+  return JSON.parse(skeleton, (_k, v: unknown) => (v && typeof v === 'object' && MARK in v ? buffers.get((v as Record<string, number>)[MARK]) : v));
 }

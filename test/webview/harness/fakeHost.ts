@@ -5,15 +5,23 @@
  * webview notifies, and keeps what it asked to save.
  */
 import { Rpc, type ExportData, type HostApi, type WebviewApi } from '../../../src/protocol';
-import { unpackMessage } from '../wire';
+import { joinMessage } from '../wire';
 
 type Listener = (data: unknown) => void;
 let toHost: Listener = () => undefined;
 
+/** The ArrayBuffers inside a message, each once (postMessage refuses a repeated transfer). */
+function buffersIn(x: unknown, out = new Set<ArrayBuffer>()): ArrayBuffer[] {
+  if (x instanceof ArrayBuffer) out.add(x);
+  else if (x && typeof x === 'object') for (const v of Object.values(x)) buffersIn(v, out);
+  return [...out];
+}
+
 const rpc = new Rpc<HostApi, WebviewApi>(
   'host',
-  // The webview listens for 'message' events on its window, as in VS Code.
-  (m) => window.postMessage(m, '*'),
+  // The webview listens for 'message' events on its window, as in VS Code; the buffers are
+  // transferred, so the page holds one copy of a message, as a VS Code webview does.
+  (m) => window.postMessage(m, '*', buffersIn(m)),
   (l) => {
     toHost = l;
   },
@@ -27,7 +35,7 @@ const rpc = new Rpc<HostApi, WebviewApi>(
 });
 
 const notifications: { method: string; params: unknown }[] = [];
-for (const method of ['ready', 'backendInfo', 'selectionChanged', 'metricChanged', 'annotationEdit', 'error'] as const) {
+for (const method of ['ready', 'backendInfo', 'selectionChanged', 'metricChanged', 'annotationEdit', 'modelReleased', 'error'] as const) {
   rpc.on(method, (params) => notifications.push({ method, params }));
 }
 const saved: ExportData[] = [];
@@ -42,10 +50,14 @@ rpc.handle('readTensor', ({ name }) => {
   return t as never;
 });
 
-async function fetchMessage(url: string): Promise<unknown> {
+async function fetchOk(url: string): Promise<Response> {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
-  return unpackMessage(await r.arrayBuffer());
+  return r;
+}
+
+async function fetchMessage(url: string): Promise<unknown> {
+  return joinMessage(await (await fetchOk(url)).text(), async (i) => (await fetchOk(`${url}/${i}`)).arrayBuffer());
 }
 
 /** A reply made JSON-friendly for page.evaluate: TensorMessage buffers become `values`, other ArrayBuffers base64. */

@@ -1,0 +1,109 @@
+/**
+ * (c) The panel's memory at mamba-130m × 2048 tokens (issue 7: the webview stays under 2 GB).
+ * The real dist/webview.js runs in Chromium through the browser-test harness: the random-weight
+ * 130m-shaped model is loaded, a 2048-token run goes through the forward and every view draws.
+ * Figures are the renderer process's resident memory from /proc (Linux): the peak of each phase
+ * (VmHWM, reset between phases through clear_refs) and the level after a forced GC.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { LoadModelParams, NamedTensors, RunParams } from '../src/protocol';
+import { toTensorMessage } from '../src/protocol';
+import { Panel } from '../test/webview/panel';
+import { MAMBA_130M, mamba1CheckpointTensors, randomMamba1 } from './randomModel';
+import type { Row } from './report';
+
+export interface MemoryBenchOptions {
+  readonly tokens: number;
+  readonly backend: 'wasm' | 'cpu' | 'webgpu';
+}
+
+/** The views a researcher goes through after a run, in tab order. */
+const VIEWS = ['heatmap', 'gates', 'state', 'attention', 'layers', 'next', 'annotations'];
+
+const MIB = 2 ** 20;
+
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field + ':'));
+  if (!line) throw new Error(`/proc/${pid}/status has no ${field}`);
+  return (Number.parseInt(line.slice(field.length + 1), 10) * 1024) / MIB;
+}
+
+export async function runWebviewMemoryBench(opts: MemoryBenchOptions, log: (s: string) => void): Promise<Row[]> {
+  if (process.platform !== 'linux') throw new Error('the memory benchmark reads /proc: Linux only');
+  const panel = await Panel.open({ extraArgs: ['--js-flags=--expose-gc'] });
+  try {
+    const cdp = await panel.browser.newBrowserCDPSession();
+    const { processInfo } = (await cdp.send('SystemInfo.getProcessInfo')) as { processInfo: { type: string; id: number }[] };
+    const renderers = processInfo.filter((p) => p.type === 'renderer').map((p) => p.id);
+    // The page's renderer is the one that grows: the harness page is the only page.
+    const rss = () => Math.max(...renderers.map((pid) => procStatus(pid, 'VmRSS')));
+    const peak = () => Math.max(...renderers.map((pid) => procStatus(pid, 'VmHWM')));
+    const resetPeak = () => renderers.forEach((pid) => writeFileSync(`/proc/${pid}/clear_refs`, '5'));
+    // Chromium frees ArrayBuffers' memory after the collection that finds them dead, not during
+    // it: collect, wait, collect again.
+    const settled = async () => {
+      const gc = () => panel.page.evaluate(() => (globalThis as unknown as { gc(): void }).gc());
+      await gc();
+      await new Promise((r) => setTimeout(r, 1500));
+      await gc();
+      return rss();
+    };
+    /** The panel's own account: kept internals, tfjs tensors, wasm heap. */
+    const breakdown = async () => {
+      const { memory: m } = await panel.request('describe', null);
+      const mib = (b: number | null) => (b === null ? 'n/a' : `${(b / MIB).toFixed(0)} MiB`);
+      return `kept internals ${mib(m.keptBytes)}, tfjs tensors ${mib(m.backendBytes)}, wasm heap ${mib(m.wasmHeapBytes)}`;
+    };
+    const shape = `${MAMBA_130M.nLayer}×${MAMBA_130M.dModel}, L=${opts.tokens}`;
+    const rows: Row[] = [];
+    const row = (name: string, mib: number, ms: number, note?: string) => {
+      rows.push({ section: 'memory', name, backend: opts.backend, shape, ms, mib, note });
+      log(`${name}: ${mib.toFixed(0)} MiB${note ? ` (${note})` : ''}`);
+    };
+
+    await panel.notify('setSettings', { backend: opts.backend, colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05, wasmPath: panel.server.wasmPath });
+    row('empty panel', await settled(), 0);
+
+    log('building the random-weight mamba-130m-shaped model');
+    const model = randomMamba1(MAMBA_130M);
+    const tensors: NamedTensors = {};
+    for (const [name, t] of mamba1CheckpointTensors(model)) tensors[name] = toTensorMessage(t);
+    const vocab = Array.from({ length: MAMBA_130M.vocabSize }, (_, i) => `t${i}`);
+    const load: LoadModelParams = { modelId: 'random-130m', name: 'random-130m', config: MAMBA_130M, tensors, vocab };
+    resetPeak();
+    let start = Date.now();
+    await panel.request('loadModel', load);
+    row('loadModel: peak', peak(), Date.now() - start, 'the weights message and their upload');
+    row('loadModel: after GC', await settled(), 0, await breakdown());
+
+    const V = MAMBA_130M.vocabSize;
+    const ids = Int32Array.from({ length: opts.tokens }, (_, i) => (i * 7919 + 13) % V);
+    const run: RunParams = {
+      runId: 'memory-bench', modelId: 'random-130m', sampleName: 'memory-bench', ids: ids.buffer as ArrayBuffer,
+      tokens: Array.from(ids, (id) => `t${id}`), offsets: Array.from(ids, (_, i) => [i, i + 1] as const), settings: { backend: opts.backend, memoryLimitMB: 1200 },
+    };
+    resetPeak();
+    start = Date.now();
+    await panel.request('run', run);
+    await panel.waitForView('heatmap', 600_000);
+    const forwardMs = Date.now() - start;
+    row('run: peak (forward and first view)', peak(), forwardMs);
+    row('run: after GC', await settled(), 0, await breakdown());
+
+    resetPeak();
+    start = Date.now();
+    // The last token: the state and attention views work up to the selected one.
+    await panel.notify('selectToken', { runId: run.runId, token: opts.tokens - 1 });
+    for (const view of VIEWS) {
+      const header = panel.page.locator(`vscode-tab-header[data-view="${view}"]`);
+      if (await header.count()) await header.click();
+      await panel.waitForView(view, 600_000);
+    }
+    row('every view drawn: peak', peak(), Date.now() - start, VIEWS.join(', '));
+    row('every view drawn: after GC', await settled(), 0, await breakdown());
+    if (panel.errors.length) throw new Error(`the panel reported errors:\n${panel.errors.join('\n')}`);
+    return rows;
+  } finally {
+    await panel.close();
+  }
+}
