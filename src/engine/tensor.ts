@@ -4,6 +4,8 @@
  * (input_ids, h_tokens) keep their integer type so dumps round-trip exactly.
  */
 export type FloatArray = Float32Array | Float64Array;
+/** Picks a computation's output precision: the reference passes Float64Array, the host-loop tfjs kernels Float32Array. */
+export type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 export type IntArray = Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | BigInt64Array | BigUint64Array;
 export type TensorData = FloatArray | IntArray;
 

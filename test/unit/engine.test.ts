@@ -11,7 +11,7 @@ import { keptValues, type ForwardResult } from '../../src/engine/internals';
 import { parseModelConfig } from '../../src/engine/model/config';
 import { loadModel, loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
 import { referenceForward, referenceSeedBlock } from '../../src/engine/reference/forward';
-import { createTfModel, devicePredictions, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
+import { createTfModel, devicePredictions, layoutFor, moveTfModel, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
 import { tfjsOpsHeadScan, tfjsOpsScan } from '../../src/engine/tfjs/scan';
 import { normalizedError } from '../../src/engine/tensor';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
@@ -163,7 +163,7 @@ describe('tfjs forward (fp32)', function () {
     });
   }
 
-  for (const backend of ['cpu', 'webgpu'] as const) {
+  for (const backend of ['cpu', 'wasm', 'webgpu'] as const) {
     it(`on ${backend}, keeps only the internals asked for and computes next-token predictions on the device instead of the logits`, async () => {
       await useNodeBackend(backend);
       const tfModel = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32'));
@@ -197,7 +197,7 @@ describe('tfjs forward (fp32)', function () {
       const want = predictionsFromLogits({ shape: [L, V], data: (await logits.data()) as Float32Array }, ids, 3);
       const before = tf.memory().numTensors;
       // Blocks of 5 rows: 5 blocks, the last one short.
-      const got = await devicePredictions(normed, lmHead, ids, 3, 5 * 4 * V);
+      const got = await devicePredictions(normed, lmHead, layoutFor(backend), ids, 3, 5 * 4 * V);
       assert.equal(tf.memory().numTensors, before, 'no tensors leak');
       assert.deepEqual([...got.ids], [...want.ids]);
       assert.deepEqual([...got.nextRank], [...want.nextRank]);
@@ -232,6 +232,27 @@ describe('tfjs forward (fp32)', function () {
       assert.ok(normalizedError(r[name].data, (await io.readFloat(name, 'float64')).data) < 1e-3, name);
     }
     tfModel.dispose();
+  });
+});
+
+describe('moving an uploaded model between backends (moveTfModel)', function () {
+  this.timeout(120_000);
+  it('gives the same logits on cpu → wasm → webgpu → cpu, turning the projections to each backend’s layout', async () => {
+    const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+    const ids = (await dump.readNative('input_ids')).data as Int32Array;
+    await useNodeBackend('cpu');
+    let model = createTfModel(await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32'));
+    const first = (await tfjsForward(model, ids, { layers: [] })).logits!;
+    for (const backend of ['wasm', 'webgpu', 'cpu'] as const) {
+      await useNodeBackend(backend);
+      const before = tf.memory().numTensors;
+      model = await moveTfModel(model);
+      assert.equal(model.layout, layoutFor(backend));
+      assert.equal(tf.memory().numTensors, before, `${backend}: the old copies are freed as the new ones are made`);
+      const logits = (await tfjsForward(model, ids, { layers: [] })).logits!;
+      assert.ok(normalizedError(logits.data, first.data) < 1e-5, `${backend}: ${normalizedError(logits.data, first.data)}`);
+    }
+    model.dispose();
   });
 });
 

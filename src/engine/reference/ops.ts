@@ -2,7 +2,7 @@
  * Float64 building blocks of the reference forward. Plain loops, written for clarity and to be
  * numerically exact in double precision; they mirror transformers' module semantics one to one.
  */
-import type { Tensor } from '../tensor';
+import type { FloatArray, FloatCtor, Tensor } from '../tensor';
 
 export type F64 = Tensor<Float64Array>;
 
@@ -61,11 +61,14 @@ export function columns(x: F64, start: number, width: number): F64 {
   return { shape: [L, width], data: y };
 }
 
-/** Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]). */
-export function causalConvSilu(x: F64, w: F64, b?: F64): F64 {
+/**
+ * Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]).
+ * Sums in float64; `Out` sets the output's precision (the tfjs forward's host-loop kernel asks for float32).
+ */
+export function causalConvSilu<O extends FloatCtor = Float64ArrayConstructor>(x: Tensor<FloatArray>, w: Tensor<FloatArray>, b?: Tensor<FloatArray>, Out: O = Float64Array as O): Tensor<InstanceType<O>> {
   const [L, C] = x.shape;
   const K = w.shape[1];
-  const y = new Float64Array(L * C);
+  const y = new Out(L * C) as InstanceType<O>;
   for (let t = 0; t < L; t++) {
     for (let c = 0; c < C; c++) {
       let s = b ? b.data[c] : 0;

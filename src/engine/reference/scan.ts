@@ -4,11 +4,10 @@
  * Mamba-1 has a [D, N] matrix A and one B/C per token; Mamba-2 has a scalar A per head and
  * B/C per group, shared by the heads of the group.
  */
-import type { FloatArray, Tensor } from '../tensor';
+import type { FloatArray, FloatCtor, Tensor } from '../tensor';
 import type { F64 } from './ops';
 
 type In = Tensor<FloatArray>;
-type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
 export interface ScanResult<F extends FloatArray = Float64Array> {
   readonly y: Tensor<F>;
