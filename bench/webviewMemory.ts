@@ -6,10 +6,10 @@
  * (VmHWM, reset between phases through clear_refs) and the level after a forced GC.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { LoadModelParams, NamedTensors, RunParams } from '../src/protocol';
-import { toTensorMessage } from '../src/protocol';
+import type { RunParams } from '../src/protocol';
+import type { FakeHost } from '../test/webview/harness/fakeHost';
 import { Panel } from '../test/webview/panel';
-import { MAMBA_130M, mamba1CheckpointTensors, randomMamba1 } from './randomModel';
+import { MAMBA_130M } from './randomModel';
 import type { Row } from './report';
 
 export interface MemoryBenchOptions {
@@ -64,16 +64,11 @@ export async function runWebviewMemoryBench(opts: MemoryBenchOptions, log: (s: s
     await panel.notify('setSettings', { backend: opts.backend, colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05, wasmPath: panel.server.wasmPath });
     row('empty panel', await settled(), 0);
 
-    log('building the random-weight mamba-130m-shaped model');
-    const model = randomMamba1(MAMBA_130M);
-    const tensors: NamedTensors = {};
-    for (const [name, t] of mamba1CheckpointTensors(model)) tensors[name] = toTensorMessage(t);
-    const vocab = Array.from({ length: MAMBA_130M.vocabSize }, (_, i) => `t${i}`);
-    const load: LoadModelParams = { modelId: 'random-130m', name: 'random-130m', config: MAMBA_130M, tensors, vocab };
+    log('building the random-weight mamba-130m-shaped model in the page and loading it');
     resetPeak();
     let start = Date.now();
-    await panel.request('loadModel', load);
-    row('loadModel: peak', peak(), Date.now() - start, 'the weights message and their upload');
+    await panel.page.evaluate((config) => (window as unknown as { fakeHost: FakeHost }).fakeHost.loadRandomModel('random-130m', config), MAMBA_130M);
+    row('loadModel: peak', peak(), Date.now() - start, 'building the weights message in the page, and the upload');
     row('loadModel: after GC', await settled(), 0, await breakdown());
 
     const V = MAMBA_130M.vocabSize;

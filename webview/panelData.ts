@@ -71,12 +71,17 @@ export class PanelData {
   private async summarize(job: number, threshold: number, first: number, progress?: (done: number, total: number) => void, cancelled?: () => boolean): Promise<void> {
     const layers = this.layerNumbers.sort((a, b) => (a === first ? -1 : b === first ? 1 : a - b));
     let done = 0;
+    let scratch = new Float32Array(0);
     for (const layer of layers) {
       if (job !== this.summaryJob) return this.latestJob;
       if (cancelled?.()) throw new CancelledError('layer summaries');
       const known = this.summaries.get(layer);
       if (!known || known.threshold !== threshold) {
-        this.summaries.set(layer, await summarizeLayer(this.analysis(layer)!, threshold));
+        // Outside the analysis cache, which keeps the layers the views show.
+        const analysis = this.analyses.get(layer) ?? new LayerAnalysis(this.record(layer)!, this.model);
+        const size = this.inspection.length * analysis.channels;
+        if (scratch.length < size) scratch = new Float32Array(size);
+        this.summaries.set(layer, await summarizeLayer(analysis, threshold, scratch));
         for (const l of this.summaryListeners) l();
       }
       progress?.(++done, layers.length);

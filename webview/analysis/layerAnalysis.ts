@@ -59,21 +59,33 @@ export class LayerAnalysis {
    * longer wants it ignores the result (the work is bounded by one layer and yields to the UI).
    */
   metric(m: TokenMetric): Promise<Matrix> {
-    return this.cached(`metric:${m}`, async () => {
-      if (m === 'delta') {
-        const d = this.rec.tensors.delta;
-        if (!d) throw new Unavailable(`layer ${this.layer} has no Δ (delta): run the model or dump it`);
-        return { data: d.data, rows: d.shape[0], cols: d.shape[1] };
-      }
-      if (m === 'gate') {
-        const z = this.rec.tensors.z;
-        if (!z) throw new Unavailable(`layer ${this.layer} has no z: run the model or dump layers.${this.layer}.z`);
-        return { data: siluMatrix(z.data), rows: z.shape[0], cols: z.shape[1] };
-      }
-      const x = this.requireInputs(m === 'forget');
-      const data = m === 'forget' ? await forgetFactor(x) : writeMagnitude(x);
-      return { data, rows: x.L, cols: x.D };
-    });
+    return this.cached(`metric:${m}`, () => this.compute(m));
+  }
+
+  /**
+   * A metric for one pass over it (the layer summaries): the cached matrix when a view already
+   * made it, else computed into `scratch` ([L, D] at least), which the caller reuses and which
+   * the next call overwrites.
+   */
+  metricOnce(m: TokenMetric, scratch: Float32Array): Promise<Matrix> {
+    return (this.cache.get(`metric:${m}`) as Promise<Matrix> | undefined) ?? this.compute(m, scratch);
+  }
+
+  private async compute(m: TokenMetric, scratch?: Float32Array): Promise<Matrix> {
+    if (m === 'delta') {
+      const d = this.rec.tensors.delta;
+      if (!d) throw new Unavailable(`layer ${this.layer} has no Δ (delta): run the model or dump it`);
+      return { data: d.data, rows: d.shape[0], cols: d.shape[1] };
+    }
+    if (m === 'gate') {
+      const z = this.rec.tensors.z;
+      if (!z) throw new Unavailable(`layer ${this.layer} has no z: run the model or dump layers.${this.layer}.z`);
+      return { data: siluMatrix(z.data, scratch?.subarray(0, z.data.length)), rows: z.shape[0], cols: z.shape[1] };
+    }
+    const x = this.requireInputs(m === 'forget');
+    const out = scratch?.subarray(0, x.L * x.D);
+    const data = m === 'forget' ? await forgetFactor(x, {}, out) : writeMagnitude(x, out);
+    return { data, rows: x.L, cols: x.D };
   }
 
   /** Channel order for a metric's matrix; null = natural order. */

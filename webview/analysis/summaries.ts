@@ -16,13 +16,14 @@ export interface LayerSummary {
   readonly perToken: Readonly<Record<TokenMetric, Float32Array | null>>;
 }
 
-export async function summarizeLayer(a: LayerAnalysis, threshold: number): Promise<LayerSummary> {
+/** `scratch` holds each metric's matrix in turn (one buffer for every layer); its size is checked by the caller. */
+export async function summarizeLayer(a: LayerAnalysis, threshold: number, scratch: Float32Array): Promise<LayerSummary> {
   const perToken = {} as Record<TokenMetric, Float32Array | null>;
   let meanDelta = NaN;
   let resetFraction: number | null = null;
   for (const m of TOKEN_METRICS) {
     try {
-      const x = await a.metric(m);
+      const x = await a.metricOnce(m, scratch);
       perToken[m] = rowMeans(x.data, x.rows, x.cols);
       if (m === 'delta') meanDelta = meanOf(x.data);
       if (m === 'forget') resetFraction = fractionBelow(x.data, threshold);

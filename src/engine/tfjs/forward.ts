@@ -301,7 +301,7 @@ async function download<K extends string>(captured: Partial<Record<K, W>>, keep?
  * Size of one [rows, V] block of logits in the predictions: bounds their temporaries (about three
  * blocks' worth), which on the wasm and cpu backends sit in the webview's own memory.
  */
-const PREDICTION_BLOCK_BYTES = 16e6;
+const PREDICTION_BLOCK_BYTES = 8e6;
 
 /**
  * Top-k and the following token's probability and rank per position, on the device, one block of

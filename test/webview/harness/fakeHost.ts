@@ -4,7 +4,9 @@
  * messages built in Node (fetched as packed bytes from the test server), records what the
  * webview notifies, and keeps what it asked to save.
  */
-import { Rpc, type ExportData, type HostApi, type WebviewApi } from '../../../src/protocol';
+import { mamba1CheckpointTensors, randomMamba1 } from '../../../bench/randomModel';
+import type { Mamba1Config } from '../../../src/engine/model/config';
+import { Rpc, toTensorMessage, type ExportData, type HostApi, type NamedTensors, type WebviewApi } from '../../../src/protocol';
 import { joinMessage } from '../wire';
 
 type Listener = (data: unknown) => void;
@@ -93,6 +95,17 @@ const fakeHost = {
   },
   notify(method: keyof WebviewApi['notifications'], params: unknown): void {
     rpc.notify(method, params as never);
+  },
+  /**
+   * For the memory benchmark: a random-weight Mamba-1 built here in the page and sent as a host
+   * sends it (each buffer transferred once), so no fetch or copy of the test harness is in the
+   * page's memory when it is measured.
+   */
+  async loadRandomModel(modelId: string, config: Mamba1Config): Promise<unknown> {
+    const tensors: NamedTensors = {};
+    for (const [name, t] of mamba1CheckpointTensors(randomMamba1(config))) tensors[name] = toTensorMessage(t);
+    const vocab = Array.from({ length: config.vocabSize }, (_, i) => `t${i}`);
+    return plain(await rpc.request('loadModel', { modelId, name: modelId, config, tensors, vocab }));
   },
   /** Tensors the fake host serves through readTensor (dumps sent without their tensors). */
   async offerTensors(url: string): Promise<void> {
