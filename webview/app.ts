@@ -3,7 +3,6 @@
  * order, τ, export), the view areas, and the glue between the selection store and the views.
  * It knows nothing about messages: main.ts connects it to the host.
  */
-import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-tab-header/index.js';
@@ -19,6 +18,7 @@ import { exportView, ExportError } from './export';
 import type { PanelData } from './panelData';
 import { COLORMAP_LABELS, isColormap } from './render/colormaps';
 import { bindKeyboard, CHANNEL_ORDER_LABELS, CHANNEL_ORDERS, initialViewState, Store, type ChannelOrder, type ViewState } from './state';
+import { button } from './views/common';
 import { VIEWS } from './views/index';
 import { ViewFrame, type Area, type ViewContext } from './views/view';
 
@@ -266,16 +266,6 @@ function select(label: string, options: readonly (readonly [string, string])[], 
   s.append(...options.map(([v, l]) => option(v, l)));
   s.addEventListener('change', () => onChange(s.value));
   return s;
-}
-
-function button(text: string, title: string, onClick: () => void): HTMLElement {
-  const b = document.createElement('vscode-button');
-  b.textContent = text;
-  b.title = title;
-  b.setAttribute('aria-label', title);
-  b.setAttribute('secondary', '');
-  b.addEventListener('click', onClick);
-  return b;
 }
 
 function labelled(text: string, ...controls: HTMLElement[]): HTMLElement {

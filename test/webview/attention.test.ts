@@ -2,8 +2,9 @@
  * The attention view in Chromium: the channel mean the panel computes from the dump's Δ, B, C and
  * mamba1-tiny's A matches the fixture's layers.i.hidden_attention (an independent float64
  * computation); the per-channel map and the rollout match the engine's functions run in Node;
- * the selected token's row is highlighted, a click selects the attended token, and a sample over
- * the token limit gets a message naming the limit.
+ * the selected token's row is highlighted, a click selects the attended token, a long computation
+ * can be cancelled and started again, and a sample over the token limit gets a message naming the
+ * limit.
  */
 import assert from 'node:assert/strict';
 import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
@@ -52,6 +53,15 @@ async function setMode(panel: Panel, mode: string): Promise<void> {
 async function waitForTitle(panel: Panel, pattern: RegExp): Promise<void> {
   await panel.page.waitForFunction((p) => new RegExp(p).test(document.querySelector('.view-attention .view-title')?.textContent ?? ''), pattern.source, { timeout: 30_000 });
   await panel.waitForView('attention');
+}
+
+/** A one-layer dump of n tokens with constant Δ, u, B and C (shapes of mamba1-tiny). */
+function constantDump(n: number): DumpParams {
+  const filled = (cols: number) => ({ shape: [n, cols], dtype: 'float32' as const, buffer: new Float32Array(n * cols).fill(0.1).buffer as ArrayBuffer });
+  const tensors: NamedTensors = { input_ids: { shape: [n], dtype: 'int32', buffer: new Int32Array(n).buffer as ArrayBuffer } };
+  for (const [k, cols] of [['delta', 256], ['u', 256], ['B', 16], ['C', 16]] as const) tensors[`layers.0.${k}`] = filled(cols);
+  const index = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
+  return { name: `constant-${n}.safetensors`, metadata: { format: 'mamba-dump/1' }, index, tensors };
 }
 
 describe('attention view in Chromium', function () {
@@ -122,13 +132,23 @@ describe('attention view in Chromium', function () {
     assert.equal(sel.token, 20);
   });
 
+  it('a long computation shows its progress and a Cancel button; cancelled, it offers to compute again', async () => {
+    await panel.request('showDump', constantDump(1000));
+    const progress = panel.page.locator('.view-attention .attention-progress');
+    await progress.waitFor({ state: 'visible' });
+    assert.match((await progress.textContent()) ?? '', /Computing the implicit attention of layer 0: \d+ of 256 channels/);
+    await progress.locator('vscode-button').click();
+    const message = panel.page.locator('.view-attention .attention-message');
+    await panel.page.waitForFunction(() => /^Cancelled: the implicit attention of layer 0 was not computed/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''));
+    assert.ok(await progress.isHidden());
+    // The other views were not disturbed: the Δ heatmap of the same data is drawn.
+    assert.ok((await panel.request('describe', null)).views.heatmap.drawn);
+    await message.locator('vscode-button').click();
+    await waitForTitle(panel, /layer 0 · mean over channels/);
+  });
+
   it('a sample over the token limit gets a message that names the limit', async () => {
-    const n = 1100;
-    const zeros = (cols: number) => ({ shape: [n, cols], dtype: 'float32' as const, buffer: new Float32Array(n * cols).fill(0.1).buffer as ArrayBuffer });
-    const tensors: NamedTensors = { input_ids: { shape: [n], dtype: 'int32', buffer: new Int32Array(n).buffer as ArrayBuffer } };
-    for (const [k, cols] of [['delta', 256], ['u', 256], ['B', 16], ['C', 16]] as const) tensors[`layers.0.${k}`] = zeros(cols);
-    const index = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
-    await panel.request('showDump', { name: 'long.safetensors', metadata: { format: 'mamba-dump/1' }, index, tensors });
+    await panel.request('showDump', constantDump(1100));
     await panel.page.waitForFunction(() => /up to 1024 tokens \(limit ATTENTION_MAX_TOKENS\); this sample has 1100/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''), null, { timeout: 30_000 });
   });
 });

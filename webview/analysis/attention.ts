@@ -28,9 +28,11 @@ export class AttentionCache {
 
   constructor(private readonly data: PanelData) {}
 
-  /** The [L, L] map to show; `channel` is only read in 'channel' mode. */
-  /** `stale` cancels a computation the view no longer needs (the selection moved on). */
-  async map(layer: number, mode: AttentionMode, channel: number | null, stale: () => boolean = () => false): Promise<{ tensor: Tensor<Float64Array>; what: string }> {
+  /**
+   * The [L, L] map to show; `channel` is only read in 'channel' mode. `stale` stops a computation
+   * the view no longer needs (the selection moved on, or Cancel); `progress` hears of each step.
+   */
+  async map(layer: number, mode: AttentionMode, channel: number | null, stale: () => boolean = () => false, progress?: (what: string, done: number, total: number) => void): Promise<{ tensor: Tensor<Float64Array>; what: string }> {
     const L = this.data.inspection.length;
     if (L > ATTENTION_MAX_TOKENS) {
       throw new Unavailable(`Implicit attention is computed in the panel only up to ${ATTENTION_MAX_TOKENS} tokens (limit ATTENTION_MAX_TOKENS); this sample has ${L}. Inspect a shorter selection, or write it with “mamba-scope inspect --attention”.`);
@@ -41,7 +43,7 @@ export class AttentionCache {
       const missing = Array.from({ length: layer + 1 }, (_, i) => i).filter((l) => !layers.includes(l));
       if (missing.length) throw new Unavailable(`Rollout up to layer ${layer} needs every layer before it; this data lacks layer${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`);
       const maps = [];
-      for (const l of layers) maps.push(await this.mean(l, stale));
+      for (const l of layers) maps.push(await this.mean(l, stale, progress));
       return { tensor: attentionRollout(maps)[layers.length - 1], what: `rollout over layers 0–${layer}` };
     }
     if (mode === 'channel') {
@@ -57,10 +59,10 @@ export class AttentionCache {
       }
       return { tensor: t, what: x.delta.shape[1] === x.channels ? `channel ${c}` : `head ${c} (channel ${channel})` };
     }
-    return { tensor: await this.mean(layer, stale), what: 'mean over channels' };
+    return { tensor: await this.mean(layer, stale, progress), what: 'mean over channels' };
   }
 
-  private async mean(layer: number, stale: () => boolean): Promise<Tensor<Float64Array>> {
+  private async mean(layer: number, stale: () => boolean, progress?: (what: string, done: number, total: number) => void): Promise<Tensor<Float64Array>> {
     const key = `${layer}:mean`;
     let t = this.maps.get(key);
     if (t) return t;
@@ -72,7 +74,7 @@ export class AttentionCache {
       t = { shape: stored.shape, data: Float64Array.from(stored.data) };
     } else {
       const x = this.inputs(layer);
-      t = await hiddenAttentionAsync(x.delta, x.B, x.C, x.A, x.groups, { shouldStop: stale });
+      t = await hiddenAttentionAsync(x.delta, x.B, x.C, x.A, x.groups, { shouldStop: stale, onProgress: (done, total) => progress?.(`layer ${layer}`, done, total) });
     }
     this.maps.set(key, t);
     return t;

@@ -2,7 +2,9 @@
  * Implicit attention of the selected layer: an [L, L] heatmap, query token t down, attended
  * token s across (causal: zero right of the diagonal). The mode picks the channel mean, the
  * selected channel's α_d, or the rollout across layers. The selected token's row is highlighted
- * and a click on a cell selects the attended token s in every view.
+ * and a click on a cell selects the attended token s in every view. A long computation shows its
+ * progress with a Cancel button; a cancelled one leaves the other views as they are and offers
+ * to compute again.
  */
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-single-select/index.js';
@@ -11,7 +13,8 @@ import { AttentionCache, type AttentionMode } from '../analysis/attention';
 import { Unavailable } from '../analysis/layerAnalysis';
 import type { PanelData } from '../panelData';
 import { Heatmap } from '../render/heatmap';
-import { tokenLabel } from './common';
+import { CancelledError } from '../../src/engine/errors';
+import { button, tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const MODES: readonly (readonly [AttentionMode, string])[] = [
@@ -27,6 +30,11 @@ class AttentionView implements View {
   private readonly modeSelect: VscodeSingleSelect;
   /** Why the chosen mode cannot draw; shown inside the view so the mode picker stays reachable. */
   private readonly message: HTMLElement;
+  /** "Computing … [Cancel]" while a map is being computed. */
+  private readonly progress: HTMLElement;
+  private readonly progressText: HTMLElement;
+  /** The computation in flight; Cancel sets `cancelled`. */
+  private job: { cancelled: boolean } | null = null;
   private cache: { data: PanelData; maps: AttentionCache } | null = null;
   private shown: { key: string; values: Float64Array; L: number; name: string } | null = null;
 
@@ -54,6 +62,14 @@ class AttentionView implements View {
     this.message.className = 'view-message attention-message';
     this.message.setAttribute('role', 'status');
     this.message.hidden = true;
+    this.progress = document.createElement('div');
+    this.progress.className = 'view-message attention-progress';
+    this.progress.setAttribute('role', 'status');
+    this.progress.hidden = true;
+    this.progressText = document.createElement('span');
+    this.progress.append(this.progressText, button('Cancel', 'Cancel the attention computation', () => {
+      if (this.job) this.job.cancelled = true;
+    }));
     this.heatmap = new Heatmap({
       label: 'implicit attention',
       xName: 'attended token',
@@ -63,7 +79,7 @@ class AttentionView implements View {
       yLabel: (t) => tokenLabel(ctx.data(), t),
       onSelect: (s) => ctx.store.set({ token: s }),
     });
-    this.element.append(bar, this.message, this.heatmap.element);
+    this.element.append(bar, this.progress, this.message, this.heatmap.element);
   }
 
   async update({ data, state, stale }: ViewUpdate): Promise<void> {
@@ -74,17 +90,30 @@ class AttentionView implements View {
     const key = `${data.inspection.id}:${state.layer}:${mode}:${channel}`;
     if (this.shown?.key !== key) {
       this.shown = null;
+      const job = { cancelled: false };
+      this.job = job;
       let shown;
       try {
-        shown = await this.cache.maps.map(state.layer, mode, channel, stale);
+        shown = await this.cache.maps.map(state.layer, mode, channel, () => stale() || job.cancelled, (what, done, total) => {
+          this.progressText.textContent = `Computing the implicit attention of ${what}: ${done} of ${total} channels… `;
+          this.progress.hidden = false;
+        });
       } catch (e) {
         if (stale()) return; // a newer selection is being drawn; a cancelled computation is not an error
+        if (job.cancelled && e instanceof CancelledError) {
+          this.showMessage(`Cancelled: the implicit attention of layer ${state.layer} was not computed. `, button('Compute', 'Compute the implicit attention again', () => {
+            void this.update({ data, state, changed: null, stale }).catch((err) => this.showMessage(`Attention failed: ${err instanceof Error ? err.message : String(err)}`));
+          }));
+          return;
+        }
         if (!(e instanceof Unavailable)) throw e;
-        this.heatmap.setData(null);
-        this.heatmap.element.hidden = true;
-        this.message.textContent = e.message;
-        this.message.hidden = false;
+        this.showMessage(e.message);
         return;
+      } finally {
+        if (this.job === job) {
+          this.job = null;
+          this.progress.hidden = true;
+        }
       }
       if (stale()) return;
       const { tensor, what } = shown;
@@ -99,6 +128,14 @@ class AttentionView implements View {
     }
     this.heatmap.setColormap(state.colormap);
     this.heatmap.setCrosshair(null, state.token !== null && state.token < this.shown.L ? state.token : null);
+  }
+
+  /** A message in place of the heatmap (the mode picker stays reachable). */
+  private showMessage(text: string, ...controls: HTMLElement[]): void {
+    this.heatmap.setData(null);
+    this.heatmap.element.hidden = true;
+    this.message.replaceChildren(text, ...controls);
+    this.message.hidden = false;
   }
 
   describe() {

@@ -1,13 +1,26 @@
 /**
  * Pieces the views share: wiring a tokens × channels heatmap to the selection store (crosshair,
- * the shared zoom window, click-to-select), token labels, tooltips of a cell, and export slices.
+ * the shared zoom window, click-to-select), token labels, tooltips of a cell, export slices, and
+ * the toolbar button.
  */
+import '@vscode-elements/elements/dist/vscode-button/index.js';
 import { METRIC_SYMBOL, type LayerAnalysis, type Matrix } from '../analysis/layerAnalysis';
 import { Heatmap, type HeatmapData } from '../render/heatmap';
 import { formatValue, visibleToken } from '../render/format';
 import type { PanelData } from '../panelData';
 import type { SelectionStore, ViewState } from '../state';
 import type { ExportSlice } from './view';
+
+/** A secondary vscode-button whose title is also its accessible name. */
+export function button(text: string, title: string, onClick: () => void): HTMLElement {
+  const b = document.createElement('vscode-button');
+  b.textContent = text;
+  b.title = title;
+  b.setAttribute('aria-label', title);
+  b.setAttribute('secondary', '');
+  b.addEventListener('click', onClick);
+  return b;
+}
 
 export function tokenLabel(data: PanelData | null, t: number): string {
   const text = data?.inspection.tokens?.[t];

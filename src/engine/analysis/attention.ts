@@ -28,6 +28,8 @@ export interface AttentionProgress {
   readonly shouldStop?: () => boolean;
   /** Channels computed between two yields to the event loop (the UI stays responsive). */
   readonly channelsPerYield?: number;
+  /** Told at each yield how many channels are done, of how many. */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -37,10 +39,12 @@ export interface AttentionProgress {
 export async function hiddenAttentionAsync(delta: Tensor, B: Tensor, C: Tensor, A: Tensor, groups = 1, progress: AttentionProgress = {}): Promise<Tensor<Float64Array>> {
   const steps = meanByChannel(delta, B, C, A, groups);
   const every = progress.channelsPerYield ?? 8;
+  const total = delta.shape[1]; // channels (heads for Mamba-2), one step each
   for (let d = 1; ; d++) {
     const r = steps.next();
     if (r.done) return r.value;
     if (d % every === 0) {
+      progress.onProgress?.(d, total);
       await new Promise((resolve) => setTimeout(resolve, 0));
       if (progress.shouldStop?.()) throw new CancelledError('hidden attention');
     }
