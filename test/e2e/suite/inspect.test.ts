@@ -226,6 +226,24 @@ describe('Inspect: failures and cancellation', function () {
     }
   });
 
+  it('mambaScope.runMemoryLimitMB refuses a run that would keep more, naming the setting; the panel keeps the last run', async () => {
+    const a = await api();
+    const shown = await a.inspect(wsFile('demo3.py'));
+    // About 2000 tokens: 4 layers' z, u, Δ, B and C keep ~25 kB per token, ~50 MB in all.
+    const long = wsFile('long-sample.py');
+    const text = new TextDecoder().decode(await vscode.workspace.fs.readFile(wsFile('demo0.py')));
+    await vscode.workspace.fs.writeFile(long, new TextEncoder().encode(text.repeat(4)));
+    const cfg = vscode.workspace.getConfiguration('mambaScope');
+    await cfg.update('runMemoryLimitMB', 16, vscode.ConfigurationTarget.Global);
+    try {
+      await assert.rejects(a.inspect(long), (e: unknown) => errorKind(e) === 'limit' && /long-sample\.py: \d+ tokens through 4 layers keep \d+ MB for the panel's views, over its limit of 16 MB: raise the setting mambaScope\.runMemoryLimitMB/.test((e as Error).message));
+      assert.equal((await a.describePanel()).runId, shown.runId);
+    } finally {
+      await cfg.update('runMemoryLimitMB', undefined, vscode.ConfigurationTarget.Global);
+      await vscode.workspace.fs.delete(long);
+    }
+  });
+
   it('Inspect Selection inspects only the selected lines', async () => {
     const a = await api();
     const r = await a.inspect(wsFile('demo3.py'), new vscode.Range(2, 0, 8, 0));
