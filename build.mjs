@@ -14,9 +14,23 @@ const nodeExternal = ['vscode', 'webgpu'];
 // their ES "module" entry is listed, so resolve that first, as the browser build does.
 const nodeMainFields = ['module', 'main'];
 
+// The attention worker is bundled on its own and embedded in the webview bundle as text: a
+// webview can start a worker only from a blob: URL (its scripts come from another origin).
+// Rebuilt with the webview bundle, also in --watch mode when the webview's files change.
+const attentionWorkerSource = {
+  name: 'attention-worker-source',
+  setup(build) {
+    build.onResolve({ filter: /^attention-worker-source$/ }, () => ({ path: 'attention-worker-source', namespace: 'worker' }));
+    build.onLoad({ filter: /.*/, namespace: 'worker' }, async () => {
+      const worker = await esbuild.build({ ...common, sourcemap: false, entryPoints: ['webview/analysis/attentionWorker.ts'], platform: 'browser', format: 'iife', write: false, metafile: true });
+      return { contents: worker.outputFiles[0].text, loader: 'text', watchFiles: Object.keys(worker.metafile.inputs) };
+    });
+  },
+};
+
 const targets = [
   { ...common, entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields },
-  { ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' },
+  { ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife', plugins: [attentionWorkerSource] },
   { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields, banner: { js: '#!/usr/bin/env node' } },
 ];
 

@@ -3,8 +3,9 @@
  * Content-Security-Policy: nothing by default; scripts only with this page's nonce (no
  * 'unsafe-eval'); 'wasm-unsafe-eval' only when the wasm backend may run (backend wasm or auto,
  * whose fallback chain ends in wasm); connect-src only the extension's own files (tfjs-wasm fetches
- * its .wasm). The webview reads everything it needs from the panel's messages, never from files,
- * so localResourceRoots are only the folders with the bundle, the styles and the .wasm binaries.
+ * its .wasm); workers only from blob: URLs (the attention worker's code is in the bundle). The
+ * webview reads everything it needs from the panel's messages, never from files, so
+ * localResourceRoots are only the folders with the bundle, the styles and the .wasm binaries.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -41,6 +42,8 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, o
     `font-src ${webview.cspSource}`,
     `script-src 'nonce-${nonce}'${mayUseWasm(opts.backend) ? " 'wasm-unsafe-eval'" : ''}`,
     `connect-src ${webview.cspSource}`,
+    // The attention worker, started from our own bundled code (webview/analysis/attentionClient.ts).
+    'worker-src blob:',
   ].join('; ');
   // The webview bundle may or may not emit a stylesheet; link only what the build produced.
   const styles = ['dist/webview.css', 'media/webview.css']

@@ -3,8 +3,8 @@
  * mamba1-tiny's A matches the fixture's layers.i.hidden_attention (an independent float64
  * computation); the per-channel map and the rollout match the engine's functions run in Node;
  * the selected token's row is highlighted, a click selects the attended token, a long computation
- * can be cancelled and started again, and a sample over the token limit gets a message naming the
- * limit.
+ * runs in a worker and can be cancelled (the worker ends) and started again, and a sample over
+ * the token limit gets a message naming the limit.
  */
 import assert from 'node:assert/strict';
 import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
@@ -137,7 +137,11 @@ describe('attention view in Chromium', function () {
     const progress = panel.page.locator('.view-attention .attention-progress');
     await progress.waitFor({ state: 'visible' });
     assert.match((await progress.textContent()) ?? '', /Computing the implicit attention of layer 0: \d+ of 256 channels/);
+    // It runs in a Web Worker (allowed by the CSP's worker-src blob:), not on the UI thread.
+    assert.equal(panel.page.workers().length, 1);
+    const terminated = new Promise((r) => panel.page.workers()[0].once('close', r));
     await progress.locator('vscode-button').click();
+    await terminated;
     const message = panel.page.locator('.view-attention .attention-message');
     await panel.page.waitForFunction(() => /^Cancelled: the implicit attention of layer 0 was not computed/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''));
     assert.ok(await progress.isHidden());

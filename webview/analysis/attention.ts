@@ -1,13 +1,15 @@
 /**
  * The implicit attention of a layer as the panel needs it: computed on demand from the data's
- * Δ, B, C and the loaded model's A (src/engine/analysis/attention.ts does the maths), one layer
- * at a time, and refused above a token limit because the cost is O(L²·D·N) on the UI thread.
+ * Δ, B, C and the loaded model's A (src/engine/analysis/attention.ts does the maths; the channel
+ * mean runs in a worker), one layer at a time, and refused above a token limit because the cost
+ * is O(L²·D·N).
  * A dump that already holds layers.i.hidden_attention (inspect --attention) is read instead when
  * no model is loaded.
  */
-import { attentionRollout, hiddenAttentionAsync, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
+import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
 import type { Tensor } from '../../src/engine/tensor';
 import { decayFor } from '../inspection';
+import { meanAttention } from './attentionClient';
 import type { PanelData } from '../panelData';
 import { Unavailable } from './layerAnalysis';
 
@@ -74,7 +76,7 @@ export class AttentionCache {
       t = { shape: stored.shape, data: Float64Array.from(stored.data) };
     } else {
       const x = this.inputs(layer);
-      t = await hiddenAttentionAsync(x.delta, x.B, x.C, x.A, x.groups, { shouldStop: stale, onProgress: (done, total) => progress?.(`layer ${layer}`, done, total) });
+      t = await meanAttention({ delta: x.delta, B: x.B, C: x.C, A: x.A, groups: x.groups }, stale, (done, total) => progress?.(`layer ${layer}`, done, total));
     }
     this.maps.set(key, t);
     return t;
