@@ -56,7 +56,6 @@ function tensorSource(loaded: Map<string, AnyTensor>, fetch?: (name: string) => 
   };
 }
 
-/** The loaded model as the views need it. */
 /** The loaded model as the views see it: its weights are in the tfjs backend, not here. */
 export interface ModelContext {
   readonly id: string;
