@@ -22,7 +22,6 @@ import { runForwardBench } from './forwardBench';
 import { MAMBA_130M, randomMamba1 } from './randomModel';
 import { table, type Row } from './report';
 import { LAYER, runScanBench, scanBytes } from './scanBench';
-import { runWebviewMemoryBench } from './webviewMemory';
 
 /** Issue 4's figures, measured on the same H200 with PyTorch 2.11 / transformers 5.17 (pure-PyTorch path). */
 const ANCHORS = {
@@ -47,10 +46,12 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   // First, while this process is small: the memory run builds its own 0.5 GB model.
   if (flag('skip-memory') === undefined) {
-    rows.push(...(await runWebviewMemoryBench({
-      tokens: intFlag('memory-tokens', 2048),
-      backend: (flag('memory-backend') ?? 'wasm') as 'wasm',
-    }, log)));
+    // Loaded only here: it drives Chromium through Playwright, which a GPU machine's bench bundle
+    // leaves out (--external:playwright-core, run with --skip-memory).
+    const memory = await import('./webviewMemory');
+    const why = memory.unavailable();
+    if (why) log(`memory section skipped: ${why}`);
+    else rows.push(...(await memory.runWebviewMemoryBench({ tokens: intFlag('memory-tokens', 2048), backend: (flag('memory-backend') ?? 'wasm') as 'wasm' }, log)));
   }
   const gpuSections = flag('skip-scan') === undefined || flag('skip-forward') === undefined;
   const adapter = gpuSections ? await registerDawnWebGpu({ preciseTimestamps: true }) : undefined;

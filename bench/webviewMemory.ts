@@ -5,10 +5,10 @@
  * Figures are the renderer process's resident memory from /proc (Linux): the peak of each phase
  * (VmHWM, reset between phases through clear_refs) and the level after a forced GC.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { RunParams } from '../src/protocol';
 import type { FakeHost } from '../test/webview/harness/fakeHost';
-import { Panel } from '../test/webview/panel';
+import { CHROMIUM, Panel } from '../test/webview/panel';
 import { MAMBA_130M } from './randomModel';
 import type { Row } from './report';
 
@@ -28,8 +28,14 @@ function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return (Number.parseInt(line.slice(field.length + 1), 10) * 1024) / MIB;
 }
 
+/** Why this machine cannot run the memory section, or null. */
+export function unavailable(): string | null {
+  if (process.platform !== 'linux') return 'it reads /proc (Linux only)';
+  if (!existsSync(CHROMIUM)) return `no Chromium at ${CHROMIUM}`;
+  return null;
+}
+
 export async function runWebviewMemoryBench(opts: MemoryBenchOptions, log: (s: string) => void): Promise<Row[]> {
-  if (process.platform !== 'linux') throw new Error('the memory benchmark reads /proc: Linux only');
   const panel = await Panel.open({ extraArgs: ['--js-flags=--expose-gc'] });
   try {
     const cdp = await panel.browser.newBrowserCDPSession();

@@ -6,6 +6,8 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { WebviewApi } from '../../src/protocol';
 import { HarnessServer } from './server';
 
+/** Debian's Chromium (Playwright's own browser download is not reachable here). */
+export const CHROMIUM = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 export interface PanelOptions {
@@ -25,7 +27,7 @@ export class Panel {
   static async open(options: PanelOptions = {}): Promise<Panel> {
     const server = await HarnessServer.start();
     const args = [...(options.withoutWebGpu ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS), ...(options.extraArgs ?? [])];
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args });
     const page = await browser.newPage({ viewport: options.viewport ?? { width: 1400, height: 1000 } });
     const panel = new Panel(browser, page, server);
     page.on('pageerror', (e) => panel.errors.push(`pageerror: ${e.message}`));
