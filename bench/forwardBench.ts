@@ -55,6 +55,18 @@ export async function runForwardBench(model: LoadedModel<'float32'>, opts: Forwa
       const t = await timeAsync(async () => void (await tfjsForward(tfModel, ids, options)), reps);
       const note = `${reps} run${reps > 1 ? 's' : ''}${layers < full ? `; ${layers} of ${full} layers` : ''}`;
       rows.push({ section: 'forward', name: `tfjs forward, ${layers} layers, layer 0 captured`, backend, shape: `${opts.tokens} tokens`, ms: t.ms, note });
+      if (backend === 'webgpu' && layers === full) {
+        // The same without the [L, V] logits download (top-10 on the device), and as the panel
+        // runs it: every layer's z, u, Δ, B, C downloaded for the views.
+        for (const [name, o] of [
+          ['layer 0 captured, top-10 predictions on the device', { ...options, predictions: 10 }],
+          ['as the panel runs it: every layer’s z, u, Δ, B, C and top-10 predictions', { keep: ['z', 'u', 'delta', 'B', 'C'] as const, predictions: 10 }],
+        ] as const) {
+          await tfjsForward(tfModel, ids, o);
+          const v = await timeAsync(async () => void (await tfjsForward(tfModel, ids, o)), reps);
+          rows.push({ section: 'forward', name: `tfjs forward, ${layers} layers, ${name}`, backend, shape: `${opts.tokens} tokens`, ms: v.ms, note });
+        }
+      }
       tfModel.dispose();
     }
   }
