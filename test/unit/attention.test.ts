@@ -156,15 +156,18 @@ describe('attention rollout', () => {
     }
   });
 
-  it('multiplies layers in order: a 2-token example by hand', () => {
-    // Layer 0 sends all of row 1 to token 0; layer 1 attends to itself only.
-    const l0 = { shape: [2, 2], data: Float64Array.from([1, 0, -3, 0]) };
-    const l1 = { shape: [2, 2], data: Float64Array.from([2, 0, 0, 5]) };
+  it('multiplies layers in order, later layers on the left: a 3-token example by hand', () => {
+    // Layer 0: token 1 attends to token 0, token 2 to token 1. Layer 1: token 2 attends to token 0.
+    // Mixed with the residual: Ã_0 = [[1,0,0],[½,½,0],[0,½,½]], Ã_1 = [[1,0,0],[0,1,0],[½,0,½]].
+    // Two tokens are not enough: 2×2 lower-triangular stochastic matrices commute.
+    const l0 = { shape: [3, 3], data: Float64Array.from([1, 0, 0, -3, 0, 0, 0, 2, 0]) };
+    const l1 = { shape: [3, 3], data: Float64Array.from([2, 0, 0, 0, 5, 0, -4, 0, 0]) };
     const [r0, r1] = attentionRollout([l0, l1]);
-    assert.deepEqual([...r0.data], [1, 0, 0.5, 0.5]);
-    // Ã_1 = I, so the rollout is unchanged.
-    assert.deepEqual([...r1.data], [1, 0, 0.5, 0.5]);
-    const [, r1b] = attentionRollout([l1, l0]);
-    assert.deepEqual([...r1b.data], [1, 0, 0.5, 0.5]);
+    assert.deepEqual([...r0.data], [1, 0, 0, 0.5, 0.5, 0, 0, 0.5, 0.5]);
+    // Ã_1·Ã_0: row 2 = ½·(row 0 of Ã_0) + ½·(row 2 of Ã_0) = [½, ¼, ¼].
+    assert.deepEqual([...r1.data], [1, 0, 0, 0.5, 0.5, 0, 0.5, 0.25, 0.25]);
+    // The other order, Ã_0·Ã_1: row 2 = ½·(row 1 of Ã_1) + ½·(row 2 of Ã_1) = [¼, ½, ¼].
+    const [, reversed] = attentionRollout([l1, l0]);
+    assert.deepEqual([...reversed.data], [1, 0, 0, 0.5, 0.5, 0, 0.25, 0.5, 0.25]);
   });
 });
