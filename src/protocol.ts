@@ -335,8 +335,8 @@ export interface PanelDescription {
   readonly selection: Selection | null;
   /** Where the panel's memory goes, in bytes: the run's kept internals, tensors in the tfjs backend, and the wasm backend's heap (which never shrinks; null on other backends). */
   readonly memory: { readonly keptBytes: number; readonly backendBytes: number; readonly wasmHeapBytes: number | null };
-  /** Per view: whether it drew, and a digest of its pixels (distinct colours, min/max of the data shown). */
-  readonly views: Record<string, { readonly drawn: boolean; readonly distinctColors: number; readonly min: number; readonly max: number }>;
+  /** Per view: whether it drew, a digest of its pixels (distinct colours, min/max of the data shown), and which tensor it shows where it chooses one. */
+  readonly views: Record<string, { readonly drawn: boolean; readonly distinctColors: number; readonly min: number; readonly max: number; readonly shows?: string }>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ node test/e2e/build-suite.mjs
 npx tsx test/e2e/workspace.ts "$WS"
 
 trap stop_code_server EXIT
-export MAMBA_E2E_BACKEND=${E2E_BACKEND:-wasm} MAMBA_E2E_REQUIRE_WEBGPU=1   # Chromium runs with --enable-unsafe-webgpu
+export MAMBA_E2E_BACKEND=${E2E_BACKEND:-wasm}   # the WebGPU test needs no switch: Chromium runs with --enable-unsafe-webgpu
 CS_SETTINGS="{\"mambaScope.backend\": \"$MAMBA_E2E_BACKEND\"}" start_code_server "$PORT" "$RUN" "$WS" --vscode-option enable-smoke-test-driver
 export CS_BASE="http://127.0.0.1:$PORT" WS_DIR="$WS" EXT_DIR="$ROOT" RUN_DIR="$RUN"
 RC=0

@@ -1,6 +1,6 @@
 /**
  * Prepares the folder the e2e suite opens (npx tsx test/e2e/workspace.ts <dir>): the bundled
- * model's held-out samples, an empty file, a mamba-dump/1 file, a .npy written from that dump's
+ * model's held-out samples, an empty file, a mamba-dump/1 file and its bf16 run, a .npy written from that dump's
  * layer-0 Δ with the engine's encoder, and the mamba1-tiny model folder (a second model to switch to).
  */
 import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ async function main(dir: string | undefined): Promise<void> {
   writeFileSync(join(dir, 'empty.py'), '');
   const dumpPath = join(root, 'test/fixtures/dumps/mamba1-sample1.safetensors');
   cpSync(dumpPath, join(dir, 'mamba1-sample1.safetensors'));
+  cpSync(join(root, 'test/fixtures/dumps/mamba1-sample1-bf16.safetensors'), join(dir, 'mamba1-sample1-bf16.safetensors'));
   cpSync(join(root, 'test/fixtures/mamba1-tiny'), join(dir, 'mamba1-tiny'), { recursive: true });
   const dump = await SafetensorsFile.open(new MemorySource(dumpPath, readFileSync(dumpPath)));
   writeFileSync(join(dir, 'delta.npy'), encodeNpy(await dump.readFloat('layers.0.delta', 'float32')));

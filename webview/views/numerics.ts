@@ -71,7 +71,7 @@ class NumericsView implements View {
   }
 
   describe() {
-    return this.heatmap.describe();
+    return { ...this.heatmap.describe(), shows: this.chosen?.name };
   }
 
   snapshot(): HTMLCanvasElement {

@@ -1,11 +1,13 @@
 /**
  * Annotations and Compare Dumps in a real VS Code: an annotation made for the inspection is saved
  * under .mamba-scope/annotations/, drawn in the editor, and kept (as stale) when its text goes
- * away; two dumps open in the panel's Numerics view.
+ * away; an fp32 and a bf16 dump compared in the panel's Numerics view.
  */
 import * as assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as vscode from 'vscode';
+import { SafetensorsFile } from '../../../src/engine/formats/safetensors';
+import { MemorySource } from '../../../src/engine/io';
 import { api, waitFor, wsFile } from './helpers';
 
 describe('Annotations on an inspected sample (real VS Code)', function () {
@@ -40,14 +42,28 @@ describe('Annotations on an inspected sample (real VS Code)', function () {
 });
 
 describe('Compare Dumps (real VS Code)', function () {
-  it('opens the comparison in the panel: the Numerics view draws the error map', async () => {
+  it('fp32 against bf16: the Numerics view opens on the first divergent layer and draws its |a − b|', async () => {
     const a = await api();
-    const dump = wsFile('mamba1-sample1.safetensors');
-    await vscode.commands.executeCommand('mambaScope.compareDumps', dump, dump);
-    const d = await waitFor('the Numerics view to draw', async () => {
+    const fp32 = wsFile('mamba1-sample1.safetensors'), bf16 = wsFile('mamba1-sample1-bf16.safetensors');
+    // Expected values straight from the two files: |a − b| of each layer's out_proj output, and
+    // which layer first holds an element beyond mamba_ssm's bf16 tolerance (the run's dtype).
+    const read = async (uri: vscode.Uri, name: string) => (await SafetensorsFile.open(new MemorySource(uri.fsPath, readFileSync(uri.fsPath)))).readFloat(name, 'float32');
+    const beyond = async (layer: number) => {
+      const [x, y] = await Promise.all([read(fp32, `layers.${layer}.hf_out`), read(bf16, `layers.${layer}.hf_out`)]);
+      const err = x.data.map((v, i) => Math.abs(v - y.data[i]));
+      return { max: Math.max(...err), diverges: err.some((e, i) => e > 5e-2 + 3e-2 * Math.abs(x.data[i])) };
+    };
+    const [layer0, layer1] = [await beyond(0), await beyond(1)];
+    assert.deepEqual([layer0.diverges, layer1.diverges], [false, true], 'the fixture diverges first in layer 1');
+
+    await vscode.commands.executeCommand('mambaScope.compareDumps', fp32, bf16);
+    const view = await waitFor('the Numerics view to draw', async () => {
       const p = await a.describePanel().catch(() => undefined);
-      return p?.views.numerics?.drawn ? p : undefined;
+      return p?.views.numerics?.drawn ? p.views.numerics : undefined;
     }, 60_000);
-    assert.ok(d.views.numerics.drawn, JSON.stringify(d.views));
+    assert.equal(view.shows, 'layers.1.hf_out', 'opens on the first divergent layer');
+    assert.equal(view.min, 0, 'tokens where bf16 and fp32 agree exactly');
+    assert.ok(Math.abs(view.max - layer1.max) <= 1e-6 * layer1.max, `max |a − b| drawn ${view.max}, in the files ${layer1.max}`);
+    assert.ok(view.distinctColors > 8, `an error map, not a flat image (${view.distinctColors} colours)`);
   });
 });
