@@ -67,6 +67,21 @@ export function resolvePositions(positions: readonly number[], length: number): 
   return Int32Array.from([...out].sort((a, b) => a - b));
 }
 
+/**
+ * slots[t] = the indices k with at[k] = t, so a scan writes the state after token t to every row
+ * that asked for it: the rows come out in the order of `at`, sorted or not, repeats included.
+ * A position outside the sample would never be written (a silent zero state), so it is refused.
+ */
+export function stateSlots(at: ArrayLike<number>, length: number): (number[] | undefined)[] {
+  const slots: (number[] | undefined)[] = new Array(length);
+  for (let k = 0; k < at.length; k++) {
+    const t = at[k];
+    if (!Number.isInteger(t) || t < 0 || t >= length) throw new RangeError(`state position ${t} is outside a ${length}-token sample`);
+    (slots[t] ??= []).push(k);
+  }
+  return slots;
+}
+
 /** The internals `keep` asks for, all when unset (the reference forward computes all, then keeps these). */
 export function keptOnly<T>(tensors: Partial<Record<InternalName, T>>, keep?: readonly InternalName[]): Partial<Record<InternalName, T>> {
   return keep ? Object.fromEntries(Object.entries(tensors).filter(([name]) => keep.includes(name as InternalName))) : tensors;
@@ -95,10 +110,11 @@ export function keptValues(config: ModelConfig, run: KeptRun): number {
   const L = run.tokens;
   const D = config.arch === 'seed' ? config.dModel : config.dInner;
   const H = config.arch === 'seed' ? 0 : config.dModel; // the seed block has no residual stream
-  const heads = config.arch === 'mamba2' ? config.nHeads : config.arch === 'seed' ? 1 : D;
+  // Δ is per channel (Mamba-1, and the seed block, whose dt_proj widens its one dt to D) or per head (Mamba-2).
+  const deltaWidth = config.arch === 'mamba2' ? config.nHeads : D;
   const BC = config.arch === 'mamba2' ? config.nGroups * config.dState : config.dState;
   const size: Record<InternalName, number> = {
-    hidden_in: L * H, z: L * D, u: L * D, delta: L * heads, B: L * BC, C: L * BC, y: L * D, h: run.states * D * config.dState,
+    hidden_in: L * H, z: L * D, u: L * D, delta: L * deltaWidth, B: L * BC, C: L * BC, y: L * D, h: run.states * D * config.dState,
     out: L * (config.arch === 'seed' ? D : H), hidden_out: L * H,
   };
   return run.layers * (run.keep ?? INTERNAL_NAMES).reduce((sum, name) => sum + size[name], 0);

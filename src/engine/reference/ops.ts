@@ -2,7 +2,7 @@
  * Float64 building blocks of the reference forward. Plain loops, written for clarity and to be
  * numerically exact in double precision; they mirror transformers' module semantics one to one.
  */
-import type { FloatArray, FloatCtor, Tensor } from '../tensor';
+import type { Tensor } from '../tensor';
 
 export type F64 = Tensor<Float64Array>;
 
@@ -63,12 +63,12 @@ export function columns(x: F64, start: number, width: number): F64 {
 
 /**
  * Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]).
- * Sums in float64; `Out` sets the output's precision (the tfjs forward's host-loop kernel asks for float32).
+ * (The cpu and wasm backends' float32 conv is tfjs/hostLoopScan.ts.)
  */
-export function causalConvSilu<O extends FloatCtor = Float64ArrayConstructor>(x: Tensor<FloatArray>, w: Tensor<FloatArray>, b?: Tensor<FloatArray>, Out: O = Float64Array as O): Tensor<InstanceType<O>> {
+export function causalConvSilu(x: F64, w: F64, b?: F64): F64 {
   const [L, C] = x.shape;
   const K = w.shape[1];
-  const y = new Out(L * C) as InstanceType<O>;
+  const y = new Float64Array(L * C);
   for (let t = 0; t < L; t++) {
     for (let c = 0; c < C; c++) {
       let s = b ? b.data[c] : 0;

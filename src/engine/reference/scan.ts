@@ -4,31 +4,29 @@
  * Mamba-1 has a [D, N] matrix A and one B/C per token; Mamba-2 has a scalar A per head and
  * B/C per group, shared by the heads of the group.
  */
-import type { FloatArray, FloatCtor, Tensor } from '../tensor';
+import { stateSlots } from '../internals';
+import type { FloatArray, Tensor } from '../tensor';
 import type { F64 } from './ops';
 
 type In = Tensor<FloatArray>;
 
 export interface ScanResult<F extends FloatArray = Float64Array> {
   readonly y: Tensor<F>;
-  /** States after the tokens in `at`, [T, ...stateShape]. */
+  /** States after the tokens in `at`, [T, ...stateShape], in the order of `at` (any order, repeats allowed). */
   readonly h: Tensor<F>;
 }
 
 /**
  * Mamba-1: u, delta [L, D]; A [D, N] (already −exp(A_log)); B, C [L, N]; Dskip [D].
- * Arithmetic is in double; with `Out` = Float32Array the state is stored (rounded) in float32
- * every step — the fast fp32 loop that the cpu and wasm backends use as their scan kernel.
+ * (The cpu and wasm backends' float32 loop is tfjs/hostLoopScan.ts.)
  */
-export function selectiveScan<C extends FloatCtor = Float64ArrayConstructor>(
-  u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, Out: C = Float64Array as C,
-): ScanResult<InstanceType<C>> {
+export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array): ScanResult {
   const [L, D] = u.shape;
   const N = A.shape[1];
-  const h = new Out(D * N);
-  const y = new Out(L * D);
-  const states = new Out(at.length * D * N);
-  let next = 0;
+  const h = new Float64Array(D * N);
+  const y = new Float64Array(L * D);
+  const states = new Float64Array(at.length * D * N);
+  const slots = stateSlots(at, L);
   for (let t = 0; t < L; t++) {
     const Bt = t * N;
     for (let d = 0; d < D; d++) {
@@ -42,28 +40,26 @@ export function selectiveScan<C extends FloatCtor = Float64ArrayConstructor>(
       }
       y[t * D + d] = acc + Dskip.data[d] * u.data[t * D + d];
     }
-    if (next < at.length && at[next] === t) states.set(h, D * N * next++);
+    for (const row of slots[t] ?? []) states.set(h, D * N * row);
   }
-  return { y: { shape: [L, D], data: y as InstanceType<C> }, h: { shape: [at.length, D, N], data: states as InstanceType<C> } };
+  return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states } };
 }
 
 /**
  * Mamba-2: x [L, heads·P]; delta [L, heads]; A [heads]; B, C [L, G·N]; Dskip [heads].
  * Head k reads group floor(k / (heads / G)).
  */
-export function selectiveScanHeads<C extends FloatCtor = Float64ArrayConstructor>(
-  x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, Out: C = Float64Array as C,
-): ScanResult<InstanceType<C>> {
+export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array): ScanResult {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
   const GN = B.shape[1];
   const N = GN / groups;
   const perGroup = heads / groups;
-  const h = new Out(heads * P * N);
-  const y = new Out(L * heads * P);
-  const states = new Out(at.length * h.length);
-  let next = 0;
+  const h = new Float64Array(heads * P * N);
+  const y = new Float64Array(L * heads * P);
+  const states = new Float64Array(at.length * h.length);
+  const slots = stateSlots(at, L);
   for (let t = 0; t < L; t++) {
     for (let k = 0; k < heads; k++) {
       const dt = delta.data[t * heads + k];
@@ -83,9 +79,9 @@ export function selectiveScanHeads<C extends FloatCtor = Float64ArrayConstructor
         y[t * heads * P + c] = acc + Dskip.data[k] * xv;
       }
     }
-    if (next < at.length && at[next] === t) states.set(h, h.length * next++);
+    for (const row of slots[t] ?? []) states.set(h, h.length * row);
   }
-  return { y: { shape: [L, heads * P], data: y as InstanceType<C> }, h: { shape: [at.length, heads, P, N], data: states as InstanceType<C> } };
+  return { y: { shape: [L, heads * P], data: y }, h: { shape: [at.length, heads, P, N], data: states } };
 }
 
 /** A = −exp(A_log). */

@@ -1,28 +1,116 @@
 /**
  * Scan kernels for the backends whose tensors live in CPU memory (cpu, wasm): read the inputs,
- * run the sequential loop of the reference (state stored in float32), upload the outputs.
- * On these backends the loop does L·D·N work where the tfjs-ops prefix scan does log2(chunk)
- * times more through generic broadcasting ops, so the loop is the fast path there. The conv +
- * SiLU runs the same way: its five tfjs ops would put four [L, C] temporaries in the wasm heap,
- * which never shrinks.
+ * run the sequential loop in float32, upload the outputs. On these backends the loop does L·D·N
+ * work where the tfjs-ops prefix scan does log2(chunk) times more through generic broadcasting
+ * ops, so the loop is the fast path there. The conv + SiLU runs the same way: its five tfjs ops
+ * would put four [L, C] temporaries in the wasm heap, which never shrinks.
+ *
+ * fp32 means float32 arithmetic, as in the tfjs ops around these kernels: every result is rounded
+ * with Math.fround (JS arithmetic is float64; storing only the state in float32 would make these
+ * kernels float64 ones with float32 storage). The loops are the reference's (reference/scan.ts,
+ * reference/ops.ts) written once more rather than shared through a rounding parameter: a call
+ * site that sees both Math.fround and the identity is polymorphic, and V8 then runs either loop
+ * five to seven times slower.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { causalConvSilu } from '../reference/ops';
-import { selectiveScan, selectiveScanHeads } from '../reference/scan';
+import { stateSlots } from '../internals';
 import type { Tensor } from '../tensor';
 import type { ScanKernels } from './scan';
 
-function read(t: tf.Tensor): Tensor<Float32Array> {
+type F32 = Tensor<Float32Array>;
+
+const f = Math.fround;
+
+function read(t: tf.Tensor): F32 {
   return { shape: t.shape, data: t.dataSync() as Float32Array };
 }
 
-function upload<R extends tf.Rank>(t: Tensor<Float32Array>): tf.Tensor<R> {
+function upload<R extends tf.Rank>(t: F32): tf.Tensor<R> {
   return tf.tensor(t.data, [...t.shape] as tf.ShapeMap[R], 'float32') as tf.Tensor<R>;
+}
+
+/** Mamba-1: h_t = exp(Δ_t·A) ⊙ h_{t−1} + (Δ_t·u_t)·B_t, y_t = C_t·h_t + D·u_t; states at `at`, in its order. */
+export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, at: Int32Array): { y: F32; h: F32 } {
+  const [L, D] = u.shape;
+  const N = A.shape[1];
+  const h = new Float32Array(D * N);
+  const y = new Float32Array(L * D);
+  const states = new Float32Array(at.length * D * N);
+  const slots = stateSlots(at, L);
+  for (let t = 0; t < L; t++) {
+    const Bt = t * N;
+    for (let d = 0; d < D; d++) {
+      const dt = delta.data[t * D + d];
+      const du = f(dt * u.data[t * D + d]);
+      let acc = 0;
+      for (let n = 0; n < N; n++) {
+        const i = d * N + n;
+        h[i] = f(f(f(Math.exp(f(dt * A.data[i]))) * h[i]) + f(du * B.data[Bt + n]));
+        acc = f(acc + f(h[i] * C.data[Bt + n]));
+      }
+      y[t * D + d] = f(acc + f(Dskip.data[d] * u.data[t * D + d]));
+    }
+    for (const row of slots[t] ?? []) states.set(h, D * N * row);
+  }
+  return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states } };
+}
+
+/** Mamba-2: scalar A and Δ per head, B/C per group (head k reads group floor(k / (heads / G))). */
+export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, groups: number, at: Int32Array): { y: F32; h: F32 } {
+  const L = x.shape[0];
+  const heads = A.shape[0];
+  const P = x.shape[1] / heads;
+  const GN = B.shape[1];
+  const N = GN / groups;
+  const perGroup = heads / groups;
+  const h = new Float32Array(heads * P * N);
+  const y = new Float32Array(L * heads * P);
+  const states = new Float32Array(at.length * h.length);
+  const slots = stateSlots(at, L);
+  for (let t = 0; t < L; t++) {
+    for (let k = 0; k < heads; k++) {
+      const dt = delta.data[t * heads + k];
+      const decay = f(Math.exp(f(dt * A.data[k])));
+      const bOff = t * GN + Math.floor(k / perGroup) * N;
+      for (let p = 0; p < P; p++) {
+        const c = k * P + p;
+        const xv = x.data[t * heads * P + c];
+        const dx = f(dt * xv);
+        let acc = 0;
+        for (let n = 0; n < N; n++) {
+          const i = c * N + n;
+          h[i] = f(f(decay * h[i]) + f(dx * B.data[bOff + n]));
+          acc = f(acc + f(h[i] * C.data[bOff + n]));
+        }
+        y[t * heads * P + c] = f(acc + f(Dskip.data[k] * xv));
+      }
+    }
+    for (const row of slots[t] ?? []) states.set(h, h.length * row);
+  }
+  return { y: { shape: [L, heads * P], data: y }, h: { shape: [at.length, heads, P, N], data: states } };
+}
+
+/** Causal depthwise conv1d (left zero padding K−1), then SiLU x / (1 + exp(−x)). */
+export function causalConvSiluF32(x: F32, w: F32, b?: F32): F32 {
+  const [L, C] = x.shape;
+  const K = w.shape[1];
+  const y = new Float32Array(L * C);
+  for (let t = 0; t < L; t++) {
+    for (let c = 0; c < C; c++) {
+      let s = b ? b.data[c] : 0;
+      for (let k = 0; k < K; k++) {
+        const src = t - K + 1 + k;
+        if (src >= 0) s = f(s + f(w.data[c * K + k] * x.data[src * C + c]));
+      }
+      y[t * C + c] = f(s / f(1 + f(Math.exp(-s))));
+    }
+  }
+  return { shape: [L, C], data: y };
 }
 
 export const hostLoopKernels: ScanKernels = {
   scan: ({ u, delta, A, B, C, D, z, statesAt }) => {
-    const r = selectiveScan(read(u), read(delta), read(A), read(B), read(C), read(D), statesAt, Float32Array);
+    const r = selectiveScanF32(read(u), read(delta), read(A), read(B), read(C), read(D), statesAt);
     const y = upload<tf.Rank.R2>(r.y);
     return {
       y,
@@ -31,8 +119,8 @@ export const hostLoopKernels: ScanKernels = {
     };
   },
   headScan: ({ x, delta, A, B, C, D, groups, statesAt }) => {
-    const r = selectiveScanHeads(read(x), read(delta), read(A), read(B), read(C), read(D), groups, statesAt, Float32Array);
+    const r = selectiveScanHeadsF32(read(x), read(delta), read(A), read(B), read(C), read(D), groups, statesAt);
     return { y: upload<tf.Rank.R2>(r.y), h: statesAt.length ? upload<tf.Rank.R4>(r.h) : undefined };
   },
-  convSilu: (x, w, b) => upload<tf.Rank.R2>(causalConvSilu(read(x), read(w), b && read(b), Float32Array)),
+  convSilu: (x, w, b) => upload<tf.Rank.R2>(causalConvSiluF32(read(x), read(w), b && read(b))),
 };

@@ -8,6 +8,7 @@
  * sequential loop of hostLoopScan.ts, which does less work there.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { stateSlots } from '../internals';
 import { hostLoopKernels } from './hostLoopScan';
 
 export interface TfScanInputs {
@@ -19,7 +20,7 @@ export interface TfScanInputs {
   readonly D: tf.Tensor1D; // [D]
   /** When given, `gated` = y ⊙ silu(z) is returned too. */
   readonly z?: tf.Tensor2D;
-  /** Sorted token positions whose state h_t is returned. */
+  /** Token positions whose state h_t is returned, in this order (repeats allowed). */
   readonly statesAt: Int32Array;
 }
 
@@ -99,25 +100,27 @@ function shiftDown(x: tf.Tensor, offset: number, fill: number): tf.Tensor {
   return tf.concat([top, tf.slice(x, 0, T - offset)], 0);
 }
 
-function gatherStates(states: tf.Tensor, chunkStart: number, statesAt: Int32Array, out: tf.Tensor[]): void {
+/** Copies the chunk's states into their rows of `out` (row k is the state after token statesAt[k]). */
+function gatherStates(states: tf.Tensor, chunkStart: number, slots: readonly (number[] | undefined)[], out: tf.Tensor[]): void {
   const T = states.shape[0];
-  for (const t of statesAt) {
-    if (t >= chunkStart && t < chunkStart + T) out.push(tf.keep(tf.slice(states, t - chunkStart, 1)));
+  for (let t = chunkStart; t < chunkStart + T; t++) {
+    for (const k of slots[t] ?? []) out[k] = tf.keep(tf.slice(states, t - chunkStart, 1));
   }
 }
 
 /**
  * Runs `chunkStep` over chunks of tokens, carrying the last state; concatenates the chunk
- * outputs and the captured states.
+ * outputs and the captured states (in the order of statesAt, whatever the order of the chunks).
  */
-function chunked(L: number, chunkStep: (start: number, T: number, carry: tf.Tensor | null, hs: tf.Tensor[]) => { y: tf.Tensor; last: tf.Tensor }) {
+function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: number, carry: tf.Tensor | null, capture: (states: tf.Tensor) => void) => { y: tf.Tensor; last: tf.Tensor }) {
   const ys: tf.Tensor[] = [];
   const hs: tf.Tensor[] = [];
+  const slots = stateSlots(statesAt, L);
   let carry: tf.Tensor | null = null;
   for (let start = 0; start < L; start += CHUNK) {
     const T = Math.min(CHUNK, L - start);
     const prev: tf.Tensor | null = carry;
-    const result: { y: tf.Tensor; last: tf.Tensor } = tf.tidy(() => chunkStep(start, T, prev, hs));
+    const result: { y: tf.Tensor; last: tf.Tensor } = tf.tidy(() => chunkStep(start, T, prev, (states) => gatherStates(states, start, slots, hs)));
     prev?.dispose();
     carry = result.last;
     ys.push(result.y);
@@ -134,12 +137,12 @@ export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt }) => {
   const [L, Dd] = u.shape;
   const N = A.shape[1];
   const A3 = tf.reshape(A, [1, Dd, N]);
-  const scanned = chunked(L, (start, T, carry, hs) => {
+  const scanned = chunked(L, statesAt, (start, T, carry, capture) => {
     const dt = tf.reshape(tf.slice(delta, start, T), [T, Dd, 1]);
     const a = tf.exp(tf.mul(dt, A3));
     const du = tf.mul(dt, tf.reshape(tf.slice(u, start, T), [T, Dd, 1]));
     const states = linearRecurrence(a, tf.mul(du, tf.reshape(tf.slice(B, start, T), [T, 1, N])), carry);
-    gatherStates(states, start, statesAt, hs);
+    capture(states);
     const y = tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2);
     return { y, last: tf.slice(states, T - 1, 1) };
   });
@@ -159,12 +162,12 @@ export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, stat
   // B and C per head: repeat each group's row for the heads that share it.
   const perHead = (m: tf.Tensor2D, start: number, T: number) =>
     tf.reshape(tf.tile(tf.reshape(tf.slice(m, start, T), [T, groups, 1, 1, N]), [1, 1, perGroup, 1, 1]), [T, heads, 1, N]);
-  const scanned = chunked(L, (start, T, carry, hs) => {
+  const scanned = chunked(L, statesAt, (start, T, carry, capture) => {
     const dt = tf.reshape(tf.slice(delta, start, T), [T, heads, 1, 1]);
     const a = tf.exp(tf.mul(dt, tf.reshape(A, [1, heads, 1, 1])));
     const dx = tf.mul(dt, tf.reshape(tf.slice(x, start, T), [T, heads, P, 1]));
     const states = linearRecurrence(a, tf.mul(dx, perHead(B, start, T)), carry);
-    gatherStates(states, start, statesAt, hs);
+    capture(states);
     const y = tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]);
     return { y, last: tf.slice(states, T - 1, 1) };
   });
