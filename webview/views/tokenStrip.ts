@@ -3,6 +3,10 @@
  * Hover shows the token's id, position and values; a click selects it for every view. Annotated
  * tokens are underlined. One span per token (text must stay readable and selectable); the
  * tokens × channels data is never drawn as DOM.
+ *
+ * The strip is laid out like the source: a row ends wherever a token holds a newline (shown ⏎),
+ * and a line wider than the strip wraps between tokens, so every row in view shows its tokens
+ * without scrolling sideways.
  */
 import { TOKEN_METRICS, type TokenMetric } from '../../src/protocol';
 import { METRIC_SYMBOL, Unavailable } from '../analysis/layerAnalysis';
@@ -10,7 +14,8 @@ import { rowMeans } from '../analysis/metrics';
 import { colormapRgb, isDiverging } from '../render/colormaps';
 import { formatValue, visibleToken } from '../render/format';
 import { colorScale, Legend } from '../render/legend';
-import { drawFlow } from '../render/textCanvas';
+import { drawFlow, type TextCell } from '../render/textCanvas';
+import { placeTooltip } from '../render/tooltip';
 import type { PanelData } from '../panelData';
 import type { ViewState } from '../state';
 import type { View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
@@ -49,7 +54,7 @@ class TokenStripView implements View {
     });
     this.strip.addEventListener('pointerover', (e) => {
       const i = this.indexOf(e.target);
-      if (i !== null) this.showTooltip(i, e.target as HTMLElement);
+      if (i !== null) this.showTooltip(i, e.target as HTMLElement, e);
     });
     this.strip.addEventListener('pointerleave', () => (this.tooltip.hidden = true));
   }
@@ -80,12 +85,12 @@ class TokenStripView implements View {
       s.id = `token-${i}`;
       s.dataset.index = String(i);
       s.setAttribute('role', 'option');
-      const text = ins.tokens?.[i] ?? `#${ins.ids![i]}`;
-      s.textContent = visibleToken(text);
-      if (text.endsWith('\n')) s.classList.add('eol');
+      // The span is white-space: pre, so the newline after each ⏎ breaks the row there.
+      s.textContent = visibleToken(ins.tokens?.[i] ?? `#${ins.ids![i]}`).replace(/⏎/g, '⏎\n');
       return s;
     });
-    this.strip.replaceChildren(...this.spans);
+    // <wbr> between tokens: a long line may wrap there (never inside a token, whose text is pre).
+    this.strip.replaceChildren(...this.spans.flatMap((s, i) => (i ? [document.createElement('wbr'), s] : [s])));
     this.strip.setAttribute('aria-label', `${ins.length} tokens of ${ins.title}`);
     this.builtFor = ins.id;
     this.colouredFor = null;
@@ -171,7 +176,7 @@ class TokenStripView implements View {
     return i === undefined ? null : Number(i);
   }
 
-  private showTooltip(i: number, anchor: HTMLElement): void {
+  private showTooltip(i: number, span: HTMLElement, pointer: MouseEvent): void {
     const data = this.ctx.data();
     if (!data) return;
     const ins = data.inspection;
@@ -184,19 +189,21 @@ class TokenStripView implements View {
     this.tooltip.replaceChildren(...lines.map((l) => Object.assign(document.createElement('div'), { textContent: l })));
     this.tooltip.dataset.index = String(i);
     this.tooltip.hidden = false;
-    const r = anchor.getBoundingClientRect(), host = this.element.getBoundingClientRect();
-    this.tooltip.style.left = `${Math.max(0, Math.min(r.left - host.left, host.width - 260))}px`;
-    this.tooltip.style.top = `${r.bottom - host.top + 4}px`;
+    // A token holding a newline has a box on each row: anchor on the one under the pointer.
+    const rects = [...span.getClientRects()];
+    const r = rects.find((b) => pointer.clientY >= b.top && pointer.clientY <= b.bottom) ?? span.getBoundingClientRect();
+    placeTooltip(this.tooltip, r);
   }
 
   snapshot(): HTMLCanvasElement {
-    return drawFlow(this.spans.map((s, i) => ({
-      text: s.textContent ?? '',
-      background: s.style.background || undefined,
-      color: s.style.color || undefined,
-      outlined: i === this.selected,
-      breakAfter: s.classList.contains('eol'),
-    })), Math.max(400, this.strip.clientWidth), getComputedStyle(this.element));
+    // One cell per row a token covers: a newline inside a token's text ends the cell's row.
+    const cells = this.spans.flatMap((s, i): TextCell[] => {
+      const rows = (s.textContent ?? '').split('\n');
+      if (rows.length > 1 && rows[rows.length - 1] === '') rows.pop();
+      const style = { background: s.style.background || undefined, color: s.style.color || undefined, outlined: i === this.selected };
+      return rows.map((text, k) => ({ ...style, text, breakAfter: k < rows.length - 1 || (s.textContent ?? '').endsWith('\n') }));
+    });
+    return drawFlow(cells, Math.max(400, this.strip.clientWidth), getComputedStyle(this.element));
   }
 
   describe(): ViewDescription {
