@@ -18,14 +18,17 @@ describe('numerics: rescan', () => {
     model = await loadModelFolder(new NodeFolderStore(MODEL), 'float64');
   });
 
-  it('done-when: fp64 reproduces every layer\'s y (and h) within 1e-5; bf16 errs at least ten times more', async () => {
+  // README.md quotes this bound: about twice the measured 6.8e-8 (y) and 9.3e-8 (h), the float32 rounding of the dump.
+  const FP64_RESCAN = 2e-7;
+
+  it(`done-when: fp64 reproduces every layer's y (and h) within ${FP64_RESCAN}; bf16 errs at least ten times more`, async () => {
     const dump = await openDump(GOLDEN);
     const exact = await rescanDump(model, dump, { variant: variant('fp64') });
     const bf16 = await rescanDump(model, dump, { variant: variant('bf16') });
     assert.deepEqual(exact.map((l) => l.layer), [0, 1]);
     for (const [k, l] of exact.entries()) {
-      assert.ok(l.y.normalizedError < 1e-5, `layer ${l.layer} y ${l.y.normalizedError}`);
-      assert.ok(l.h && l.h.normalizedError < 1e-5, `layer ${l.layer} h ${l.h?.normalizedError}`);
+      assert.ok(l.y.normalizedError <= FP64_RESCAN, `layer ${l.layer} y ${l.y.normalizedError}`);
+      assert.ok(l.h && l.h.normalizedError <= FP64_RESCAN, `layer ${l.layer} h ${l.h?.normalizedError}`);
       assert.equal(l.y.firstDivergence, null);
       assert.ok(bf16[k].y.normalizedError >= 10 * l.y.normalizedError, `layer ${l.layer}: bf16 ${bf16[k].y.normalizedError} vs fp64 ${l.y.normalizedError}`);
       assert.ok(bf16[k].y.normalizedError < 2e-2, 'bf16 is still close: a precision effect, not a bug');
