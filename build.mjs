@@ -1,11 +1,13 @@
 // esbuild targets, one per host: the extension (Node, CommonJS, `vscode` external), the webview
 // (browser) and the CLI (Node, with a shebang); then tfjs's .wasm files next to them, for the
-// wasm backend of the webview and the CLI. `--watch` rebuilds on change.
+// wasm backend of the webview and the CLI. `--watch` rebuilds on change; `--cli` builds the CLI
+// alone (the tests of dist/cli.js build it first, so they never run a stale bundle).
 import * as esbuild from 'esbuild';
 import { chmodSync } from 'node:fs';
 import './scripts/copy-wasm.mjs';
 
 const watch = process.argv.includes('--watch');
+const cliOnly = process.argv.includes('--cli');
 const common = { bundle: true, sourcemap: true, logLevel: 'error', target: 'es2022', legalComments: 'none' };
 // dawn.node (the `webgpu` package) is a native addon: it is loaded at run time, never bundled.
 const nodeExternal = ['vscode', 'webgpu'];
@@ -28,11 +30,13 @@ const attentionWorkerSource = {
   },
 };
 
-const targets = [
+const allTargets = [
   { ...common, entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields },
   { ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife', plugins: [attentionWorkerSource] },
   { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', external: nodeExternal, mainFields: nodeMainFields, banner: { js: '#!/usr/bin/env node' } },
 ];
+
+const targets = cliOnly ? allTargets.filter((t) => t.outfile === 'dist/cli.js') : allTargets;
 
 if (watch) {
   for (const t of targets) await (await esbuild.context(t)).watch();

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/cli/main';
 import { normalizedError } from '../../src/engine/tensor';
+import { BUILT_CLI, buildCli } from './buildCli';
 import { fixture, openSafetensors } from './fixtures';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -43,6 +44,27 @@ describe('cli inspect', function () {
       assert.ok(e < 1e-5, `${n}: ${e}`);
     }
     assert.ok(normalizedError((await dump.readFloat('logits', 'float64')).data, (await golden.readFloat('hf_logits', 'float64')).data) < 1e-5);
+  });
+
+  it('saves the states asked for by --states-at in any order, repeated or negative, as the golden dump has them', async () => {
+    const golden = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
+    const goldenTokens = [...((await golden.readNative('layers.1.h_tokens')).data as Int32Array)];
+    const goldenH = (await golden.readFloat('layers.1.h', 'float64')).data;
+    const size = goldenH.length / goldenTokens.length;
+    const goldenState = (t: number) => goldenH.subarray(goldenTokens.indexOf(t) * size, (goldenTokens.indexOf(t) + 1) * size);
+    for (const [statesAt, tokens] of [['116,0', [0, 116]], ['0,116', [0, 116]], ['-1,116,0,116', [0, 116, 232]]] as const) {
+      const file = outFile(`states-${statesAt}.safetensors`);
+      const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--out', file, '--layers', '1', '--states-at', statesAt);
+      assert.equal(r.code, 0, r.err);
+      const dump = await openSafetensors(file);
+      // The dump stores its states sorted and distinct, h_tokens naming the token of each row.
+      assert.deepEqual([...((await dump.readNative('layers.1.h_tokens')).data as Int32Array)], tokens);
+      const h = (await dump.readFloat('layers.1.h', 'float64')).data;
+      tokens.forEach((t, k) => {
+        const e = normalizedError(h.subarray(k * size, (k + 1) * size), goldenState(t));
+        assert.ok(e < 1e-5, `--states-at ${statesAt}: state after ${t}: ${e}`);
+      });
+    }
   });
 
   it('adds the implicit attention with --attention, within 1e-5 of the fixtures', async () => {
@@ -147,8 +169,10 @@ describe('cli run-block', () => {
   });
 });
 
-describe('dist/cli.js (built)', () => {
-  const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+describe('dist/cli.js (built)', function () {
+  this.timeout(120_000);
+  const cli = BUILT_CLI;
+  before(buildCli);
 
   it('runs as an executable and prints no stack trace for bad input', () => {
     const r = spawnSync(cli, ['inspect', '--model', '/nonexistent/model', '--ids', '1', '--out', outFile('q.safetensors')], { encoding: 'utf8' });

@@ -8,9 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BUILT_CLI, buildCli } from './buildCli';
 import { fixture } from './fixtures';
 
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = BUILT_CLI;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mamba-scope-hostile-'));
 const MODEL = readFileSync(fixture('mamba1-tiny', 'model.safetensors'));
 const CONFIG = readFileSync(fixture('mamba1-tiny', 'config.json'), 'utf8');
@@ -61,6 +62,7 @@ const CASES: [label: string, model: () => string, text: string, problem: RegExp]
 
 describe('hostile inputs through the built CLI, under a 4 GB address-space limit', function () {
   this.timeout(60_000);
+  before(buildCli);
   for (const [label, model, text, problem] of CASES) {
     it(`refuses ${label} with one clear line`, () => {
       const args = ['inspect', '--model', model(), '--text', text, '--out', path.join(tmp, 'out.safetensors')].map((a) => `'${a}'`).join(' ');
