@@ -11,4 +11,9 @@ export interface Command {
 export interface CommandIO {
   out(line: string): void;
   err(line: string): void;
+  /**
+   * A status line that replaces the previous one (progress, ETA); '' clears it. Present only
+   * when stderr is a terminal, so pipes, files and --json output get none of it.
+   */
+  progress?(line: string): void;
 }

@@ -54,13 +54,28 @@ function overview(): string {
   ].join('\n');
 }
 
+interface OutputStream {
+  readonly isTTY?: boolean;
+  write(s: string): unknown;
+}
+
+/** The process's streams as a CommandIO; progress only when stderr is a terminal. */
+export function processIO(stdout: OutputStream, stderr: OutputStream): CommandIO {
+  return {
+    out: (s) => stdout.write(s + '\n'),
+    err: (s) => stderr.write(s + '\n'),
+    // \r and "erase line": the status line is redrawn in place.
+    ...(stderr.isTTY ? { progress: (s: string) => stderr.write(`\r\x1b[2K${s}`) } : {}),
+  };
+}
+
 if (require.main === module) {
   // `mamba-scope … | head` closes our stdout early: that is the reader's choice, not an error.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
     throw e;
   });
-  main(process.argv.slice(2), { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') }).then(
+  main(process.argv.slice(2), processIO(process.stdout, process.stderr)).then(
     (code) => (process.exitCode = code),
   );
 }

@@ -11,8 +11,9 @@ import { shapeString } from '../../engine/tensor';
 import { NodeFileSource } from '../../node/files';
 import { flag, number, parseArgs, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
+import { MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Tick } from '../runBudget';
 
-const USAGE = `usage: mamba-scope compare <a> <b> [--rtol R --atol A] [--json]
+const USAGE = `usage: mamba-scope compare <a> <b> [--rtol R --atol A] [--max-seconds S] [--json]
 
 Compares every tensor the two files share (safetensors, .npy or .npz; mamba-dump/1 dumps name
 layers and tokens). a is the reference. Per tensor: shape, max |a−b|, normalized error
@@ -25,7 +26,8 @@ value, and the non-finite values of each file; then the first layer that diverge
   --json               {"tensors": [{"name", "shape", "maxAbsError", "normalizedError",
                          "firstDivergence": {"index", "token"} | null,
                          "nonFinite": {"a", "b", "first": [{"tensor", "index"}]}}],
-                        "firstDivergentLayer"}; notes (tensors in one file only) go to stderr`;
+                        "firstDivergentLayer"}; notes (tensors in one file only) go to stderr
+${MAX_SECONDS_USAGE}`;
 
 /** parseArgs takes options only: the file operands are set aside first (the value after a value option is not a file). */
 function splitPositional(argv: readonly string[], valueOptions: readonly string[]): { positional: string[]; options: string[] } {
@@ -55,12 +57,16 @@ export const compare: Command = {
   summary: 'where two dumps diverge: errors per tensor and token, first divergence, NaN/Inf',
   usage: USAGE,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const { positional, options } = splitPositional(argv, ['--rtol', '--atol']);
+    const { positional, options } = splitPositional(argv, ['--rtol', '--atol', '--max-seconds']);
     if (positional.length !== 2) throw new UsageError(`needs two files to compare; got ${positional.length}`);
-    const args = parseArgs(options, { rtol: { value: true }, atol: { value: true }, json: { value: false } });
+    const args = parseArgs(options, { rtol: { value: true }, atol: { value: true }, json: { value: false }, ...MAX_SECONDS_OPTION });
+    const budget = new RunBudget('compare', io, maxSecondsOf(args));
     const override = { rtol: tolerance(number(args, 'rtol'), 'rtol'), atol: tolerance(number(args, 'atol'), 'atol') };
     const [a, b] = [await open(positional[0]), await open(positional[1])];
-    const result = await compareStores(a, b, override);
+    const shared = a.names().filter((n) => b.info(n));
+    const elements = (s: TensorStore) => shared.reduce((sum, n) => sum + s.info(n)!.shape.reduce((x, y) => x * y, 1), 0);
+    budget.plan([{ name: 'compare', work: elements(a) + elements(b), rate: RATES.element }], 'compare smaller files');
+    const result = await budget.phase('compare', 2 * shared.length, (tick) => compareStores(countingReads(a, tick, 0), countingReads(b, tick, 1), override));
     const notes = describeNotes(result);
     if (flag(args, 'json')) {
       io.out(JSON.stringify(comparisonJson(result)));
@@ -69,9 +75,31 @@ export const compare: Command = {
     }
     for (const line of formatComparison(result, a, b)) io.out(line);
     for (const n of notes) io.out(n);
+    budget.reportTime(false);
     return 0;
   },
 };
+
+/**
+ * The store, ticking at each tensor read: compareStores reads each shared tensor once from each
+ * file, in turn, so the reads count its progress. (Tensors paired under another name are counted
+ * as they come.)
+ */
+function countingReads(store: TensorStore, tick: Tick, first: number): TensorStore {
+  let reads = 0;
+  const counted = <T>(read: Promise<T>): Promise<T> => {
+    tick(first + 2 * reads++);
+    return read;
+  };
+  return {
+    name: store.name,
+    metadata: store.metadata,
+    names: () => store.names(),
+    info: (name) => store.info(name),
+    readFloat: ((name: string, precision: 'float32' | 'float64') => counted(store.readFloat(name, precision))) as TensorStore['readFloat'],
+    readNative: (name) => counted(store.readNative(name)),
+  };
+}
 
 function describeNotes(c: DumpComparison): string[] {
   const notes: string[] = [];

@@ -9,6 +9,7 @@ import { referenceForward } from '../../engine/reference/forward';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
+import { forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget } from '../runBudget';
 
 export interface ForgottenToken {
   readonly index: number;
@@ -25,7 +26,7 @@ export interface ForgottenReport {
 }
 
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
-                              [--channel d] [--state n] [--json]
+                              [--channel d] [--state n] [--max-seconds S] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
@@ -38,7 +39,9 @@ when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
   --channel d       retention of one channel d only (the mean over its states; Mamba-2: head d)
   --state n         retention of one state n only (the mean over channels); with --channel: that one pair
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
-                    without it: a summary per layer and the reset events (t where the step kept < τ of the state)`;
+                    without it: a summary per layer and the reset events (t where the step kept < τ of the state),
+                    and the run's time
+${MAX_SECONDS_USAGE}`;
 
 export const forgotten: Command = {
   name: 'forgotten',
@@ -47,8 +50,9 @@ export const forgotten: Command = {
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const args = parseArgs(argv, {
       model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false },
-      channel: { value: true }, state: { value: true },
+      channel: { value: true }, state: { value: true }, ...MAX_SECONDS_OPTION,
     });
+    const budget = new RunBudget('forgotten', io, maxSecondsOf(args));
     const channel = nonNegativeInt(args, 'channel');
     const state = nonNegativeInt(args, 'state');
     const view: RetentionView = { ...(channel === undefined ? {} : { channel }), ...(state === undefined ? {} : { state }) };
@@ -66,10 +70,18 @@ export const forgotten: Command = {
     if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${model.config.arch === 'mamba2' ? 'heads' : 'channels'}`);
     if (state !== undefined && state >= model.config.dState) throw new UsageError(`--state ${state} is outside the model's ${model.config.dState} states`);
 
-    const forward = referenceForward(model, encoded.ids, { layers });
+    const L = encoded.ids.length;
+    // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
+    const retentionWork = 4 * layers.length * L * channels * model.config.dState;
+    budget.plan([
+      { name: 'forward', work: forwardWork(model.config, parameterCount(model), L), rate: RATES.reference },
+      { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
+    ], 'use a shorter text or fewer layers (--layers)');
+    const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, checkCancelled: layerTicks(tick) }));
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
-    for (const { layer, tensors } of forward.layers) {
+    await budget.phase('retention', forward.layers.length, (tick) => forward.layers.forEach(({ layer, tensors }, k) => {
+      tick(k);
       const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, `${modelDir} layer ${layer}`);
       const at = retention.forgottenAt(threshold, view);
       const end = retention.atEnd(view);
@@ -78,7 +90,7 @@ export const forgotten: Command = {
         tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
       });
       resets.push(retention.resetEvents(threshold));
-    }
+    }));
 
     if (flag(args, 'json')) {
       io.out(JSON.stringify(report));
@@ -87,11 +99,10 @@ export const forgotten: Command = {
       io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}${viewName ? `, ${viewName} only` : ''}`);
       report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens)));
     }
+    budget.reportTime(flag(args, 'json'));
     return 0;
   },
 };
-
-/** "all" or "0,2,-1" → sorted distinct layer indices; out-of-range is a usage error. */
 
 function describeLayer(layer: ForgottenReport['layers'][number], resets: readonly ResetEvent[], tokens: readonly string[]): string {
   const forgotten = layer.tokens.filter((t) => t.forgottenAt !== null);

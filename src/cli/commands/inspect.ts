@@ -2,7 +2,7 @@
  * `inspect`: run a model on a text (or ids) and write every internal to a mamba-dump/1 file.
  * fp64 runs the float64 reference; fp32 runs the tfjs forward on the chosen backend.
  */
-import { hiddenAttention } from '../../engine/analysis/attention';
+import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { layerDecay } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
@@ -17,11 +17,12 @@ import { useNodeBackend } from '../../node/tfjsBackends';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
+import { attentionWork, forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
-                          [--max-memory MB]
+                          [--max-memory MB] [--max-seconds S]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -31,7 +32,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --states-at   token positions whose state h is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
-  --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)`;
+  --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)
+${MAX_SECONDS_USAGE}`;
 
 type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
 
@@ -44,7 +46,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true },
+      'max-memory': { value: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -55,8 +57,9 @@ export const inspect: Command = {
     if ((precision === 'fp64') !== (backend === 'reference')) throw new UsageError('fp64 runs on the reference backend only; fp32 on cpu, wasm or webgpu');
     const maxTokens = positiveInt(args, 'max-tokens');
     const statesAt = intList(args, 'states-at') ?? [];
+    const attention = flag(args, 'attention');
+    const budget = new RunBudget('inspect', io, maxSecondsOf(args));
 
-    const t0 = performance.now();
     const { dir, model } = await loadModelArg(optional(args, 'model'), precision === 'fp64' ? 'float64' : 'float32');
     if (model.config.arch === 'seed') throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
     let ids: Int32Array;
@@ -77,13 +80,14 @@ export const inspect: Command = {
       pieces = pieces.slice(0, maxTokens);
     }
     const layers = layerList(args, 'layers', model.config.nLayer);
-    checkMemory(model, ids.length, layers.length, statesAt.length, flag(args, 'attention'), precision, positiveInt(args, 'max-memory') ?? 4096);
+    checkMemory(model, ids.length, layers.length, statesAt.length, attention, precision, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
     for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
 
-    const result = await forward(model, backend, ids, options);
-    const seconds = (performance.now() - t0) / 1000;
-    const extras = flag(args, 'attention') ? attentionOf(model, result) : undefined;
+    budget.plan(plan(model, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
+
+    const result = await budget.phase('forward', model.config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }));
+    const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(model), (tick) => attentionOf(model, result, tick)) : undefined;
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
@@ -95,7 +99,7 @@ export const inspect: Command = {
 
     io.out(`model     ${dir} (${model.config.arch}, ${model.config.nLayer} layers, d_model ${model.config.dModel})`);
     io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
-    io.out(`backend   ${backend} (${precision}), ${seconds.toFixed(2)} s`);
+    io.out(`backend   ${backend} (${precision})`);
     for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
     if (result.logits) {
       const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
@@ -104,6 +108,7 @@ export const inspect: Command = {
       io.out(`next      ${top.join('  ')}`);
     }
     io.out(`wrote     ${out}`);
+    io.out(`time      ${budget.summary()}`);
     return 0;
   },
 };
@@ -130,14 +135,29 @@ function checkMemory(model: LoadedModel, L: number, layers: number, states: numb
   }
 }
 
+/** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
+function plan(model: LoadedModel, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
+  const phases: Phase[] = [{ name: 'forward', work: forwardWork(model.config, parameterCount(model), L), rate: RATES[backend] }];
+  if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(model), L, model.config.dState), rate: RATES.attention });
+  return phases;
+}
+
+/** Channels of the implicit attention: Mamba-1's D, Mamba-2's heads (one Δ each). */
+function channelsOf(model: LoadedModel): number {
+  const c = model.config;
+  return c.arch === 'mamba2' ? c.nHeads : c.arch === 'seed' ? c.dModel : c.dInner;
+}
+
 /** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
-function attentionOf(model: LoadedModel, result: ForwardResult): Map<number, Record<string, Tensor>> {
+async function attentionOf(model: LoadedModel, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
   const out = new Map<number, Record<string, Tensor>>();
-  for (const l of result.layers) {
+  const channels = channelsOf(model);
+  for (const [k, l] of result.layers.entries()) {
     const { delta, B, C } = l.tensors;
     if (!delta || !B || !C) continue;
     const { A, groups } = layerDecay(model as LoadedModel<'float64'>, l.layer);
-    out.set(l.layer, { hidden_attention: hiddenAttention(delta, B, C, A, groups) });
+    const onProgress = (done: number) => tick(k * channels + done);
+    out.set(l.layer, { hidden_attention: await hiddenAttentionAsync(delta, B, C, A, groups, { onProgress }) });
   }
   return out;
 }

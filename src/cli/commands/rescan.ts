@@ -4,7 +4,9 @@
  * dump's y and h (src/engine/analysis/rescan.ts). --json prints the contract of issue 5 (extras
  * under their own keys).
  */
-import { rescanDump, rescanJson, type LayerRescan, type QuantityError } from '../../engine/analysis/rescan';
+import { rescanDump, rescanJson, rescannableLayers, type LayerRescan, type QuantityError } from '../../engine/analysis/rescan';
+import { dumpKey } from '../../engine/formats/dump';
+import type { TensorStore } from '../../engine/formats/safetensors';
 import { openTensorFile } from '../../engine/formats/tensorFile';
 import { loadModelFolder } from '../../engine/model/load';
 import { PRECISIONS } from '../../engine/reference/precision';
@@ -12,13 +14,14 @@ import { DISCRETIZATIONS, SCAN_MODES, type ScanVariant } from '../../engine/refe
 import { NodeFileSource, NodeFolderStore } from '../../node/files';
 import { flag, intList, number, oneOf, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
+import { MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 /** Mamba-1 has no chunk size of its own; 64 carries states across chunks even in short samples. */
 const DEFAULT_CHUNK = 64;
 
 const USAGE = `usage: mamba-scope rescan --model <dir> --dump <dump> [--layer i] [--precision fp64|fp32|fp16|bf16]
                          [--mode sequential|chunked|parallel] [--zoh euler|exact] [--chunk-size Q]
-                         [--rtol R --atol A] [--json]
+                         [--rtol R --atol A] [--max-seconds S] [--json]
 
 Recomputes each layer's selective scan from the dump's u, delta, B, C with the model's
 A = −exp(A_log) and D, isolating the scan from the rest of the network, and reports the error
@@ -34,6 +37,7 @@ against the dump's y (and its states h at h_tokens, and y ⊙ silu(z) when the d
   --json        {"layers": [{"layer", "y": {"normalizedError", "maxAbsError", "firstDivergence"},
                 "h": {…} | null, "gated": {…} | null, "zohVsEuler": {"maxAbsPerChannel",
                 "relativePerChannel"}, "tolerance"}], "precision", "mode", "zoh", "chunkSize"}
+${MAX_SECONDS_USAGE}
 
 Always shown: per channel, max_t |y_exact − y_euler| relative to max_t |y_euler| (fp64), i.e. how
 much the Euler discretization of B changes this layer's output.`;
@@ -46,7 +50,9 @@ export const rescan: Command = {
     const args = parseArgs(argv, {
       model: { value: true }, dump: { value: true }, layer: { value: true }, precision: { value: true }, mode: { value: true },
       zoh: { value: true }, 'chunk-size': { value: true }, rtol: { value: true }, atol: { value: true }, json: { value: false },
+      ...MAX_SECONDS_OPTION,
     });
+    const budget = new RunBudget('rescan', io, maxSecondsOf(args));
     const modelDir = required(args, 'model');
     const dumpPath = required(args, 'dump');
     const layers = intList(args, 'layer');
@@ -63,12 +69,33 @@ export const rescan: Command = {
       zoh: oneOf(args, 'zoh', DISCRETIZATIONS, 'euler'),
       chunkSize: positiveInt(args, 'chunk-size') ?? (model.config.arch === 'mamba2' ? model.config.chunkSize : DEFAULT_CHUNK),
     };
-    const result = await rescanDump(model, dump, { variant, layers, tolerance: { rtol, atol } });
+    const chosen = layers ?? rescannableLayers(dump);
+    budget.plan([{ name: 'rescan', work: chosen.reduce((sum, l) => sum + rescanWork(dump, l, model.config.dState), 0), rate: RATES.rescanStep }], 'rescan fewer layers (--layer)');
+    const result = await budget.phase('rescan', chosen.length, async (tick) => {
+      const out: LayerRescan[] = [];
+      // One layer at a time, to tick between them.
+      for (const [k, layer] of chosen.entries()) {
+        tick(k);
+        out.push(...(await rescanDump(model, dump, { variant, layers: [layer], tolerance: { rtol, atol } })));
+      }
+      return out;
+    });
     if (flag(args, 'json')) io.out(JSON.stringify(rescanJson(result, variant)));
     else for (const line of formatRescan(result, variant, dump.name)) io.out(line);
+    budget.reportTime(flag(args, 'json'));
     return 0;
   },
 };
+
+/**
+ * Scan steps of one layer's rescan: the variant asked for and the two fp64 scans of the Euler/exact
+ * ZOH comparison, each L·channels·N steps; a fourth for the parallel and chunked modes' extra passes.
+ * A layer the dump lacks is left to rescanDump to name.
+ */
+function rescanWork(dump: TensorStore, layer: number, states: number): number {
+  const u = dump.info(dumpKey(layer, 'u'));
+  return u ? 4 * u.shape[0] * (u.shape[1] ?? 1) * states : 0;
+}
 
 function num(v: number): string {
   return v === 0 ? '0' : Number.isFinite(v) ? v.toExponential(2) : String(v);

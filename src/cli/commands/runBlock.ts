@@ -15,13 +15,15 @@ import { useNodeBackend } from '../../node/tfjsBackends';
 import { oneOf, parseArgs, required } from '../args';
 import type { Command } from '../command';
 import { writeOutput } from '../modelArgs';
+import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget } from '../runBudget';
 
 const USAGE = `usage: mamba-scope run-block --block <block.safetensors> --input <io.safetensors> --out <out.safetensors>
-                            [--precision fp64|fp32]
+                            [--precision fp64|fp32] [--max-seconds S]
 
 Runs the simplified block (in_proj → [x_in, res]; x_proj → B, C, dt; dt_proj + softplus; scan;
 y = scan + D·x_in; out = y ⊙ silu(res)) on the input file's "x" [L, d_model] and writes
-y, out, x_in, res, B, C and delta. fp64 uses the float64 reference, fp32 the tfjs cpu backend.`;
+y, out, x_in, res, B, C and delta. fp64 uses the float64 reference, fp32 the tfjs cpu backend.
+${MAX_SECONDS_USAGE}`;
 
 const OUTPUTS = ['y', 'out', 'x_in', 'res', 'B', 'C', 'delta'] as const;
 
@@ -30,32 +32,30 @@ export const runBlock: Command = {
   summary: "run the design note's simplified block on an input tensor",
   usage: USAGE,
   async run(argv, io) {
-    const args = parseArgs(argv, { block: { value: true }, input: { value: true }, out: { value: true }, precision: { value: true } });
+    const args = parseArgs(argv, { block: { value: true }, input: { value: true }, out: { value: true }, precision: { value: true }, ...MAX_SECONDS_OPTION });
+    const budget = new RunBudget('run-block', io, maxSecondsOf(args));
     const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, 'fp64');
     const blockFile = await SafetensorsFile.open(await NodeFileSource.open(required(args, 'block')));
     const input = await SafetensorsFile.open(await NodeFileSource.open(required(args, 'input')));
     const xInfo = input.info('x');
     if (!xInfo) throw new InputError(input.name, 'has no tensor "x" (the block input [L, d_model])');
-    const t0 = performance.now();
-    let result: Record<(typeof OUTPUTS)[number], Tensor>;
-    if (precision === 'fp64') {
-      const block = await loadSeedBlockFile(blockFile, 'float64');
-      checkInput(xInfo.shape, block, input.name);
-      result = referenceSeedBlock(block.config as SeedBlockConfig, block.params as SeedBlockParams<'float64'>, await input.readFloat('x', 'float64'));
-    } else {
+    const block = await loadSeedBlockFile(blockFile, precision === 'fp64' ? 'float64' : 'float32');
+    checkInput(xInfo.shape, block, input.name);
+    budget.plan([{ name: 'block', work: forwardWork(block.config, parameterCount(block), xInfo.shape[0]), rate: precision === 'fp64' ? RATES.reference : RATES.cpu }], 'use a shorter input');
+    const result: Record<(typeof OUTPUTS)[number], Tensor> = await budget.phase('block', 1, async () => {
+      if (precision === 'fp64') return referenceSeedBlock(block.config as SeedBlockConfig, block.params as SeedBlockParams<'float64'>, await input.readFloat('x', 'float64'));
       await useNodeBackend('cpu');
-      const block = await loadSeedBlockFile(blockFile, 'float32');
-      checkInput(xInfo.shape, block, input.name);
-      const tfModel = createTfModel(block);
+      const tfModel = createTfModel(block as LoadedModel<'float32'>);
       try {
-        result = await tfjsSeedBlock(tfModel, await input.readFloat('x', 'float32'));
+        return await tfjsSeedBlock(tfModel, await input.readFloat('x', 'float32'));
       } finally {
         tfModel.dispose();
       }
-    }
+    });
     const entries: NamedTensor[] = OUTPUTS.map((name) => ({ name, tensor: result[name] }));
     await writeOutput(required(args, 'out'), encodeSafetensors(entries, { format: 'mamba-dump/1', layout: 'LD', model: 'seed-simple', dtype: precision === 'fp64' ? 'float64' : 'float32' }));
-    io.out(`block ${blockFile.name}: ${xInfo.shape[0]} tokens × ${xInfo.shape[1]} channels, ${precision}, ${((performance.now() - t0) / 1000).toFixed(2)} s → ${required(args, 'out')}`);
+    io.out(`block ${blockFile.name}: ${xInfo.shape[0]} tokens × ${xInfo.shape[1]} channels, ${precision} → ${required(args, 'out')}`);
+    io.out(`time: ${budget.summary()}`);
     return 0;
   },
 };
