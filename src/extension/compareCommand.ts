@@ -5,17 +5,12 @@
  * reads them one by one.
  */
 import * as vscode from 'vscode';
-import type { TensorStore } from '../engine/formats/safetensors';
 import { openTensorFile } from '../engine/formats/tensorFile';
-import { sizeOf } from '../engine/tensor';
-import type { DumpParams, NamedTensors } from '../protocol';
 import { comparisonParams } from './comparison';
-import { wireTensor } from './dumpEditor';
 import { openUri } from './files';
+import { dumpMessage, wireTensor } from './messages';
 import type { InspectorPanel } from './panel';
 
-/** a's tensors sent with the comparison when all of them fit (the tensor viewer's budget). */
-const EAGER_BYTES = 256 * 2 ** 20;
 const FILTERS = { 'Tensor files': ['safetensors', 'npy', 'npz'] };
 
 /** `a` and `b` are asked for unless given (the command's arguments: other extensions, tests). */
@@ -26,19 +21,12 @@ export async function compareDumps(openPanel: () => InspectorPanel, givenA?: vsc
   if (!b) return;
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Mamba Scope: comparing ${name(a)} with ${name(b)}` }, async () => {
     const [storeA, storeB] = await Promise.all([openTensorFile(await openUri(a)), openTensorFile(await openUri(b))]);
-    const params = await comparisonParams(storeA, storeB, await dumpOf(storeA, name(a)), name(b));
+    const params = await comparisonParams(storeA, storeB, await dumpMessage(storeA, name(a)), name(b));
     const panel = openPanel();
     await panel.whenReady();
     panel.rpc.handle('readTensor', ({ name: tensor }) => wireTensor(storeA, tensor));
     await panel.rpc.request('showComparison', params);
   });
-}
-
-async function dumpOf(store: TensorStore, fileName: string): Promise<DumpParams> {
-  const index = store.names().map((n) => ({ name: n, dtype: store.info(n)!.dtype, shape: [...store.info(n)!.shape] }));
-  const tensors: NamedTensors = {};
-  if (index.reduce((s, t) => s + sizeOf(t.shape) * 4, 0) <= EAGER_BYTES) for (const { name: n } of index) tensors[n] = await wireTensor(store, n);
-  return { name: fileName, metadata: { ...store.metadata }, index, tensors };
 }
 
 function name(uri: vscode.Uri): string {

@@ -6,38 +6,22 @@
  * offers the text editor.
  */
 import * as vscode from 'vscode';
-import { InputError } from '../engine/errors';
-import { isFloatDType } from '../engine/formats/dtypes';
 import type { TensorStore } from '../engine/formats/safetensors';
 import { openTensorFile } from '../engine/formats/tensorFile';
-import { sizeOf, type Tensor } from '../engine/tensor';
-import { PROTOCOL_VERSION, Rpc, toTensorMessage, type DumpParams, type HostApi, type HostRpc, type NamedTensors, type PanelDescription, type TensorMessage, type WebviewApi } from '../protocol';
+import { PROTOCOL_VERSION, Rpc, type HostApi, type HostRpc, type PanelDescription, type WebviewApi } from '../protocol';
 import { saveExport } from './exports';
 import { openUri } from './files';
+import { dumpMessage, wireTensor } from './messages';
 import { readSettings, viewSettings } from './settings';
 import { wasmPath, webviewHtml, webviewOptions } from './webviewHtml';
 
 export const DUMP_VIEW_TYPE = 'mambaScope.tensorViewer';
-/** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
-const EAGER_BYTES = 256 * 2 ** 20;
 
 class TensorDocument implements vscode.CustomDocument {
   constructor(readonly uri: vscode.Uri, readonly store: TensorStore) {}
   dispose(): void {
     // The store reads by byte range with a handle per read: nothing stays open.
   }
-}
-
-/** float32 for float tensors, int32 for integer ones (ids, h_tokens), as the wire carries them. */
-export async function wireTensor(store: TensorStore, name: string): Promise<TensorMessage> {
-  const info = store.info(name);
-  if (!info) throw new InputError(store.name, `has no tensor named "${name}"`);
-  if (!isFloatDType(info.dtype)) {
-    const t = await store.readNative(name);
-    const ids = t.data instanceof Int32Array ? t.data : Int32Array.from(t.data as ArrayLike<number | bigint>, Number);
-    return toTensorMessage({ shape: t.shape, data: ids } as Tensor<Int32Array>);
-  }
-  return toTensorMessage(await store.readFloat(name, 'float32'));
 }
 
 export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProvider<TensorDocument> {
@@ -86,11 +70,6 @@ export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProv
 
   private async send(rpc: Rpc<HostApi, WebviewApi>, document: TensorDocument): Promise<void> {
     const { store } = document;
-    const index = store.names().map((name) => ({ name, dtype: store.info(name)!.dtype, shape: [...store.info(name)!.shape] }));
-    const total = index.reduce((n, t) => n + sizeOf(t.shape) * 4, 0);
-    const tensors: NamedTensors = {};
-    if (total <= EAGER_BYTES) for (const { name } of index) tensors[name] = await wireTensor(store, name);
-    const params: DumpParams = { name: document.uri.path.split('/').pop() ?? store.name, metadata: { ...store.metadata }, index, tensors };
-    await rpc.request('showDump', params);
+    await rpc.request('showDump', await dumpMessage(store, document.uri.path.split('/').pop() ?? store.name));
   }
 }

@@ -6,24 +6,22 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { CancelledError, InputError, LimitError } from '../engine/errors';
+import { InputError } from '../engine/errors';
 import { openCheckpoint } from '../engine/formats/checkpoint';
 import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
 import { CONFIG_FILE, readConfig } from '../engine/model/load';
 import { sha256Hex } from '../engine/annotations/sha256';
 import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
 import { decodeUtf8, readAll } from '../engine/io';
-import { sizeOf } from '../engine/tensor';
 import { MambaTokenizer } from '../engine/tokenizer';
-import { toTensorMessage, type LoadModelParams, type NamedTensors, type Progress } from '../protocol';
+import type { LoadModelParams, Progress } from '../protocol';
 import { openUri, UriFolderStore } from './files';
+import { weightsMessage } from './messages';
 import { readSettings } from './settings';
 
 export const BUNDLED_MODEL_DIR = 'assets/mamba1-demo';
 const RECENT_KEY = 'mambaScope.recentModels';
 const MAX_RECENT = 8;
-/** The panel's memory budget for weights (issue 7: the webview stays under 2 GB). */
-const MAX_WEIGHT_BYTES = 1.5 * 2 ** 30;
 
 export interface ModelRef {
   /** A folder or a .safetensors file. */
@@ -65,21 +63,9 @@ export class HostModel {
     return new HostModel(ref, config, tokenizer, checkpoint, hashes);
   }
 
-  /** Every checkpoint tensor as float32, keyed by its checkpoint name: the loadModel message. */
-  async weights(signal: AbortSignal, progress: (p: Progress) => void): Promise<LoadModelParams> {
-    const names = this.checkpoint.names();
-    const bytes = names.reduce((sum, n) => sum + sizeOf(this.checkpoint.info(n)!.shape) * 4, 0);
-    if (bytes > MAX_WEIGHT_BYTES) {
-      throw new LimitError(this.checkpoint.name, `needs ${(bytes / 2 ** 30).toFixed(2)} GiB as float32; the panel holds at most 1.5 GiB of weights (about 400M parameters): inspect larger models with the CLI (mamba-scope inspect)`);
-    }
-    const tensors: NamedTensors = {};
-    for (let i = 0; i < names.length; i++) {
-      if (signal.aborted) throw new CancelledError(`loading ${this.ref.label}`);
-      progress({ stage: 'reading weights', done: i, total: names.length });
-      tensors[names[i]] = toTensorMessage(await this.checkpoint.readFloat(names[i], 'float32'));
-    }
-    const vocab = Array.from({ length: this.config.vocabSize }, (_, id) => this.tokenizer.tokenText(id));
-    return { modelId: this.id, name: this.ref.label, config: this.config, tensors, vocab };
+  /** The loadModel message: every checkpoint tensor as float32, and the vocabulary. */
+  weights(signal: AbortSignal, progress: (p: Progress) => void): Promise<LoadModelParams> {
+    return weightsMessage({ id: this.id, label: this.ref.label, config: this.config, tokenizer: this.tokenizer, checkpoint: this.checkpoint }, signal, progress);
   }
 }
 

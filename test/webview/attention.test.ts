@@ -67,14 +67,13 @@ function constantDump(n: number): DumpParams {
 describe('attention view in Chromium', function () {
   let panel: Panel;
   let dump: DumpParams;
-  let all: NamedTensors;
   let L: number;
 
   before(async () => {
     panel = await Panel.open();
     await panel.notify('setSettings', SETTINGS);
     await panel.request('loadModel', (await loadModelParams(TINY_MODEL, 'tiny')).params);
-    ({ params: dump, all } = await dumpParams(SAMPLE1_DUMP));
+    dump = await dumpParams(SAMPLE1_DUMP);
     L = dump.tensors.input_ids.shape[0];
     await panel.request('showDump', dump);
     await panel.page.click('vscode-tab-header[data-view="attention"]');
@@ -87,10 +86,10 @@ describe('attention view in Chromium', function () {
   });
 
   it('the channel mean computed in the panel matches the fixture’s hidden_attention (layer 0 and 1)', async () => {
-    assertClose(await exportedMatrix(panel), tensorOf(all, 'layers.0.hidden_attention').data, L, 'layer 0');
+    assertClose(await exportedMatrix(panel), tensorOf(dump.tensors, 'layers.0.hidden_attention').data, L, 'layer 0');
     await panel.page.keyboard.press('ArrowDown');
     await waitForTitle(panel, /layer 1 · mean over channels/);
-    assertClose(await exportedMatrix(panel), tensorOf(all, 'layers.1.hidden_attention').data, L, 'layer 1');
+    assertClose(await exportedMatrix(panel), tensorOf(dump.tensors, 'layers.1.hidden_attention').data, L, 'layer 1');
   });
 
   it('selected channel and rollout modes match the engine run in Node', async () => {
@@ -101,12 +100,12 @@ describe('attention view in Chromium', function () {
     await panel.page.locator('.view-tokens .tokens').focus();
     for (let i = 0; i < 6; i++) await panel.page.keyboard.press(']'); // channel 5
     await waitForTitle(panel, /layer 1 · channel 5/);
-    const want = hiddenAttentionChannel(tensorOf(all, 'layers.1.delta'), tensorOf(all, 'layers.1.B'), tensorOf(all, 'layers.1.C'), A, 5);
+    const want = hiddenAttentionChannel(tensorOf(dump.tensors, 'layers.1.delta'), tensorOf(dump.tensors, 'layers.1.B'), tensorOf(dump.tensors, 'layers.1.C'), A, 5);
     assertClose(await exportedMatrix(panel), want.data, L, 'channel 5');
 
     await setMode(panel, 'rollout');
     await waitForTitle(panel, /layer 1 · rollout over layers 0–1/);
-    const rolled = attentionRollout([tensorOf(all, 'layers.0.hidden_attention'), tensorOf(all, 'layers.1.hidden_attention')]);
+    const rolled = attentionRollout([tensorOf(dump.tensors, 'layers.0.hidden_attention'), tensorOf(dump.tensors, 'layers.1.hidden_attention')]);
     assertClose(await exportedMatrix(panel), rolled[1].data, L, 'rollout');
     await setMode(panel, 'mean');
     await waitForTitle(panel, /mean over channels/);

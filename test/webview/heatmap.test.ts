@@ -72,7 +72,7 @@ describe('heatmap in Chromium (fixture dump)', function () {
   const NAN_AT = { layer: 1, t: 10, d: 20 };
 
   before(async () => {
-    dump = (await dumpParams(SAMPLE1_DUMP)).params;
+    dump = await dumpParams(SAMPLE1_DUMP);
     // One planted NaN, to check it stays visible.
     const D = dump.tensors[`layers.${NAN_AT.layer}.delta`].shape[1];
     new Float32Array(dump.tensors[`layers.${NAN_AT.layer}.delta`].buffer)[NAN_AT.t * D + NAN_AT.d] = NaN;

@@ -47,7 +47,7 @@ describe('linked views in Chromium', function () {
     panel = await Panel.open();
     await panel.notify('setSettings', SETTINGS);
     await panel.request('loadModel', (await loadModelParams(TINY_MODEL, 'tiny')).params);
-    dump = (await dumpParams(SAMPLE1_DUMP)).params;
+    dump = await dumpParams(SAMPLE1_DUMP);
     L = dump.tensors.input_ids.shape[0];
     await panel.request('showDump', dump);
     await panel.waitForView('heatmap');

@@ -33,7 +33,7 @@ describe('numerics view in Chromium', function () {
       'layers.1.y': (y) => (y[40 * D + 7] += 1),
       'layers.1.delta': (d) => (d[12 * D + 3] = NaN),
     }));
-    const params = await comparisonParams(golden, broken, (await dumpParams(GOLDEN)).params, 'broken.safetensors');
+    const params = await comparisonParams(golden, broken, await dumpParams(GOLDEN), 'broken.safetensors');
     await panel.request('showComparison', params);
     await panel.waitForView('numerics');
   });
