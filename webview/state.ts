@@ -6,6 +6,7 @@
 import type { Colormap, TokenMetric } from '../src/protocol';
 import type { AttentionMode } from './analysis/attention';
 import type { Viewport } from './render/heatmap';
+import type { ScaleMode } from './render/valueScale';
 
 export const CHANNEL_ORDERS = ['index', 'meanDelta', 'variance'] as const;
 export type ChannelOrder = (typeof CHANNEL_ORDERS)[number];
@@ -27,6 +28,8 @@ export interface ViewState {
   readonly viewport: (Viewport & { readonly rows: number }) | null;
   /** What the attention view shows: the channel mean, the selected channel's α, or the rollout. */
   readonly attentionMode: AttentionMode;
+  /** Each heatmap view's scale (linear, log, per-row) by view id; a view not listed is linear. */
+  readonly scaleModes: Readonly<Record<string, ScaleMode>>;
 }
 
 export type Listener<T> = (state: T, changed: ReadonlySet<keyof T>) => void;
@@ -61,7 +64,7 @@ export class Store<T extends object> {
 export type SelectionStore = Store<ViewState>;
 
 export function initialViewState(): ViewState {
-  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean' };
+  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean', scaleModes: {} };
 }
 
 export interface KeyboardScope {

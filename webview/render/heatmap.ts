@@ -8,11 +8,16 @@
  * neutral point (the low end for sequential maps, 0 for diverging ones), and NaN wins over
  * everything: a single spike or a single NaN in a 2048 × 1536 tensor stays visible when zoomed
  * out, which plain image downscaling would drop. The tooltip names the cell that pixel shows.
+ *
+ * The scale mode (linear, log, per-row; valueScale.ts) decides the values that are coloured; the
+ * tooltip always gives the raw value.
  */
 import { colormapLut, isDiverging, LUT_SIZE, NON_FINITE_RGB, packRgba } from './colormaps';
 import type { Colormap } from '../../src/protocol';
 import { formatValue } from './format';
-import { Legend, colorScale, type ColorScale } from './legend';
+import { Legend } from './legend';
+import { placeTooltip } from './tooltip';
+import { scaleValues, type ScaleMode, type ScaledValues } from './valueScale';
 
 /** A 2-D view of a typed array: value(x, y) = data[x·xStride + y·yStride]. */
 export interface HeatmapData {
@@ -67,6 +72,8 @@ export interface HeatmapDescription {
 
 const NON_FINITE = packRgba(...NON_FINITE_RGB);
 const MIN_VISIBLE_CELLS = 2;
+/** CSS pixels between the cursor and the tooltip. */
+const CURSOR_CLEARANCE = 14;
 /** User Timing names, read by the browser tests and visible in DevTools' performance panel. */
 export const FRAME_MEASURES = { base: 'mamba-scope:heatmap-base', overlay: 'mamba-scope:heatmap-overlay' } as const;
 let measuresRecorded = 0;
@@ -91,7 +98,9 @@ export class Heatmap {
   private dataMax = NaN;
   private nonFinite = 0;
   private colormap: Colormap = 'viridis';
-  private scale: ColorScale | null = null;
+  private scaleMode: ScaleMode = 'linear';
+  /** The values as coloured and their scale; null until the next frame computes them. */
+  private scaled: ScaledValues | null = null;
   private viewport: Viewport | null = null;
   private crosshair: { x: number | null; y: number | null } = { x: null, y: null };
   private markers: readonly HeatmapMarker[] = [];
@@ -153,7 +162,7 @@ export class Heatmap {
     this.valueName = valueName;
     this.yName = yName;
     this.legend.setName(valueName);
-    this.updateLabel();
+    this.rescale(); // the legend under a log or per-row scale names the value and the rows
   }
 
   /** Channel order: display row r shows data row order[r]; null = natural order. */
@@ -166,6 +175,12 @@ export class Heatmap {
   setColormap(name: Colormap): void {
     if (name === this.colormap) return;
     this.colormap = name;
+    this.rescale();
+  }
+
+  setScaleMode(mode: ScaleMode): void {
+    if (mode === this.scaleMode) return;
+    this.scaleMode = mode;
     this.rescale();
   }
 
@@ -279,11 +294,21 @@ export class Heatmap {
     this.rescale();
   }
 
+  /** The colours depend on data, colormap and scale mode: recomputed on the next frame, once. */
   private rescale(): void {
-    this.scale = this.source ? colorScale(this.dataMin, this.dataMax, isDiverging(this.colormap)) : null;
-    this.legend.update(this.colormap, this.scale, this.dataMin, this.dataMax, this.nonFinite);
+    this.scaled = null;
     this.updateLabel();
     this.invalidate(true);
+  }
+
+  private scaledValues(): ScaledValues | null {
+    if (!this.scaled && this.source) {
+      const names = { value: this.valueName, row: this.yName, column: this.options.xName };
+      this.scaled = scaleValues(this.cells, this.source.width, this.dataMin, this.dataMax, this.scaleMode, isDiverging(this.colormap), names);
+      this.legend.update(this.colormap, this.scaled.scale, this.dataMin, this.dataMax, this.nonFinite, this.scaled.legend);
+    }
+    if (!this.source) this.legend.update(this.colormap, null, NaN, NaN);
+    return this.scaled;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -300,6 +325,7 @@ export class Heatmap {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     if (this.resizeCanvases()) this.baseDirty = true;
+    if (!this.scaled) this.baseDirty = true;
     if (this.baseDirty) {
       const t0 = performance.now();
       this.drawBase();
@@ -334,8 +360,8 @@ export class Heatmap {
   private drawBase(): void {
     const ctx = this.base.getContext('2d')!;
     const W = this.base.width, H = this.base.height;
-    const s = this.source, scale = this.scale;
-    if (!s || !scale || W === 0 || H === 0 || s.width === 0 || s.height === 0) {
+    const s = this.source, scaled = this.scaledValues();
+    if (!s || !scaled || W === 0 || H === 0 || s.width === 0 || s.height === 0) {
       ctx.clearRect(0, 0, W, H);
       this.image = null;
       return;
@@ -349,9 +375,10 @@ export class Heatmap {
     const rows = spans(v.y0, v.y1, H, s.height);
     const out = new Uint32Array(this.image.data.buffer);
     const lut = colormapLut(this.colormap);
-    const { lo, hi, pivot } = scale;
+    const { lo, hi, pivot } = scaled.scale;
     const k = hi > lo ? (LUT_SIZE - 1) / (hi - lo) : 0;
-    const cells = this.cells, pixelCell = this.pixelCell, width = s.width;
+    // What is coloured (and wins a pixel) is the scaled value; pixelCell indexes both arrays alike.
+    const cells = scaled.values, pixelCell = this.pixelCell, width = s.width;
     const bestDev = new Float64Array(W);
     const bestIdx = new Int32Array(W);
     for (let py = 0; py < H; py++) {
@@ -570,10 +597,8 @@ export class Heatmap {
     this.tooltip.dataset.y = String(cell.y);
     this.tooltip.dataset.value = String(value);
     this.tooltip.hidden = false;
-    const rect = this.plot.getBoundingClientRect();
-    const left = e.clientX - rect.left + 14, top = e.clientY - rect.top + 14;
-    this.tooltip.style.left = `${Math.min(left, rect.width - 220)}px`;
-    this.tooltip.style.top = `${Math.min(top, rect.height - 20 * lines.length - 8)}px`;
+    // Clear of the cursor: below-right of it, or above it near the bottom edge.
+    placeTooltip(this.tooltip, { left: e.clientX + CURSOR_CLEARANCE, top: e.clientY - CURSOR_CLEARANCE, bottom: e.clientY + CURSOR_CLEARANCE });
   }
 
   private updateCaption(v: Viewport): void {

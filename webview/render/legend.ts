@@ -23,6 +23,14 @@ export function colorScale(min: number, max: number, diverging: boolean): ColorS
   return { lo: min, hi: max, pivot: min };
 }
 
+/** What a legend says under a scale other than linear: the value's name, the end labels, a note. */
+export interface LegendText {
+  readonly name: string;
+  readonly low: string;
+  readonly high: string;
+  readonly note: string | null;
+}
+
 const BAR_WIDTH = 160;
 const BAR_HEIGHT = 10;
 
@@ -32,9 +40,9 @@ export class Legend {
   private readonly low: HTMLElement;
   private readonly high: HTMLElement;
   private readonly note: HTMLElement;
-  private scale: ColorScale | null = null;
-
   private readonly name: HTMLElement;
+  /** What is drawn now; null: nothing (the legend is hidden). */
+  private shown: LegendText | null = null;
 
   constructor(private valueName: string) {
     this.element = document.createElement('div');
@@ -56,24 +64,31 @@ export class Legend {
     this.name.textContent = valueName;
   }
 
-  update(colormap: Colormap, scale: ColorScale | null, dataMin: number, dataMax: number, nonFinite = 0): void {
-    this.scale = scale;
+  /** `text` replaces the value name and the scale's ends when the scale is not linear in the data. */
+  update(colormap: Colormap, scale: ColorScale | null, dataMin: number, dataMax: number, nonFinite = 0, text: LegendText | null = null): void {
     this.element.hidden = !scale;
-    if (!scale) return;
+    if (!scale) {
+      this.shown = null;
+      return;
+    }
     const ctx = this.bar.getContext('2d')!;
     for (let x = 0; x < BAR_WIDTH; x++) {
       ctx.fillStyle = colormapCss(colormap, x / (BAR_WIDTH - 1));
       ctx.fillRect(x, 0, 1, BAR_HEIGHT);
     }
-    this.low.textContent = formatValue(scale.lo);
-    this.high.textContent = formatValue(scale.hi);
+    const shown = text ?? { name: this.valueName, low: formatValue(scale.lo), high: formatValue(scale.hi), note: null };
+    this.shown = shown;
+    this.name.textContent = shown.name;
+    this.low.textContent = shown.low;
+    this.high.textContent = shown.high;
     const notes: string[] = [];
+    if (shown.note) notes.push(shown.note);
     if (scale.lo !== dataMin || scale.hi !== dataMax) notes.push(`data ${formatValue(dataMin)} … ${formatValue(dataMax)}`);
     if (nonFinite > 0) notes.push(`${nonFinite} non-finite shown magenta`);
     this.note.textContent = notes.join(' · ');
     // Exact numbers for tests and screen readers; the visible ticks are rounded.
     Object.assign(this.element.dataset, { lo: String(scale.lo), hi: String(scale.hi), min: String(dataMin), max: String(dataMax) });
-    this.element.setAttribute('aria-label', `${this.valueName} colour scale ${colormap} from ${formatValue(scale.lo)} to ${formatValue(scale.hi)}${notes.length ? `; ${notes.join('; ')}` : ''}`);
+    this.element.setAttribute('aria-label', `${shown.name} colour scale ${colormap} from ${shown.low} to ${shown.high}${notes.length ? `; ${notes.join('; ')}` : ''}`);
   }
 
   /** The legend drawn on a canvas, for PNG export. */
@@ -82,15 +97,16 @@ export class Legend {
     out.width = BAR_WIDTH + 240;
     out.height = 20;
     const ctx = out.getContext('2d')!;
-    if (!this.scale) return out;
+    const shown = this.shown;
+    if (!shown) return out;
     ctx.font = '11px sans-serif';
     ctx.fillStyle = getComputedStyle(this.element).color || '#000';
     ctx.textBaseline = 'middle';
-    const lo = formatValue(this.scale.lo);
-    ctx.fillText(`${this.valueName} ${lo}`, 2, 10);
-    const x = 8 + ctx.measureText(`${this.valueName} ${lo}`).width;
+    const head = `${shown.name} ${shown.low}`;
+    ctx.fillText(head, 2, 10);
+    const x = 8 + ctx.measureText(head).width;
     ctx.drawImage(this.bar, x, 5);
-    ctx.fillText(formatValue(this.scale.hi), x + BAR_WIDTH + 6, 10);
+    ctx.fillText(shown.high, x + BAR_WIDTH + 6, 10);
     return out;
   }
 }

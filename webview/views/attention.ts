@@ -14,8 +14,10 @@ import { Unavailable } from '../analysis/layerAnalysis';
 import type { PanelData } from '../panelData';
 import { Heatmap } from '../render/heatmap';
 import { CancelledError } from '../../src/engine/errors';
-import { button, tokenLabel } from './common';
+import { button, colourHeatmap, scaleControl, tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
+
+const ID = 'attention';
 
 const MODES: readonly (readonly [AttentionMode, string])[] = [
   ['mean', 'channel mean'],
@@ -57,7 +59,7 @@ class AttentionView implements View {
     this.modeSelect.value = ctx.store.get().attentionMode;
     // The mode lives in the store so the frame redraws (and shows why not) like any selection change.
     this.modeSelect.addEventListener('change', () => ctx.store.set({ attentionMode: this.modeSelect.value as AttentionMode }));
-    bar.append(this.title, this.modeSelect);
+    bar.append(this.title, this.modeSelect, scaleControl(ctx.store, ID));
     this.message = document.createElement('div');
     this.message.className = 'view-message attention-message';
     this.message.setAttribute('role', 'status');
@@ -120,13 +122,13 @@ class AttentionView implements View {
       this.message.hidden = true;
       this.heatmap.element.hidden = false;
       const L = tensor.shape[0];
-      this.heatmap.setColormap(state.colormap);
+      colourHeatmap(this.heatmap, state, ID);
       this.heatmap.setData({ data: tensor.data, width: L, height: L, xStride: 1, yStride: L });
       this.heatmap.setLabels(`implicit attention heatmap, layer ${state.layer}, ${what}`, 'α', 'token');
       this.title.textContent = `Implicit attention · layer ${state.layer} · ${what} · token (row) × attended token`;
       this.shown = { key, values: tensor.data, L, name: `layer${state.layer}-attention-${mode}${channel === null ? '' : `-channel${channel}`}` };
     }
-    this.heatmap.setColormap(state.colormap);
+    colourHeatmap(this.heatmap, state, ID);
     this.heatmap.setCrosshair(null, state.token !== null && state.token < this.shown.L ? state.token : null);
   }
 
@@ -171,7 +173,7 @@ class AttentionView implements View {
 }
 
 export const attentionView: ViewSpec = {
-  id: 'attention',
+  id: ID,
   title: 'Attention',
   area: 'main',
   empty: 'No inspection yet: run “Mamba Scope: Inspect Selection” to see the implicit attention of each layer.',

@@ -1,12 +1,16 @@
 /**
  * Pieces the views share: wiring a tokens × channels heatmap to the selection store (crosshair,
- * the shared zoom window, click-to-select), token labels, tooltips of a cell, export slices, and
- * the toolbar button.
+ * the shared zoom window, click-to-select), a heatmap view's colouring (colormap and its scale
+ * control), token labels, tooltips of a cell, export slices, and the toolbar button.
  */
 import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-option/index.js';
+import '@vscode-elements/elements/dist/vscode-single-select/index.js';
+import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-single-select/vscode-single-select.js';
 import { METRIC_SYMBOL, type LayerAnalysis, type Matrix } from '../analysis/layerAnalysis';
 import { Heatmap, type HeatmapData } from '../render/heatmap';
 import { formatValue, visibleToken } from '../render/format';
+import { isScaleMode, SCALE_MODE_LABELS, SCALE_MODES, type ScaleMode } from '../render/valueScale';
 import type { PanelData } from '../panelData';
 import type { SelectionStore, ViewState } from '../state';
 import type { ExportSlice } from './view';
@@ -73,12 +77,51 @@ export function linkedHeatmap(o: LinkedHeatmapOptions): Heatmap {
   });
 }
 
-/**
- * Applies the store's colormap, crosshair and shared window to a heatmap. The window's rows
- * apply only to heatmaps with as many rows (Δ of Mamba-2 has heads, the gates have channels).
- */
-export function syncHeatmap(h: Heatmap, state: ViewState, rows: number, crossY: number | null = state.channel): void {
+export function scaleModeOf(state: ViewState, viewId: string): ScaleMode {
+  return state.scaleModes[viewId] ?? 'linear';
+}
+
+/** The store's colormap and the view's scale mode, on a heatmap of view `viewId`. */
+export function colourHeatmap(h: Heatmap, state: ViewState, viewId: string): void {
   h.setColormap(state.colormap);
+  h.setScaleMode(scaleModeOf(state, viewId));
+}
+
+/**
+ * The scale picker of a heatmap view (linear, log₁₀, per-row). The choice is kept per view in
+ * the store, so it survives tab switches and new data, and the view redraws like on any change.
+ */
+export function scaleControl(store: SelectionStore, viewId: string): HTMLElement {
+  const s = document.createElement('vscode-single-select') as VscodeSingleSelect;
+  s.className = 'scale-mode';
+  s.dataset.view = viewId;
+  s.setAttribute('aria-label', 'Colour scale');
+  s.title = 'How values map to colours: linear, log₁₀ (symmetric log for signed data), or each row scaled to its own min–max';
+  for (const mode of SCALE_MODES) {
+    const o = document.createElement('vscode-option');
+    o.setAttribute('value', mode);
+    o.textContent = SCALE_MODE_LABELS[mode];
+    s.append(o);
+  }
+  const show = () => (s.value = scaleModeOf(store.get(), viewId));
+  show();
+  store.subscribe((_, changed) => changed.has('scaleModes') && show());
+  s.addEventListener('change', () => {
+    if (isScaleMode(s.value)) store.set({ scaleModes: { ...store.get().scaleModes, [viewId]: s.value } });
+  });
+  const label = document.createElement('label');
+  label.className = 'control scale-control';
+  label.append(Object.assign(document.createElement('span'), { className: 'control-label', textContent: 'Scale' }), s);
+  return label;
+}
+
+/**
+ * Applies the store's colormap, the view's scale, the crosshair and the shared window to a
+ * heatmap. The window's rows apply only to heatmaps with as many rows (Δ of Mamba-2 has heads,
+ * the gates have channels).
+ */
+export function syncHeatmap(h: Heatmap, state: ViewState, viewId: string, rows: number, crossY: number | null = state.channel): void {
+  colourHeatmap(h, state, viewId);
   h.setCrosshair(state.token, crossY);
   const v = state.viewport;
   if (!v) h.setViewport(null);

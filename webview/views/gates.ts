@@ -7,9 +7,10 @@
 import type { TokenMetric } from '../../src/protocol';
 import { METRIC_LABELS, METRIC_SYMBOL, Unavailable, type Matrix } from '../analysis/layerAnalysis';
 import type { Heatmap } from '../render/heatmap';
-import { linkedHeatmap, stackCanvases, syncHeatmap, tokensAlongX, visibleSlice } from './common';
+import { colourHeatmap, linkedHeatmap, scaleControl, stackCanvases, syncHeatmap, tokensAlongX, visibleSlice } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
 
+const ID = 'gates';
 const GATES: readonly TokenMetric[] = ['gate', 'forget', 'write'];
 
 interface Panel {
@@ -52,7 +53,11 @@ class GatesView implements View {
       for (const ev of ['pointerdown', 'focusin']) element.addEventListener(ev, () => (this.active = panel));
       return panel;
     });
-    this.element.append(...this.panels.map((p) => p.element));
+    // One scale for the three panels: they are read against each other.
+    const bar = document.createElement('div');
+    bar.className = 'view-controls';
+    bar.append(scaleControl(ctx.store, ID));
+    this.element.append(bar, ...this.panels.map((p) => p.element));
   }
 
   async update({ data, state, stale }: ViewUpdate): Promise<void> {
@@ -65,7 +70,7 @@ class GatesView implements View {
           const m = await analysis.metric(p.metric);
           const order = await analysis.order(state.channelOrder, p.metric);
           if (stale()) return;
-          p.heatmap.setColormap(state.colormap);
+          colourHeatmap(p.heatmap, state, ID);
           p.heatmap.setData(tokensAlongX(m), order);
           p.heatmap.setLabels(`${METRIC_LABELS[p.metric]} heatmap, layer ${state.layer}`, METRIC_SYMBOL[p.metric], 'channel');
           p.shown = { key, m };
@@ -81,7 +86,7 @@ class GatesView implements View {
           return;
         }
       }
-      if (p.shown) syncHeatmap(p.heatmap, state, p.shown.m.cols);
+      if (p.shown) syncHeatmap(p.heatmap, state, ID, p.shown.m.cols);
     }));
     if (this.panels.every((p) => !p.shown)) throw new Unavailable(this.panels.map((p) => p.message.textContent).join(' '));
   }
@@ -109,7 +114,7 @@ class GatesView implements View {
 }
 
 export const gatesView: ViewSpec = {
-  id: 'gates',
+  id: ID,
   title: 'Gates',
   area: 'main',
   empty: 'No inspection yet: run “Mamba Scope: Inspect Selection” to see silu(z), the forget factor and the write magnitude.',

@@ -4,8 +4,10 @@
  */
 import { METRIC_LABELS, METRIC_SYMBOL, Unavailable, type Matrix } from '../analysis/layerAnalysis';
 import type { Heatmap } from '../render/heatmap';
-import { linkedHeatmap, syncHeatmap, tokensAlongX, visibleSlice } from './common';
+import { colourHeatmap, linkedHeatmap, scaleControl, syncHeatmap, tokensAlongX, visibleSlice } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
+
+const ID = 'heatmap';
 
 class MetricHeatmapView implements View {
   readonly element: HTMLElement;
@@ -26,7 +28,10 @@ class MetricHeatmapView implements View {
       analysis: () => (this.shown?.rowName === 'head' ? undefined : ctx.data()?.analysis(ctx.store.get().layer)),
       rowsAreChannels: () => this.shown?.rowName !== 'head',
     });
-    this.element.append(this.title, this.heatmap.element);
+    const bar = document.createElement('div');
+    bar.className = 'view-controls';
+    bar.append(this.title, scaleControl(ctx.store, ID));
+    this.element.append(bar, this.heatmap.element);
   }
 
   async update({ data, state, stale }: ViewUpdate): Promise<void> {
@@ -38,14 +43,14 @@ class MetricHeatmapView implements View {
       const order = await analysis.order(state.channelOrder, state.metric);
       if (stale()) return;
       const rowName = m.cols === analysis.channels ? 'channel' : 'head';
-      this.heatmap.setColormap(state.colormap); // before the data: one draw, not two
+      colourHeatmap(this.heatmap, state, ID); // before the data: one draw, not two
       this.heatmap.setData(tokensAlongX(m), order);
       this.heatmap.setLabels(`${METRIC_LABELS[state.metric]} heatmap, layer ${state.layer}`, METRIC_SYMBOL[state.metric], rowName);
       this.title.textContent = `${METRIC_LABELS[state.metric]} · layer ${state.layer} · tokens × ${rowName}s`;
       this.shown = { key, m, rowName, name: `layer${state.layer}-${state.metric}` };
     }
     const rows = this.shown.m.cols;
-    syncHeatmap(this.heatmap, state, rows, state.channel !== null && state.channel < rows && this.shown.rowName === 'channel' ? state.channel : null);
+    syncHeatmap(this.heatmap, state, ID, rows, state.channel !== null && state.channel < rows && this.shown.rowName === 'channel' ? state.channel : null);
   }
 
   describe() {
@@ -67,7 +72,7 @@ class MetricHeatmapView implements View {
 }
 
 export const metricHeatmapView: ViewSpec = {
-  id: 'heatmap',
+  id: ID,
   title: 'Heatmap',
   area: 'main',
   empty: 'No inspection yet: select text in an editor and run “Mamba Scope: Inspect Selection” (or open a tensor dump).',

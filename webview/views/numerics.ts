@@ -14,8 +14,10 @@ import type { PanelData } from '../panelData';
 import { formatValue } from '../render/format';
 import { Heatmap } from '../render/heatmap';
 import type { ViewState } from '../state';
-import { tokenLabel } from './common';
+import { colourHeatmap, scaleControl, tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
+
+const ID = 'numerics';
 
 class NumericsView implements View {
   readonly element: HTMLElement;
@@ -59,7 +61,7 @@ class NumericsView implements View {
     pick.append('Tensor ', this.tensorSelect);
     const div = el('div', 'divergence-row');
     div.append(this.divergence, this.goTo);
-    this.element.append(this.title, this.finder, pick, div, this.heatmap.element, this.histTitle, this.histograms);
+    this.element.append(this.title, this.finder, pick, div, scaleControl(ctx.store, ID), this.heatmap.element, this.histTitle, this.histograms);
   }
 
   update({ data, state }: ViewUpdate): void {
@@ -127,7 +129,7 @@ class NumericsView implements View {
     const [rows, cols] = m.shape;
     if (this.shown?.name !== t.name) {
       const data = new Float32Array(m.buffer);
-      this.heatmap.setColormap(state.colormap);
+      colourHeatmap(this.heatmap, state, ID);
       this.heatmap.setData({ data, width: rows, height: cols, xStride: cols, yStride: 1 });
       this.heatmap.setLabels(`error heatmap of ${t.name}`, '|a − b|', t.shape.length > 1 ? 'channel' : '—');
       const fd = t.firstDivergence;
@@ -139,7 +141,7 @@ class NumericsView implements View {
       ? `First divergence (|a − b| > ${t.tolerance.atol} + ${t.tolerance.rtol}·|a|): ${t.name}${fmtIndex(fd.index)}${fd.token === null ? '' : `, token ${fd.token}`}`
       : `Within tolerance everywhere (atol ${t.tolerance.atol}, rtol ${t.tolerance.rtol}); max |a − b| = ${num(t.maxAbsError)}.`;
     this.goTo.hidden = !fd || fd.token === null;
-    this.heatmap.setColormap(state.colormap);
+    colourHeatmap(this.heatmap, state, ID);
     this.heatmap.setCrosshair(this.rowsAreTokens() ? state.token : null, null);
   }
 
@@ -214,7 +216,7 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): H
 }
 
 export const numericsView: ViewSpec = {
-  id: 'numerics',
+  id: ID,
   title: 'Numerics',
   area: 'main',
   empty: 'No comparison yet: run “Mamba Scope: Compare Dumps…” to compare two dumps.',

@@ -9,8 +9,10 @@ import { Heatmap } from '../render/heatmap';
 import { LineChart } from '../render/lineChart';
 import type { PanelData } from '../panelData';
 import type { ViewState } from '../state';
-import { stackCanvases, tokenLabel, tokensAlongX } from './common';
+import { colourHeatmap, scaleControl, stackCanvases, tokenLabel, tokensAlongX } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
+
+const ID = 'state';
 
 interface Section {
   readonly element: HTMLElement;
@@ -74,7 +76,11 @@ class StateView implements View {
       norms: section('state-norms', '‖h_t‖ over tokens', this.norms.element),
       trace: section('state-trace', 'selected channel’s states over tokens', this.trace.element),
     };
-    this.element.append(this.sections.state.element, this.sections.norms.element, this.sections.trace.element);
+    // One scale for both heatmaps of the view (the line chart of ‖h_t‖ has its own axis).
+    const bar = document.createElement('div');
+    bar.className = 'view-controls';
+    bar.append(scaleControl(store, ID));
+    this.element.append(bar, this.sections.state.element, this.sections.norms.element, this.sections.trace.element);
   }
 
   async update({ data, state, stale }: ViewUpdate): Promise<void> {
@@ -123,7 +129,7 @@ class StateView implements View {
       s.title.textContent = `h_t at token ${tokenLabel(data, t)} · layer ${state.layer} (${recorded ? 'recorded in the data' : 'recomputed from Δ, u, B, A'})`;
       this.shownState = { key, data: h, D, N, t };
     }
-    this.stateMap.setColormap(state.colormap);
+    colourHeatmap(this.stateMap, state, ID);
     this.stateMap.setCrosshair(null, state.channel);
     show(s, null);
   }
@@ -141,7 +147,7 @@ class StateView implements View {
       s.title.textContent = `channel ${d}: h_t[${d}, n] over tokens (states × tokens)`;
       this.shownTrace = { key, data: trace, L, N, d };
     }
-    this.trace.setColormap(state.colormap);
+    colourHeatmap(this.trace, state, ID);
     this.trace.setCrosshair(state.token, null);
     show(s, null);
   }
@@ -174,7 +180,7 @@ class StateView implements View {
 }
 
 export const stateView: ViewSpec = {
-  id: 'state',
+  id: ID,
   title: 'State',
   area: 'side',
   empty: 'No inspection yet. After “Inspect Selection”, select a token to see the layer’s state h_t.',

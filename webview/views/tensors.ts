@@ -12,8 +12,10 @@ import { shapeString, toFloat32, type Tensor } from '../../src/engine/tensor';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
-import { syncHeatmap, tokenLabel, visibleSlice } from './common';
+import { colourHeatmap, scaleControl, syncHeatmap, tokenLabel, visibleSlice } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
+
+const ID = 'tensors';
 
 class TensorsView implements View {
   readonly element: HTMLElement;
@@ -50,7 +52,10 @@ class TensorsView implements View {
         if (this.shown?.tokensAlongX) ctx.store.set({ token: x });
       },
     });
-    this.element.append(label, this.note, this.heatmap.element);
+    const bar = document.createElement('div');
+    bar.className = 'view-controls';
+    bar.append(label, scaleControl(ctx.store, ID));
+    this.element.append(bar, this.note, this.heatmap.element);
   }
 
   async update({ data, state, stale }: ViewUpdate): Promise<void> {
@@ -88,9 +93,9 @@ class TensorsView implements View {
       this.shown = { key, t, tokensAlongX: alongX };
     }
     const state = this.ctx.store.get();
-    if (this.shown.tokensAlongX) syncHeatmap(this.heatmap, state, this.shown.t.shape[1], null);
+    if (this.shown.tokensAlongX) syncHeatmap(this.heatmap, state, ID, this.shown.t.shape[1], null);
     else {
-      this.heatmap.setColormap(state.colormap);
+      colourHeatmap(this.heatmap, state, ID);
       this.heatmap.setCrosshair(null, null);
     }
   }
@@ -118,7 +123,7 @@ class TensorsView implements View {
 }
 
 export const tensorsView: ViewSpec = {
-  id: 'tensors',
+  id: ID,
   title: 'Tensors',
   area: 'main',
   empty: 'No data yet: open a tensor dump (.safetensors, .npy, .npz) with “Mamba Scope: Open Tensor Dump…”, or run an inspection.',
