@@ -1,6 +1,10 @@
 /**
  * A small strict argument parser: `--name value` and `--flag`, nothing else. Unknown or
  * malformed options are usage errors (exit 2), so a typo never silently changes a run.
+ *
+ * Not node:util.parseArgs: in its strict mode a value that starts with "-" is refused as
+ * ambiguous, so `--states-at -1` (the last token) or `--layers -1` would need `--states-at=-1`;
+ * and it keeps the last of a repeated option silently, where a repeat here is an error.
  */
 export class UsageError extends Error {
   constructor(message: string) {
