@@ -55,7 +55,8 @@ start_code_server() {
   "chat.disableAIFeatures": true,
   "workbench.secondarySideBar.defaultVisibility": "hidden",
   "workbench.tips.enabled": false,
-  "security.workspace.trust.enabled": false
+  "security.workspace.trust.enabled": false,
+  "git.openRepositoryInParentFolders": "never"
 }
 JSON
   # CS_SETTINGS='{"mambaScope.backend": "wasm"}' adds user settings (merged with node, no jq needed).
