@@ -6,8 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Mamba1Config } from '../src/engine/model/config';
-import type { LoadedModel } from '../src/engine/model/load';
-import type { Mamba1Params } from '../src/engine/model/mamba1';
+import type { LoadedModel } from '../src/engine/model/graph';
 import { webgpuConvSilu } from '../src/engine/kernels/convSilu';
 import { webgpuScan } from '../src/engine/kernels/scan';
 import { createTfModel, tfjsForward } from '../src/engine/tfjs/forward';
@@ -26,9 +25,7 @@ export interface ForwardBenchOptions {
 
 /** The first `layers` layers of `model`, same embedding and head. */
 function truncated(model: LoadedModel<'float32'>, layers: number): LoadedModel<'float32'> {
-  const config = { ...(model.config as Mamba1Config), nLayer: layers };
-  const params = model.params as Mamba1Params<'float32'>;
-  return { config, params: { ...params, layers: params.layers.slice(0, layers) } };
+  return { ...model, config: { ...(model.config as Mamba1Config), nLayer: layers }, layers: model.layers.slice(0, layers) };
 }
 
 export async function runForwardBench(model: LoadedModel<'float32'>, opts: ForwardBenchOptions, log: (s: string) => void): Promise<Row[]> {

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const tokens = intFlag('tokens', 1024);
   if (adapter && flag('skip-forward') === undefined) {
     log('building the random-weight mamba-130m-shaped model');
-    const model = randomMamba1(MAMBA_130M);
+    const model = await randomMamba1(MAMBA_130M);
     rows.push(...(await runForwardBench(model, {
       tokens,
       backends: (flag('forward-backends') ?? 'webgpu,wasm,cpu').split(','),

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { LimitError, MambaScopeError } from '../src/engine/errors';
 import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
-import { loadModel, type LoadedModel } from '../src/engine/model/load';
+import { loadModel } from '../src/engine/model/load';
 import type { Tensor } from '../src/engine/tensor';
 import { createTfModel, moveTfModel, tfjsForward, type TfModel } from '../src/engine/tfjs/forward';
 import { fromTensorMessage, type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams } from '../src/protocol';
@@ -66,7 +66,7 @@ export class ComputeSession {
       this.loaded = null;
       const start = performance.now();
       const tf = createTfModel(model);
-      const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, aLog: layerALogs(model), vocab: params.vocab ?? null };
+      const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans: model.layers.map((l) => l.scanView()), vocab: params.vocab ?? null };
       this.loaded = { context, tf, backend };
       return { backend, uploadMs: performance.now() - start };
     });
@@ -83,11 +83,11 @@ export class ComputeSession {
    * LimitError names the setting that raises it.
    */
   plan(params: RunParams): number {
-    const { config } = this.require(params.modelId).context;
+    const loaded = this.require(params.modelId);
     const tokens = params.ids.byteLength / Int32Array.BYTES_PER_ELEMENT;
-    const layers = params.settings.layers?.length ?? (config.arch === 'seed' ? 1 : config.nLayer);
+    const layers = params.settings.layers?.length ?? loaded.tf.layers.length;
     const states = new Set(params.settings.statesAt ?? []).size;
-    const bytes = keptValues(config, { tokens, layers, keep: PANEL_INTERNALS, states }) * Float32Array.BYTES_PER_ELEMENT;
+    const bytes = keptValues(loaded.context.config, { tokens, layers, keep: PANEL_INTERNALS, states }) * Float32Array.BYTES_PER_ELEMENT;
     const limit = params.settings.memoryLimitMB;
     if (bytes > limit * 1e6) {
       throw new LimitError(params.sampleName, `${tokens} tokens through ${layers} layers keep ${Math.ceil(bytes / 1e6)} MB for the panel's views, over its limit of ${limit} MB: raise the setting mambaScope.runMemoryLimitMB, or inspect a shorter selection (mambaScope.maxTokens cuts long samples)`);
@@ -143,11 +143,4 @@ export class ComputeSession {
     this.queue = next.catch(() => undefined);
     return next;
   }
-}
-
-/** A_log of each layer: the one weight the analyses read (A = −exp(A_log) for decays and states). */
-function layerALogs(model: LoadedModel<'float32'>): Tensor<Float32Array>[] {
-  // The simplified block has no layers and no analyses that need them (decayFor says so).
-  const p = model.params as { layers?: readonly { A_log: Tensor<Float32Array> }[] };
-  return p.layers ? p.layers.map((l) => l.A_log) : [];
 }

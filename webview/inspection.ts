@@ -7,7 +7,8 @@
 import { dumpLayers, dumpTokens, parseDumpKey } from '../src/engine/formats/dump';
 import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { INTERNAL_NAMES, type ForwardResult, type InternalName } from '../src/engine/internals';
-import type { ModelConfig } from '../src/engine/model/config';
+import type { ScanView } from '../src/engine/layers/kind';
+import { isLanguageModelConfig, type ModelConfig } from '../src/engine/model/config';
 import { predictionsFromLogits, type Predictions } from '../src/engine/predictions';
 import type { Tensor } from '../src/engine/tensor';
 import { fromTensorMessage, type DumpParams, type RunParams, type TensorMessage } from '../src/protocol';
@@ -61,8 +62,8 @@ export interface ModelContext {
   readonly id: string;
   readonly name: string;
   readonly config: ModelConfig;
-  /** A_log of each layer ([D, N] for Mamba-1, [H] for Mamba-2): the one weight the analyses need. */
-  readonly aLog: readonly Tensor<Float32Array>[];
+  /** Each layer's scan as its kind describes it: A_log, the one weight the analyses need, and the widths it implies. */
+  readonly scans: readonly ScanView<'float32'>[];
   readonly vocab: readonly string[] | null;
 }
 
@@ -140,15 +141,10 @@ export async function fromDump(params: DumpParams, read: (name: string) => Promi
  */
 export function decayFor(model: ModelContext | null, rec: LayerRecord): { decay: DecayParams | null; why: string | null } {
   if (!model) return { decay: null, why: 'needs the model’s A = −exp(A_log): open the model that produced this data (Mamba Scope: Open Model…)' };
-  const { config } = model;
-  if (config.arch === 'seed') return { decay: null, why: `${model.name} is a single block, not a layered model` };
-  const aLog = model.aLog[rec.layer];
+  if (!isLanguageModelConfig(model.config)) return { decay: null, why: `${model.name} is a single block, not a layered model` };
+  const scan = model.scans[rec.layer];
   const delta = rec.tensors.delta, u = rec.tensors.u, B = rec.tensors.B;
-  const groups = config.arch === 'mamba2' ? config.nGroups : 1;
-  const fits = aLog && delta && u && B &&
-    u.shape[1] === config.dInner &&
-    B.shape[1] === groups * config.dState &&
-    (config.arch === 'mamba1' ? delta.shape[1] === config.dInner : delta.shape[1] === config.nHeads);
+  const fits = scan && delta && u && B && u.shape[1] === scan.channels && B.shape[1] === scan.stateWidth && delta.shape[1] === scan.deltaWidth;
   if (!fits) return { decay: null, why: `the loaded model ${model.name} does not match this layer’s shapes: open the model that produced this data` };
-  return { decay: { A: { shape: aLog.shape, data: aLog.data.map((v) => -Math.exp(v)) }, groups }, why: null };
+  return { decay: { A: { shape: scan.aLog.shape, data: scan.aLog.data.map((v) => -Math.exp(v)) }, groups: scan.groups }, why: null };
 }

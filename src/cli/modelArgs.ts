@@ -5,7 +5,9 @@
 import { existsSync, promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../engine/errors';
-import { loadModel, loadModelFolder, readConfig, type LoadedModel } from '../engine/model/load';
+import { readConfig } from '../engine/model/config';
+import type { LoadedModel } from '../engine/model/graph';
+import { loadModel, loadModelFolder } from '../engine/model/load';
 import { SafetensorsFile } from '../engine/formats/safetensors';
 import type { Precision } from '../engine/model/params';
 import { MambaTokenizer } from '../engine/tokenizer';

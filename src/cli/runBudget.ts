@@ -6,9 +6,8 @@
  * place); at the end the command reports the whole run's wall time, from its start to its end.
  */
 import { LimitError } from '../engine/errors';
-import type { ModelConfig } from '../engine/model/config';
-import type { LoadedModel } from '../engine/model/load';
-import type { Tensor } from '../engine/tensor';
+import type { LoadedModel } from '../engine/model/graph';
+import { sizeOf } from '../engine/tensor';
 import { number, UsageError, type OptionSpec, type ParsedArgs } from './args';
 import type { CommandIO } from './command';
 
@@ -46,24 +45,16 @@ export function maxSecondsOf(args: ParsedArgs): number {
   return s;
 }
 
-/** Weights of a model: every tensor of its parameters once (a tied lm_head is the embedding). */
-export function parameterCount(model: LoadedModel): number {
-  const seen = new Set<unknown>();
-  const count = (v: unknown): number => {
-    if (v === null || typeof v !== 'object' || seen.has(v)) return 0;
-    seen.add(v);
-    const t = v as Partial<Tensor>;
-    if (Array.isArray(t.shape) && ArrayBuffer.isView(t.data)) return t.data.length;
-    return Object.values(v).reduce((sum: number, x) => sum + count(x), 0);
-  };
-  return count(model.params);
+/** Weights of a model: every tensor once (a tied lm_head is the embedding). */
+function parameterCount(model: LoadedModel): number {
+  const backbone = new Set([model.embedding, model.normF, model.lmHead]);
+  return model.layers.reduce((sum, l) => sum + l.parameters, 0) + [...backbone].reduce((sum, t) => sum + (t?.data.length ?? 0), 0);
 }
 
-/** Multiply-adds of a forward over `tokens` tokens: every weight once per token, plus the scan's D·N per layer (about 3 each). */
-export function forwardWork(config: ModelConfig, parameters: number, tokens: number): number {
-  const layers = config.arch === 'seed' ? 1 : config.nLayer;
-  const channels = config.arch === 'seed' ? config.dModel : config.dInner;
-  return tokens * (parameters + 3 * layers * channels * config.dState);
+/** Multiply-adds of a forward over `tokens` tokens: every weight once per token, plus about 3 per value of each layer's state. */
+export function forwardWork(model: LoadedModel, tokens: number): number {
+  const stateValues = model.layers.reduce((sum, l) => sum + sizeOf(l.kind.internals.h ?? [0]), 0);
+  return tokens * (parameterCount(model) + 3 * stateValues);
 }
 
 /** Terms of the implicit attention of one layer: for each channel (Mamba-2: head), each pair s ≤ t, each state. */

@@ -12,7 +12,10 @@
  *   z, u, y [L,D] as above (u is x after conv + SiLU) · delta [L,Hd] per head · B, C [L,G·N]
  *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
  * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
+ * Each layer kind (layers/) declares which of these it records and their per-token shapes.
  */
+import { kindFor } from './layers';
+import { keptPerLayer } from './layers/kind';
 import type { ModelConfig } from './model/config';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
@@ -103,19 +106,9 @@ export interface KeptRun {
 }
 
 /**
- * Values the kept internals of a run hold, from the shapes listed at the top of this file:
- * checked before a run starts, so a run that cannot fit is refused instead of exhausting memory.
+ * Values the kept internals of a run hold, from the per-token shapes the model's layer kind
+ * declares: checked before a run starts, so a run that cannot fit is refused instead of exhausting memory.
  */
 export function keptValues(config: ModelConfig, run: KeptRun): number {
-  const L = run.tokens;
-  const D = config.arch === 'seed' ? config.dModel : config.dInner;
-  const H = config.arch === 'seed' ? 0 : config.dModel; // the seed block has no residual stream
-  // Δ is per channel (Mamba-1, and the seed block, whose dt_proj widens its one dt to D) or per head (Mamba-2).
-  const deltaWidth = config.arch === 'mamba2' ? config.nHeads : D;
-  const BC = config.arch === 'mamba2' ? config.nGroups * config.dState : config.dState;
-  const size: Record<InternalName, number> = {
-    hidden_in: L * H, z: L * D, u: L * D, delta: L * deltaWidth, B: L * BC, C: L * BC, y: L * D, h: run.states * D * config.dState,
-    out: L * (config.arch === 'seed' ? D : H), hidden_out: L * H,
-  };
-  return run.layers * (run.keep ?? INTERNAL_NAMES).reduce((sum, name) => sum + size[name], 0);
+  return run.layers * keptPerLayer(kindFor(config).internals, run.tokens, run.states, run.keep ?? INTERNAL_NAMES);
 }

@@ -9,9 +9,8 @@ import * as vscode from 'vscode';
 import { InputError } from '../engine/errors';
 import { openCheckpoint } from '../engine/formats/checkpoint';
 import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
-import { CONFIG_FILE, readConfig } from '../engine/model/load';
 import { sha256Hex } from '../engine/annotations/sha256';
-import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
+import { CONFIG_FILE, isLanguageModelConfig, readConfig, type LanguageModelConfig } from '../engine/model/config';
 import { decodeUtf8, readAll } from '../engine/io';
 import { MambaTokenizer } from '../engine/tokenizer';
 import type { LoadModelParams, Progress } from '../protocol';
@@ -34,7 +33,7 @@ export interface ModelRef {
 export class HostModel {
   private constructor(
     readonly ref: ModelRef,
-    readonly config: Mamba1Config | Mamba2Config,
+    readonly config: LanguageModelConfig,
     readonly tokenizer: MambaTokenizer,
     private readonly checkpoint: TensorStore,
     /** SHA-256 of config.json and tokenizer.json as stored: what annotation files record. */
@@ -50,7 +49,7 @@ export class HostModel {
     const folder = isFile ? vscode.Uri.joinPath(ref.uri, '..') : ref.uri;
     const files = new UriFolderStore(folder);
     const config = await readConfig(files);
-    if (config.arch === 'seed') {
+    if (!isLanguageModelConfig(config)) {
       throw new InputError(files.name, 'holds a simplified seed block, which has no tokenizer: inspect it with the CLI (mamba-scope run-block)');
     }
     const checkpoint = isFile ? await SafetensorsFile.open(await openUri(ref.uri)) : await openCheckpoint(files);

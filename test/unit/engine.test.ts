@@ -11,8 +11,10 @@ import type { SafetensorsFile } from '../../src/engine/formats/safetensors';
 import { keptValues, type ForwardResult } from '../../src/engine/internals';
 import { parseModelConfig } from '../../src/engine/model/config';
 import { loadModel, loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
-import { referenceForward, referenceSeedBlock } from '../../src/engine/reference/forward';
-import { createTfModel, devicePredictions, layoutFor, moveTfModel, tfjsForward, tfjsSeedBlock } from '../../src/engine/tfjs/forward';
+import { designNoteOutputs } from '../../src/engine/layers/seedBlock';
+import { referenceForward, referenceLayers } from '../../src/engine/reference/forward';
+import { createTfModel, devicePredictions, moveTfModel, tfjsForward, tfjsLayers } from '../../src/engine/tfjs/forward';
+import { layoutFor } from '../../src/engine/tfjs/ops';
 import { tfjsOpsHeadScan, tfjsOpsScan } from '../../src/engine/tfjs/scan';
 import { normalizedError } from '../../src/engine/tensor';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
@@ -137,7 +139,7 @@ describe('float64 reference forward', () => {
     const block = await loadSeedBlockFile(await openSafetensors(fixture('seed-block', 'block.safetensors')), 'float64');
     const io = await openSafetensors(fixture('seed-block', 'io.safetensors'));
     assert.equal(block.config.arch, 'seed');
-    const r = referenceSeedBlock(block.config as never, block.params as never, await io.readFloat('x', 'float64'));
+    const r = designNoteOutputs(referenceLayers(block, await io.readFloat('x', 'float64')).layers[0].tensors);
     for (const name of ['x_in', 'res', 'B', 'C', 'delta', 'y'] as const) {
       const e = normalizedError(r[name].data, (await io.readFloat(name, 'float64')).data);
       assert.ok(e <= ACCURACY.seedBlock.reference, `${name}: ${e}`);
@@ -248,7 +250,7 @@ describe('tfjs forward (fp32)', function () {
     await useNodeBackend('cpu');
     const tfModel = createTfModel(await loadSeedBlockFile(await openSafetensors(fixture('seed-block', 'block.safetensors')), 'float32'));
     const io = await openSafetensors(fixture('seed-block', 'io.safetensors'));
-    const r = await tfjsSeedBlock(tfModel, await io.readFloat('x', 'float32'));
+    const r = designNoteOutputs((await tfjsLayers(tfModel, await io.readFloat('x', 'float32'))).layers[0].tensors);
     for (const name of ['x_in', 'res', 'B', 'C', 'delta', 'y'] as const) {
       const e = normalizedError(r[name].data, (await io.readFloat(name, 'float64')).data);
       assert.ok(e <= ACCURACY.seedBlock.tfjsCpu, `${name}: ${e}`);

@@ -16,7 +16,9 @@ import { SafetensorsFile } from '../../src/engine/formats/safetensors';
 import { webgpuConvSilu } from '../../src/engine/kernels/convSilu';
 import { defaultChunkLength, webgpuHeadScanChunked, webgpuScan, webgpuScanChunked, webgpuScanFused } from '../../src/engine/kernels/scan';
 import { loadModelFolder } from '../../src/engine/model/load';
-import type { Mamba1Params } from '../../src/engine/model/mamba1';
+import { asKind } from '../../src/engine/layers/kind';
+import { mamba1 } from '../../src/engine/layers/mamba1';
+import type { Mamba1LayerParams } from '../../src/engine/layers/mamba1/params';
 import { causalConvSilu, columns, gate, linear, rmsNorm, type F64 } from '../../src/engine/reference/ops';
 import { negExp, selectiveScan, selectiveScanHeads } from '../../src/engine/reference/scan';
 import type { Tensor } from '../../src/engine/tensor';
@@ -106,15 +108,16 @@ describe('kernels: WGSL on WebGPU (Dawn + SwiftShader)', function () {
   });
 
   describe('fixture: mamba1-tiny on sample1 (float32 dump, 233 tokens, D 256, N 16)', () => {
-    let model: Mamba1Params<'float64'>;
+    let model: { layers: Mamba1LayerParams<'float64'>[] };
     let eps: number;
     let dump: SafetensorsFile;
     const layer = async (i: number, key: string) => (await dump.readFloat(`layers.${i}.${key}`, 'float64')) as F64;
     before(async () => {
       const loaded = await loadModelFolder(new NodeFolderStore(path.join(FIXTURES, 'mamba1-tiny')), 'float64');
-      assert.equal(loaded.config.arch, 'mamba1');
-      model = loaded.params as Mamba1Params<'float64'>;
-      eps = loaded.config.arch === 'mamba1' ? loaded.config.eps : NaN;
+      const layers = loaded.layers.map((l) => asKind(l, mamba1));
+      assert.ok(layers.every((l) => l !== undefined), 'a Mamba-1 model');
+      model = { layers: layers.map((l) => l!.params) };
+      eps = layers[0]!.config.eps;
       dump = await SafetensorsFile.open(await NodeFileSource.open(path.join(FIXTURES, 'dumps/mamba1-sample1.safetensors')));
     });
 

@@ -2,13 +2,21 @@ import assert from 'node:assert/strict';
 import { rescan } from '../../src/cli/commands/rescan';
 import { rescanDump, rescanLayer } from '../../src/engine/analysis/rescan';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
-import { loadModelFolder, type LoadedModel } from '../../src/engine/model/load';
-import type { Mamba1Params } from '../../src/engine/model/mamba1';
+import { MemoryTensorStore } from '../../src/engine/formats/memoryStore';
+import { configure } from '../../src/engine/layers/kind';
+import { mamba2 as mamba2Kind } from '../../src/engine/layers/mamba2';
+import { MAMBA2_PARAMS } from '../../src/engine/layers/mamba2/params';
+import type { Mamba2Config } from '../../src/engine/model/config';
+import type { LoadedModel } from '../../src/engine/model/graph';
+import { ParamReader } from '../../src/engine/model/params';
+import { loadModelFolder } from '../../src/engine/model/load';
 import { negExp, selectiveScanHeads } from '../../src/engine/reference/scan';
 import { scanVariant, type ScanVariant } from '../../src/engine/reference/scanVariants';
-import { normalizedError } from '../../src/engine/tensor';
+import { normalizedError, sizeOf, type Tensor } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { editedCopy, GOLDEN, memoryDump, MODEL, openDump, randomScan } from './numerics.fixtures';
+
+const zeros = (shape: readonly number[]): Tensor<Float64Array> => ({ shape, data: new Float64Array(sizeOf(shape)) });
 
 const variant = (precision: ScanVariant['precision'], mode: ScanVariant['mode'] = 'sequential', zoh: ScanVariant['zoh'] = 'euler'): ScanVariant => ({ precision, mode, zoh, chunkSize: 64 });
 
@@ -37,9 +45,9 @@ describe('numerics: rescan', () => {
 
   it('chunked and parallel rescans of a real layer agree with sequential in fp64 to 1e-12 relative', async () => {
     const dump = await openDump(GOLDEN);
-    const p = (model.params as Mamba1Params<'float64'>).layers[1];
+    const p = model.layers[1].scanView();
     const read = (q: string) => dump.readFloat(`layers.1.${q}`, 'float64');
-    const inputs = { u: await read('u'), delta: await read('delta'), B: await read('B'), C: await read('C'), aLog: p.A_log, D: p.D, groups: 1 };
+    const inputs = { u: await read('u'), delta: await read('delta'), B: await read('B'), C: await read('C'), aLog: p.aLog, D: p.D, groups: 1 };
     const at = Int32Array.of(0, 116, 232);
     const seq = scanVariant(inputs, variant('fp64'), at);
     for (const mode of ['chunked', 'parallel'] as const) {
@@ -79,11 +87,18 @@ describe('numerics: rescan', () => {
   });
 
   it('Mamba-2 (heads, groups): a dump of the reference scan is reproduced by every mode, states included', async () => {
-    // Only A_log, D and the widths matter to rescan: a model with just those, and a dump written by scan.ts.
+    // Only A_log, D and the widths matter to rescan: a one-layer model whose other weights are zeros, and a dump written by scan.ts.
     const heads = 4, P = 6, N = 5, groups = 2, L = 90;
     const inputs = randomScan(3, L, heads * P, N, { heads, groups });
-    const config = { arch: 'mamba2', nHeads: heads, headDim: P, dInner: heads * P, dState: N, nGroups: groups, chunkSize: 32 };
-    const mamba2 = { config, params: { layers: [{ A_log: inputs.aLog, D: inputs.D }] } } as unknown as LoadedModel<'float64'>;
+    const config: Mamba2Config = {
+      arch: 'mamba2', dModel: 8, nLayer: 1, nHeads: heads, headDim: P, dInner: heads * P, dState: N, nGroups: groups, dConv: 4, chunkSize: 32,
+      vocabSize: 1, eps: 1e-5, convBias: false, projBias: false, tieEmbeddings: true, timeStepLimit: [0, Infinity],
+    };
+    const weights = new Map(Object.values(MAMBA2_PARAMS).map((spec) => [spec.key, zeros(spec.shape(config))]));
+    weights.set(MAMBA2_PARAMS.A_log.key, inputs.aLog);
+    weights.set(MAMBA2_PARAMS.D.key, inputs.D);
+    const layer = await configure(mamba2Kind, config).load(new ParamReader(new MemoryTensorStore('mamba2', weights), 'float64', 'test'), '', 0);
+    const mamba2: LoadedModel<'float64'> = { config, layers: [layer] };
     const at = Int32Array.of(0, 45, 89);
     const ref = selectiveScanHeads(inputs.u, inputs.delta, negExp(inputs.aLog), inputs.B, inputs.C, inputs.D, groups, at);
     const f32 = (t: { shape: readonly number[]; data: Float64Array }) => ({ shape: t.shape, data: Float32Array.from(t.data) });

@@ -51,11 +51,11 @@ describe('webview analyses', () => {
       const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float32');
       assert.equal(model.config.arch, 'mamba1');
       const dump = await SafetensorsFile.open(await NodeFileSource.open(SAMPLE1_DUMP));
-      const layers = (model.params as { layers: readonly { A_log: Tensor<Float32Array> }[] }).layers;
+      const layers = model.layers;
       let checked = 0;
       for (let layer = 0; layer < layers.length; layer++) {
         const read = (name: string) => dump.readFloat(`layers.${layer}.${name}`, 'float32');
-        const A = layers[layer].A_log;
+        const A = layers[layer].scanView().aLog;
         const x = layerInputs(await read('delta'), await read('u'), await read('B'), { A: { shape: A.shape, data: A.data.map((v) => -Math.exp(v)) }, groups: 1 });
         const scanner = new StateScanner(x);
         const h = await read('h');

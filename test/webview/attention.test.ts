@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
 import { loadModelFolder } from '../../src/engine/model/load';
-import type { Mamba1Params } from '../../src/engine/model/mamba1';
 import { negExp } from '../../src/engine/reference/scan';
 import type { Tensor } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
@@ -94,7 +93,7 @@ describe('attention view in Chromium', function () {
 
   it('selected channel and rollout modes match the engine run in Node', async () => {
     const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64');
-    const A = negExp((model.params as Mamba1Params<'float64'>).layers[1].A_log);
+    const A = negExp(model.layers[1].scanView().aLog);
     await setMode(panel, 'channel');
     await panel.page.waitForFunction(() => /Select a channel/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''));
     await panel.page.locator('.view-tokens .tokens').focus();

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint } from '../../src/engine/formats/checkpoint';
 import { SafetensorsFile } from '../../src/engine/formats/safetensors';
-import { readConfig } from '../../src/engine/model/load';
+import { readConfig } from '../../src/engine/model/config';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
 import { dumpMessage, weightsMessage } from '../../src/extension/messages';
 import { NodeFileSource, NodeFolderStore } from '../../src/node/files';

@@ -5,11 +5,12 @@
  */
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError } from '../../engine/errors';
+import { isLanguageModel } from '../../engine/model/graph';
 import { referenceForward } from '../../engine/reference/forward';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
-import { forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget } from '../runBudget';
+import { forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 export interface ForgottenToken {
   readonly index: number;
@@ -61,20 +62,21 @@ export const forgotten: Command = {
     const textPath = required(args, 'text');
     const text = await readTextFile(textPath);
     const { dir: modelDir, model } = await loadModelArg(optional(args, 'model'), 'float64');
-    if (model.config.arch === 'seed') throw new InputError(modelDir, 'is a simplified block without tokens: forgotten needs a Mamba language model');
+    if (!isLanguageModel(model)) throw new InputError(modelDir, 'is a simplified block without tokens: forgotten needs a Mamba language model');
     const tokenizer = await loadTokenizer(modelDir);
     const encoded = tokenizer.encode(text);
     if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
     const layers = layerList(args, 'layers', model.config.nLayer);
-    const channels = model.config.arch === 'mamba2' ? model.config.nHeads : model.config.dInner;
-    if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${model.config.arch === 'mamba2' ? 'heads' : 'channels'}`);
+    // A retention channel is a column of Δ: a channel (Mamba-1) or a head (Mamba-2).
+    const { deltaWidth: channels, deltaUnit } = model.layers[0].scanView();
+    if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${deltaUnit}`);
     if (state !== undefined && state >= model.config.dState) throw new UsageError(`--state ${state} is outside the model's ${model.config.dState} states`);
 
     const L = encoded.ids.length;
     // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
     const retentionWork = 4 * layers.length * L * channels * model.config.dState;
     budget.plan([
-      { name: 'forward', work: forwardWork(model.config, parameterCount(model), L), rate: RATES.reference },
+      { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
       { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
     ], 'use a shorter text or fewer layers (--layers)');
     const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, checkCancelled: layerTicks(tick) }));

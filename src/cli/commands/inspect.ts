@@ -8,7 +8,7 @@ import { InputError, LimitError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
 import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
-import type { LoadedModel } from '../../engine/model/load';
+import { isLanguageModel, type LanguageModel } from '../../engine/model/graph';
 import { topK } from '../../engine/predictions';
 import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
@@ -17,7 +17,7 @@ import { useNodeBackend } from '../../node/tfjsBackends';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
-import { attentionWork, forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
+import { attentionWork, forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
@@ -61,7 +61,7 @@ export const inspect: Command = {
     const budget = new RunBudget('inspect', io, maxSecondsOf(args));
 
     const { dir, model } = await loadModelArg(optional(args, 'model'), precision === 'fp64' ? 'float64' : 'float32');
-    if (model.config.arch === 'seed') throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
+    if (!isLanguageModel(model)) throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
     let ids: Int32Array;
     let pieces: string[];
     if (textFile !== undefined) {
@@ -113,10 +113,10 @@ export const inspect: Command = {
   },
 };
 
-async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
-  if (backend === 'reference') return referenceForward(model as LoadedModel<'float64'>, ids, options);
+async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
+  if (backend === 'reference') return referenceForward(model as LanguageModel<'float64'>, ids, options);
   await useNodeBackend(backend);
-  const tfModel = createTfModel(model as LoadedModel<'float32'>);
+  const tfModel = createTfModel(model as LanguageModel<'float32'>);
   try {
     return await tfjsForward(tfModel, ids, options);
   } finally {
@@ -125,9 +125,8 @@ async function forward(model: LoadedModel, backend: Backend, ids: Int32Array, op
 }
 
 /** What the kept tensors will take: the layers' internals, their [L, L] attention and the logits. Refused before any work is done. */
-function checkMemory(model: LoadedModel, L: number, layers: number, states: number, attention: boolean, precision: string, limitMb: number): void {
+function checkMemory(model: LanguageModel, L: number, layers: number, states: number, attention: boolean, precision: string, limitMb: number): void {
   const c = model.config;
-  if (c.arch === 'seed') return;
   const values = keptValues(c, { tokens: L, layers, states }) + (attention ? layers * L * L : 0) + L * c.vocabSize;
   const bytes = values * (precision === 'fp64' ? 8 : 4);
   if (bytes > limitMb * 1e6) {
@@ -136,26 +135,25 @@ function checkMemory(model: LoadedModel, L: number, layers: number, states: numb
 }
 
 /** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
-function plan(model: LoadedModel, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
-  const phases: Phase[] = [{ name: 'forward', work: forwardWork(model.config, parameterCount(model), L), rate: RATES[backend] }];
+function plan(model: LanguageModel, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
+  const phases: Phase[] = [{ name: 'forward', work: forwardWork(model, L), rate: RATES[backend] }];
   if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(model), L, model.config.dState), rate: RATES.attention });
   return phases;
 }
 
-/** Channels of the implicit attention: Mamba-1's D, Mamba-2's heads (one Δ each). */
-function channelsOf(model: LoadedModel): number {
-  const c = model.config;
-  return c.arch === 'mamba2' ? c.nHeads : c.arch === 'seed' ? c.dModel : c.dInner;
+/** Channels of the implicit attention: the columns of Δ (Mamba-1's D channels, Mamba-2's heads). */
+function channelsOf(model: LanguageModel): number {
+  return model.layers[0].scanView().deltaWidth;
 }
 
 /** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
-async function attentionOf(model: LoadedModel, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
+async function attentionOf(model: LanguageModel, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
   const out = new Map<number, Record<string, Tensor>>();
   const channels = channelsOf(model);
   for (const [k, l] of result.layers.entries()) {
     const { delta, B, C } = l.tensors;
     if (!delta || !B || !C) continue;
-    const { A, groups } = layerDecay(model as LoadedModel<'float64'>, l.layer);
+    const { A, groups } = layerDecay(model as LanguageModel<'float64'>, l.layer);
     const onProgress = (done: number) => tick(k * channels + done);
     out.set(l.layer, { hidden_attention: await hiddenAttentionAsync(delta, B, C, A, groups, { onProgress }) });
   }

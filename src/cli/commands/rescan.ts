@@ -67,7 +67,7 @@ export const rescan: Command = {
       precision: oneOf(args, 'precision', PRECISIONS, 'fp64'),
       mode: oneOf(args, 'mode', SCAN_MODES, 'sequential'),
       zoh: oneOf(args, 'zoh', DISCRETIZATIONS, 'euler'),
-      chunkSize: positiveInt(args, 'chunk-size') ?? (model.config.arch === 'mamba2' ? model.config.chunkSize : DEFAULT_CHUNK),
+      chunkSize: positiveInt(args, 'chunk-size') ?? model.layers[0]?.scanView().chunkSize ?? DEFAULT_CHUNK,
     };
     const chosen = layers ?? rescannableLayers(dump);
     budget.plan([{ name: 'rescan', work: chosen.reduce((sum, l) => sum + rescanWork(dump, l, model.config.dState), 0), rate: RATES.rescanStep }], 'rescan fewer layers (--layer)');

@@ -4,18 +4,18 @@
  */
 import { InputError } from '../../engine/errors';
 import { encodeSafetensors, SafetensorsFile, type NamedTensor } from '../../engine/formats/safetensors';
-import { loadSeedBlockFile, type LoadedModel } from '../../engine/model/load';
-import type { SeedBlockConfig } from '../../engine/model/config';
-import type { SeedBlockParams } from '../../engine/model/seedBlock';
-import { referenceSeedBlock } from '../../engine/reference/forward';
-import { createTfModel, tfjsSeedBlock } from '../../engine/tfjs/forward';
-import type { Tensor } from '../../engine/tensor';
+import type { ForwardResult } from '../../engine/internals';
+import { designNoteOutputs } from '../../engine/layers/seedBlock';
+import type { LoadedModel } from '../../engine/model/graph';
+import { loadSeedBlockFile } from '../../engine/model/load';
+import { referenceLayers } from '../../engine/reference/forward';
+import { createTfModel, tfjsLayers } from '../../engine/tfjs/forward';
 import { NodeFileSource } from '../../node/files';
 import { useNodeBackend } from '../../node/tfjsBackends';
 import { oneOf, parseArgs, required } from '../args';
 import type { Command } from '../command';
 import { writeOutput } from '../modelArgs';
-import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, parameterCount, RATES, RunBudget } from '../runBudget';
+import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 const USAGE = `usage: mamba-scope run-block --block <block.safetensors> --input <io.safetensors> --out <out.safetensors>
                             [--precision fp64|fp32] [--max-seconds S]
@@ -24,8 +24,6 @@ Runs the simplified block (in_proj → [x_in, res]; x_proj → B, C, dt; dt_proj
 y = scan + D·x_in; out = y ⊙ silu(res)) on the input file's "x" [L, d_model] and writes
 y, out, x_in, res, B, C and delta. fp64 uses the float64 reference, fp32 the tfjs cpu backend.
 ${MAX_SECONDS_USAGE}`;
-
-const OUTPUTS = ['y', 'out', 'x_in', 'res', 'B', 'C', 'delta'] as const;
 
 export const runBlock: Command = {
   name: 'run-block',
@@ -41,18 +39,18 @@ export const runBlock: Command = {
     if (!xInfo) throw new InputError(input.name, 'has no tensor "x" (the block input [L, d_model])');
     const block = await loadSeedBlockFile(blockFile, precision === 'fp64' ? 'float64' : 'float32');
     checkInput(xInfo.shape, block, input.name);
-    budget.plan([{ name: 'block', work: forwardWork(block.config, parameterCount(block), xInfo.shape[0]), rate: precision === 'fp64' ? RATES.reference : RATES.cpu }], 'use a shorter input');
-    const result: Record<(typeof OUTPUTS)[number], Tensor> = await budget.phase('block', 1, async () => {
-      if (precision === 'fp64') return referenceSeedBlock(block.config as SeedBlockConfig, block.params as SeedBlockParams<'float64'>, await input.readFloat('x', 'float64'));
+    budget.plan([{ name: 'block', work: forwardWork(block, xInfo.shape[0]), rate: precision === 'fp64' ? RATES.reference : RATES.cpu }], 'use a shorter input');
+    const { layers } = await budget.phase('block', 1, async (): Promise<ForwardResult> => {
+      if (precision === 'fp64') return referenceLayers(block as LoadedModel<'float64'>, await input.readFloat('x', 'float64'));
       await useNodeBackend('cpu');
       const tfModel = createTfModel(block as LoadedModel<'float32'>);
       try {
-        return await tfjsSeedBlock(tfModel, await input.readFloat('x', 'float32'));
+        return await tfjsLayers(tfModel, await input.readFloat('x', 'float32'));
       } finally {
         tfModel.dispose();
       }
     });
-    const entries: NamedTensor[] = OUTPUTS.map((name) => ({ name, tensor: result[name] }));
+    const entries: NamedTensor[] = Object.entries(designNoteOutputs(layers[0].tensors)).map(([name, tensor]) => ({ name, tensor }));
     await writeOutput(required(args, 'out'), encodeSafetensors(entries, { format: 'mamba-dump/1', layout: 'LD', model: 'seed-simple', dtype: precision === 'fp64' ? 'float64' : 'float32' }));
     io.out(`block ${blockFile.name}: ${xInfo.shape[0]} tokens × ${xInfo.shape[1]} channels, ${precision} → ${required(args, 'out')}`);
     io.out(`time: ${budget.summary()}`);

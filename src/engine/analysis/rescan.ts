@@ -7,10 +7,8 @@
 import { InputError } from '../errors';
 import { dumpKey, dumpLayers } from '../formats/dump';
 import type { TensorStore } from '../formats/safetensors';
-import type { LoadedModel } from '../model/load';
-import type { Mamba1Params } from '../model/mamba1';
-import type { Mamba2Params } from '../model/mamba2';
-import type { SeedBlockParams } from '../model/seedBlock';
+import type { ScanView } from '../layers/kind';
+import type { LoadedModel } from '../model/graph';
 import type { F64 } from '../reference/ops';
 import type { Precision } from '../reference/precision';
 import { gatedOutput, scanVariant, type ScanInputs, type ScanVariant } from '../reference/scanVariants';
@@ -51,31 +49,12 @@ export interface RescanOptions {
 const NEEDED = ['u', 'delta', 'B', 'C', 'y'] as const;
 
 /** The scan parameters of one layer of the model and the widths they imply. */
-interface LayerScanParams {
-  readonly aLog: F64;
-  readonly D: F64;
-  readonly groups: number;
-  /** Width of u and y. */
-  readonly channels: number;
-  /** Width of delta: channels (Mamba-1) or heads (Mamba-2). */
-  readonly deltaWidth: number;
-  /** Width of B and C: N (Mamba-1) or groups·N (Mamba-2). */
-  readonly stateWidth: number;
-}
-
-function layerParams(model: LoadedModel<'float64'>, layer: number, source: string): LayerScanParams {
-  const c = model.config;
-  if (c.arch === 'seed') {
-    if (layer !== 0) throw new InputError(source, `has layer ${layer} but the simplified block has one layer`);
-    const p = model.params as SeedBlockParams<'float64'>;
-    return { aLog: p.A_log, D: p.D, groups: 1, channels: c.dModel, deltaWidth: c.dModel, stateWidth: c.dState };
+function layerScan(model: LoadedModel<'float64'>, layer: number, source: string): ScanView<'float64'> {
+  const layers = model.layers;
+  if (layer >= layers.length) {
+    throw new InputError(source, layers.length === 1 ? `has layer ${layer} but the model has one layer` : `has layer ${layer} but the model has ${layers.length} layers`);
   }
-  const layers = (model.params as Mamba1Params<'float64'> | Mamba2Params<'float64'>).layers;
-  if (layer >= layers.length) throw new InputError(source, `has layer ${layer} but the model has ${layers.length} layers`);
-  const { A_log: aLog, D } = layers[layer];
-  return c.arch === 'mamba2'
-    ? { aLog, D, groups: c.nGroups, channels: c.dInner, deltaWidth: c.nHeads, stateWidth: c.nGroups * c.dState }
-    : { aLog, D, groups: 1, channels: c.dInner, deltaWidth: c.dInner, stateWidth: c.dState };
+  return layers[layer].scanView();
 }
 
 function checkShape(store: TensorStore, name: string, got: readonly number[], want: readonly number[]): void {
@@ -85,7 +64,7 @@ function checkShape(store: TensorStore, name: string, got: readonly number[], wa
 }
 
 async function scanInputs(dump: TensorStore, model: LoadedModel<'float64'>, layer: number): Promise<ScanInputs> {
-  const p = layerParams(model, layer, dump.name);
+  const p = layerScan(model, layer, dump.name);
   const read = async (q: string, width: number, length?: number) => {
     const t = await dump.readFloat(dumpKey(layer, q), 'float64');
     checkShape(dump, dumpKey(layer, q), t.shape, [length ?? t.shape[0], width]);

@@ -12,10 +12,7 @@
  * D = heads·P channels and the "channel" of a view is a head.
  */
 import { InputError } from '../errors';
-import type { LoadedModel } from '../model/load';
-import type { Mamba1Params } from '../model/mamba1';
-import type { Mamba2Params } from '../model/mamba2';
-import type { SeedBlockParams } from '../model/seedBlock';
+import type { LoadedModel } from '../model/graph';
 import { negExp } from '../reference/scan';
 import type { Tensor } from '../tensor';
 
@@ -44,13 +41,12 @@ export interface LayerDecay {
 
 /** A of layer `layer`, read from the model's A_log. */
 export function layerDecay(model: LoadedModel<'float64'>, layer: number): LayerDecay {
-  const config = model.config;
-  if (config.arch === 'seed') return { A: negExp((model.params as SeedBlockParams<'float64'>).A_log), groups: 1 };
-  const layers = (model.params as Mamba1Params<'float64'> | Mamba2Params<'float64'>).layers;
+  const layers = model.layers;
   if (!Number.isInteger(layer) || layer < 0 || layer >= layers.length) {
     throw new RangeError(`layer ${layer} is outside a ${layers.length}-layer model`);
   }
-  return { A: negExp(layers[layer].A_log), groups: config.arch === 'mamba2' ? config.nGroups : 1 };
+  const { aLog, groups } = layers[layer].scanView();
+  return { A: negExp(aLog), groups };
 }
 
 export class Retention {

@@ -5,6 +5,7 @@
  * {"__float__": "Infinity"}; those are decoded, never eval'd.
  */
 import { InputError } from '../errors';
+import { decodeUtf8, type FileStore } from '../io';
 
 export interface Mamba1Config {
   readonly arch: 'mamba1';
@@ -51,6 +52,22 @@ export interface SeedBlockConfig {
 }
 
 export type ModelConfig = Mamba1Config | Mamba2Config | SeedBlockConfig;
+
+/** A language model: token embedding, layers, final norm and lm_head over a vocabulary. */
+export type LanguageModelConfig = Mamba1Config | Mamba2Config;
+
+/** The simplified block has no vocabulary: it maps hidden states to hidden states. */
+export function isLanguageModelConfig(config: ModelConfig): config is LanguageModelConfig {
+  return 'vocabSize' in config;
+}
+
+export const CONFIG_FILE = 'config.json';
+
+export async function readConfig(files: FileStore): Promise<ModelConfig> {
+  const src = await files.open(CONFIG_FILE);
+  if (!src) throw new InputError(files.name, `has no ${CONFIG_FILE}`);
+  return parseModelConfig(decodeUtf8(await src.read(0, src.size), src.name), src.name);
+}
 
 /** JSON.parse with transformers' {"__float__": "Infinity" | "-Infinity" | "NaN"} decoded. */
 export function parseConfigJson(text: string, source: string): Record<string, unknown> {

@@ -1,29 +1,18 @@
 /**
- * Picks the architecture from config.json (or, for a bare block file, from its tensors) and
- * reads its parameters. The same code runs on a folder in Node and on buffers in the webview.
+ * Reads a model's graph: config.json picks the layers' kind (layers/index.ts), the kind declares
+ * their parameters, and the backbone's are read around them. The same code runs on a folder in
+ * Node and on buffers in the webview.
  */
 import { InputError } from '../errors';
 import { openCheckpoint } from '../formats/checkpoint';
 import type { TensorStore } from '../formats/safetensors';
-import { decodeUtf8, type FileStore } from '../io';
-import { parseModelConfig, type Mamba1Config, type Mamba2Config, type ModelConfig, type SeedBlockConfig } from './config';
-import { loadMamba1, type Mamba1Params } from './mamba1';
-import { loadMamba2, type Mamba2Params } from './mamba2';
-import { ParamReader, type Precision } from './params';
-import { loadSeedBlock, seedConfigFromShapes, type SeedBlockParams } from './seedBlock';
-
-export type LoadedModel<P extends Precision = Precision> =
-  | { readonly config: Mamba1Config; readonly params: Mamba1Params<P> }
-  | { readonly config: Mamba2Config; readonly params: Mamba2Params<P> }
-  | { readonly config: SeedBlockConfig; readonly params: SeedBlockParams<P> };
-
-export const CONFIG_FILE = 'config.json';
-
-export async function readConfig(files: FileStore): Promise<ModelConfig> {
-  const src = await files.open(CONFIG_FILE);
-  if (!src) throw new InputError(files.name, `has no ${CONFIG_FILE}`);
-  return parseModelConfig(decodeUtf8(await src.read(0, src.size), src.name), src.name);
-}
+import type { FileStore } from '../io';
+import { kindFor } from '../layers';
+import type { ModelLayer } from '../layers/kind';
+import { seedConfigFromShapes } from '../layers/seedBlock/params';
+import { isLanguageModelConfig, readConfig, type ModelConfig } from './config';
+import type { LoadedModel } from './graph';
+import { findBackbone, ParamReader, type Precision } from './params';
 
 /** A model folder: config.json + model.safetensors (or shards). */
 export async function loadModelFolder<P extends Precision>(files: FileStore, precision: P): Promise<LoadedModel<P>> {
@@ -32,12 +21,17 @@ export async function loadModelFolder<P extends Precision>(files: FileStore, pre
 }
 
 export async function loadModel<P extends Precision>(config: ModelConfig, store: TensorStore, precision: P): Promise<LoadedModel<P>> {
-  const r = new ParamReader(store, precision, `config (${config.arch})`);
-  switch (config.arch) {
-    case 'mamba1': return { config, params: await loadMamba1(config, r) };
-    case 'mamba2': return { config, params: await loadMamba2(config, r) };
-    case 'seed': return { config, params: await loadSeedBlock(config, r) };
-  }
+  const kind = kindFor(config);
+  const r = new ParamReader(store, precision, `config (${kind.id})`);
+  // A block file: one layer, its keys unprefixed.
+  if (!isLanguageModelConfig(config)) return { config, layers: [await kind.load(r, '', 0)] };
+  const { prefix, embeddingKey } = findBackbone(r);
+  const embedding = await r.get(embeddingKey, [config.vocabSize, config.dModel]);
+  const layers: ModelLayer<P>[] = [];
+  for (let i = 0; i < config.nLayer; i++) layers.push(await kind.load(r, `${prefix}layers.${i}.`, i));
+  const normF = await r.get(`${prefix}norm_f.weight`, [config.dModel]);
+  const lmHead = r.has('lm_head.weight') ? await r.get('lm_head.weight', [config.vocabSize, config.dModel]) : embedding;
+  return { config, embedding, layers, normF, lmHead };
 }
 
 /** The simplified block stored alone (block.safetensors): no config.json, shapes from A_log. */

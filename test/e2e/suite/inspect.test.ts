@@ -18,12 +18,11 @@ import { api, errorKind, EXTENSION_ID, waitFor, wsFile } from './helpers';
 async function referenceMetrics(modelDir: string, ids: Int32Array): Promise<Record<TokenMetric, Float64Array>[]> {
   const model = await loadModelFolder(new NodeFolderStore(modelDir), 'float64');
   if (model.config.arch !== 'mamba1') throw new Error('the bundled model is Mamba-1');
-  const params = model.params as { layers: readonly { A_log: { data: Float64Array } }[] };
   const { layers } = referenceForward(model, ids);
   const { dInner: D, dState: N } = model.config;
   return layers.map(({ layer, tensors }) => {
     const delta = tensors.delta!.data, z = tensors.z!.data, u = tensors.u!.data, B = tensors.B!.data;
-    const A = params.layers[layer].A_log.data.map((a) => -Math.exp(a));
+    const A = model.layers[layer].scanView().aLog.data.map((a) => -Math.exp(a));
     const L = ids.length;
     const out = Object.fromEntries(TOKEN_METRICS.map((m) => [m, new Float64Array(L)])) as Record<TokenMetric, Float64Array>;
     for (let t = 0; t < L; t++) {

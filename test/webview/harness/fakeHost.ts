@@ -4,7 +4,7 @@
  * messages built in Node (fetched as packed bytes from the test server), records what the
  * webview notifies, and keeps what it asked to save.
  */
-import { mamba1CheckpointTensors, randomMamba1 } from '../../../bench/randomModel';
+import { randomMamba1Checkpoint } from '../../../bench/randomModel';
 import type { Mamba1Config } from '../../../src/engine/model/config';
 import { Rpc, toTensorMessage, type ExportData, type HostApi, type NamedTensors, type WebviewApi } from '../../../src/protocol';
 import { joinMessage } from '../wire';
@@ -103,7 +103,7 @@ const fakeHost = {
    */
   async loadRandomModel(modelId: string, config: Mamba1Config): Promise<unknown> {
     const tensors: NamedTensors = {};
-    for (const [name, t] of mamba1CheckpointTensors(randomMamba1(config))) tensors[name] = toTensorMessage(t);
+    for (const [name, t] of randomMamba1Checkpoint(config)) tensors[name] = toTensorMessage(t);
     const vocab = Array.from({ length: config.vocabSize }, (_, i) => `t${i}`);
     return plain(await rpc.request('loadModel', { modelId, name: modelId, config, tensors, vocab }));
   },

@@ -1,0 +1,166 @@
+/**
+ * The contract of a layer kind. A model is a list of layers, each of a kind (Mamba-1 mixer,
+ * Mamba-2 mixer, the design note's simplified block); a kind declares everything the rest of the
+ * engine needs to know about it — its parameters and their checkpoint names, the internals it
+ * records, the scan parameters the analyses read — and its forward on each engine. The loaders,
+ * the forwards, keptValues and the views read these descriptions instead of switching on the
+ * architecture, so a new kind is one folder under layers/ and one line in layers/index.ts.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import type { InternalName } from '../internals';
+import type { ModelConfig } from '../model/config';
+import type { Param, ParamReader, Precision } from '../model/params';
+import type { F64 } from '../reference/ops';
+import type { TfUploader, WeightLayout } from '../tfjs/ops';
+import type { ScanKernels } from '../tfjs/scan';
+
+/** One parameter of a layer: its checkpoint name after the layer's prefix (`backbone.layers.3.`) and its shape. */
+export interface ParamSpec<C> {
+  readonly key: string;
+  readonly shape: (c: C) => readonly number[];
+  /** The shape it is used in, when that differs from the stored one (conv1d's [D, 1, K] → [D, K]). */
+  readonly as?: (c: C) => readonly number[];
+  /** Present only when this holds (the biases config.json switches on); absent otherwise. */
+  readonly when?: (c: C) => boolean;
+}
+
+export type ParamSpecs<C> = Readonly<Record<string, ParamSpec<C>>>;
+
+/** The loaded parameters of one layer, named as in its specs; those with `when` may be absent. */
+export type ParamsOf<S, P extends Precision> = {
+  readonly [K in keyof S]: S[K] extends { readonly when: unknown } ? Param<P> | undefined : Param<P>;
+};
+
+/** Per-token shape of each internal a layer records (for h: per captured state). */
+export type InternalShapes = Readonly<Partial<Record<InternalName, readonly number[]>>>;
+
+/**
+ * A layer's selective scan as the analyses see it (retention, rescan, implicit attention, the
+ * state view): A_log with D, and the widths of the scan's inputs in a dump.
+ */
+export interface ScanView<P extends Precision> {
+  /** A = −exp(A_log): [channels, N] per channel, or [heads] per head. */
+  readonly aLog: Param<P>;
+  readonly D: Param<P>;
+  /** B/C groups (1 unless the kind groups heads). */
+  readonly groups: number;
+  /** Width of u and y. */
+  readonly channels: number;
+  /** Width of Δ, and what one column of it is. */
+  readonly deltaWidth: number;
+  readonly deltaUnit: 'channels' | 'heads';
+  /** Width of B and C: groups · N. */
+  readonly stateWidth: number;
+  /** The chunk length the checkpoint's own kernels scan in, when it has one. */
+  readonly chunkSize?: number;
+}
+
+/** What a layer's forward returns on an engine whose tensors are T (a type, not an interface: tf.tidy can return it). */
+export type LayerStep<T> = {
+  /** The stream leaving the layer: the next layer's input. */
+  readonly next: T;
+  /** The internals it records, as declared by the kind's `internals`. */
+  readonly internals: Partial<Record<InternalName, T>>;
+};
+
+/** A layer's weights on the tfjs backend. */
+export type TfWeights = Readonly<Record<string, tf.Tensor | undefined>>;
+
+/** What a tfjs forward shares with every layer it runs. */
+export interface TfRun {
+  readonly layout: WeightLayout;
+  readonly kernels: ScanKernels;
+  /** Sorted token positions whose states are captured. */
+  readonly at: Int32Array;
+}
+
+export interface TfjsEntry<C, S, T extends TfWeights> {
+  upload(c: C, p: ParamsOf<S, 'float32'>, up: TfUploader): T;
+  /** Weights stored in the model's WeightLayout: a backend switch that changes the layout transposes them. */
+  readonly projections: readonly (keyof T & string)[];
+  /** Runs inside the walker's tf.tidy; frees its large intermediates as soon as it can. */
+  forward(c: C, w: T, x: tf.Tensor, run: TfRun): LayerStep<tf.Tensor>;
+}
+
+export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights> {
+  /** Names the kind in messages ("config (mamba1) implies …"). */
+  readonly id: string;
+  /** For people: "Mamba-1 mixer". */
+  readonly label: string;
+  /** Whether config.json describes layers of this kind. */
+  accepts(config: ModelConfig): config is C;
+  readonly params: S;
+  internals(c: C): InternalShapes;
+  scanView<P extends Precision>(c: C, p: ParamsOf<S, P>): ScanView<P>;
+  /** The float64 forward on the stream entering the layer: the oracle the other engines are tested against. */
+  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array): LayerStep<F64>;
+  readonly tfjs: TfjsEntry<C, S, T>;
+}
+
+/** Any kind, its own types hidden: what `open` hands a caller, to use with the kind's types intact. */
+export type OpenLayer<P extends Precision, R> = <C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, params: ParamsOf<S, P>) => R;
+
+/** One layer of a loaded model: its kind bound to the model's config and to the layer's parameters. */
+export interface ModelLayer<P extends Precision> {
+  readonly index: number;
+  readonly kind: ConfiguredKind;
+  /** Values in its parameters (what a forward multiplies each token by, about once each). */
+  readonly parameters: number;
+  scanView(): ScanView<P>;
+  /** Calls `use` with the layer's kind, config and parameters, their types matched: how the forwards reach a kind's engine entries. */
+  open<R>(use: OpenLayer<P, R>): R;
+}
+
+/**
+ * The layer's config and parameters, with `kind`'s types, when it is a layer of that kind: for
+ * code written for one kind (its tests; an engine that has no entry in every kind yet).
+ */
+export function asKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, P extends Precision>(
+  layer: ModelLayer<P>,
+  kind: LayerKind<C, S, T>,
+): { readonly config: C; readonly params: ParamsOf<S, P> } | undefined {
+  return layer.open((k, config, params) =>
+    // The same kind object declared these parameters and accepted this config: its types are theirs.
+    (k as unknown) === kind ? ({ config, params } as unknown as { config: C; params: ParamsOf<S, P> }) : undefined,
+  );
+}
+
+/** A kind bound to a model's config: its descriptions, and the loader of its layers. */
+export interface ConfiguredKind {
+  readonly id: string;
+  readonly label: string;
+  readonly internals: InternalShapes;
+  load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>>;
+}
+
+export function configure<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C): ConfiguredKind {
+  const configured: ConfiguredKind = {
+    id: kind.id,
+    label: kind.label,
+    internals: kind.internals(config),
+    async load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>> {
+      const params = await readParams(reader, kind.params, config, prefix);
+      const parameters = Object.values<Param<P> | undefined>(params).reduce((sum, p) => sum + (p?.data.length ?? 0), 0);
+      return { index, kind: configured, parameters, scanView: () => kind.scanView(config, params), open: (use) => use(kind, config, params) };
+    },
+  };
+  return configured;
+}
+
+/** Reads the parameters `specs` declare, in their order, each checked against the shape the config implies. */
+async function readParams<C, S extends ParamSpecs<C>, P extends Precision>(reader: ParamReader<P>, specs: S, config: C, prefix: string): Promise<ParamsOf<S, P>> {
+  const params: Record<string, Param<P> | undefined> = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    params[name] = spec.when && !spec.when(config) ? undefined : await reader.get(prefix + spec.key, spec.shape(config), spec.as?.(config));
+  }
+  // The loop filled one entry per spec, each as ParamsOf says; TypeScript cannot follow Object.entries.
+  return params as ParamsOf<S, P>;
+}
+
+/** Values a run keeps per layer of a kind: each kept internal's per-token shape, times the tokens (states for h). */
+export function keptPerLayer(shapes: InternalShapes, tokens: number, states: number, keep: readonly InternalName[]): number {
+  return keep.reduce((sum, name) => {
+    const shape = shapes[name];
+    return shape ? sum + (name === 'h' ? states : tokens) * shape.reduce((a, b) => a * b, 1) : sum;
+  }, 0);
+}

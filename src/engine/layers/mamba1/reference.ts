@@ -1,0 +1,21 @@
+/** The float64 Mamba-1 layer: a transcription of transformers' MambaMixer.slow_forward, the oracle of the other engines. */
+import type { Mamba1Config } from '../../model/config';
+import { add, causalConvSilu, columns, gate, linear, map, rmsNorm, softplus, type F64 } from '../../reference/ops';
+import { negExp, selectiveScan } from '../../reference/scan';
+import type { LayerStep } from '../kind';
+import type { Mamba1LayerParams } from './params';
+
+export function mamba1Reference(c: Mamba1Config, p: Mamba1LayerParams<'float64'>, hidden: F64, at: Int32Array): LayerStep<F64> {
+  const D = c.dInner, N = c.dState, R = c.dtRank;
+  const proj = linear(rmsNorm(hidden, p.norm, c.eps), p.inProjW, p.inProjB);
+  const z = columns(proj, D, D);
+  const u = causalConvSilu(columns(proj, 0, D), p.convW, p.convB);
+  const xdbl = linear(u, p.xProjW);
+  const B = columns(xdbl, R, N);
+  const C = columns(xdbl, R + N, N);
+  const delta = map(linear(columns(xdbl, 0, R), p.dtProjW, p.dtProjB), softplus);
+  const { y, h } = selectiveScan(u, delta, negExp(p.A_log), B, C, p.D, at);
+  const out = linear(gate(y, z), p.outProjW, p.outProjB);
+  const hiddenOut = add(hidden, out);
+  return { next: hiddenOut, internals: { hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, h } };
+}
