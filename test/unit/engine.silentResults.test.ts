@@ -6,10 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { keptValues, type InternalName } from '../../src/engine/internals';
 import { loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
-import type { Mamba1Params } from '../../src/engine/model/mamba1';
-import type { SeedBlockConfig } from '../../src/engine/model/config';
-import type { SeedBlockParams } from '../../src/engine/model/seedBlock';
-import { referenceSeedBlock } from '../../src/engine/reference/forward';
+import { referenceLayers } from '../../src/engine/reference/forward';
 import { causalConvSilu } from '../../src/engine/reference/ops';
 import { negExp, selectiveScan, selectiveScanHeads } from '../../src/engine/reference/scan';
 import { causalConvSiluF32, hostLoopKernels, selectiveScanF32, selectiveScanHeadsF32 } from '../../src/engine/tfjs/hostLoopScan';
@@ -23,11 +20,10 @@ describe('memory estimate of the seed block (keptValues)', () => {
   it('equals what the seed block keeps, Δ [L, D] included', async () => {
     const block = await loadSeedBlockFile(await openSafetensors(fixture('seed-block', 'block.safetensors')), 'float64');
     const x = await (await openSafetensors(fixture('seed-block', 'io.safetensors'))).readFloat('x', 'float64');
-    const r = referenceSeedBlock(block.config as SeedBlockConfig, block.params as SeedBlockParams<'float64'>, x, [0, -1]);
     // The seed block's internals under their InternalName (internals.ts: u = x_in, z = res).
-    const kept: Partial<Record<InternalName, Tensor>> = { u: r.x_in, z: r.res, delta: r.delta, B: r.B, C: r.C, y: r.y, out: r.out, h: r.h };
-    assert.deepEqual(r.delta.shape, [x.shape[0], block.config.dModel]);
-    const values = Object.values(kept).reduce((sum, t) => sum + t.data.length, 0);
+    const kept: Partial<Record<InternalName, Tensor>> = referenceLayers(block, x, { statesAt: [0, -1] }).layers[0].tensors;
+    assert.deepEqual(kept.delta?.shape, [x.shape[0], block.config.dModel]);
+    const values = Object.values(kept).reduce((sum, t) => sum + (t?.data.length ?? 0), 0);
     assert.equal(keptValues(block.config, { tokens: x.shape[0], layers: 1, states: 2 }), values);
   });
 });
@@ -35,7 +31,7 @@ describe('memory estimate of the seed block (keptValues)', () => {
 /** Layer 0 of the golden Mamba-1 dump: its scan inputs and its states at h_tokens [0, 58, 116, 232]. */
 async function goldenLayer0() {
   const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
-  const p = (model.params as Mamba1Params<'float64'>).layers[0];
+  const p = model.layers[0].scanView();
   const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
   const read = (name: string) => dump.readFloat(`layers.0.${name}`, 'float64');
   const h = await read('h');
@@ -45,7 +41,7 @@ async function goldenLayer0() {
     const k = hTokens.indexOf(t);
     return Array.from(h.data.subarray(k * stateSize, (k + 1) * stateSize));
   };
-  return { u: await read('u'), delta: await read('delta'), B: await read('B'), C: await read('C'), A: negExp(p.A_log), D: p.D, stateAfter, stateSize };
+  return { u: await read('u'), delta: await read('delta'), B: await read('B'), C: await read('C'), A: negExp(p.aLog), D: p.D, stateAfter, stateSize };
 }
 
 describe('states asked for in any order', function () {
