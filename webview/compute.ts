@@ -1,7 +1,8 @@
 /**
  * Compute in the webview: the selected tfjs backend, the model the host sent (weights arrive
  * once per model), and forward runs on it. Once uploaded, the weights live only in the backend:
- * the JS copy the host sent is let go (0.5 GB for mamba-130m), the analyses keep just A_log, and
+ * the JS copy the host sent is let go (0.5 GB for mamba-130m), the analyses keep just each layer's
+ * scan view (A_log and D), and
  * a backend switch moves the weights from the old backend to the new one.
  */
 import * as tf from '@tensorflow/tfjs-core';

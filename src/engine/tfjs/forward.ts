@@ -18,7 +18,6 @@ import { scanKernelsFor } from './scan';
 /** One layer's weights on the backend, bound to its kind's tfjs forward. */
 export interface TfModelLayer {
   readonly index: number;
-  readonly weights: TfWeights;
   forward(x: W, run: TfRun): LayerStep<W>;
   /** The same layer over its weights moved by `move`; `relayout` turns the projections to a new WeightLayout. */
   moved(move: (t: W, transpose: boolean) => Promise<W>, relayout: boolean): Promise<TfModelLayer>;
@@ -47,7 +46,6 @@ export function createTfModel(model: LoadedModel<'float32'>, layout: WeightLayou
 function bindLayer<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, index: number, weights: T): TfModelLayer {
   return {
     index,
-    weights,
     forward: (x, run) => kind.tfjs.forward(config, weights, x, run),
     async moved(move, relayout) {
       const next: Record<string, W | undefined> = {};
