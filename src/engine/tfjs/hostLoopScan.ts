@@ -7,8 +7,8 @@
  *
  * fp32 means float32 arithmetic, as in the tfjs ops around these kernels: every result is rounded
  * with Math.fround (JS arithmetic is float64; storing only the state in float32 would make these
- * kernels float64 ones with float32 storage). The loops are the reference's (reference/scan.ts,
- * reference/ops.ts) written once more rather than shared through a rounding parameter: a call
+ * kernels float64 ones with float32 storage). The loops are the float64 reference's (reference/scan.ts,
+ * reference/ops.ts: the oracle they are tested against) written once more rather than shared through a rounding parameter: a call
  * site that sees both Math.fround and the identity is polymorphic, and V8 then runs either loop
  * five to seven times slower.
  */
