@@ -95,6 +95,28 @@ describe('config.json', () => {
     assert.deepEqual({ arch: c.arch, vocab: c.arch === 'mamba1' && c.vocabSize, rank: c.arch === 'mamba1' && c.dtRank }, { arch: 'mamba1', vocab: 50280, rank: 48 });
   });
 
+  it('refuses by name the mamba_ssm fields that would otherwise be ignored with wrong numbers', () => {
+    // A mamba_ssm config as its save_pretrained writes it (the reference fixtures' mamba2-ssm)
+    // loads; each changed field is refused, naming the file and the field.
+    const base = {
+      d_model: 128, d_intermediate: 0, n_layer: 2, vocab_size: 1024, attn_layer_idx: [], attn_cfg: {}, rms_norm: true, residual_in_fp32: true,
+      fused_add_norm: true, pad_vocab_size_multiple: 16, tie_embeddings: true,
+      ssm_cfg: { layer: 'Mamba2', d_state: 32, d_conv: 4, expand: 2, headdim: 32, ngroups: 1, chunk_size: 64 },
+    };
+    assert.equal(parseModelConfig(JSON.stringify(base), 'config.json').arch, 'mamba2');
+    const refused: [string, Record<string, unknown>][] = [
+      ['d_intermediate = 512 (an MLP in every block)', { d_intermediate: 512 }],
+      ['rms_norm = false (LayerNorm with bias instead of RMSNorm)', { rms_norm: false }],
+      ['attn_layer_idx = [1] (attention layers)', { attn_layer_idx: [1] }],
+      ['ssm_cfg.rmsnorm = false', { ssm_cfg: { ...base.ssm_cfg, rmsnorm: false } }],
+      ['ssm_cfg.norm_before_gate = true', { ssm_cfg: { ...base.ssm_cfg, norm_before_gate: true } }],
+      ['ssm_cfg.D_has_hdim = true', { ssm_cfg: { ...base.ssm_cfg, D_has_hdim: true } }],
+    ];
+    for (const [named, change] of refused) {
+      assert.throws(() => parseModelConfig(JSON.stringify({ ...base, ...change }), 'config.json'), (e: Error) => e.message.startsWith(`config.json: ${named}`) && /is not supported yet/.test(e.message), named);
+    }
+  });
+
   it('names the file and the field that is wrong', () => {
     assert.throws(() => parseModelConfig('{"model_type": "mamba", "hidden_size": -1}', 'cfg.json'), /cfg\.json: "hidden_size" must be an integer/);
     assert.throws(() => parseModelConfig('{"model_type": "llama"}', 'cfg.json'), /cfg\.json: model_type "llama" is not a Mamba config/);

@@ -199,10 +199,33 @@ function mamba2FromTransformers(f: Fields, source: string): Mamba2Config {
   };
 }
 
+/**
+ * mamba_ssm's fields that change the computation beyond a stack of Mamba blocks, each refused by
+ * name: loading such a checkpoint as plain Mamba would run without its MLPs, LayerNorm biases or
+ * attention layers and give wrong numbers with exit 0. Fields that only change training or
+ * precision (residual_in_fp32, fused_add_norm, dt_min…) mean the same thing here and pass.
+ */
+function refuseUnsupportedStateSpaces(f: Fields, ssm: Fields, layer: unknown, source: string): void {
+  const refuse = (field: string, value: unknown, what: string) => {
+    throw new InputError(source, `${field} = ${JSON.stringify(value)} (${what}) is not supported yet: only plain Mamba blocks are; its results would be wrong`);
+  };
+  const dIntermediate = f.raw('d_intermediate');
+  if (dIntermediate !== undefined && dIntermediate !== null && dIntermediate !== 0) refuse('d_intermediate', dIntermediate, 'an MLP in every block');
+  if (f.raw('rms_norm') === false) refuse('rms_norm', false, 'LayerNorm with bias instead of RMSNorm');
+  const attn = f.raw('attn_layer_idx');
+  if (Array.isArray(attn) ? attn.length > 0 : attn !== undefined && attn !== null) refuse('attn_layer_idx', attn, 'attention layers');
+  if (layer === 'Mamba2') {
+    if (ssm.raw('rmsnorm') === false) refuse('ssm_cfg.rmsnorm', false, 'no gated RMSNorm before out_proj');
+    if (ssm.raw('norm_before_gate') === true) refuse('ssm_cfg.norm_before_gate', true, 'the gated norm normalizes before the gate');
+    if (ssm.raw('D_has_hdim') === true) refuse('ssm_cfg.D_has_hdim', true, 'D per channel instead of per head');
+  }
+}
+
 /** mamba_ssm's MambaConfig: the vocabulary is padded to pad_vocab_size_multiple. */
 function fromStateSpaces(f: Fields, source: string): ModelConfig {
   const dModel = f.int('d_model');
   const ssm = f.sub('ssm_cfg');
+  refuseUnsupportedStateSpaces(f, ssm, ssm.raw('layer') ?? 'Mamba1', source);
   const multiple = f.int('pad_vocab_size_multiple', 8);
   const vocabSize = Math.ceil(f.int('vocab_size') / multiple) * multiple;
   const layer = ssm.raw('layer') ?? 'Mamba1';
