@@ -21,6 +21,12 @@ export interface Mamba1Config {
   /** in_proj/out_proj bias (use_bias). */
   readonly projBias: boolean;
   readonly tieEmbeddings: boolean;
+  /**
+   * FalconMamba: a weightless RMSNorm with this eps (config mixer_rms_eps) on the low-rank dt, on
+   * B and on C right after the x_proj split, before dt_proj. This is transformers' inference path;
+   * its fused training kernel normalizes after dt_proj instead, a different function.
+   */
+  readonly dtBcNormEps?: number;
 }
 
 export interface Mamba2Config {
@@ -139,10 +145,11 @@ export function parseModelConfig(text: string, source: string): ModelConfig {
   const f = new Fields(obj, source);
   const modelType = obj.model_type;
   if (modelType === 'mamba') return mamba1FromTransformers(f);
+  if (modelType === 'falcon_mamba') return { ...mamba1FromTransformers(f), dtBcNormEps: f.num('mixer_rms_eps', 1e-6) };
   if (modelType === 'mamba2') return mamba2FromTransformers(f, source);
   if (f.has('d_model') && f.has('n_layer')) return fromStateSpaces(f, source);
   if (obj.architecture === 'seed-simple' || modelType === 'seed-simple') return { arch: 'seed', dModel: f.int('d_model'), dState: f.int('d_state') };
-  throw new InputError(source, `model_type ${JSON.stringify(modelType)} is not a Mamba config (expected "mamba", "mamba2" or a state-spaces config with d_model and n_layer)`);
+  throw new InputError(source, `model_type ${JSON.stringify(modelType)} is not a Mamba config (expected "mamba", "falcon_mamba", "mamba2" or a state-spaces config with d_model and n_layer)`);
 }
 
 function mamba1FromTransformers(f: Fields): Mamba1Config {

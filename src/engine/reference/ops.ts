@@ -26,7 +26,8 @@ export function linear(x: F64, w: F64, b?: F64): F64 {
 }
 
 /** RMSNorm over the last axis, in groups of `groupSize` (the whole row by default). */
-export function rmsNorm(x: F64, weight: F64, eps: number, groupSize = x.shape[1]): F64 {
+/** RMSNorm over groups of `groupSize` columns; without `weight`, the weightless norm (FalconMamba's dt, B, C). */
+export function rmsNorm(x: F64, weight: F64 | undefined, eps: number, groupSize = x.shape[1]): F64 {
   const [L, H] = x.shape;
   const y = new Float64Array(L * H);
   for (let l = 0; l < L; l++) {
@@ -34,7 +35,7 @@ export function rmsNorm(x: F64, weight: F64, eps: number, groupSize = x.shape[1]
       let ss = 0;
       for (let i = g; i < g + groupSize; i++) ss += x.data[l * H + i] ** 2;
       const r = 1 / Math.sqrt(ss / groupSize + eps);
-      for (let i = g; i < g + groupSize; i++) y[l * H + i] = x.data[l * H + i] * r * weight.data[i];
+      for (let i = g; i < g + groupSize; i++) y[l * H + i] = x.data[l * H + i] * r * (weight ? weight.data[i] : 1);
     }
   }
   return { shape: [L, H], data: y };

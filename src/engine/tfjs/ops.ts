@@ -76,12 +76,14 @@ export function linear(x: W, w: W, layout: WeightLayout, b?: W): W {
   });
 }
 
-export function rmsNorm(x: W, weight: W, eps: number, groups = 1): W {
+/** RMSNorm over `groups` equal column groups; without `weight`, the weightless norm (FalconMamba's dt, B, C). */
+export function rmsNorm(x: W, weight: W | undefined, eps: number, groups = 1): W {
   return tf.tidy(() => {
     const [L, H] = x.shape;
     const g = tf.reshape(x, [L, groups, H / groups]);
     const normed = tf.mul(g, tf.rsqrt(tf.add(tf.mean(tf.square(g), -1, true), eps)));
-    return tf.mul(tf.reshape(normed, [L, H]), weight);
+    const flat = tf.reshape(normed, [L, H]);
+    return weight ? tf.mul(flat, weight) : flat;
   });
 }
 

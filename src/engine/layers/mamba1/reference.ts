@@ -1,4 +1,7 @@
-/** The float64 Mamba-1 layer: a transcription of transformers' MambaMixer.slow_forward, the oracle of the other engines. */
+/**
+ * The float64 Mamba-1 layer: a transcription of transformers' MambaMixer.slow_forward (and
+ * FalconMambaMixer's, with its weightless norms on dt, B and C), the oracle of the other engines.
+ */
 import type { Mamba1Config } from '../../model/config';
 import { add, causalConvSilu, columns, gate, linear, map, rmsNorm, softplus, type F64 } from '../../reference/ops';
 import { negExp, selectiveScan } from '../../reference/scan';
@@ -11,9 +14,10 @@ export function mamba1Reference(c: Mamba1Config, p: Mamba1LayerParams<'float64'>
   const z = columns(proj, D, D);
   const u = causalConvSilu(columns(proj, 0, D), p.convW, p.convB);
   const xdbl = linear(u, p.xProjW);
-  const B = columns(xdbl, R, N);
-  const C = columns(xdbl, R + N, N);
-  const delta = map(linear(columns(xdbl, 0, R), p.dtProjW, p.dtProjB), softplus);
+  const norm = (t: F64) => (c.dtBcNormEps === undefined ? t : rmsNorm(t, undefined, c.dtBcNormEps));
+  const B = norm(columns(xdbl, R, N));
+  const C = norm(columns(xdbl, R + N, N));
+  const delta = map(linear(norm(columns(xdbl, 0, R)), p.dtProjW, p.dtProjB), softplus);
   const { y, h } = selectiveScan(u, delta, negExp(p.A_log), B, C, p.D, at);
   const out = linear(gate(y, z), p.outProjW, p.outProjB);
   const hiddenOut = add(hidden, out);

@@ -41,9 +41,10 @@ function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, { layout, kernels
   const u = causalConvSilu(x, w, kernels);
   x.dispose();
   const xdbl = linear(u, w.xProjW, layout);
-  const B = cols(xdbl, R, N);
-  const C = cols(xdbl, R + N, N);
-  const delta = softplus(linear(cols(xdbl, 0, R), w.dtProjW, layout, w.dtProjB));
+  const norm = (t: W) => (c.dtBcNormEps === undefined ? t : rmsNorm(t, undefined, c.dtBcNormEps));
+  const B = norm(cols(xdbl, R, N));
+  const C = norm(cols(xdbl, R + N, N));
+  const delta = softplus(linear(norm(cols(xdbl, 0, R)), w.dtProjW, layout, w.dtProjB));
   const s = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at });
   const out = linear(s.gated as W, w.outProjW, layout, w.outProjB);
   s.gated?.dispose();
