@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWebGpuKernels } from '../engine/kernels';
+import { gpuSettled } from '../engine/webgpu/settle';
 
 /** Where Debian/Ubuntu/Fedora Chromium packages put SwiftShader's Vulkan ICD. */
 const SWIFTSHADER_ICDS = [
@@ -50,7 +51,27 @@ export function registerDawnWebGpu(options: DawnOptions = {}): Promise<DawnAdapt
   return registration;
 }
 
-async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
+export interface DawnDevice {
+  readonly device: GPUDevice;
+  readonly gpu: GPU;
+  readonly adapterInfo: GPUAdapterInfo;
+  readonly info: DawnAdapterInfo;
+}
+
+/**
+ * The Dawn instances whose devices are alive. dawn.node frees an instance, and with it the
+ * native state its devices still use, once the instance's JS object is collected: a caller that
+ * keeps only the device then crashes in a later, garbage-collecting call (SIGSEGV, or
+ * "std::system_error: Invalid argument" from a freed mutex) in pipeline or shader creation.
+ * tfjs's registration keeps its instance on navigator.gpu; a raw device keeps its own here.
+ */
+const liveInstances = new Set<GPU>();
+
+/**
+ * A raw Dawn GPUDevice (the native WebGPU forward drives it directly), with WebGPU's globals
+ * (GPUBufferUsage, GPUMapMode, …) defined as in a browser. Throws when no adapter exists.
+ */
+export async function createDawnDevice(options: DawnOptions = {}): Promise<DawnDevice> {
   offerSwiftShader();
   let dawn: typeof import('webgpu');
   try {
@@ -60,24 +81,20 @@ async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
   } catch (e) {
     throw new Error(`WebGPU in Node needs the optional npm package "webgpu" (Dawn): ${(e as Error).message}`);
   }
-  // tfjs-backend-webgpu reads GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+  // tfjs-backend-webgpu and the native forward read GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
   }
   const gpu = dawn.create(options.preciseTimestamps ? ['disable-dawn-features=timestamp_quantization'] : []);
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  const adapter = await gpuSettled(gpu.requestAdapter({ powerPreference: 'high-performance' }));
   if (!adapter) {
     throw new Error(
       'Dawn found no WebGPU adapter: install a Vulkan loader (apt: libvulkan1) and either a GPU Vulkan driver ' +
         'or Chromium, whose SwiftShader is a CPU Vulkan driver (apt: chromium); or point VK_DRIVER_FILES at an ICD json',
     );
   }
-  // The backend checks navigator.gpu when it is constructed; Node 20 has no navigator at all.
-  const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: GPU };
-  if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
-
   const limits = adapter.limits;
-  const device = await adapter.requestDevice({
+  const device = await gpuSettled(adapter.requestDevice({
     requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
     // The same limits tfjs-backend-webgpu asks for in a browser: the adapter's own, not the defaults.
     requiredLimits: {
@@ -88,21 +105,30 @@ async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
       maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     },
-  });
+  }));
+  liveInstances.add(gpu);
+  void device.lost.then(() => liveInstances.delete(gpu));
   const info = adapter.info;
+  return {
+    device,
+    gpu,
+    adapterInfo: info,
+    info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, software: isSoftwareAdapter(info) },
+  };
+}
+
+async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
+  const { device, gpu, adapterInfo, info } = await createDawnDevice(options);
+  // The backend checks navigator.gpu when it is constructed; Node 20 has no navigator at all.
+  const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: GPU };
+  if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
   // A registration made by importing tfjs-backend-webgpu while navigator.gpu existed would ask
   // for its own adapter; this one is the adapter just checked.
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   // Priority 0: registering never changes the backend tfjs picks by itself; it is chosen explicitly.
-  tf.registerBackend('webgpu', () => new WebGPUBackend(device, info), 0);
+  tf.registerBackend('webgpu', () => new WebGPUBackend(device, adapterInfo), 0);
   registerWebGpuKernels();
-  return {
-    vendor: info.vendor,
-    architecture: info.architecture,
-    device: info.device,
-    description: info.description,
-    software: isSoftwareAdapter(info),
-  };
+  return info;
 }
 
 export function isSoftwareAdapter(info: { architecture: string; vendor: string }): boolean {

@@ -12,18 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { TfHeadScan, TfHeadScanInputs, TfScan, TfScanInputs, TfScanOutputs } from '../tfjs/scan';
 import { isSoftwareGpu, runFlatProgram, splitFlat, webgpuBackend, type FlatPart, type IntUniform } from './program';
-import { carryKernel, chunkEndKernel, outputKernel, SCAN_UNIFORM_NAMES, type ScanKernelOptions } from './scanShaders';
-
-/** One scan's geometry: Mamba-1 is heads = channels, headDim 1, one group, A per state. */
-interface ScanGeometry {
-  readonly L: number;
-  readonly channels: number;
-  readonly N: number;
-  readonly heads: number;
-  readonly headDim: number;
-  readonly groups: number;
-  readonly aPerState: boolean;
-}
+import { carryKernel, chunkEndKernel, outputKernel, SCAN_UNIFORM_NAMES, scanUniforms, type ScanGeometry, type ScanKernelOptions } from './scanShaders';
 
 interface ScanTensors {
   readonly u: tf.Tensor;
@@ -113,7 +102,7 @@ function runScan(g: ScanGeometry, t: ScanTensors, stateShape: number[], chunkLen
   const T = t.statesAt.length;
   const params = scanParams(t, slots);
   const shared = (numChunks: number): IntUniform[] => {
-    const values = [L, channels, g.heads, g.headDim, g.groups * N, g.heads / g.groups, len, numChunks, t.A.size, t.A.size + t.D.size];
+    const values = scanUniforms(g, len, numChunks);
     return SCAN_UNIFORM_NAMES.map((name, i) => ({ name, value: values[i] }));
   };
   const disposeAfter: tf.Tensor[] = [params];

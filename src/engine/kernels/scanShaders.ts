@@ -49,6 +49,23 @@ export interface OutputKernelOptions extends ScanKernelOptions {
 /** Uniforms every scan program declares (values from scanUniforms). */
 export const SCAN_UNIFORM_NAMES = ['seqLen', 'channels', 'heads', 'headDim', 'groupStride', 'headsPerGroup', 'chunkLen', 'numChunks', 'skipOffset', 'slotOffset'] as const;
 
+/** One scan's geometry: Mamba-1 is heads = channels, headDim 1, one group, A per state. */
+export interface ScanGeometry {
+  readonly L: number;
+  readonly channels: number;
+  readonly N: number;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly groups: number;
+  readonly aPerState: boolean;
+}
+
+/** The uniform values, in SCAN_UNIFORM_NAMES order, of a program over `numChunks` chunks of `chunkLen` tokens. */
+export function scanUniforms(g: ScanGeometry, chunkLen: number, numChunks: number): number[] {
+  const aSize = g.aPerState ? g.channels * g.N : g.heads;
+  return [g.L, g.channels, g.heads, g.headDim, g.groups * g.N, g.heads / g.groups, chunkLen, numChunks, aSize, aSize + g.heads];
+}
+
 const each = (N: number, f: (n: number) => string, sep = '\n    '): string => Array.from({ length: N }, (_, n) => f(n)).join(sep);
 
 /** Declares row t of B or C (`bc` is its first element) and returns each state's element. */

@@ -1,0 +1,79 @@
+/**
+ * The native WebGPU forward: one command encoder and one submit per forward, no readback between
+ * layers; the only readback is the next-token predictions and the internals the plan captures.
+ * The float64 reference forward (../reference/forward.ts) is the oracle it is tested against.
+ *
+ *   const weights = uploadWeights(device, await loadModelFolder(files, 'float32'));
+ *   const plan = await createForwardPlan(weights, { tokens: ids.length, capture: { layers: [0], quantities: ['delta'] } });
+ *   const { predictions, layers } = await nativeForward(plan, ids);
+ */
+import type { ForwardResult, InternalName, LayerInternals } from '../internals';
+import type { Predictions } from '../predictions';
+import type { Tensor } from '../tensor';
+import { record, type Dispatch } from './kernel';
+import type { ForwardPlan } from './plan';
+import { gpuSettled } from './settle';
+import { predictionWords } from './topK';
+
+const busy = new WeakSet<ForwardPlan>();
+
+export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): Promise<ForwardResult<Float32Array> & { predictions: Predictions }> {
+  const { device, tokens: L, k } = plan;
+  const V = plan.weights.config.vocabSize;
+  if (ids.length !== L) throw new RangeError(`this forward plan is for ${L} tokens, got ${ids.length}`);
+  const idData = new Int32Array(L);
+  for (let i = 0; i < L; i++) {
+    if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= V) throw new RangeError(`token id ${ids[i]} at position ${i} is outside the ${V}-token vocabulary`);
+    idData[i] = ids[i];
+  }
+  // The plan's buffers hold one forward at a time.
+  if (busy.has(plan)) throw new Error('this forward plan is already running a forward');
+  busy.add(plan);
+  try {
+    device.pushErrorScope('validation');
+    device.queue.writeBuffer(plan.ids, 0, idData);
+    const encoder = device.createCommandEncoder({ label: 'mamba forward' });
+    const pass = (dispatches: readonly Dispatch[]) => {
+      const p = encoder.beginComputePass();
+      record(p, dispatches);
+      p.end();
+    };
+    pass(plan.embed);
+    plan.layers.forEach((dispatches, layer) => {
+      pass(dispatches);
+      // Copied before a later layer overwrites the shared activation buffers.
+      for (const c of plan.captures) if (c.layer === layer) encoder.copyBufferToBuffer(c.source.range.buffer, c.source.range.offset, plan.readback, c.at, c.source.range.size);
+    });
+    pass(plan.head);
+    const predictionBytes = 4 * predictionWords(L, k);
+    encoder.copyBufferToBuffer(plan.predictions, 0, plan.readback, 0, predictionBytes);
+    device.queue.submit([encoder.finish()]);
+    const error = await gpuSettled(device.popErrorScope());
+    if (error) throw new Error(`the WebGPU forward failed: ${error.message}`);
+
+    await gpuSettled(plan.readback.mapAsync(GPUMapMode.READ));
+    try {
+      const words = plan.readback.getMappedRange();
+      const top = L * k;
+      const predictions: Predictions = {
+        k,
+        ids: new Int32Array(words.slice(0, 4 * top)),
+        probs: new Float32Array(words.slice(4 * top, 8 * top)),
+        nextProb: new Float32Array(words.slice(8 * top, 8 * top + 4 * L)),
+        nextRank: new Int32Array(words.slice(8 * top + 4 * L, predictionBytes)),
+      };
+      const layers = new Map<number, Partial<Record<InternalName, Tensor<Float32Array>>>>();
+      for (const c of plan.captures) {
+        const tensors = layers.get(c.layer) ?? {};
+        tensors[c.name] = { shape: c.source.shape, data: new Float32Array(words.slice(c.at, c.at + c.source.range.size)) };
+        layers.set(c.layer, tensors);
+      }
+      const internals: LayerInternals<Float32Array>[] = [...layers].map(([layer, tensors]) => ({ layer, tensors }));
+      return { predictions, layers: internals };
+    } finally {
+      plan.readback.unmap();
+    }
+  } finally {
+    busy.delete(plan);
+  }
+}

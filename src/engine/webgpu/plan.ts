@@ -1,0 +1,168 @@
+/**
+ * A forward plan: every buffer, pipeline and bind group that a forward of `tokens` tokens needs,
+ * created once for a model and a sequence length. A forward (forward.ts) then only writes the
+ * token ids, records the dispatches into one command encoder, submits once and maps one
+ * readback buffer: the next-token predictions, followed by the internals asked for at plan time.
+ */
+import { defaultChunkLength } from '../kernels/scan';
+import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
+import { KernelCache, type Dispatch } from './kernel';
+import { CAPTURE_NAMES, mamba1Layers, mamba2Layers, type CaptureName, type CaptureSource, type LayerContext } from './layers';
+import { matmulKernel, matmulWorkgroups } from './matmul';
+import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
+import { predictionWords, topKKernel } from './topK';
+import { gpuSettled } from './settle';
+import type { GpuWeights } from './weights';
+
+export interface ForwardPlanOptions {
+  readonly tokens: number;
+  /** Predictions per position (default 10). */
+  readonly k?: number;
+  /** Internals copied out by every forward of the plan: these quantities of these layers. */
+  readonly capture?: { readonly layers: readonly number[]; readonly quantities: readonly CaptureName[] };
+  /**
+   * A CPU implementation (SwiftShader): the scan runs as one chunk, the fastest there, and the
+   * cooperative kernels as one invocation per workgroup (kernel.ts: cooperativeThreads).
+   */
+  readonly software?: boolean;
+  /** Tokens per scan chunk, overriding the device's default (≥ tokens: one fused pass). */
+  readonly chunkLength?: number;
+  /**
+   * Bytes of logits computed at a time (default 256 MiB, at most the device's binding limit):
+   * the lm_head and the top-k run block by block over the sequence.
+   */
+  readonly logitsBlockBytes?: number;
+}
+
+export interface CaptureCopy {
+  readonly layer: number;
+  readonly name: CaptureName;
+  readonly source: CaptureSource;
+  /** Byte offset in the readback buffer. */
+  readonly at: number;
+}
+
+export interface ForwardPlan {
+  readonly device: GPUDevice;
+  readonly weights: GpuWeights;
+  readonly tokens: number;
+  readonly k: number;
+  readonly ids: GPUBuffer;
+  /** Embedding, then each layer's dispatches, then final norm, lm_head and top-k blocks. */
+  readonly embed: readonly Dispatch[];
+  readonly layers: readonly (readonly Dispatch[])[];
+  readonly head: readonly Dispatch[];
+  readonly predictions: GPUBuffer;
+  readonly captures: readonly CaptureCopy[];
+  /** MAP_READ: predictionWords(tokens, k) words, then the captures. */
+  readonly readback: GPUBuffer;
+  readonly readbackBytes: number;
+  readonly pipelineCount: number;
+  destroy(): void;
+}
+
+const DEFAULT_LOGITS_BLOCK_BYTES = 256 * 2 ** 20;
+
+export async function createForwardPlan(weights: GpuWeights, options: ForwardPlanOptions): Promise<ForwardPlan> {
+  const { device, config: c } = weights;
+  const L = options.tokens;
+  const k = options.k ?? 10;
+  const V = c.vocabSize, H = c.dModel;
+  if (!Number.isInteger(L) || L < 1) throw new RangeError(`a forward plan needs at least one token, got ${L}`);
+  if (L > device.limits.maxComputeWorkgroupsPerDimension) throw new RangeError(`${L} tokens exceed the device's ${device.limits.maxComputeWorkgroupsPerDimension} workgroups per dimension`);
+  if (!Number.isInteger(k) || k < 1 || k > 12 || k > V) throw new RangeError(`predictions: k must be 1 … ${Math.min(12, V)}, got ${k}`);
+  const capture = options.capture ?? { layers: [], quantities: [] };
+  for (const q of capture.quantities) if (!(CAPTURE_NAMES as readonly string[]).includes(q)) throw new RangeError(`the native forward cannot capture "${q}" (it captures ${CAPTURE_NAMES.join(', ')})`);
+  for (const l of capture.layers) if (!Number.isInteger(l) || l < 0 || l >= c.nLayer) throw new RangeError(`layer ${l} is outside the model's ${c.nLayer} layers`);
+
+  const owned: GPUBuffer[] = [];
+  const allocate = (label: string, elements: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC) => {
+    const size = 4 * Math.max(1, elements);
+    if (size > device.limits.maxStorageBufferBindingSize) throw new RangeError(`${label}: ${size} bytes exceed the device's storage binding limit (${device.limits.maxStorageBufferBindingSize})`);
+    const b = device.createBuffer({ label, size, usage });
+    owned.push(b);
+    return b;
+  };
+  const cache = new KernelCache(device);
+  const destroy = () => {
+    owned.forEach((b) => b.destroy());
+    cache.uniformBuffers.forEach((b) => b.destroy());
+  };
+  const software = options.software ?? false;
+  const ctx: LayerContext = {
+    cache,
+    L,
+    software,
+    chunkLen: options.chunkLength ?? defaultChunkLength(L, c.dInner, software),
+    allocate: (label, elements) => allocate(label, elements),
+  };
+
+  const build = (): ForwardPlan => {
+    const ids = allocate('token ids', L, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const hidden = [allocate('hidden A', L * H), allocate('hidden B', L * H)] as const;
+    const embed = [cache.dispatch('embedding', embeddingKernel(), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: hidden[0] } }, { rows: L, width: H })];
+    const built = c.arch === 'mamba1' ? mamba1Layers(ctx, c, weights.layers, hidden) : mamba2Layers(ctx, c, weights.layers, hidden);
+
+    const last = hidden[c.nLayer % 2];
+    const normedF = allocate('norm_f', L * H);
+    const blockBytes = Math.min(options.logitsBlockBytes ?? DEFAULT_LOGITS_BLOCK_BYTES, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const blockRows = Math.max(1, Math.min(L, Math.floor(blockBytes / (4 * V))));
+    const logits = allocate('logits block', blockRows * V);
+    const predictions = allocate('predictions', predictionWords(L, k));
+    const head: Dispatch[] = [cache.dispatch('norm_f', rmsNormKernel(false, software), rmsNormWorkgroups(L, H, H), { X: { buffer: last }, Weight: { buffer: weights.normF }, result: { buffer: normedF } }, { width: H, groupSize: H, eps: c.eps })];
+    for (let m0 = 0; m0 < L; m0 += blockRows) {
+      const rows = Math.min(blockRows, L - m0);
+      head.push(
+        cache.dispatch(`lm_head rows ${m0}…`, matmulKernel({ bias: false, softplus: false, residual: false, planes: [V], software }), matmulWorkgroups(rows, V, software),
+          { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: logits } }, { M: rows, N: V, K: H, aOffset: m0 * H }),
+        cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: logits }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
+      );
+    }
+
+    const captures: CaptureCopy[] = [];
+    let at = 4 * predictionWords(L, k);
+    for (const layer of [...new Set(capture.layers)].sort((a, b) => a - b)) {
+      for (const name of new Set(capture.quantities)) {
+        const source = built[layer].sources[name];
+        captures.push({ layer, name, source, at });
+        at += source.range.size;
+      }
+    }
+    const readback = device.createBuffer({ label: 'readback', size: at, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    owned.push(readback);
+    return {
+      device,
+      weights,
+      tokens: L,
+      k,
+      ids,
+      embed,
+      layers: built.map((b) => b.dispatches),
+      head,
+      predictions,
+      captures,
+      readback,
+      readbackBytes: at,
+      pipelineCount: cache.pipelineCount,
+      destroy,
+    };
+  };
+
+  // Validation and allocation errors surface here, as one exception, not as a console warning later.
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let plan: ForwardPlan | undefined;
+  let thrown: unknown;
+  try {
+    plan = build();
+  } catch (e) {
+    thrown = e;
+  }
+  const [validation, outOfMemory] = await gpuSettled(Promise.all([device.popErrorScope(), device.popErrorScope()]));
+  const error = validation ?? outOfMemory;
+  if (thrown || error || !plan) {
+    destroy();
+    throw thrown ?? new Error(`the WebGPU forward plan could not be built: ${error?.message}`);
+  }
+  return plan;
+}

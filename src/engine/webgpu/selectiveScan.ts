@@ -1,0 +1,95 @@
+/**
+ * The selective scan in the native forward: the WGSL of ../kernels/scanShaders.ts (the same
+ * text the tfjs program runs), bound to plan buffers instead of tfjs tensors. The float64
+ * reference scan (../reference/scan.ts) is the oracle for both.
+ *
+ * One chunk (the default on a CPU implementation) is the fused single pass; more chunks add the
+ * chunk-end and carry programs before the output pass (see scanShaders.ts).
+ */
+import { carryKernel, chunkEndKernel, outputKernel, SCAN_UNIFORM_NAMES, scanUniforms, type ScanGeometry, type ScanKernelOptions } from '../kernels/scanShaders';
+import type { BufferRange, Dispatch, KernelCache, KernelSpec, StorageBinding } from './kernel';
+
+/** The scan generator's programs use tfjs's flat prelude with 64-thread workgroups. */
+const SCAN_THREADS = 64;
+
+export interface ScanChunking {
+  readonly chunkLen: number;
+  readonly chunks: number;
+}
+
+export function scanChunking(L: number, chunkLen: number): ScanChunking {
+  const len = Math.max(1, Math.min(L, chunkLen));
+  return { chunkLen: len, chunks: Math.ceil(L / len) };
+}
+
+/** Elements of the chunk-end and carry scratch buffers (zero with one chunk). */
+export function scanScratch(g: ScanGeometry, c: ScanChunking): { ends: number; carried: number } {
+  const between = c.chunks - 1;
+  return { ends: between * (g.N + 1) * g.channels, carried: between * g.N * g.channels };
+}
+
+export interface ScanBindings {
+  readonly u: BufferRange;
+  readonly delta: BufferRange;
+  /** [A | D] as the generator expects it (A = −exp(A_log), flattened). */
+  readonly params: BufferRange;
+  readonly B: BufferRange;
+  readonly C: BufferRange;
+  /** With z, the output is [y | y·silu(z)], 2·L·channels. */
+  readonly z?: BufferRange;
+  readonly out: BufferRange;
+  readonly ends?: BufferRange;
+  readonly carried?: BufferRange;
+}
+
+function scanSpec(body: string, storage: StorageBinding[]): KernelSpec {
+  return { storage, uniforms: SCAN_UNIFORM_NAMES.map((n) => [n, 'i32'] as const), workgroupSize: SCAN_THREADS, entry: 'flat', body };
+}
+
+export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometry, c: ScanChunking, b: ScanBindings): Dispatch[] {
+  const vec4 = g.N % 4 === 0;
+  const o: ScanKernelOptions = { N: g.N, aPerState: g.aPerState, vec4 };
+  const bc = vec4 ? 'vec4<f32>' : 'f32';
+  const uniforms = (numChunks: number) => {
+    const values = scanUniforms(g, c.chunkLen, numChunks);
+    return Object.fromEntries(SCAN_UNIFORM_NAMES.map((n, i) => [n, values[i]]));
+  };
+  const dispatches: Dispatch[] = [];
+  const carried = c.chunks > 1;
+  if (carried) {
+    if (!b.ends || !b.carried) throw new Error(`${label}: ${c.chunks} chunks need the scan's scratch buffers`);
+    dispatches.push(
+      cache.dispatch(
+        `${label} chunk ends`,
+        scanSpec(chunkEndKernel(o), [{ name: 'U', type: 'f32' }, { name: 'Delta', type: 'f32' }, { name: 'Params', type: 'f32' }, { name: 'Bm', type: bc }, { name: 'result', type: 'f32', write: true }]),
+        cache.flatWorkgroups((c.chunks - 1) * g.channels, SCAN_THREADS),
+        { U: b.u, Delta: b.delta, Params: b.params, Bm: b.B, result: b.ends },
+        uniforms(c.chunks - 1),
+      ),
+      cache.dispatch(
+        `${label} carry`,
+        scanSpec(carryKernel(o), [{ name: 'S', type: 'f32' }, { name: 'Params', type: 'f32' }, { name: 'result', type: 'f32', write: true }]),
+        cache.flatWorkgroups(g.N * g.channels, SCAN_THREADS),
+        { S: b.ends, Params: b.params, result: b.carried },
+        uniforms(c.chunks - 1),
+      ),
+    );
+  }
+  const gate = b.z !== undefined;
+  const storage: StorageBinding[] = [
+    { name: 'U', type: 'f32' }, { name: 'Delta', type: 'f32' }, { name: 'Params', type: 'f32' }, { name: 'Bm', type: bc }, { name: 'Cm', type: bc },
+    ...(gate ? [{ name: 'Z', type: 'f32' } as const] : []),
+    ...(carried ? [{ name: 'H0', type: 'f32' } as const] : []),
+    { name: 'result', type: 'f32', write: true },
+  ];
+  dispatches.push(
+    cache.dispatch(
+      `${label} output`,
+      scanSpec(outputKernel({ ...o, gate, states: false, carried }), storage),
+      cache.flatWorkgroups(c.chunks * g.channels, SCAN_THREADS),
+      { U: b.u, Delta: b.delta, Params: b.params, Bm: b.B, Cm: b.C, ...(b.z ? { Z: b.z } : {}), ...(b.carried ? { H0: b.carried } : {}), result: b.out },
+      uniforms(c.chunks),
+    ),
+  );
+  return dispatches;
+}

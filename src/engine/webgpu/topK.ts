@@ -1,0 +1,123 @@
+/**
+ * Next-token predictions on the device (the contract of ../predictions.ts, whose topK over
+ * float64 logits is the oracle): for each row of a logits block, the k largest logits (ties: the
+ * lower id first) with their softmax probabilities, and the probability and rank of the token
+ * that follows.
+ *
+ * One workgroup per row. Each thread walks a strided slice of the vocabulary keeping a sorted
+ * top-k, an online softmax (running max and the sum of exp(v − max)) and the count of logits
+ * above the next token's; the workgroup then merges them pairwise in a tree.
+ *
+ * Output (u32 words, floats bitcast), for the whole sequence, rows of this block at rowOffset:
+ * ids [L·k] | probs [L·k] | nextProb [L] | nextRank [L]; NaN and −1 after the last token.
+ */
+import { barrier, cooperativeThreads, type KernelSpec } from './kernel';
+
+export function predictionWords(L: number, k: number): number {
+  return L * (2 * k + 2);
+}
+
+export function topKKernel(k: number, software: boolean): KernelSpec {
+  const THREADS = cooperativeThreads(software, 128);
+  const sync = barrier(THREADS);
+  return {
+    storage: [{ name: 'Logits', type: 'f32' }, { name: 'Ids', type: 'i32' }, { name: 'result', type: 'u32', write: true }],
+    uniforms: [['vocab', 'i32'], ['rowOffset', 'i32'], ['seqLen', 'i32']],
+    workgroupSize: THREADS,
+    entry: 'workgroup',
+    body: `
+const KK = ${k};
+var<workgroup> sMax : array<f32, ${THREADS}>;
+var<workgroup> sSum : array<f32, ${THREADS}>;
+var<workgroup> sAbove : array<u32, ${THREADS}>;
+var<workgroup> sVal : array<f32, ${THREADS * k}>;
+var<workgroup> sId : array<i32, ${THREADS * k}>;
+
+// (v, i) ranks before (w, j): larger logit, then lower id; id −1 marks an empty slot.
+fn before(v : f32, i : i32, w : f32, j : i32) -> bool {
+  return j < 0 || (i >= 0 && (v > w || (v == w && i < j)));
+}
+
+fn main(group : vec3<u32>, local : u32) {
+  let row = i32(group.x);
+  let t = uniforms.rowOffset + row;
+  let V = uniforms.vocab;
+  let base = row * V;
+  var next = -1;
+  if (t + 1 < uniforms.seqLen) { next = Ids[t + 1]; }
+  var nextLogit = 0.0;
+  if (next >= 0) { nextLogit = Logits[base + next]; }
+
+  var vals : array<f32, KK>;
+  var ids : array<i32, KK>;
+  for (var j = 0; j < KK; j = j + 1) { ids[j] = -1; }
+  var m = -3.0e38;
+  var s = 0.0;
+  var above = 0u;
+  for (var i = i32(local); i < V; i = i + ${THREADS}) {
+    let v = Logits[base + i];
+    if (v > m) { s = s * exp(m - v) + 1.0; m = v; } else { s = s + exp(v - m); }
+    if (next >= 0 && v > nextLogit) { above = above + 1u; }
+    if (before(v, i, vals[KK - 1], ids[KK - 1])) {
+      var j = KK - 1;
+      while (j > 0 && before(v, i, vals[j - 1], ids[j - 1])) {
+        vals[j] = vals[j - 1];
+        ids[j] = ids[j - 1];
+        j = j - 1;
+      }
+      vals[j] = v;
+      ids[j] = i;
+    }
+  }
+  sMax[local] = m;
+  sSum[local] = s;
+  sAbove[local] = above;
+  for (var j = 0; j < KK; j = j + 1) {
+    sVal[local * ${k}u + u32(j)] = vals[j];
+    sId[local * ${k}u + u32(j)] = ids[j];
+  }
+  ${sync}
+  for (var stride = ${THREADS >> 1}u; stride > 0u; stride = stride / 2u) {
+    if (local < stride) {
+      let other = local + stride;
+      let m2 = max(sMax[local], sMax[other]);
+      sSum[local] = sSum[local] * exp(sMax[local] - m2) + sSum[other] * exp(sMax[other] - m2);
+      sMax[local] = m2;
+      sAbove[local] = sAbove[local] + sAbove[other];
+      // Merge two sorted lists of k into the best k.
+      var a = 0u;
+      var b = 0u;
+      for (var j = 0; j < KK; j = j + 1) {
+        let ia = local * ${k}u + a;
+        let ib = other * ${k}u + b;
+        if (before(sVal[ia], sId[ia], sVal[ib], sId[ib])) {
+          vals[j] = sVal[ia]; ids[j] = sId[ia]; a = a + 1u;
+        } else {
+          vals[j] = sVal[ib]; ids[j] = sId[ib]; b = b + 1u;
+        }
+      }
+      for (var j = 0; j < KK; j = j + 1) {
+        sVal[local * ${k}u + u32(j)] = vals[j];
+        sId[local * ${k}u + u32(j)] = ids[j];
+      }
+    }
+    ${sync}
+  }
+  if (local == 0u) {
+    let L = uniforms.seqLen;
+    let top = L * KK;
+    for (var j = 0; j < KK; j = j + 1) {
+      result[t * KK + j] = bitcast<u32>(sId[j]);
+      result[top + t * KK + j] = bitcast<u32>(exp(sVal[j] - sMax[0]) / sSum[0]);
+    }
+    if (next >= 0) {
+      result[2 * top + t] = bitcast<u32>(exp(nextLogit - sMax[0]) / sSum[0]);
+      result[2 * top + L + t] = sAbove[0];
+    } else {
+      result[2 * top + t] = 0x7fc00000u;
+      result[2 * top + L + t] = 0xffffffffu;
+    }
+  }
+}`,
+  };
+}

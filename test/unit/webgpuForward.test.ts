@@ -1,0 +1,227 @@
+/**
+ * The native WebGPU forward (src/engine/webgpu) on Dawn + SwiftShader, against the float64
+ * reference forward (the oracle) within mamba_ssm's fp32 tolerance (|got − ref| ≤ 2e-3 +
+ * 6e-4·|ref| elementwise, nothing non-finite); the normalized error (max |err| / max |ref|) of
+ * each comparison is printed. No adapter is a failure, never a skip. Sizes are kept small:
+ * SwiftShader runs on the CPU.
+ */
+/// <reference types="@webgpu/types" />
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { DEFAULT_TOLERANCE, diffArrays } from '../../src/engine/analysis/compare';
+import type { InternalName } from '../../src/engine/internals';
+import type { LoadedModel } from '../../src/engine/model/graph';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { predictionsFromLogits, type Predictions } from '../../src/engine/predictions';
+import { referenceForward } from '../../src/engine/reference/forward';
+import { linear, map, softplus, type F64 } from '../../src/engine/reference/ops';
+import type { Tensor } from '../../src/engine/tensor';
+import { nativeForward } from '../../src/engine/webgpu/forward';
+import { KernelCache, record } from '../../src/engine/webgpu/kernel';
+import { CAPTURE_NAMES } from '../../src/engine/webgpu/layers';
+import { matmulKernel, matmulWorkgroups } from '../../src/engine/webgpu/matmul';
+import { createForwardPlan } from '../../src/engine/webgpu/plan';
+import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
+import { NodeFolderStore } from '../../src/node/files';
+import { createDawnDevice } from '../../src/node/webgpu';
+import { fixture } from './fixtures';
+
+const TOL = DEFAULT_TOLERANCE.fp32;
+
+/** Asserts `got` is within tolerance of `ref` and returns the normalized error. */
+function expectClose(got: ArrayLike<number>, ref: Tensor, what: string): number {
+  const d = diffArrays(ref.data as Float64Array, got, ref.shape, TOL);
+  assert.equal(d.nonFinite.a + d.nonFinite.b, 0, `${what}: non-finite values at ${JSON.stringify(d.nonFinite.first)}`);
+  assert.equal(d.firstDivergence, null, `${what}: first element out of tolerance ${JSON.stringify(d.firstDivergence)} (max abs error ${d.maxAbsError})`);
+  return d.normalizedError;
+}
+
+/** Top-k against the float64 logits' top-k: the same ids except where the two are tied within tolerance. */
+function expectPredictions(got: Predictions, ref: Predictions, what: string): number {
+  const L = got.nextRank.length;
+  for (let i = 0; i < L * ref.k; i++) {
+    if (got.ids[i] !== ref.ids[i]) {
+      assert.ok(Math.abs(got.probs[i] - ref.probs[i]) <= TOL.atol, `${what}: top-${ref.k} entry ${i} is id ${got.ids[i]}, the reference has ${ref.ids[i]} (probabilities ${got.probs[i]} vs ${ref.probs[i]})`);
+    }
+  }
+  for (let t = 0; t + 1 < L; t++) assert.ok(Math.abs(got.nextRank[t] - ref.nextRank[t]) <= 1, `${what}: rank of the next token at ${t}: ${got.nextRank[t]} vs ${ref.nextRank[t]}`);
+  assert.ok(Number.isNaN(got.nextProb[L - 1]) && got.nextRank[L - 1] === -1, `${what}: nothing follows the last token`);
+  const probs = expectClose(got.probs, { shape: [L, ref.k], data: Float64Array.from(ref.probs) }, `${what} top-k probabilities`);
+  const next = expectClose(got.nextProb.subarray(0, L - 1), { shape: [L - 1], data: Float64Array.from(ref.nextProb.subarray(0, L - 1)) }, `${what} next-token probability`);
+  return Math.max(probs, next);
+}
+
+function sampleIds(n: number): number[] {
+  const json = JSON.parse(fs.readFileSync(fixture('samples', 'input_ids.json'), 'utf8')) as { input_ids: Record<string, number[]> };
+  return json.input_ids['sample1.py'].slice(0, n);
+}
+
+/** Counts what a device creates, to show a reused plan creates nothing. */
+function countCreations(device: GPUDevice): { counts: Record<string, number>; restore(): void } {
+  const counts: Record<string, number> = {};
+  const names = ['createComputePipeline', 'createComputePipelineAsync', 'createShaderModule', 'createBindGroup', 'createBuffer'] as const;
+  const originals = names.map((n) => [n, device[n]] as const);
+  for (const [name, original] of originals) {
+    counts[name] = 0;
+    Object.defineProperty(device, name, {
+      configurable: true,
+      value: (...args: unknown[]) => {
+        counts[name]++;
+        return (original as (...a: unknown[]) => unknown).apply(device, args);
+      },
+    });
+  }
+  return { counts, restore: () => names.forEach((n) => delete (device as unknown as Record<string, unknown>)[n]) };
+}
+
+async function readBuffer(device: GPUDevice, source: GPUBuffer, bytes: number): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(source, 0, staging, 0, bytes);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return out;
+}
+
+describe('native WebGPU forward (Dawn + SwiftShader)', function () {
+  this.timeout(300_000);
+  let device: GPUDevice;
+  let software: boolean;
+  const report: string[] = [];
+
+  before(async () => {
+    const dawn = await createDawnDevice();
+    device = dawn.device;
+    software = dawn.info.software;
+  });
+  after(() => {
+    if (report.length) console.log(`      normalized errors against the float64 reference:\n${report.map((r) => `        ${r}`).join('\n')}`);
+    device?.destroy();
+  });
+
+  describe('tiled matmul against a float64 loop', () => {
+    const upload = (data: Float64Array) => {
+      const b = device.createBuffer({ size: 4 * data.length, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+      new Float32Array(b.getMappedRange()).set(data);
+      b.unmap();
+      return b;
+    };
+    const random = (n: number, seed: number) => {
+      let s = seed >>> 0;
+      return Float64Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296) * 2 - 1);
+    };
+    // [M, N, K]: odd sizes, more than one tile in each direction, K not a multiple of 16, and 1×1×1.
+    const shapes: [number, number, number, string][] = [[37, 53, 29, 'plain'], [70, 130, 17, 'bias + softplus'], [65, 67, 100, 'bias + residual'], [1, 1, 1, 'plain']];
+    for (const [M, N, K, kind] of shapes) {
+      it(`${M}×${N}×${K}, ${kind}`, async () => {
+        const bias = kind !== 'plain', softplusOut = kind.includes('softplus'), residual = kind.includes('residual');
+        const x: F64 = { shape: [M, K], data: random(M * K, M * 131 + K) };
+        const w: F64 = { shape: [N, K], data: random(N * K, N * 7 + K) };
+        const b: F64 = { shape: [N], data: random(N, N + 3) };
+        const r: F64 = { shape: [M, N], data: random(M * N, M + N) };
+        let want = linear(x, w, bias ? b : undefined);
+        if (softplusOut) want = map(want, softplus);
+        if (residual) want = { shape: want.shape, data: want.data.map((v, i) => v + r.data[i]) };
+        const y = device.createBuffer({ size: 4 * M * N, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+        const cache = new KernelCache(device);
+        const d = cache.dispatch('matmul', matmulKernel({ bias, softplus: softplusOut, residual, planes: [N], software }), matmulWorkgroups(M, N, software), {
+          X: { buffer: upload(x.data) }, W: { buffer: upload(w.data) }, Bias: { buffer: upload(b.data) }, Residual: { buffer: upload(r.data) }, Y: { buffer: y },
+        }, { M, N, K, aOffset: 0 });
+        const encoder = device.createCommandEncoder();
+        const pass = encoder.beginComputePass();
+        record(pass, [d]);
+        pass.end();
+        device.queue.submit([encoder.finish()]);
+        report.push(`matmul ${M}×${N}×${K} ${kind}: ${expectClose(await readBuffer(device, y, 4 * M * N), want, 'matmul').toExponential(1)}`);
+      });
+    }
+  });
+
+  for (const name of ['mamba1-tiny', 'mamba2-tiny']) {
+    describe(`fixture: ${name}, the first 12 tokens of sample1`, () => {
+      const ids = sampleIds(12);
+      let weights: GpuWeights;
+      let ref: ReturnType<typeof referenceForward>;
+      let refPredictions: Predictions;
+      let loaded64: LoadedModel<'float64'>;
+      before(async () => {
+        const files = new NodeFolderStore(fixture(name));
+        loaded64 = await loadModelFolder(files, 'float64');
+        weights = uploadWeights(device, await loadModelFolder(files, 'float32'));
+        ref = referenceForward(loaded64, ids);
+        refPredictions = predictionsFromLogits(ref.logits!, ids, 10);
+      });
+      after(() => weights?.destroy());
+
+      const checkForward = async (chunkLength: number | undefined, what: string) => {
+        const nLayer = weights.config.nLayer;
+        const layers = Array.from({ length: nLayer }, (_, i) => i);
+        const plan = await createForwardPlan(weights, { tokens: ids.length, software, chunkLength, capture: { layers, quantities: [...CAPTURE_NAMES] } });
+        try {
+          const out = await nativeForward(plan, ids);
+          const errors: Record<string, number> = { predictions: expectPredictions(out.predictions, refPredictions, what) };
+          assert.deepEqual(out.layers.map((l) => l.layer), layers);
+          for (const l of out.layers) {
+            const want = ref.layers[l.layer].tensors;
+            for (const q of CAPTURE_NAMES) {
+              const got = l.tensors[q as InternalName]!;
+              assert.deepEqual(got.shape, want[q]!.shape, `${what} layer ${l.layer} ${q} shape`);
+              errors[`${q}`] = Math.max(errors[q] ?? 0, expectClose(got.data, want[q]!, `${what} layer ${l.layer} ${q}`));
+            }
+          }
+          report.push(`${name} ${what}: ${Object.entries(errors).map(([q, e]) => `${q} ${e.toExponential(1)}`).join(', ')}`);
+        } finally {
+          plan.destroy();
+        }
+      };
+
+      it('top-10 predictions and every captured internal of every layer match the reference (the device default: one scan chunk here)', () => checkForward(undefined, 'one chunk'));
+      it('the same with the chunked scan (5-token chunks: chunk ends, carry, output)', () => checkForward(5, 'chunked'));
+
+      it('a plan reused for a second forward gives identical results and creates nothing', async () => {
+        const plan = await createForwardPlan(weights, { tokens: ids.length, software, capture: { layers: [0], quantities: ['delta'] } });
+        try {
+          const first = await nativeForward(plan, ids);
+          const counter = countCreations(device);
+          let second: Awaited<ReturnType<typeof nativeForward>>;
+          try {
+            second = await nativeForward(plan, ids);
+          } finally {
+            counter.restore();
+          }
+          assert.deepEqual(counter.counts, { createComputePipeline: 0, createComputePipelineAsync: 0, createShaderModule: 0, createBindGroup: 0, createBuffer: 0 });
+          assert.deepEqual(second.predictions, first.predictions);
+          assert.deepEqual(second.layers, first.layers);
+          // Different tokens on the same plan: the ids are the only per-forward input.
+          const other = ids.map((id) => (id * 7 + 3) % weights.config.vocabSize);
+          const third = await nativeForward(plan, other);
+          const refOther = referenceForward(loaded64, other, { layers: [0], keep: ['delta'] });
+          expectPredictions(third.predictions, predictionsFromLogits(refOther.logits!, other, 10), 'other tokens');
+          expectClose(third.layers[0].tensors.delta!.data, refOther.layers[0].tensors.delta!, 'other tokens Δ');
+          // Every layer runs layer 0's pipelines: the count does not grow with depth.
+          const all = [...plan.embed, ...plan.layers.flat(), ...plan.head];
+          assert.equal(new Set(all.map((d) => d.pipeline)).size, plan.pipelineCount);
+          for (const d of plan.layers[1]) assert.ok(plan.layers[0].some((e) => e.pipeline === d.pipeline), `${d.label} has a pipeline of its own`);
+          report.push(`${name}: ${plan.pipelineCount} pipelines, ${plan.layers.map((l) => l.length).join(' / ')} dispatches per layer, ${plan.embed.length + plan.head.length} outside the layers`);
+        } finally {
+          plan.destroy();
+        }
+      });
+
+      it('refuses the wrong number of tokens, ids outside the vocabulary and internals it cannot capture', async () => {
+        const plan = await createForwardPlan(weights, { tokens: ids.length, software });
+        try {
+          await assert.rejects(nativeForward(plan, ids.slice(1)), /for 12 tokens, got 11/);
+          await assert.rejects(nativeForward(plan, [...ids.slice(1), weights.config.vocabSize]), /outside the 1024-token vocabulary/);
+        } finally {
+          plan.destroy();
+        }
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [0], quantities: ['h' as never] } }), /cannot capture "h"/);
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [2], quantities: ['delta'] } }), /layer 2 is outside/);
+      });
+    });
+  }
+});
