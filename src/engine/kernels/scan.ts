@@ -92,7 +92,7 @@ export function webgpuHeadScanChunked(inputs: TfHeadScanInputs, chunkLen?: numbe
 function runScan(g: ScanGeometry, t: ScanTensors, stateShape: number[], chunkLen?: number): { y: tf.Tensor2D; gated?: tf.Tensor2D; h?: tf.Tensor } {
   const { L, channels, N } = g;
   if (L < 1) throw new RangeError('scan: the sequence is empty');
-  const slots = stateSlots(t.statesAt, L);
+  const slots = slotPerToken(t.statesAt, L);
   const len = Math.max(1, Math.min(L, chunkLen ?? defaultChunkLength(L, channels, isSoftwareGpu(webgpuBackend()))));
   const chunks = Math.ceil(L / len);
   const vec4 = N % 4 === 0;
@@ -163,8 +163,12 @@ function scanParams(t: ScanTensors, slots: Float32Array | undefined): tf.Tensor1
   });
 }
 
-/** slot[t] = index of t in statesAt, or −1 (as floats: exact far beyond any sequence length); none when no state is asked for. */
-function stateSlots(statesAt: Int32Array, L: number): Float32Array | undefined {
+/**
+ * slot[t] = index of t in statesAt, or −1 (as floats: exact far beyond any sequence length); none
+ * when no state is asked for. The kernels read one slot per token, so statesAt must be strictly
+ * increasing here, unlike internals.ts's stateSlots (any order, repeats), which the host-side scans use.
+ */
+function slotPerToken(statesAt: Int32Array, L: number): Float32Array | undefined {
   if (statesAt.length === 0) return undefined;
   const slots = new Float32Array(L).fill(-1);
   statesAt.forEach((t, i) => {
