@@ -8,6 +8,7 @@
 /// <reference types="@webgpu/types" />
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { DEFAULT_TOLERANCE, diffArrays } from '../../src/engine/analysis/compare';
 import type { InternalName } from '../../src/engine/internals';
 import type { LoadedModel } from '../../src/engine/model/graph';
@@ -18,7 +19,8 @@ import { linear, map, softplus, type F64 } from '../../src/engine/reference/ops'
 import type { Tensor } from '../../src/engine/tensor';
 import { nativeForward } from '../../src/engine/webgpu/forward';
 import { KernelCache, record } from '../../src/engine/webgpu/kernel';
-import { CAPTURE_NAMES } from '../../src/engine/webgpu/layers';
+import { CAPTURE_NAMES } from '../../src/engine/webgpu/layer';
+import { WebGpuModel } from '../../src/engine/webgpu/model';
 import { matmulKernel, matmulWorkgroups } from '../../src/engine/webgpu/matmul';
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
@@ -140,18 +142,29 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
     }
   });
 
-  for (const name of ['mamba1-tiny', 'mamba2-tiny']) {
-    describe(`fixture: ${name}, the first 12 tokens of sample1`, () => {
-      const ids = sampleIds(12);
+  // Every model fixture: Mamba-1, Mamba-2, the bundled demo model, FalconMamba (Mamba-1 with norms on dt, B, C).
+  const models: [string, string][] = [
+    ['mamba1-tiny', fixture('mamba1-tiny')],
+    ['mamba2-tiny', fixture('mamba2-tiny')],
+    ['mamba1-demo', path.join(__dirname, '..', '..', 'assets', 'mamba1-demo')],
+    ['falcon_mamba', fixture('families', 'falcon_mamba')],
+  ];
+  /** The states after the first token, one inside the second 5-token chunk, and the last. */
+  const STATES_AT = [0, 7, -1];
+  for (const [name, folder] of models) {
+    describe(`fixture: ${name}, 12 tokens`, () => {
+      let ids: number[];
       let weights: GpuWeights;
       let ref: ReturnType<typeof referenceForward>;
       let refPredictions: Predictions;
       let loaded64: LoadedModel<'float64'>;
       before(async () => {
-        const files = new NodeFolderStore(fixture(name));
+        const files = new NodeFolderStore(folder);
         loaded64 = await loadModelFolder(files, 'float64');
+        // sample1's ids where the vocabulary holds them (FalconMamba's fixture has a smaller one).
+        ids = sampleIds(12).map((id) => id % loaded64.embedding!.shape[0]);
         weights = uploadWeights(device, await loadModelFolder(files, 'float32'));
-        ref = referenceForward(loaded64, ids);
+        ref = referenceForward(loaded64, ids, { statesAt: STATES_AT });
         refPredictions = predictionsFromLogits(ref.logits!, ids, 10);
       });
       after(() => weights?.destroy());
@@ -159,12 +172,13 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
       const checkForward = async (chunkLength: number | undefined, what: string) => {
         const nLayer = weights.config.nLayer;
         const layers = Array.from({ length: nLayer }, (_, i) => i);
-        const plan = await createForwardPlan(weights, { tokens: ids.length, software, chunkLength, capture: { layers, quantities: [...CAPTURE_NAMES] } });
+        const plan = await createForwardPlan(weights, { tokens: ids.length, software, chunkLength, statesAt: STATES_AT, capture: { layers, quantities: [...CAPTURE_NAMES] } });
         try {
           const out = await nativeForward(plan, ids);
           const errors: Record<string, number> = { predictions: expectPredictions(out.predictions, refPredictions, what) };
           assert.deepEqual(out.layers.map((l) => l.layer), layers);
           for (const l of out.layers) {
+            assert.deepEqual([...l.hTokens!], [0, 7, 11], `${what} layer ${l.layer} h_tokens`);
             const want = ref.layers[l.layer].tensors;
             for (const q of CAPTURE_NAMES) {
               const got = l.tensors[q as InternalName]!;
@@ -202,7 +216,7 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
           expectPredictions(third.predictions, predictionsFromLogits(refOther.logits!, other, 10), 'other tokens');
           expectClose(third.layers[0].tensors.delta!.data, refOther.layers[0].tensors.delta!, 'other tokens Δ');
           // Every layer runs layer 0's pipelines: the count does not grow with depth.
-          const all = [...plan.embed, ...plan.layers.flat(), ...plan.head];
+          const all = [...plan.embed, ...plan.layers.flat(), ...plan.head.flatMap((s) => s.dispatches)];
           assert.equal(new Set(all.map((d) => d.pipeline)).size, plan.pipelineCount);
           for (const d of plan.layers[1]) assert.ok(plan.layers[0].some((e) => e.pipeline === d.pipeline), `${d.label} has a pipeline of its own`);
           report.push(`${name}: ${plan.pipelineCount} pipelines, ${plan.layers.map((l) => l.length).join(' / ')} dispatches per layer, ${plan.embed.length + plan.head.length} outside the layers`);
@@ -215,12 +229,34 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
         const plan = await createForwardPlan(weights, { tokens: ids.length, software });
         try {
           await assert.rejects(nativeForward(plan, ids.slice(1)), /for 12 tokens, got 11/);
-          await assert.rejects(nativeForward(plan, [...ids.slice(1), weights.config.vocabSize]), /outside the 1024-token vocabulary/);
+          await assert.rejects(nativeForward(plan, [...ids.slice(1), weights.config.vocabSize]), new RegExp(`outside the ${weights.config.vocabSize}-token vocabulary`));
         } finally {
           plan.destroy();
         }
-        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [0], quantities: ['h' as never] } }), /cannot capture "h"/);
-        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [2], quantities: ['delta'] } }), /layer 2 is outside/);
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [0], quantities: ['logits' as never] } }), /cannot capture "logits"/);
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, statesAt: [4], capture: { layers: [0], quantities: ['h'] } }), /position 4 is outside a 4-token sample/);
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [weights.config.nLayer], quantities: ['delta'] } }), /is outside the model's/);
+      });
+
+      it('as a WebGpuModel: ForwardOptions mean what they mean on the other engines (layers, keep, statesAt; logits without predictions)', async () => {
+        const model = WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software });
+        try {
+          const last = weights.config.nLayer - 1;
+          const withLogits = await model.forward(ids, { layers: [last], keep: ['delta', 'h'], statesAt: [-1] });
+          assert.equal(withLogits.predictions, undefined);
+          const logitsError = expectClose(withLogits.logits!.data, ref.logits!, 'logits');
+          assert.deepEqual(withLogits.layers.map((l) => [l.layer, Object.keys(l.tensors).sort(), [...l.hTokens!]]), [[last, ['delta', 'h'], [11]]]);
+          const wantH = ref.layers[last].tensors.h!;
+          const one = wantH.data.length / 3;
+          expectClose(withLogits.layers[0].tensors.h!.data, { shape: [1, ...wantH.shape.slice(1)], data: wantH.data.subarray(2 * one) }, 'h after the last token');
+          const withTop = await model.forward(ids, { predictions: 10, keep: ['u'], layers: [0] });
+          assert.equal(withTop.logits, undefined);
+          expectPredictions(withTop.predictions!, refPredictions, 'WebGpuModel');
+          expectClose(withTop.layers[0].tensors.u!.data, ref.layers[0].tensors.u!, 'u');
+          report.push(`${name} WebGpuModel: logits ${logitsError.toExponential(1)}`);
+        } finally {
+          model.dispose();
+        }
       });
     });
   }

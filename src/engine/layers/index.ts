@@ -12,7 +12,7 @@ import { seedBlock } from './seedBlock';
 /** A kind, asked whether it describes a config and bound to it when it does. */
 type Entry = (config: ModelConfig) => ConfiguredKind | undefined;
 
-function entry<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>): Entry {
+function entry<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>): Entry {
   return (config) => (kind.accepts(config) ? configure(kind, config) : undefined);
 }
 

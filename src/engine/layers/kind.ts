@@ -13,6 +13,7 @@ import type { Param, ParamReader, Precision } from '../model/params';
 import type { F64 } from '../reference/ops';
 import type { TfUploader, WeightLayout } from '../tfjs/ops';
 import type { ScanKernels } from '../tfjs/scan';
+import type { WebGpuEntry } from '../webgpu/layer';
 
 /** One parameter of a layer: its checkpoint name after the layer's prefix (`backbone.layers.3.`) and its shape. */
 export interface ParamSpec<C> {
@@ -82,7 +83,11 @@ export interface TfjsEntry<C, S, T extends TfWeights> {
   forward(c: C, w: T, x: tf.Tensor, run: TfRun): LayerStep<tf.Tensor>;
 }
 
-export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights> {
+/**
+ * A kind: C its config, S its parameter specs, T its weights on tfjs, G its weights on WebGPU.
+ * A kind without a `webgpu` entry runs on the reference and tfjs engines only.
+ */
+export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G = unknown> {
   /** Names the kind in messages ("config (mamba1) implies …"). */
   readonly id: string;
   /** For people: "Mamba-1 mixer". */
@@ -95,10 +100,11 @@ export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T ext
   /** The float64 forward on the stream entering the layer: the oracle the other engines are tested against. */
   reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array): LayerStep<F64>;
   readonly tfjs: TfjsEntry<C, S, T>;
+  readonly webgpu?: WebGpuEntry<C, ParamsOf<S, 'float32'>, G>;
 }
 
 /** Any kind, its own types hidden: what `open` hands a caller, to use with the kind's types intact. */
-export type OpenLayer<P extends Precision, R> = <C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, params: ParamsOf<S, P>) => R;
+export type OpenLayer<P extends Precision, R> = <C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C, params: ParamsOf<S, P>) => R;
 
 /** One layer of a loaded model: its kind bound to the model's config and to the layer's parameters. */
 export interface ModelLayer<P extends Precision> {
@@ -115,9 +121,9 @@ export interface ModelLayer<P extends Precision> {
  * The layer's config and parameters, with `kind`'s types, when it is a layer of that kind: for
  * code written for one kind (its tests; an engine that has no entry in every kind yet).
  */
-export function asKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, P extends Precision>(
+export function asKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G, P extends Precision>(
   layer: ModelLayer<P>,
-  kind: LayerKind<C, S, T>,
+  kind: LayerKind<C, S, T, G>,
 ): { readonly config: C; readonly params: ParamsOf<S, P> } | undefined {
   return layer.open((k, config, params) =>
     // The same kind object declared these parameters and accepted this config: its types are theirs.
@@ -133,7 +139,7 @@ export interface ConfiguredKind {
   load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>>;
 }
 
-export function configure<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C): ConfiguredKind {
+export function configure<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C): ConfiguredKind {
   const configured: ConfiguredKind = {
     id: kind.id,
     label: kind.label,

@@ -44,13 +44,18 @@ export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): 
       // Copied before a later layer overwrites the shared activation buffers.
       for (const c of plan.captures) if (c.layer === layer) encoder.copyBufferToBuffer(c.source.range.buffer, c.source.range.offset, plan.readback, c.at, c.source.range.size);
     });
-    pass(plan.head);
+    for (const step of plan.head) {
+      pass(step.dispatches);
+      // The next block overwrites the logits block: its rows are copied out first.
+      if (plan.logits && step.logitsAt !== undefined) encoder.copyBufferToBuffer(plan.logits.block, 0, plan.logits.readback, step.logitsAt, step.logitsBytes!);
+    }
     const predictionBytes = 4 * predictionWords(L, k);
     encoder.copyBufferToBuffer(plan.predictions, 0, plan.readback, 0, predictionBytes);
     device.queue.submit([encoder.finish()]);
     const error = await gpuSettled(device.popErrorScope());
     if (error) throw new Error(`the WebGPU forward failed: ${error.message}`);
 
+    const logits = plan.logits ? await readLogits(plan.logits.readback, L, V) : undefined;
     await gpuSettled(plan.readback.mapAsync(GPUMapMode.READ));
     try {
       const words = plan.readback.getMappedRange();
@@ -68,12 +73,21 @@ export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): 
         tensors[c.name] = { shape: c.source.shape, data: new Float32Array(words.slice(c.at, c.at + c.source.range.size)) };
         layers.set(c.layer, tensors);
       }
-      const internals: LayerInternals<Float32Array>[] = [...layers].map(([layer, tensors]) => ({ layer, tensors }));
-      return { predictions, layers: internals };
+      const internals: LayerInternals<Float32Array>[] = [...layers].map(([layer, tensors]) => ({ layer, tensors, ...(tensors.h ? { hTokens: plan.statesAt.slice() } : {}) }));
+      return { predictions, layers: internals, ...(logits ? { logits } : {}) };
     } finally {
       plan.readback.unmap();
     }
   } finally {
     busy.delete(plan);
+  }
+}
+
+async function readLogits(buffer: GPUBuffer, L: number, V: number): Promise<Tensor<Float32Array>> {
+  await gpuSettled(buffer.mapAsync(GPUMapMode.READ));
+  try {
+    return { shape: [L, V], data: new Float32Array(buffer.getMappedRange().slice(0)) };
+  } finally {
+    buffer.unmap();
   }
 }

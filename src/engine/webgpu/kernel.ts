@@ -79,13 +79,15 @@ export interface BufferRange {
   readonly size?: number;
 }
 
+/** Compiled pipelines by WGSL text: one per model, so plans for other lengths compile nothing new. */
+export type PipelineCache = Map<string, GPUComputePipeline>;
+
 /** Pipelines by WGSL text, and the dispatches built from them. */
 export class KernelCache {
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
   /** Uniform buffers the dispatches own (one per dispatch, written once). */
   readonly uniformBuffers: GPUBuffer[] = [];
 
-  constructor(readonly device: GPUDevice) {}
+  constructor(readonly device: GPUDevice, private readonly pipelines: PipelineCache = new Map()) {}
 
   get pipelineCount(): number {
     return this.pipelines.size;

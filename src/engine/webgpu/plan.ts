@@ -4,10 +4,11 @@
  * token ids, records the dispatches into one command encoder, submits once and maps one
  * readback buffer: the next-token predictions, followed by the internals asked for at plan time.
  */
+import { resolvePositions } from '../internals';
 import { defaultChunkLength } from '../kernels/scan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
-import { KernelCache, type Dispatch } from './kernel';
-import { CAPTURE_NAMES, mamba1Layers, mamba2Layers, type CaptureName, type CaptureSource, type LayerContext } from './layers';
+import { KernelCache, type Dispatch, type PipelineCache } from './kernel';
+import { CAPTURE_NAMES, type CaptureName, type CaptureSource, type LayerContext } from './layer';
 import { matmulKernel, matmulWorkgroups } from './matmul';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { predictionWords, topKKernel } from './topK';
@@ -20,6 +21,10 @@ export interface ForwardPlanOptions {
   readonly k?: number;
   /** Internals copied out by every forward of the plan: these quantities of these layers. */
   readonly capture?: { readonly layers: readonly number[]; readonly quantities: readonly CaptureName[] };
+  /** Token positions whose states h the captured layers keep (negative counts from the end). */
+  readonly statesAt?: readonly number[];
+  /** Also read back the [L, V] logits (the CLI's dump), besides the top-k. */
+  readonly logits?: boolean;
   /**
    * A CPU implementation (SwiftShader): the scan runs as one chunk, the fastest there, and the
    * cooperative kernels as one invocation per workgroup (kernel.ts: cooperativeThreads).
@@ -32,6 +37,8 @@ export interface ForwardPlanOptions {
    * the lm_head and the top-k run block by block over the sequence.
    */
   readonly logitsBlockBytes?: number;
+  /** Pipelines compiled by earlier plans of the model, reused (and added to) by this one. */
+  readonly pipelines?: PipelineCache;
 }
 
 export interface CaptureCopy {
@@ -40,6 +47,14 @@ export interface CaptureCopy {
   readonly source: CaptureSource;
   /** Byte offset in the readback buffer. */
   readonly at: number;
+}
+
+/** A step of the head: norm_f, or one block of rows through lm_head and the top-k. */
+export interface HeadStep {
+  readonly dispatches: readonly Dispatch[];
+  /** Where this block's logits go in the logits readback (bytes), when the plan reads them back. */
+  readonly logitsAt?: number;
+  readonly logitsBytes?: number;
 }
 
 export interface ForwardPlan {
@@ -51,12 +66,16 @@ export interface ForwardPlan {
   /** Embedding, then each layer's dispatches, then final norm, lm_head and top-k blocks. */
   readonly embed: readonly Dispatch[];
   readonly layers: readonly (readonly Dispatch[])[];
-  readonly head: readonly Dispatch[];
+  readonly head: readonly HeadStep[];
   readonly predictions: GPUBuffer;
   readonly captures: readonly CaptureCopy[];
+  /** Positions of the captured states (sorted, distinct). */
+  readonly statesAt: Int32Array;
   /** MAP_READ: predictionWords(tokens, k) words, then the captures. */
   readonly readback: GPUBuffer;
   readonly readbackBytes: number;
+  /** The logits block the head computes into, and the MAP_READ buffer of all [L, V] logits: only when asked for. */
+  readonly logits?: { readonly block: GPUBuffer; readonly readback: GPUBuffer };
   readonly pipelineCount: number;
   destroy(): void;
 }
@@ -74,62 +93,97 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const capture = options.capture ?? { layers: [], quantities: [] };
   for (const q of capture.quantities) if (!(CAPTURE_NAMES as readonly string[]).includes(q)) throw new RangeError(`the native forward cannot capture "${q}" (it captures ${CAPTURE_NAMES.join(', ')})`);
   for (const l of capture.layers) if (!Number.isInteger(l) || l < 0 || l >= c.nLayer) throw new RangeError(`layer ${l} is outside the model's ${c.nLayer} layers`);
+  const captured = new Set(capture.layers);
+  const quantities = new Set(capture.quantities);
+  const statesAt = quantities.has('h') && captured.size ? resolvePositions(options.statesAt ?? [], L) : new Int32Array(0);
 
   const owned: GPUBuffer[] = [];
-  const allocate = (label: string, elements: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC) => {
+  const allocate = (label: string, elements: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) => {
     const size = 4 * Math.max(1, elements);
     if (size > device.limits.maxStorageBufferBindingSize) throw new RangeError(`${label}: ${size} bytes exceed the device's storage binding limit (${device.limits.maxStorageBufferBindingSize})`);
     const b = device.createBuffer({ label, size, usage });
     owned.push(b);
     return b;
   };
-  const cache = new KernelCache(device);
+  const mapped = (label: string, bytes: number) => {
+    if (bytes > device.limits.maxBufferSize) throw new RangeError(`${label}: ${bytes} bytes exceed the device's largest buffer (${device.limits.maxBufferSize}): capture fewer layers or tokens`);
+    const b = device.createBuffer({ label, size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    owned.push(b);
+    return b;
+  };
+  const cache = new KernelCache(device, options.pipelines);
   const destroy = () => {
     owned.forEach((b) => b.destroy());
     cache.uniformBuffers.forEach((b) => b.destroy());
   };
   const software = options.software ?? false;
+  const sharedByOwner = new Map<object, unknown>();
+  // One encoder for the plan's own copies (each state-capturing layer's [A | D] into its slots buffer).
+  const setup = device.createCommandEncoder({ label: 'forward plan set-up' });
+  const slots = new Float32Array(L).fill(-1);
+  statesAt.forEach((t, k) => (slots[t] = k));
   const ctx: LayerContext = {
     cache,
     L,
     software,
+    statesAt,
     chunkLen: options.chunkLength ?? defaultChunkLength(L, c.dInner, software),
     allocate: (label, elements) => allocate(label, elements),
+    shared<T>(owner: object, make: () => T): T {
+      // Each owner stores one type of value, made by its own `make`.
+      if (!sharedByOwner.has(owner)) sharedByOwner.set(owner, make());
+      return sharedByOwner.get(owner) as T;
+    },
+    withStateSlots(params, aAndD) {
+      const b = allocate('A|D|slots', aAndD + L);
+      setup.copyBufferToBuffer(params, 0, b, 0, 4 * aAndD);
+      device.queue.writeBuffer(b, 4 * aAndD, slots);
+      return b;
+    },
   };
 
   const build = (): ForwardPlan => {
-    const ids = allocate('token ids', L, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const ids = allocate('token ids', L);
     const hidden = [allocate('hidden A', L * H), allocate('hidden B', L * H)] as const;
     const embed = [cache.dispatch('embedding', embeddingKernel(), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: hidden[0] } }, { rows: L, width: H })];
-    const built = c.arch === 'mamba1' ? mamba1Layers(ctx, c, weights.layers, hidden) : mamba2Layers(ctx, c, weights.layers, hidden);
+    const built = weights.layers.map((layer, i) => {
+      const keep = captured.has(i);
+      return layer.build({ index: i, hIn: hidden[i % 2], hOut: hidden[(i + 1) % 2], states: keep && statesAt.length > 0, out: keep && quantities.has('out') }, ctx);
+    });
 
     const last = hidden[c.nLayer % 2];
     const normedF = allocate('norm_f', L * H);
     const blockBytes = Math.min(options.logitsBlockBytes ?? DEFAULT_LOGITS_BLOCK_BYTES, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const blockRows = Math.max(1, Math.min(L, Math.floor(blockBytes / (4 * V))));
-    const logits = allocate('logits block', blockRows * V);
+    const block = allocate('logits block', blockRows * V);
+    const logits = options.logits ? { block, readback: mapped('logits readback', 4 * L * V) } : undefined;
     const predictions = allocate('predictions', predictionWords(L, k));
-    const head: Dispatch[] = [cache.dispatch('norm_f', rmsNormKernel(false, software), rmsNormWorkgroups(L, H, H), { X: { buffer: last }, Weight: { buffer: weights.normF }, result: { buffer: normedF } }, { width: H, groupSize: H, eps: c.eps })];
+    const head: HeadStep[] = [{ dispatches: [cache.dispatch('norm_f', rmsNormKernel({ software }), rmsNormWorkgroups(L, H, H), { X: { buffer: last }, Weight: { buffer: weights.normF }, result: { buffer: normedF } }, { width: H, groupSize: H, eps: c.eps })] }];
     for (let m0 = 0; m0 < L; m0 += blockRows) {
       const rows = Math.min(blockRows, L - m0);
-      head.push(
-        cache.dispatch(`lm_head rows ${m0}…`, matmulKernel({ bias: false, softplus: false, residual: false, planes: [V], software }), matmulWorkgroups(rows, V, software),
-          { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: logits } }, { M: rows, N: V, K: H, aOffset: m0 * H }),
-        cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: logits }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
-      );
+      head.push({
+        dispatches: [
+          cache.dispatch(`lm_head rows ${m0}…`, matmulKernel({ bias: false, softplus: false, residual: false, planes: [V], software }), matmulWorkgroups(rows, V, software),
+            { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } }, { M: rows, N: V, K: H, aOffset: m0 * H }),
+          cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
+        ],
+        ...(logits ? { logitsAt: 4 * m0 * V, logitsBytes: 4 * rows * V } : {}),
+      });
     }
 
     const captures: CaptureCopy[] = [];
     let at = 4 * predictionWords(L, k);
-    for (const layer of [...new Set(capture.layers)].sort((a, b) => a - b)) {
-      for (const name of new Set(capture.quantities)) {
+    for (const layer of [...captured].sort((a, b) => a - b)) {
+      for (const name of quantities) {
         const source = built[layer].sources[name];
+        // 'h' without positions, and 'out' are only there when asked for; nothing else is ever missing.
+        if (!source) continue;
         captures.push({ layer, name, source, at });
         at += source.range.size;
       }
     }
-    const readback = device.createBuffer({ label: 'readback', size: at, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    owned.push(readback);
+    const readback = mapped('readback', at);
+    device.queue.submit([setup.finish()]);
     return {
       device,
       weights,
@@ -141,8 +195,10 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       head,
       predictions,
       captures,
+      statesAt,
       readback,
       readbackBytes: at,
+      ...(logits ? { logits } : {}),
       pipelineCount: cache.pipelineCount,
       destroy,
     };

@@ -37,6 +37,11 @@ export interface ScanBindings {
   readonly C: BufferRange;
   /** With z, the output is [y | y·silu(z)], 2·L·channels. */
   readonly z?: BufferRange;
+  /**
+   * Write the state after each token whose slot (params, after A and D: one per token, −1 for
+   * none) is ≥ 0, after y (and the gated y): [slots, channels, N].
+   */
+  readonly states?: boolean;
   readonly out: BufferRange;
   readonly ends?: BufferRange;
   readonly carried?: BufferRange;
@@ -85,7 +90,7 @@ export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometr
   dispatches.push(
     cache.dispatch(
       `${label} output`,
-      scanSpec(outputKernel({ ...o, gate, states: false, carried }), storage),
+      scanSpec(outputKernel({ ...o, gate, states: b.states ?? false, carried }), storage),
       cache.flatWorkgroups(c.chunks * g.channels, SCAN_THREADS),
       { U: b.u, Delta: b.delta, Params: b.params, Bm: b.B, Cm: b.C, ...(b.z ? { Z: b.z } : {}), ...(b.carried ? { H0: b.carried } : {}), result: b.out },
       uniforms(c.chunks),

@@ -4,8 +4,9 @@ import type { LayerKind } from '../kind';
 import { MAMBA1_PARAMS } from './params';
 import { mamba1Reference } from './reference';
 import { mamba1Tfjs, type Mamba1Weights } from './tfjs';
+import { mamba1WebGpu, type Mamba1GpuWeights } from './webgpu';
 
-export const mamba1: LayerKind<Mamba1Config, typeof MAMBA1_PARAMS, Mamba1Weights> = {
+export const mamba1: LayerKind<Mamba1Config, typeof MAMBA1_PARAMS, Mamba1Weights, Mamba1GpuWeights> = {
   id: 'mamba1',
   label: 'Mamba-1 mixer',
   accepts: (config): config is Mamba1Config => config.arch === 'mamba1',
@@ -17,4 +18,5 @@ export const mamba1: LayerKind<Mamba1Config, typeof MAMBA1_PARAMS, Mamba1Weights
   scanView: (c, p) => ({ aLog: p.A_log, D: p.D, groups: 1, channels: c.dInner, deltaWidth: c.dInner, deltaUnit: 'channels', stateWidth: c.dState }),
   reference: mamba1Reference,
   tfjs: mamba1Tfjs,
+  webgpu: mamba1WebGpu,
 };

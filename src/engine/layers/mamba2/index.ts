@@ -4,8 +4,9 @@ import type { LayerKind } from '../kind';
 import { MAMBA2_PARAMS } from './params';
 import { mamba2Reference } from './reference';
 import { mamba2Tfjs, type Mamba2Weights } from './tfjs';
+import { mamba2WebGpu, type Mamba2GpuWeights } from './webgpu';
 
-export const mamba2: LayerKind<Mamba2Config, typeof MAMBA2_PARAMS, Mamba2Weights> = {
+export const mamba2: LayerKind<Mamba2Config, typeof MAMBA2_PARAMS, Mamba2Weights, Mamba2GpuWeights> = {
   id: 'mamba2',
   label: 'Mamba-2 mixer',
   accepts: (config): config is Mamba2Config => config.arch === 'mamba2',
@@ -19,4 +20,5 @@ export const mamba2: LayerKind<Mamba2Config, typeof MAMBA2_PARAMS, Mamba2Weights
   }),
   reference: mamba2Reference,
   tfjs: mamba2Tfjs,
+  webgpu: mamba2WebGpu,
 };

@@ -1,0 +1,102 @@
+/**
+ * The Mamba-2 mixer on WebGPU (../../webgpu/), in the order of the float64 reference
+ * (./reference.ts, the oracle), 7 dispatches (9 when the scan is chunked, +1 when the mixer
+ * output is captured):
+ *   RMSNorm → in_proj into planes [z | xBC | dt] → conv1d + SiLU into planes [u | B | C]
+ *   → clamp(softplus(dt + dt_bias)) → head scan with D·u → RMSNorm(y·silu(z)) per group
+ *   → out_proj + residual.
+ */
+import type { Mamba2Config } from '../../model/config';
+import type { ScanGeometry } from '../../kernels/scanShaders';
+import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
+import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
+import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';
+import { matmulKernel, matmulWorkgroups } from '../../webgpu/matmul';
+import { planeLayout } from '../../webgpu/planes';
+import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
+import { scanDispatches } from '../../webgpu/selectiveScan';
+import { mamba2ConvDim, type Mamba2LayerParams } from './params';
+
+export interface Mamba2GpuWeights {
+  readonly norm: GPUBuffer;
+  readonly inProjW: GPUBuffer;
+  readonly inProjB?: GPUBuffer;
+  readonly convW: GPUBuffer;
+  readonly convB?: GPUBuffer;
+  readonly dtBias: GPUBuffer;
+  /** [A | D] for the scan. */
+  readonly scanParams: GPUBuffer;
+  readonly gatedNorm: GPUBuffer;
+  readonly outProjW: GPUBuffer;
+  readonly outProjB?: GPUBuffer;
+}
+
+export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'>, Mamba2GpuWeights> = {
+  upload: (_c, p, up) => ({
+    norm: up.upload('norm', p.norm.data),
+    inProjW: up.upload('in_proj', p.inProjW.data),
+    inProjB: up.optional('in_proj bias', p.inProjB),
+    convW: up.upload('conv1d', p.convW.data),
+    convB: up.optional('conv1d bias', p.convB),
+    dtBias: up.upload('dt_bias', p.dtBias.data),
+    scanParams: up.scanParams('A|D', p.A_log, p.D),
+    gatedNorm: up.upload('gated norm', p.gatedNorm.data),
+    outProjW: up.upload('out_proj', p.outProjW.data),
+    outProjB: up.optional('out_proj bias', p.outProjB),
+  }),
+
+  build(c, w, io, ctx) {
+    const { cache, L, software } = ctx;
+    const H = c.dModel, Din = c.dInner, heads = c.nHeads, N = c.dState, GN = c.nGroups * N, convDim = mamba2ConvDim(c);
+    const projPlanes = planeLayout(L, [Din, convDim, heads]);
+    const xbcPlanes = planeLayout(L, [Din, GN, GN]);
+    const g: ScanGeometry = { L, channels: Din, N, heads, headDim: c.headDim, groups: c.nGroups, aPerState: false };
+    const T = ctx.statesAt.length;
+    const projOut = Din + convDim + heads;
+    const [lo, hi] = c.timeStepLimit;
+    // Activations shared by every Mamba-2 layer of the plan (the layers run one after another).
+    const b = ctx.shared(mamba2WebGpu, () => ({
+      normed: ctx.allocate('normed', L * H),
+      proj: ctx.allocate('in_proj [z | xBC | dt]', projPlanes.size),
+      xbc: ctx.allocate('conv [u | B | C]', xbcPlanes.size),
+      delta: ctx.allocate('delta', L * heads),
+      scanOut: ctx.allocate('scan [y | states]', L * Din + T * Din * N),
+      gatedNormed: ctx.allocate('gated norm', L * Din),
+      scratch: scanScratchBuffers(ctx, g),
+    }));
+    const at = `layer ${io.index}`;
+    const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.gatedNormed, aOffset: 0, K: Din, H });
+    const dispatches = [
+      preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
+      cache.dispatch(`${at} in_proj`, matmulKernel({ bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software }), matmulWorkgroups(L, projOut, software),
+        { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }, { M: L, N: projOut, K: H, aOffset: 0 }),
+      cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [Din, GN, GN]), cache.flatWorkgroups(L * convDim, CONV_THREADS),
+        { X: plane(b.proj, projPlanes, 1), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.xbc } }, { rows: L, channels: convDim }),
+      // The WGSL spec lets a shader assume no infinities: an unbounded limit is the largest f32.
+      cache.dispatch(`${at} dt`, dtSoftplusKernel(), cache.flatWorkgroups(L * heads, DT_THREADS),
+        { Dt: plane(b.proj, projPlanes, 2), DtBias: { buffer: w.dtBias }, result: { buffer: b.delta } }, { total: L * heads, heads, lo, hi: Math.min(hi, 3.4e38) }),
+      ...scanDispatches(cache, `${at} scan`, g, b.scratch.chunking, {
+        u: plane(b.xbc, xbcPlanes, 0), delta: { buffer: b.delta }, params: { buffer: io.states ? ctx.withStateSlots(w.scanParams, 2 * heads) : w.scanParams },
+        B: plane(b.xbc, xbcPlanes, 1), C: plane(b.xbc, xbcPlanes, 2), states: io.states,
+        out: { buffer: b.scanOut }, ends: b.scratch.ends, carried: b.scratch.carried,
+      }),
+      cache.dispatch(`${at} gated norm`, rmsNormKernel({ gated: true, software }), rmsNormWorkgroups(L, Din, Din / c.nGroups),
+        { Y: { buffer: b.scanOut }, Z: plane(b.proj, projPlanes, 0), Weight: { buffer: w.gatedNorm }, result: { buffer: b.gatedNormed } }, { width: Din, groupSize: Din / c.nGroups, eps: c.eps }),
+      ...tail.dispatches,
+    ];
+    return {
+      dispatches,
+      sources: {
+        ...streamSources(io, L, H),
+        z: { range: plane(b.proj, projPlanes, 0), shape: [L, Din] },
+        u: { range: plane(b.xbc, xbcPlanes, 0), shape: [L, Din] },
+        delta: { range: whole(b.delta, L * heads), shape: [L, heads] },
+        B: { range: plane(b.xbc, xbcPlanes, 1), shape: [L, GN] },
+        C: { range: plane(b.xbc, xbcPlanes, 2), shape: [L, GN] },
+        y: { range: whole(b.scanOut, L * Din), shape: [L, Din] },
+        ...(io.states ? { h: { range: { buffer: b.scanOut, offset: 4 * L * Din, size: 4 * T * Din * N }, shape: [T, heads, c.headDim, N] } } : {}),
+        ...(tail.out ? { out: tail.out } : {}),
+      },
+    };
+  },
+};

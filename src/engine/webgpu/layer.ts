@@ -1,0 +1,133 @@
+/**
+ * What a layer kind's WebGPU entry (layers/<kind>/webgpu.ts) works with: how its weights are
+ * uploaded, the plan context its dispatches are built in, and where each internal it can
+ * capture lives. The steps every mixer shares (the pre-norm, the scan's scratch, out_proj into
+ * the residual stream) are here, so a kind's entry lists only what is its own.
+ */
+import type { ScanGeometry } from '../kernels/scanShaders';
+import type { Param } from '../model/params';
+import type { BufferRange, Dispatch, KernelCache } from './kernel';
+import { matmulKernel, matmulWorkgroups } from './matmul';
+import { planeRange, type PlaneLayout } from './planes';
+import { residualAddKernel, ADD_THREADS } from './residualAdd';
+import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
+import { scanChunking, scanScratch } from './selectiveScan';
+
+/** The internals a plan can copy out, with the names and shapes of ../internals.ts. */
+export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
+export type CaptureName = (typeof CAPTURE_NAMES)[number];
+
+export interface CaptureSource {
+  readonly range: Required<BufferRange>;
+  readonly shape: readonly number[];
+}
+
+export interface LayerBuild {
+  readonly dispatches: readonly Dispatch[];
+  /** Where each internal is once the layer's dispatches ran ('h' and 'out' only when the layer was asked for them). */
+  readonly sources: Readonly<Partial<Record<CaptureName, CaptureSource>>>;
+}
+
+/** How a kind's entry puts its weights on the device (weights.ts). */
+export interface GpuUploader {
+  /** An f32 storage buffer holding `data`. */
+  upload(label: string, data: ArrayLike<number>): GPUBuffer;
+  /** The parameter's buffer, or undefined when the checkpoint has none (an optional bias). */
+  optional(label: string, p: Param<'float32'> | undefined): GPUBuffer | undefined;
+  /** [A | D] for the scan: A = −exp(A_log) in float64, rounded once. */
+  scanParams(label: string, aLog: Param<'float32'>, D: Param<'float32'>): GPUBuffer;
+}
+
+/** One layer's place in a plan: the residual stream it reads and writes, and what is captured from it. */
+export interface LayerIo {
+  readonly index: number;
+  readonly hIn: GPUBuffer;
+  readonly hOut: GPUBuffer;
+  /** The scan writes the states at the plan's statesAt positions. */
+  readonly states: boolean;
+  /** The mixer output is kept apart from the residual add. */
+  readonly out: boolean;
+}
+
+export interface LayerContext {
+  readonly cache: KernelCache;
+  readonly L: number;
+  /** Tokens per scan chunk (≥ L: the fused single pass). */
+  readonly chunkLen: number;
+  /** A CPU implementation: kernels run without workgroup barriers (kernel.ts: cooperativeThreads). */
+  readonly software: boolean;
+  /** Sorted, distinct positions whose states the plan captures (empty: none). */
+  readonly statesAt: Int32Array;
+  /** A storage buffer of `elements` f32 owned by the plan. */
+  allocate(label: string, elements: number): GPUBuffer;
+  /**
+   * What layers of one kind share within a plan (activations, scan scratch: they run one after
+   * another), made by the first layer that asks. `owner` names the sharing: the kind's entry.
+   */
+  shared<T>(owner: object, make: () => T): T;
+  /** A copy of a layer's [A | D] with one slot per token after it (the statesAt index, or −1), for a scan that writes states. */
+  withStateSlots(params: GPUBuffer, aAndD: number): GPUBuffer;
+}
+
+/** What a layer kind runs on WebGPU: G is its weights on the device. */
+export interface WebGpuEntry<C, P, G> {
+  upload(c: C, p: P, up: GpuUploader): G;
+  build(c: C, w: G, io: LayerIo, ctx: LayerContext): LayerBuild;
+}
+
+export const whole = (buffer: GPUBuffer, elements: number): Required<BufferRange> => ({ buffer, offset: 0, size: 4 * elements });
+export const plane = (buffer: GPUBuffer, layout: PlaneLayout, p: number) => planeRange(buffer, layout, p) as Required<BufferRange>;
+
+/** The scan's scratch buffers (chunk ends and carried states; none for a single chunk). */
+export function scanScratchBuffers(ctx: LayerContext, g: ScanGeometry) {
+  const chunking = scanChunking(ctx.L, ctx.chunkLen);
+  const s = scanScratch(g, chunking);
+  return {
+    chunking,
+    ends: s.ends ? { buffer: ctx.allocate('scan chunk ends', s.ends) } : undefined,
+    carried: s.carried ? { buffer: ctx.allocate('scan carried states', s.carried) } : undefined,
+  };
+}
+
+/** The layer's pre-norm of the residual stream into `normed`. */
+export function preNorm(ctx: LayerContext, label: string, io: LayerIo, weight: GPUBuffer, normed: GPUBuffer, width: number, eps: number): Dispatch {
+  return ctx.cache.dispatch(`${label} norm`, rmsNormKernel({ software: ctx.software }), rmsNormWorkgroups(ctx.L, width, width), { X: { buffer: io.hIn }, Weight: { buffer: weight }, result: { buffer: normed } }, { width, groupSize: width, eps });
+}
+
+export interface OutProjection {
+  readonly weight: GPUBuffer;
+  readonly bias?: GPUBuffer;
+  /** Its input, and the element where its [L, K] rows start. */
+  readonly input: GPUBuffer;
+  readonly aOffset: number;
+  readonly K: number;
+  readonly H: number;
+}
+
+/**
+ * out_proj into the residual stream: fused (the matmul's epilogue adds hidden_in), or, when the
+ * mixer output is captured, written to its own buffer and added by a second dispatch.
+ * Returns the dispatches and where `out` is.
+ */
+export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: OutProjection): { dispatches: Dispatch[]; out?: CaptureSource } {
+  const { cache, L, software } = ctx;
+  const kernel = (residual: boolean) => matmulKernel({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software });
+  const bias: Record<string, BufferRange> = p.bias ? { Bias: { buffer: p.bias } } : {};
+  const uniforms = { M: L, N: p.H, K: p.K, aOffset: p.aOffset };
+  if (!io.out) {
+    return { dispatches: [cache.dispatch(`${label} out_proj`, kernel(true), matmulWorkgroups(L, p.H, software), { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Residual: { buffer: io.hIn }, Y: { buffer: io.hOut } }, uniforms)] };
+  }
+  const out = ctx.shared(outProjection, () => ctx.allocate('mixer out', L * p.H));
+  return {
+    dispatches: [
+      cache.dispatch(`${label} out_proj`, kernel(false), matmulWorkgroups(L, p.H, software), { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Y: { buffer: out } }, uniforms),
+      cache.dispatch(`${label} residual`, residualAddKernel(), cache.flatWorkgroups(L * p.H, ADD_THREADS), { Residual: { buffer: io.hIn }, Out: { buffer: out }, result: { buffer: io.hOut } }, { total: L * p.H }),
+    ],
+    out: { range: whole(out, L * p.H), shape: [L, p.H] },
+  };
+}
+
+/** The stream entering and leaving the layer, as captures. */
+export function streamSources(io: LayerIo, L: number, H: number): Pick<Record<CaptureName, CaptureSource>, 'hidden_in' | 'hidden_out'> {
+  return { hidden_in: { range: whole(io.hIn, L * H), shape: [L, H] }, hidden_out: { range: whole(io.hOut, L * H), shape: [L, H] } };
+}

@@ -1,0 +1,84 @@
+/**
+ * A model on the native WebGPU engine behind the ForwardOptions every engine takes, for the
+ * panel's `webgpu` backend and `mamba-scope inspect --backend webgpu`: weights uploaded once,
+ * pipelines compiled once, and the forward plan of the last run's length and captures kept, so
+ * re-running a sample costs one submit and one readback. The float64 reference forward
+ * (../reference/forward.ts) is the oracle it is tested against.
+ */
+import { INTERNAL_NAMES, type ForwardOptions, type ForwardResult } from '../internals';
+import type { LoadedModel } from '../model/graph';
+import { nativeForward } from './forward';
+import type { PipelineCache } from './kernel';
+import { CAPTURE_NAMES, type CaptureName } from './layer';
+import { createForwardPlan, type ForwardPlan, type ForwardPlanOptions } from './plan';
+import { uploadWeights, type GpuWeights } from './weights';
+
+export interface WebGpuModelOptions {
+  /** A CPU implementation (SwiftShader): see ForwardPlanOptions.software. */
+  readonly software: boolean;
+}
+
+export class WebGpuModel {
+  private readonly pipelines: PipelineCache = new Map();
+  private last: { key: string; plan: ForwardPlan } | null = null;
+
+  private constructor(readonly weights: GpuWeights, private readonly options: WebGpuModelOptions) {}
+
+  static upload(device: GPUDevice, model: LoadedModel<'float32'>, options: WebGpuModelOptions): WebGpuModel {
+    return new WebGpuModel(uploadWeights(device, model), options);
+  }
+
+  get config() {
+    return this.weights.config;
+  }
+
+  /**
+   * The forward with ForwardOptions' meaning: the kept internals of the kept layers, and the
+   * top-k predictions when `predictions` is set, else the [L, V] logits. It runs as one submit:
+   * `checkCancelled` is asked before it starts and before the results are copied out.
+   */
+  async forward(ids: ArrayLike<number>, options: ForwardOptions = {}): Promise<ForwardResult<Float32Array>> {
+    const L = ids.length;
+    const layers = options.layers ?? Array.from({ length: this.config.nLayer }, (_, i) => i);
+    const quantities = (options.keep ?? INTERNAL_NAMES).filter((q): q is CaptureName => (CAPTURE_NAMES as readonly string[]).includes(q));
+    const planOptions: ForwardPlanOptions = {
+      tokens: L,
+      // Without `predictions` the caller wants the logits; a top-1 is the least the head computes.
+      k: options.predictions ?? 1,
+      logits: options.predictions === undefined,
+      capture: { layers, quantities },
+      statesAt: options.statesAt ?? [],
+      software: this.options.software,
+      pipelines: this.pipelines,
+    };
+    options.checkCancelled?.();
+    const plan = await this.planFor(planOptions);
+    const result = await nativeForward(plan, ids);
+    options.checkCancelled?.();
+    const byLayer = new Map(result.layers.map((l) => [l.layer, l]));
+    return {
+      ...(result.logits ? { logits: result.logits } : {}),
+      ...(options.predictions !== undefined ? { predictions: result.predictions } : {}),
+      // In the order asked for, as the other engines return them.
+      layers: layers.map((layer) => byLayer.get(layer) ?? { layer, tensors: {} }),
+    };
+  }
+
+  /** The plan for these options: the last one when they match, else a new one (the old one is freed first: plans hold the activations). */
+  private async planFor(options: ForwardPlanOptions): Promise<ForwardPlan> {
+    const { pipelines: _, ...described } = options;
+    const key = JSON.stringify(described);
+    if (this.last?.key === key) return this.last.plan;
+    this.last?.plan.destroy();
+    this.last = null;
+    const plan = await createForwardPlan(this.weights, options);
+    this.last = { key, plan };
+    return plan;
+  }
+
+  dispose(): void {
+    this.last?.plan.destroy();
+    this.last = null;
+    this.weights.destroy();
+  }
+}
