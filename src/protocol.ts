@@ -332,6 +332,8 @@ export interface PanelDescription {
   readonly modelId: string | null;
   readonly runId: string | null;
   readonly backend: Backend | null;
+  /** Which engine holds the loaded model's weights: the native WebGPU engine ('webgpu') or tfjs (the others). */
+  readonly engine: 'webgpu-native' | 'tfjs' | null;
   readonly selection: Selection | null;
   /** Where the panel's memory goes, in bytes: the run's kept internals, tensors in the tfjs backend, and the wasm backend's heap (which never shrinks; null on other backends). */
   readonly memory: { readonly keptBytes: number; readonly backendBytes: number; readonly wasmHeapBytes: number | null };

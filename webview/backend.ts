@@ -1,21 +1,26 @@
 /// <reference types="@webgpu/types" />
 /**
- * TensorFlow.js backend selection. 'auto' tries WebGPU, then WebGL, WASM and the plain CPU
- * backend, and records why each one that was skipped failed, so the header can say
- * "WASM — WebGPU not used: no adapter". Each candidate must really compute (a tiny op read
- * back) before it is accepted: tfjs reports some broken backends only on first use.
- * Only tfjs-core and the four backends are imported, never the whole @tensorflow/tfjs bundle.
+ * Backend selection. 'webgpu' is the native WebGPU engine (src/engine/webgpu) on a GPUDevice of
+ * its own; 'webgl', 'wasm' and 'cpu' are TensorFlow.js backends. 'auto' tries WebGPU, then WebGL,
+ * WASM and the plain CPU backend, and records why each one that was skipped failed, so the header
+ * can say "WASM — WebGPU not used: no adapter". Each candidate must really compute (a tiny
+ * computation read back) before it is accepted: some broken backends fail only on first use.
+ * Only tfjs-core and three backends are imported, never the whole @tensorflow/tfjs bundle.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
-import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { registerWebGpuKernels } from '../src/engine/kernels';
+import { requestComputeDevice } from '../src/engine/webgpu/device';
+import { KernelCache, record } from '../src/engine/webgpu/kernel';
+import { ADD_THREADS, residualAddKernel } from '../src/engine/webgpu/residualAdd';
 import { BACKENDS, type Backend, type BackendInfo, type BackendPreference } from '../src/protocol';
 
-// On 'webgpu' the forward's scan runs as our WGSL kernel instead of tfjs ops.
-registerWebGpuKernels();
+/** The chosen backend; for 'webgpu', the device the native engine runs on. */
+export interface SelectedBackend {
+  readonly info: BackendInfo;
+  readonly device?: GPUDevice;
+}
 
 /** requestAdapter and backend initialisation can hang on broken drivers; give up after this. */
 const INIT_TIMEOUT_MS = 20_000;
@@ -26,16 +31,44 @@ function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not answer within ${INIT_TIMEOUT_MS / 1000} s`)), INIT_TIMEOUT_MS))]);
 }
 
-/** The WebGPU adapter the page would get, or the reason there is none. */
-async function webgpuAdapter(): Promise<Adapter> {
+/** The WebGPU adapter the page would get and its description, or the reason there is none. */
+async function webgpuAdapter(): Promise<{ adapter: GPUAdapter; info: Adapter }> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) throw new Error('navigator.gpu is missing (this browser has no WebGPU)');
-  const adapter = await withTimeout(gpu.requestAdapter(), 'requestAdapter');
+  const adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), 'requestAdapter');
   if (!adapter) throw new Error('requestAdapter() returned no adapter (no GPU, or Chromium without --enable-unsafe-webgpu)');
   // adapter.info's fields are getters: JSON.stringify(info) gives {}, so copy them.
   const info = adapter.info;
   const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
-  return { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, ...(fallback === undefined ? {} : { isFallbackAdapter: fallback }) };
+  return { adapter, info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, ...(fallback === undefined ? {} : { isFallbackAdapter: fallback }) } };
+}
+
+/** The native engine's device, checked by computing 1 + 1 and 2 + 1 on it. */
+async function webgpuDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  const device = await withTimeout(requestComputeDevice(adapter), 'requestDevice');
+  const input = (values: number[]) => {
+    const b = device.createBuffer({ size: 4 * values.length, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
+    new Float32Array(b.getMappedRange()).set(values);
+    b.unmap();
+    return b;
+  };
+  const result = device.createBuffer({ size: 8, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const cache = new KernelCache(device);
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  record(pass, [cache.dispatch('probe', residualAddKernel(), cache.flatWorkgroups(2, ADD_THREADS), { Residual: { buffer: input([1, 2]) }, Out: { buffer: input([1, 1]) }, result: { buffer: result } }, { total: 2 })]);
+  pass.end();
+  encoder.copyBufferToBuffer(result, 0, read, 0, 8);
+  device.queue.submit([encoder.finish()]);
+  await withTimeout(read.mapAsync(GPUMapMode.READ), 'the WebGPU probe');
+  const values = [...new Float32Array(read.getMappedRange())];
+  read.unmap();
+  if (values[0] !== 2 || values[1] !== 3) {
+    device.destroy();
+    throw new Error(`the WebGPU device computed 1+1 = ${values[0]}`);
+  }
+  return device;
 }
 
 /** The WebGL renderer string ("ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device …))"), if any. */
@@ -48,6 +81,11 @@ function webglRenderer(): string {
 
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|software/i;
 
+/** A CPU implementation of WebGPU (SwiftShader, llvmpipe): the native engine then runs its kernels the CPU's way. */
+export function isSoftwareAdapter(a: Adapter): boolean {
+  return a.isFallbackAdapter === true || SOFTWARE.test(`${a.architecture} ${a.description} ${a.vendor}`);
+}
+
 /**
  * Why 'auto' passes over a GPU backend that is really the CPU: on a software adapter
  * (SwiftShader, llvmpipe) WebGPU and WebGL emulate the GPU shader by shader, and the wasm backend
@@ -55,8 +93,8 @@ const SOFTWARE = /swiftshader|llvmpipe|lavapipe|software/i;
  */
 async function softwareGpu(name: Backend): Promise<string | null> {
   if (name === 'webgpu') {
-    const a = await webgpuAdapter();
-    return a.isFallbackAdapter || SOFTWARE.test(`${a.architecture} ${a.description} ${a.vendor}`) ? `only a software adapter (${a.architecture || a.description || 'fallback'}); wasm is faster on this CPU` : null;
+    const a = (await webgpuAdapter()).info;
+    return isSoftwareAdapter(a) ? `only a software adapter (${a.architecture || a.description || 'fallback'}); wasm is faster on this CPU` : null;
   }
   if (name === 'webgl') {
     const renderer = webglRenderer();
@@ -65,9 +103,11 @@ async function softwareGpu(name: Backend): Promise<string | null> {
   return null;
 }
 
-async function tryBackend(name: Backend, wasmPath: string | undefined): Promise<Adapter | undefined> {
-  let adapter: Adapter | undefined;
-  if (name === 'webgpu') adapter = await webgpuAdapter();
+async function tryBackend(name: Backend, wasmPath: string | undefined): Promise<{ adapter?: Adapter; device?: GPUDevice }> {
+  if (name === 'webgpu') {
+    const { adapter, info } = await webgpuAdapter();
+    return { adapter: info, device: await webgpuDevice(adapter) };
+  }
   if (name === 'wasm') {
     if (!wasmPath) throw new Error('the host gave no URL for the .wasm files');
     setWasmPaths(wasmPath.endsWith('/') ? wasmPath : `${wasmPath}/`);
@@ -79,14 +119,14 @@ async function tryBackend(name: Backend, wasmPath: string | undefined): Promise<
   const values = await probe.data();
   probe.dispose();
   if (values[0] !== 2 || values[1] !== 3) throw new Error(`the ${name} backend computed 1+1 = ${values[0]}`);
-  return adapter;
+  return {};
 }
 
 /**
  * Picks the backend: `preference` first ('auto' = webgpu), then the ones after it in
  * webgpu → webgl → wasm → cpu order. 'auto' skips GPU backends that run in software.
  */
-export async function selectBackend(preference: BackendPreference, wasmPath?: string): Promise<BackendInfo> {
+export async function selectBackend(preference: BackendPreference, wasmPath?: string): Promise<SelectedBackend> {
   const start = preference === 'auto' ? 0 : BACKENDS.indexOf(preference);
   const fallbacksTried: { backend: Backend; error: string }[] = [];
   for (const name of BACKENDS.slice(start)) {
@@ -96,14 +136,14 @@ export async function selectBackend(preference: BackendPreference, wasmPath?: st
         fallbacksTried.push({ backend: name, error: software });
         continue;
       }
-      const adapter = await tryBackend(name, wasmPath);
+      const { adapter, device } = await tryBackend(name, wasmPath);
       const reason = fallbacksTried.length === 0 ? (preference === 'auto' ? 'auto: the first choice worked' : 'requested') : `fallback: ${fallbacksTried.map((f) => `${f.backend} failed (${f.error})`).join('; ')}`;
-      return { backend: name, reason, fallbacksTried, ...(adapter ? { adapter } : {}) };
+      return { info: { backend: name, reason, fallbacksTried, ...(adapter ? { adapter } : {}) }, ...(device ? { device } : {}) };
     } catch (e) {
       fallbacksTried.push({ backend: name, error: e instanceof Error ? e.message : String(e) });
     }
   }
-  throw new Error(`no TensorFlow.js backend works here: ${fallbacksTried.map((f) => `${f.backend}: ${f.error}`).join('; ')}`);
+  throw new Error(`no backend works here: ${fallbacksTried.map((f) => `${f.backend}: ${f.error}`).join('; ')}`);
 }
 
 const NAMES: Record<Backend, string> = { webgpu: 'WebGPU', webgl: 'WebGL', wasm: 'WASM', cpu: 'CPU' };

@@ -110,7 +110,7 @@ rpc.handle('showComparison', async (params) => {
 
 rpc.handle('exportView', (req) => app.exportBytes(req.kind, req.view));
 
-rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null }, session.memory()));
+rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null, engine: session.engine }, session.memory()));
 
 rpc.on('selectToken', ({ runId, token, layer }) => {
   const data = app.current;

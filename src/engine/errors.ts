@@ -3,7 +3,7 @@
  * the file (or other source) and the problem in one line, so the CLI, the extension and the fuzz
  * suite can tell "bad input" from "our bug" without parsing messages.
  */
-export type ErrorKind = 'bad-input' | 'limit' | 'unsupported' | 'cancelled';
+export type ErrorKind = 'bad-input' | 'limit' | 'unsupported' | 'cancelled' | 'model-released';
 
 export class MambaScopeError extends Error {
   constructor(
@@ -34,6 +34,16 @@ export class LimitError extends MambaScopeError {
 export class CancelledError extends MambaScopeError {
   constructor(what: string) {
     super('cancelled', what, 'cancelled');
+  }
+}
+
+/**
+ * The panel let go of the model's weights (a switch between the native WebGPU engine and tfjs,
+ * which keep them in different places, or a lost GPU device): the host sends them again and retries.
+ */
+export class ModelReleasedError extends MambaScopeError {
+  constructor(model: string, why: string) {
+    super('model-released', model, why);
   }
 }
 

@@ -5,7 +5,7 @@
  * latest request and never a mix of two.
  */
 import * as vscode from 'vscode';
-import { CancelledError, InputError } from '../engine/errors';
+import { CancelledError, InputError, isMambaScopeError } from '../engine/errors';
 import type { Progress, RunParams, RunSummary, ViewSettings } from '../protocol';
 import type { TokenDecorations } from './decorations';
 import type { Models } from './models';
@@ -90,7 +90,14 @@ export class Inspector {
       };
       const summary = await withCancellableProgress(`Mamba Scope: ${sampleName}`, controller, async (report) => {
         await panel.ensureModel(model, controller.signal, report);
-        return panel.run(params, controller.signal, report);
+        try {
+          return await panel.run(params, controller.signal, report);
+        } catch (e) {
+          // The panel let go of the weights (the backend moved between tfjs and the native WebGPU engine): send them again, once.
+          if (!(isMambaScopeError(e) && e.kind === 'model-released')) throw e;
+          await panel.ensureModel(model, controller.signal, report);
+          return panel.run(params, controller.signal, report);
+        }
       });
       const start = doc.offsetAt(range.start);
       this.decorations.show(

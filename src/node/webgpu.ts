@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWebGpuKernels } from '../engine/kernels';
+import { requestComputeDevice } from '../engine/webgpu/device';
 import { gpuSettled } from '../engine/webgpu/settle';
 
 /** Where Debian/Ubuntu/Fedora Chromium packages put SwiftShader's Vulkan ICD. */
@@ -93,19 +94,7 @@ export async function createDawnDevice(options: DawnOptions = {}): Promise<DawnD
         'or Chromium, whose SwiftShader is a CPU Vulkan driver (apt: chromium); or point VK_DRIVER_FILES at an ICD json',
     );
   }
-  const limits = adapter.limits;
-  const device = await gpuSettled(adapter.requestDevice({
-    requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
-    // The same limits tfjs-backend-webgpu asks for in a browser: the adapter's own, not the defaults.
-    requiredLimits: {
-      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
-      maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
-      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
-      maxBufferSize: limits.maxBufferSize,
-      maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
-      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
-    },
-  }));
+  const device = await gpuSettled(requestComputeDevice(adapter));
   liveInstances.add(gpu);
   void device.lost.then(() => liveInstances.delete(gpu));
   const info = adapter.info;

@@ -88,6 +88,24 @@ describe('cli inspect', function () {
     assert.ok(normalizedError((await dump.readFloat('logits', 'float64')).data, (await dump64.readFloat('logits', 'float64')).data) < 1e-3);
   });
 
+  it('runs --backend webgpu on the native WebGPU forward (Dawn): every key of the fp64 dump, each within mamba_ssm\'s fp32 tolerance', async () => {
+    const args = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '24', '--states-at', '0,-1'];
+    const r = await run(...args, '--out', outFile('gpu.safetensors'), '--backend', 'webgpu');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /backend +webgpu \(fp32\)/);
+    assert.equal((await run(...args, '--out', outFile('gpu-64.safetensors'))).code, 0);
+    const [gpu, ref] = [await openSafetensors(outFile('gpu.safetensors')), await openSafetensors(outFile('gpu-64.safetensors'))];
+    const floats = ref.names().filter((k) => ref.info(k)!.dtype === 'F64');
+    assert.ok(floats.includes('logits') && floats.includes('layers.1.h') && floats.includes('layers.0.out'), floats.join(' '));
+    for (const key of ref.names()) {
+      assert.deepEqual(gpu.info(key)?.shape, ref.info(key)!.shape, key);
+      if (!floats.includes(key)) continue;
+      const [a, b] = [(await gpu.readFloat(key, 'float64')).data, (await ref.readFloat(key, 'float64')).data];
+      const worst = b.reduce((w, v, i) => Math.max(w, Math.abs(a[i] - v) - (2e-3 + 6e-4 * Math.abs(v))), -Infinity);
+      assert.ok(worst <= 0, `${key}: ${worst} past the tolerance`);
+    }
+  });
+
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {
     const r = await run('inspect', '--text', fixture('samples', 'sample2.py'), '--out', outFile('demo.safetensors'), '--max-tokens', '40', '--layers', '0');
     assert.equal(r.code, 0, r.err);
@@ -181,8 +199,8 @@ describe('dist/cli.js (built)', function () {
     assert.match(execFileSync(cli, ['help'], { encoding: 'utf8' }), /inspect +run a model on a text/);
   });
 
-  for (const backend of ['cpu', 'wasm']) {
-    it(`runs fp32 on the bundled tfjs ${backend} backend (bundling keeps the backend's registration)`, () => {
+  for (const backend of ['cpu', 'wasm', 'webgpu']) {
+    it(`runs fp32 on the bundled ${backend} backend (bundling keeps tfjs's registrations and loads Dawn at run time)`, () => {
       const r = spawnSync(cli, ['inspect', '--model', fixture('mamba1-tiny'), '--ids', '1,2,3', '--out', outFile(`dist-${backend}.safetensors`), '--backend', backend], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`backend +${backend} \\(fp32\\)`));

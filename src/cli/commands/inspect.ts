@@ -1,6 +1,7 @@
 /**
  * `inspect`: run a model on a text (or ids) and write every internal to a mamba-dump/1 file.
- * fp64 runs the float64 reference; fp32 runs the tfjs forward on the chosen backend.
+ * fp64 runs the float64 reference; fp32 runs the tfjs forward on cpu or wasm, or the native
+ * WebGPU forward (Dawn) on webgpu.
  */
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { layerDecay } from '../../engine/analysis/retention';
@@ -13,7 +14,9 @@ import { topK } from '../../engine/predictions';
 import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
+import { WebGpuModel } from '../../engine/webgpu/model';
 import { useNodeBackend } from '../../node/tfjsBackends';
+import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
@@ -27,8 +30,9 @@ const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
   --model       model folder (config.json, model.safetensors, tokenizer.json); default: the bundled model
-  --precision   fp64 = float64 reference (default; backend "reference"), fp32 = tfjs
-  --backend     tfjs backend for fp32 (default cpu)
+  --precision   fp64 = float64 reference (default; backend "reference"), fp32 = the others
+  --backend     for fp32: tfjs cpu (default) or wasm, or webgpu (the native WebGPU forward,
+                through Dawn: the GPU, or SwiftShader on a machine without one)
   --states-at   token positions whose state h is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
@@ -115,12 +119,24 @@ export const inspect: Command = {
 
 async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
   if (backend === 'reference') return referenceForward(model as LanguageModel<'float64'>, ids, options);
+  if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options);
   await useNodeBackend(backend);
   const tfModel = createTfModel(model as LanguageModel<'float32'>);
   try {
     return await tfjsForward(tfModel, ids, options);
   } finally {
     tfModel.dispose();
+  }
+}
+
+/** The native WebGPU forward through Dawn: the GPU if the machine has one, else SwiftShader. */
+async function nativeForward(model: LanguageModel<'float32'>, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
+  const { device, info } = await createDawnDevice();
+  try {
+    const gpu = WebGpuModel.upload(device, model, { software: info.software });
+    return await gpu.forward(ids, options);
+  } finally {
+    device.destroy();
   }
 }
 
