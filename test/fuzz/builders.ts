@@ -4,7 +4,7 @@
  * broken ones (a wrong length here, a lying size there) without any external tool.
  */
 import { deflateSync } from 'fflate';
-import { crc32 } from '../../src/engine/formats/npz';
+import { crc32 } from '../../src/engine/formats/zipArchive';
 
 const ascii = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
 const utf8 = new TextEncoder();

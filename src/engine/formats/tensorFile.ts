@@ -6,8 +6,9 @@
 import { InputError } from '../errors';
 import type { ByteSource } from '../io';
 import { baseName, hasNpyMagic, NpyFile } from './npy';
-import { NpzFile, ZipArchive, type NpzOptions } from './npz';
+import { NpzFile, type NpzOptions } from './npz';
 import { SafetensorsFile, type TensorStore } from './safetensors';
+import { ZipArchive } from './zipArchive';
 
 export type OpenTensorFileOptions = NpzOptions;
 
