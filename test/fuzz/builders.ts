@@ -213,3 +213,123 @@ export function safetensorsBytes(header: unknown, data: Uint8Array = new Uint8Ar
   new DataView(len.buffer).setBigUint64(0, BigInt(declaredLength ?? json.length), true);
   return concat([len, json, data]);
 }
+
+// --- pickles and torch.save files -----------------------------------------------------------------
+
+const le = (n: number, width: 2 | 4 | 8): number[] => {
+  const out = new Uint8Array(width);
+  const v = new DataView(out.buffer);
+  if (width === 2) v.setUint16(0, n, true);
+  else if (width === 4) v.setInt32(0, n, true);
+  else v.setBigUint64(0, BigInt(n), true);
+  return [...out];
+};
+
+/**
+ * A pickle assembler: each entry is one opcode with its operands, as bytes, so tests can write
+ * exactly the pickle they mean (pickle(pk.proto(), pk.emptyDict, pk.stop)).
+ */
+export const pk = {
+  proto: (v = 2) => [0x80, v],
+  mark: [0x28], stop: [0x2e], none: [0x4e], newTrue: [0x88], newFalse: [0x89],
+  emptyTuple: [0x29], emptyList: [0x5d], emptyDict: [0x7d], emptySet: [0x8f],
+  tuple: [0x74], tuple1: [0x85], tuple2: [0x86], tuple3: [0x87],
+  append: [0x61], appends: [0x65], setitem: [0x73], setitems: [0x75],
+  reduce: [0x52], build: [0x62], newobj: [0x81], binpersid: [0x51],
+  int: (n: number) => (n >= 0 && n < 256 ? [0x4b, n] : n >= 0 && n < 65536 ? [0x4d, ...le(n, 2)] : [0x4a, ...le(n, 4)]),
+  /** LONG1: little-endian two's complement in as few bytes as hold the sign. */
+  long1: (n: bigint) => {
+    const bytes: number[] = [];
+    let v = n;
+    const signFits = () => (v === 0n && !(bytes[bytes.length - 1] & 0x80)) || (v === -1n && bytes[bytes.length - 1] & 0x80);
+    do {
+      bytes.push(Number(BigInt.asUintN(8, v)));
+      v >>= 8n;
+    } while (!signFits());
+    return [0x8a, bytes.length, ...bytes];
+  },
+  float: (x: number) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, x, false);
+    return [0x47, ...b];
+  },
+  str: (s: string) => {
+    const b = utf8.encode(s);
+    return [0x58, ...le(b.length, 4), ...b];
+  },
+  shortBinstring: (s: string) => [0x55, s.length, ...ascii(s)],
+  global: (module: string, name: string) => [0x63, ...ascii(`${module}\n${name}\n`)],
+  binput: (i: number) => [0x71, i],
+  longBinput: (i: number) => [0x72, ...le(i, 4)],
+  binget: (i: number) => [0x68, i],
+  longBinget: (i: number) => [0x6a, ...le(i, 4)],
+};
+
+export function pickle(...ops: readonly (readonly number[])[]): Uint8Array {
+  return Uint8Array.from(ops.flat());
+}
+
+/** A tensor of a hand-built state dict: a view of one storage, as torch.save pickles it. */
+export interface PickledTensor {
+  readonly name: string;
+  readonly storage: string;
+  /** The storage class: 'FloatStorage', 'BFloat16Storage', … (any name, to write broken ones). */
+  readonly storageClass: string;
+  readonly numel: number;
+  readonly offset?: number;
+  readonly shape: readonly number[];
+  /** Row-major when absent. */
+  readonly stride?: readonly number[];
+  /** Pickle it as an nn.Parameter (_rebuild_parameter around the tensor). */
+  readonly parameter?: boolean;
+}
+
+const rowMajor = (shape: readonly number[]) => shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+const intTuple = (xs: readonly number[]) => [pk.mark, ...xs.map(pk.int), pk.tuple];
+
+/**
+ * The state-dict pickle torch.save writes: {name: _rebuild_tensor_v2((persistent id), offset, size,
+ * stride, False, OrderedDict()), …}. `legacy` adds the sixth persistent-id item (view metadata).
+ */
+export function stateDictPickle(tensors: readonly PickledTensor[], opts: { legacy?: boolean } = {}): Uint8Array {
+  const ops: (readonly number[])[] = [pk.proto(2), pk.emptyDict, pk.mark];
+  for (const t of tensors) {
+    const pid = [pk.mark, pk.str('storage'), pk.global('torch', t.storageClass), pk.str(t.storage), pk.str('cpu'), pk.int(t.numel), ...(opts.legacy ? [pk.none] : []), pk.tuple];
+    const rebuild = [
+      pk.global('torch._utils', '_rebuild_tensor_v2'), pk.mark, ...pid, pk.binpersid, pk.int(t.offset ?? 0), ...intTuple(t.shape), ...intTuple(t.stride ?? rowMajor(t.shape)),
+      pk.newFalse, pk.global('collections', 'OrderedDict'), pk.emptyTuple, pk.reduce, pk.tuple, pk.reduce,
+    ];
+    const value = t.parameter ? [pk.global('torch._utils', '_rebuild_parameter'), pk.mark, ...rebuild, pk.newFalse, pk.global('collections', 'OrderedDict'), pk.emptyTuple, pk.reduce, pk.tuple, pk.reduce] : rebuild;
+    ops.push(pk.str(t.name), ...value);
+  }
+  ops.push(pk.setitems, pk.stop);
+  return pickle(...ops);
+}
+
+/** torch.save's zip layout: <prefix>/data.pkl, <prefix>/byteorder, <prefix>/data/<key> stored. */
+export function torchZip(dataPkl: Uint8Array, storages: Readonly<Record<string, Uint8Array>>, opts: { prefix?: string; method?: 0 | 8; byteorder?: string } = {}): Uint8Array {
+  const prefix = opts.prefix ?? 'archive';
+  return buildZip([
+    { name: `${prefix}/data.pkl`, data: dataPkl },
+    { name: `${prefix}/byteorder`, data: ascii(opts.byteorder ?? 'little') },
+    ...Object.entries(storages).map(([key, data]) => ({ name: `${prefix}/data/${key}`, data, method: opts.method })),
+    { name: `${prefix}/version`, data: ascii('3\n') },
+  ]);
+}
+
+/** The legacy (torch < 1.6) layout: magic, protocol, system info, state dict, keys, then counted storages. */
+export function torchLegacy(dataPkl: Uint8Array, storages: readonly { key: string; elements: number; data: Uint8Array }[], opts: { littleEndian?: boolean } = {}): Uint8Array {
+  const sysInfo = pickle(
+    pk.proto(2), pk.emptyDict, pk.mark, pk.str('protocol_version'), pk.int(1001), pk.str('little_endian'), opts.littleEndian === false ? pk.newFalse : pk.newTrue,
+    pk.str('type_sizes'), pk.emptyDict, pk.mark, pk.str('short'), pk.int(2), pk.str('int'), pk.int(4), pk.str('long'), pk.int(4), pk.setitems, pk.setitems, pk.stop,
+  );
+  const keys = pickle(pk.proto(2), pk.emptyList, pk.mark, ...storages.map((s) => pk.str(s.key)), pk.appends, pk.stop);
+  return concat([
+    pickle(pk.proto(2), pk.long1(0x1950a86a20f9469cfc6cn), pk.stop),
+    pickle(pk.proto(2), pk.int(1001), pk.stop),
+    sysInfo,
+    dataPkl,
+    keys,
+    ...storages.flatMap((s) => [Uint8Array.from(le(s.elements, 8)), s.data]),
+  ]);
+}
