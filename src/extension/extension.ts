@@ -220,7 +220,7 @@ async function pickModel(models: Models): Promise<ModelRef | undefined> {
   const items: Item[] = [
     { label: '$(package) mamba1-demo', description: 'bundled with the extension', ref: models.bundled() },
     ...models.recent().map((ref) => ({ label: `$(history) ${ref.label}`, description: ref.uri.scheme === 'file' ? ref.uri.fsPath : ref.uri.toString(true), ref })),
-    { label: '$(folder-opened) Open a model folder…', detail: 'config.json + model.safetensors (or shards) + tokenizer.json', action: 'folder' },
+    { label: '$(folder-opened) Open a model folder…', detail: 'config.json + model.safetensors or pytorch_model.bin (or shards) + tokenizer.json', action: 'folder' },
     { label: '$(file-binary) Open a .safetensors file…', detail: 'config.json and tokenizer.json are read from its folder', action: 'file' },
   ];
   for (const item of items) if (item.ref?.uri.toString() === current) item.description = `${item.description ?? ''} (current)`.trim();

@@ -224,7 +224,7 @@ describe('formats: checkpoints (single file and sharded)', () => {
   it('rejects broken indexes naming the file and the problem', async () => {
     const store = new NodeFolderStore(dir);
     const indexPath = path.join(dir, 'model.safetensors.index.json');
-    await rejectsWith(openCheckpoint(store), dir, /has no model.safetensors or model.safetensors.index.json/);
+    await rejectsWith(openCheckpoint(store), dir, /has no model weights \(none of model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json\)/);
     write('model.safetensors.index.json', '{"weight_map": ');
     await rejectsWith(openCheckpoint(store), indexPath, /is not valid JSON/);
     write('model.safetensors.index.json', '{"metadata": {}}');

@@ -1,11 +1,12 @@
 /**
  * Issue "hostile and huge inputs", done-when: each broken input is refused by the built CLI with
  * exit 1 and one line naming the file and the problem, no stack trace, under a 4 GB address-space
- * limit (ulimit -v). A hang would hit spawnSync's timeout and fail the test.
+ * limit (ulimit -v). A hang would hit spawnSync's timeout and fail the test. The torch.save cases
+ * are the hostile files of test/fixtures/pickle (issue 14): none of their code may run.
  */
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BUILT_CLI, buildCli } from './buildCli';
@@ -16,12 +17,13 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'mamba-scope-hostile-'));
 const MODEL = readFileSync(fixture('mamba1-tiny', 'model.safetensors'));
 const CONFIG = readFileSync(fixture('mamba1-tiny', 'config.json'), 'utf8');
 
-/** A model folder with the fixture's files, some of them replaced. */
-function modelFolder(name: string, files: { config?: string | null; weights?: Uint8Array | null; tokenizer?: string }): string {
+/** A model folder with the fixture's files, some of them replaced; `torch` writes pytorch_model.bin instead of safetensors. */
+function modelFolder(name: string, files: { config?: string | null; weights?: Uint8Array | null; torch?: Uint8Array; tokenizer?: string }): string {
   const dir = path.join(tmp, name);
   mkdirSync(dir);
   if (files.config !== null) writeFileSync(path.join(dir, 'config.json'), files.config ?? CONFIG);
-  if (files.weights !== null) writeFileSync(path.join(dir, 'model.safetensors'), files.weights ?? MODEL);
+  if (files.torch) writeFileSync(path.join(dir, 'pytorch_model.bin'), files.torch);
+  else if (files.weights !== null) writeFileSync(path.join(dir, 'model.safetensors'), files.weights ?? MODEL);
   if (files.tokenizer !== undefined) writeFileSync(path.join(dir, 'tokenizer.json'), files.tokenizer);
   else copyFileSync(fixture('mamba1-tiny', 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
   return dir;
@@ -45,6 +47,8 @@ writeFileSync(sample, 'def f(x):\n    return x\n');
 const empty = path.join(tmp, 'empty.py');
 writeFileSync(empty, '');
 
+const hostile = (name: string) => readFileSync(fixture('pickle', 'hostile', name));
+
 const CASES: [label: string, model: () => string, text: string, problem: RegExp][] = [
   ['a truncated checkpoint', () => modelFolder('truncated', { weights: MODEL.subarray(0, MODEL.length - 1000) }), sample, /model\.safetensors: tensor ".+" ends at byte \d+ of the data area/],
   ['an absurd header length', () => modelFolder('absurd', { weights: absurdLength }), sample, /model\.safetensors: declares a \d+-byte header; safetensors allows at most 100000000/],
@@ -56,13 +60,23 @@ const CASES: [label: string, model: () => string, text: string, problem: RegExp]
   ['a broken config.json', () => modelFolder('config', { config: '{"model_type": "mamba",' }), sample, /config\.json: is not valid JSON/],
   ['a config.json of another model', () => modelFolder('llama', { config: '{"model_type": "llama"}' }), sample, /config\.json: model_type "llama" is not a Mamba config/],
   ['a broken tokenizer.json', () => modelFolder('tokenizer', { tokenizer: '{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}' }), sample, /tokenizer\.json: model\.vocab\["a"\] has id -1/],
-  ['missing weights', () => modelFolder('noweights', { weights: null }), sample, /noweights: has no model\.safetensors or model\.safetensors\.index\.json \(PyTorch \.bin\/\.pt checkpoints are not read: convert them to safetensors\)/],
+  ['missing weights', () => modelFolder('noweights', { weights: null }), sample, /noweights: has no model weights \(none of model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json\)/],
+  ['a torch checkpoint calling os.system', () => modelFolder('torch-exec', { torch: hostile('exec-os-system.bin') }), sample, /torch-exec\/pytorch_model\.bin: archive\/data\.pkl, byte 37 \(GLOBAL\): forbidden global posix\.system/],
+  ['a torch checkpoint calling eval', () => modelFolder('torch-eval', { torch: hostile('exec-eval.bin') }), sample, /torch-eval\/pytorch_model\.bin: archive\/data\.pkl, byte 13 \(GLOBAL\): forbidden global __builtin__\.eval/],
+  ['a bare pickle calling os.system', () => modelFolder('torch-raw', { torch: hostile('raw-pickle-os-system.bin') }), sample, /torch-raw\/pytorch_model\.bin: pickle 1 \(magic number\), byte 2 \(GLOBAL\): forbidden global posix\.system/],
+  ['a torch checkpoint missing a storage', () => modelFolder('torch-missing', { torch: hostile('missing-storage.bin') }), sample, /torch-missing\/pytorch_model\.bin: pytorch_model\/data\.pkl uses storage 0, but the archive has no record pytorch_model\/data\/0/],
+  ['a torch checkpoint with a truncated storage', () => modelFolder('torch-short', { torch: hostile('truncated-storage.bin') }), sample, /torch-short\/pytorch_model\.bin: tensor ".+" .* needs 1024 bytes of record pytorch_model\/data\/9, which has 341 \(truncated\?\)/],
+  ['a truncated torch zip', () => modelFolder('torch-cut', { torch: readFileSync(fixture('pickle', 'mamba1-hf-f32', 'pytorch_model.bin')).subarray(0, 732740) }), sample, /torch-cut\/pytorch_model\.bin: has no zip end-of-central-directory record/],
   ['an empty sample', () => fixture('mamba1-tiny'), empty, /empty\.py: has no tokens \(empty sample\)/],
 ];
 
 describe('hostile inputs through the built CLI, under a 4 GB address-space limit', function () {
   this.timeout(60_000);
+  // Running the hostile pickles' code would create this file.
+  const ran = '/tmp/mamba-scope-pickle-ran';
+  before(() => rmSync(ran, { force: true }));
   before(buildCli);
+  after(() => assert.ok(!existsSync(ran), `${ran} exists: a pickle ran`));
   for (const [label, model, text, problem] of CASES) {
     it(`refuses ${label} with one clear line`, () => {
       const args = ['inspect', '--model', model(), '--text', text, '--out', path.join(tmp, 'out.safetensors')].map((a) => `'${a}'`).join(' ');

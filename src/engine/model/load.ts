@@ -14,7 +14,7 @@ import { isLanguageModelConfig, readConfig, type ModelConfig } from './config';
 import type { LoadedModel } from './graph';
 import { findBackbone, ParamReader, type Precision } from './params';
 
-/** A model folder: config.json + model.safetensors (or shards). */
+/** A model folder: config.json + its weights (model.safetensors or pytorch_model.bin, or their shards). */
 export async function loadModelFolder<P extends Precision>(files: FileStore, precision: P): Promise<LoadedModel<P>> {
   const config = await readConfig(files);
   return loadModel(config, await openCheckpoint(files), precision);
