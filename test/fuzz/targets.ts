@@ -17,7 +17,7 @@ import { SafetensorsFile, type TensorStore } from '../../src/engine/formats/safe
 import { parseModelConfig } from '../../src/engine/model/config';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
 import { annotationsCsvTarget, annotationsTarget } from './annotationTargets';
-import { buildZip, concat, npyBytes, npyDict, safetensorsBytes, type ZipMemberSpec } from './builders';
+import { buildZip, concat, npyBytes, npyDict, pickle, pk, safetensorsBytes, stateDictPickle, torchLegacy, torchZip, type PickledTensor, type ZipMemberSpec } from './builders';
 import type { FormatShape, LengthField, TextPart } from './mutate';
 
 export interface FuzzTarget extends FormatShape {
@@ -237,6 +237,79 @@ const npz: FuzzTarget = {
   allocationBudget: (n) => 16 * MiB + 1100 * n,
 };
 
+// --- torch.save checkpoints -------------------------------------------------------------------
+
+/** The zip records' fields, and the lengths of the pickle's BINUNICODE strings and legacy storage counts. */
+function torchLengthFields(input: Uint8Array): LengthField[] {
+  const fields = zipLengthFields(input);
+  const v = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  for (let i = 0; i + 5 <= input.length; i++) {
+    if (input[i] === 0x58 && v.getUint32(i + 1, true) < 4096) fields.push({ at: i + 1, width: 4 });
+  }
+  return fields;
+}
+
+const STORAGE_CLASSES = ['FloatStorage', 'HalfStorage', 'BFloat16Storage', 'DoubleStorage', 'LongStorage', 'BoolStorage', 'ByteStorage', 'ComplexFloatStorage'];
+const STORAGE_BYTES: Record<string, number> = { FloatStorage: 4, HalfStorage: 2, BFloat16Storage: 2, DoubleStorage: 8, LongStorage: 8, BoolStorage: 1, ByteStorage: 1 };
+
+/** A few opcodes (some forbidden, some misused) dropped into a pickle, to reach the refusals. */
+const strayOps = fc.array(
+  fc.constantFrom(pk.mark, pk.stop, pk.none, pk.emptyDict, pk.emptyList, pk.emptyTuple, pk.tuple1, pk.reduce, pk.build, pk.setitem, pk.append, pk.binget(1), pk.global('posix', 'system'), pk.global('collections', 'OrderedDict'), [0x69], [0x93], [0x95]),
+  { maxLength: 3 },
+);
+
+/** State dicts of random views (shapes, strides, offsets, classes) over storages sized right or not, in either layout. */
+const torchGenerator = fc
+  .record({
+    legacy: fc.boolean(),
+    tensors: fc.array(
+      fc.record({
+        name: fc.oneof(fc.constantFrom('w', 'backbone.embeddings.weight', 'lm_head.weight', 'a.b'), fc.string({ maxLength: 6 })),
+        storage: fc.constantFrom('0', '1', '2'),
+        storageClass: fc.oneof({ arbitrary: fc.constantFrom(...STORAGE_CLASSES), weight: 8 }, { arbitrary: fc.string({ maxLength: 6 }), weight: 1 }),
+        shape: fc.array(fc.oneof({ arbitrary: fc.nat(4), weight: 8 }, { arbitrary: fc.constantFrom(2 ** 31, 2 ** 40), weight: 1 }), { maxLength: 3 }),
+        strideKind: fc.constantFrom('row-major', 'row-major', 'random', 'random', 'mismatched'),
+        strides: fc.array(fc.nat(6), { maxLength: 3 }),
+        offset: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.nat(16), weight: 1 }),
+        parameter: fc.boolean(),
+      }),
+      { maxLength: 5 },
+    ),
+    storageBytes: fc.array(fc.oneof({ arbitrary: fc.constant(-1), weight: 3 }, { arbitrary: fc.nat(96), weight: 1 }), { minLength: 3, maxLength: 3 }),
+    method: fc.constantFrom<0 | 8>(0, 0, 0, 8),
+    byteorder: fc.constantFrom('little', 'little', 'little', 'little', 'little', 'big'),
+    stray: fc.option(fc.tuple(fc.nat(), strayOps), { freq: 4 }),
+  })
+  .map(({ legacy, tensors, storageBytes, method, byteorder, stray }) => {
+    const keys = ['0', '1', '2'];
+    const elementSize = (key: string) => STORAGE_BYTES[tensors.find((t) => t.storage === key)?.storageClass ?? ''] ?? 4;
+    // -1: exactly as many elements as the largest view of the storage needs.
+    const elements = keys.map((key, k) => {
+      if (storageBytes[k] >= 0) return Math.floor(storageBytes[k] / elementSize(key));
+      const needs = tensors.filter((t) => t.storage === key).map((t) => t.offset + t.shape.reduce((a, b) => a * b, 1));
+      return Math.min(4096, Math.max(0, ...needs));
+    });
+    const stride = (t: (typeof tensors)[number]) => (t.strideKind === 'row-major' ? undefined : t.strideKind === 'random' ? t.shape.map((_, d) => t.strides[d] ?? 1) : t.strides);
+    const pickled: PickledTensor[] = tensors.map((t) => ({ ...t, numel: elements[Number(t.storage)], stride: stride(t) }));
+    let dataPkl = stateDictPickle(pickled, { legacy });
+    if (stray) {
+      const at = 2 + (stray[0] % Math.max(1, dataPkl.length - 2));
+      dataPkl = concat([dataPkl.subarray(0, at), pickle(...stray[1]), dataPkl.subarray(at)]);
+    }
+    const used = keys.filter((key) => tensors.some((t) => t.storage === key));
+    const data = (key: string) => Uint8Array.from({ length: elements[Number(key)] * elementSize(key) }, (_, i) => (i * 53 + Number(key)) & 0xff);
+    if (legacy) return torchLegacy(dataPkl, used.map((key) => ({ key, elements: elements[Number(key)], data: data(key) })));
+    return torchZip(dataPkl, Object.fromEntries(used.map((key) => [key, data(key)])), { method, byteorder });
+  });
+
+const torch: FuzzTarget = {
+  name: 'torch',
+  lengthFields: torchLengthFields,
+  generate: torchGenerator,
+  run: async (input) => readEverything(await openTensorFile(new MemorySource('fuzz.pt', input))),
+  allocationBudget: decodeBudget,
+};
+
 // --- JSON files -------------------------------------------------------------------------------------
 
 const wholeText = (input: Uint8Array): TextPart => ({ text: lossyUtf8.decode(input), rebuild: encodeText });
@@ -302,4 +375,4 @@ const tokenizer: FuzzTarget = {
 };
 
 /** Every fuzzed reader; add new ones here (see the top of this file). */
-export const FUZZ_TARGETS: readonly FuzzTarget[] = [safetensors, npy, npz, config, tokenizer, dump, annotationsTarget, annotationsCsvTarget];
+export const FUZZ_TARGETS: readonly FuzzTarget[] = [safetensors, npy, npz, torch, config, tokenizer, dump, annotationsTarget, annotationsCsvTarget];

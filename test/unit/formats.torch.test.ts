@@ -57,9 +57,11 @@ describe('formats: torch.save checkpoints (the shared fixtures)', function () {
   this.timeout(60_000);
 
   for (const [folder, key] of [['mamba1-hf-f32', 'mamba1_logits'], ['mamba1-hf-legacy', 'mamba1_logits'], ['mamba1-ssm', 'mamba1_logits'], ['mamba2-ssm', 'mamba2_logits']] as const) {
-    it(`${folder}: the float64 reference gives transformers' logits within 1e-5`, async () => {
+    // The issue asks for 1e-5; measured 4.9e-7 (Mamba-1) and 5.0e-7 (Mamba-2), so the bound is the
+    // README's 1e-6 for transformers' outputs.
+    it(`${folder}: the float64 reference gives transformers' logits within 1e-6`, async () => {
       const e = normalizedError(await logitsOf(folder), (await golden(key)).logits);
-      assert.ok(e <= 1e-5, `normalized error ${e.toExponential(2)}`);
+      assert.ok(e <= 1e-6, `normalized error ${e.toExponential(2)}`);
     });
   }
 

@@ -9,7 +9,7 @@ import { zipSync } from 'fflate';
 import { DUMP_FORMAT } from '../../../src/engine/formats/dump';
 import { encodeNpy } from '../../../src/engine/formats/npy';
 import { encodeSafetensors } from '../../../src/engine/formats/safetensors';
-import { buildZip, safetensorsBytes } from '../builders';
+import { buildZip, safetensorsBytes, stateDictPickle, torchLegacy, torchZip, type PickledTensor } from '../builders';
 
 const here = __dirname;
 const root = path.join(here, '../../..');
@@ -93,3 +93,21 @@ write(
     { format: DUMP_FORMAT, layout: 'LD', model: 'mamba1', tokens: JSON.stringify(['def', 'Ġf', '(']) },
   ),
 );
+
+// torch.save: hand-built state dicts in both layouts (f32, bf16, a tied pair, a transposed view, a
+// parameter), next to the small hostile files of test/fixtures/pickle, real torch zips whose pickle
+// calls os.system or eval.
+{
+  const tensors: PickledTensor[] = [
+    { name: 'backbone.embedding.weight', storage: '0', storageClass: 'FloatStorage', numel: 6, shape: [3, 2] },
+    { name: 'lm_head.weight', storage: '0', storageClass: 'FloatStorage', numel: 6, shape: [3, 2] },
+    { name: 'transposed', storage: '0', storageClass: 'FloatStorage', numel: 6, shape: [2, 3], stride: [1, 2] },
+    { name: 'norm.weight', storage: '1', storageClass: 'BFloat16Storage', numel: 2, shape: [2], parameter: true },
+  ];
+  const f32 = Float32Array.from([0, 1, 2, 3, 4, 5]);
+  const storage0 = new Uint8Array(f32.buffer);
+  const storage1 = new Uint8Array([0x80, 0x3f, 0x40, 0xc0]);
+  write('torch', 'state-dict.pt', torchZip(stateDictPickle(tensors), { 0: storage0, 1: storage1 }));
+  write('torch', 'state-dict-legacy.pt', torchLegacy(stateDictPickle(tensors, { legacy: true }), [{ key: '0', elements: 6, data: storage0 }, { key: '1', elements: 2, data: storage1 }]));
+  for (const name of ['exec-os-system.bin', 'exec-eval.bin', 'raw-pickle-os-system.bin']) write('torch', name, readFileSync(path.join(root, 'test/fixtures/pickle/hostile', name)));
+}
