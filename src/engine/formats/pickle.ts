@@ -79,19 +79,21 @@ const OPCODES: Readonly<Record<number, string>> = {
 /** The longest module or name a GLOBAL may spell (real ones are a few dozen characters). */
 const MAX_GLOBAL_LINE = 256;
 
-/** A short description of a value for messages. */
+/** A value's type for messages, with its article ("an int", "a dict", "the global posix.system"). */
 export function kindOf(v: PyValue): string {
   if (v === null) return 'None';
-  if (typeof v === 'boolean') return 'bool';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
-  if (typeof v === 'bigint') return 'int';
-  if (typeof v === 'string') return 'str';
-  if (v instanceof PyTuple) return 'tuple';
-  if (v instanceof PyList) return 'list';
-  if (v instanceof PyDict) return 'dict';
-  if (v instanceof PySet) return 'set';
-  if (v instanceof PyGlobal) return v.name;
-  return v.constructor.name;
+  if (typeof v === 'boolean') return 'a bool';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an int' : 'a float';
+  if (typeof v === 'bigint') return 'an int';
+  if (typeof v === 'string') return 'a str';
+  if (v instanceof PyTuple) return 'a tuple';
+  if (v instanceof PyList) return 'a list';
+  if (v instanceof PyDict) return 'a dict';
+  if (v instanceof PySet) return 'a set';
+  if (v instanceof PyGlobal) return `the global ${v.name}`;
+  // The handlers' own objects may say what they are.
+  const own = (v as { kind?: unknown }).kind;
+  return typeof own === 'string' ? own : `a ${v.constructor.name}`;
 }
 
 /**
@@ -154,17 +156,17 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
   };
   const dictKey = (k: PyValue): DictKey => {
     if (k === null || typeof k !== 'object') return k;
-    return fail(`a dict key that is a ${kindOf(k)}`);
+    return fail(`a dict key that is ${kindOf(k)}`);
   };
   const setItems = (items: readonly PyValue[]) => {
     const dict = top();
-    if (!(dict instanceof PyDict)) fail(`items set on a ${kindOf(dict)}, not a dict`);
+    if (!(dict instanceof PyDict)) fail(`items set on ${kindOf(dict)}, not a dict`);
     if (items.length % 2) fail('an odd number of items for key/value pairs');
     for (let i = 0; i < items.length; i += 2) (dict as PyDict).items.set(dictKey(items[i]), items[i + 1]);
   };
   const appendItems = (items: readonly PyValue[]) => {
     const list = top();
-    if (!(list instanceof PyList)) fail(`items appended to a ${kindOf(list)}, not a list`);
+    if (!(list instanceof PyList)) fail(`items appended to ${kindOf(list)}, not a list`);
     // A loop, not push(...items): spreading a huge argument list overflows the call stack.
     for (const item of items) (list as PyList).items.push(item);
   };
@@ -179,8 +181,8 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
   const applied = (what: 'call' | 'construct'): PyValue => {
     const args = pop();
     const callee = pop();
-    if (!(callee instanceof PyGlobal)) return fail(`a ${kindOf(callee)} applied as if it were a class or function`);
-    if (!(args instanceof PyTuple)) return fail(`${callee.name} applied to a ${kindOf(args)}, not an argument tuple`);
+    if (!(callee instanceof PyGlobal)) return fail(`${kindOf(callee)} applied as if it were a class or function`);
+    if (!(args instanceof PyTuple)) return fail(`${callee.name} applied to ${kindOf(args)}, not an argument tuple`);
     const f = callee.handler[what];
     if (!f) return fail(`${callee.name} cannot be ${what === 'call' ? 'called' : 'instantiated'} here`);
     return handled(() => f(args.items));
@@ -272,9 +274,9 @@ export function unpickle(bytes: Uint8Array, start: number, options: UnpickleOpti
       case 0x62: { // BUILD: only OrderedDict's __dict__.update(state)
         const state = pop();
         const inst = top();
-        if (!(inst instanceof PyDict) || !(state instanceof PyDict)) fail(`BUILD of a ${kindOf(inst)} from a ${kindOf(state)}; only a dict's attributes are set`);
+        if (!(inst instanceof PyDict) || !(state instanceof PyDict)) fail(`BUILD of ${kindOf(inst)} from ${kindOf(state)}; only a dict's attributes are set`);
         for (const [k, v] of (state as PyDict).items) {
-          if (typeof k !== 'string') fail(`an attribute name that is a ${kindOf(k)}`);
+          if (typeof k !== 'string') fail(`an attribute name that is ${kindOf(k)}`);
           (inst as PyDict).attributes.set(k as string, v);
         }
         break;
