@@ -7,6 +7,7 @@
  *   --memory-backend=NAME   backend of the panel in the memory run (default wasm)
  *   --memory-tokens=N       tokens of the memory run (default 2048)
  *   --forward-backends=LIST webgpu,wasm,cpu,native (default all four; native: src/engine/webgpu, GPU adapters only)
+ *   --matmul-sweep          also time every tiling of the forward's projections (GPU adapters only)
  *   --cpu-layers=N          layers for the wasm and cpu forward (default 1)
  *   --tokens=N              forward length (default 1024)
  *   --forward-reps=N        timed webgpu forwards (default 5)
@@ -20,8 +21,9 @@ import * as os from 'node:os';
 import { isLanguageModel } from '../src/engine/model/graph';
 import { createDawnDevice, registerDawnWebGpu } from '../src/node/webgpu';
 import { runForwardBench } from './forwardBench';
+import { runMatmulSweep } from './matmulSweep';
 import { runNativeForwardBench } from './nativeForwardBench';
-import { MAMBA_130M, randomMamba1 } from './randomModel';
+import { MAMBA2_130M, MAMBA_130M, randomMamba1, randomMamba2 } from './randomModel';
 import { table, type Row } from './report';
 import { LAYER, runScanBench, scanBytes } from './scanBench';
 
@@ -87,7 +89,12 @@ async function main(): Promise<void> {
     if (backends.includes('native') && adapter.software) log('native forward skipped: a software adapter (test/unit/webgpuForward.test.ts checks it there)');
     else if (backends.includes('native') && isLanguageModel(model)) {
       const { device } = await createDawnDevice({ preciseTimestamps: true });
-      rows.push(...(await runNativeForwardBench(device, model, { tokens, reps: intFlag('forward-reps', 5) * 4, software: false }, log)));
+      if (flag('matmul-sweep') !== undefined) rows.push(...(await runMatmulSweep(device, [tokens], log)));
+      const native = { tokens, reps: intFlag('forward-reps', 5) * 4, software: false, profile: device.features.has('timestamp-query') };
+      rows.push(...(await runNativeForwardBench(device, model, { ...native, model: 'mamba-130m' }, log)));
+      log('building the random-weight mamba2-130m-shaped model');
+      const mamba2 = await randomMamba2(MAMBA2_130M);
+      if (isLanguageModel(mamba2)) rows.push(...(await runNativeForwardBench(device, mamba2, { ...native, model: 'mamba2-130m' }, log)));
       device.destroy();
     }
   }
@@ -119,7 +126,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const js = scanRows.find((r) => r.backend === 'js');
   const memory = rows.filter((r) => r.section === 'memory' && r.mib !== undefined);
   const forward = rows.find((r) => r.section === 'forward' && r.backend === 'webgpu' && r.name.includes(`${MAMBA_130M.nLayer} layers`));
-  const native = rows.find((r) => r.backend === 'webgpu-native' && r.name.includes('top-10 predictions to the host'));
+  const native = rows.find((r) => r.backend === 'webgpu-native' && r.name.includes('mamba-130m') && r.name.includes('top-10 predictions to the host'));
   const bound = (scanBytes(LAYER.L, LAYER.D, LAYER.N) / (ANCHORS.h200BandwidthTBs * 1e12)) * 1e3;
   const v: Record<string, number | boolean | undefined> = {
     fusedScanMs: time(fused),

@@ -17,6 +17,40 @@ import { predictionWords } from './topK';
 
 const busy = new WeakSet<ForwardPlan>();
 
+/** Records dispatches as one compute pass. */
+export type RecordDispatches = (encoder: GPUCommandEncoder, dispatches: readonly Dispatch[]) => void;
+
+const onePass: RecordDispatches = (encoder, dispatches) => {
+  const p = encoder.beginComputePass();
+  record(p, dispatches);
+  p.end();
+};
+
+/**
+ * Records a forward's work into `encoder`: the dispatches, as few compute passes as the copies
+ * allow (a copy of a capture or of a logits block must sit between passes), and the copies.
+ * `recordPass` records each run of dispatches (the benchmark's profiler times each dispatch).
+ */
+export function encodeForward(plan: ForwardPlan, encoder: GPUCommandEncoder, recordPass: RecordDispatches = onePass): void {
+  let pending: Dispatch[] = [...plan.embed];
+  const copy = (source: GPUBuffer, from: number, target: GPUBuffer, at: number, bytes: number) => {
+    if (pending.length) recordPass(encoder, pending);
+    pending = [];
+    encoder.copyBufferToBuffer(source, from, target, at, bytes);
+  };
+  plan.layers.forEach((dispatches, layer) => {
+    pending.push(...dispatches);
+    // Copied before a later layer overwrites the shared activation buffers.
+    for (const c of plan.captures) if (c.layer === layer) copy(c.source.range.buffer, c.source.range.offset, plan.readback, c.at, c.source.range.size);
+  });
+  for (const step of plan.head) {
+    pending.push(...step.dispatches);
+    // The next block overwrites the logits block: its rows are copied out first.
+    if (plan.logits && step.logitsAt !== undefined) copy(plan.logits.block, 0, plan.logits.readback, step.logitsAt, step.logitsBytes!);
+  }
+  if (pending.length) recordPass(encoder, pending);
+}
+
 export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): Promise<ForwardResult<Float32Array> & { predictions: Predictions }> {
   const { device, tokens: L, k } = plan;
   const V = plan.weights.config.vocabSize;
@@ -33,22 +67,7 @@ export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): 
     device.pushErrorScope('validation');
     device.queue.writeBuffer(plan.ids, 0, idData);
     const encoder = device.createCommandEncoder({ label: 'mamba forward' });
-    const pass = (dispatches: readonly Dispatch[]) => {
-      const p = encoder.beginComputePass();
-      record(p, dispatches);
-      p.end();
-    };
-    pass(plan.embed);
-    plan.layers.forEach((dispatches, layer) => {
-      pass(dispatches);
-      // Copied before a later layer overwrites the shared activation buffers.
-      for (const c of plan.captures) if (c.layer === layer) encoder.copyBufferToBuffer(c.source.range.buffer, c.source.range.offset, plan.readback, c.at, c.source.range.size);
-    });
-    for (const step of plan.head) {
-      pass(step.dispatches);
-      // The next block overwrites the logits block: its rows are copied out first.
-      if (plan.logits && step.logitsAt !== undefined) encoder.copyBufferToBuffer(plan.logits.block, 0, plan.logits.readback, step.logitsAt, step.logitsBytes!);
-    }
+    encodeForward(plan, encoder);
     const predictionBytes = 4 * predictionWords(L, k);
     encoder.copyBufferToBuffer(plan.predictions, 0, plan.readback, 0, predictionBytes);
     device.queue.submit([encoder.finish()]);
