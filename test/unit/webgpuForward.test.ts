@@ -21,7 +21,7 @@ import { nativeForward } from '../../src/engine/webgpu/forward';
 import { KernelCache, record } from '../../src/engine/webgpu/kernel';
 import { CAPTURE_NAMES } from '../../src/engine/webgpu/layer';
 import { WebGpuModel } from '../../src/engine/webgpu/model';
-import { matmulKernel, matmulWorkgroups } from '../../src/engine/webgpu/matmul';
+import { matmulDispatches, type MatmulTile } from '../../src/engine/webgpu/matmul';
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
 import { NodeFolderStore } from '../../src/node/files';
@@ -117,28 +117,40 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
     };
     // [M, N, K]: odd sizes, more than one tile in each direction, K not a multiple of 16, and 1×1×1.
     const shapes: [number, number, number, string][] = [[37, 53, 29, 'plain'], [70, 130, 17, 'bias + softplus'], [65, 67, 100, 'bias + residual'], [1, 1, 1, 'plain']];
-    for (const [M, N, K, kind] of shapes) {
-      it(`${M}×${N}×${K}, ${kind}`, async () => {
-        const bias = kind !== 'plain', softplusOut = kind.includes('softplus'), residual = kind.includes('residual');
-        const x: F64 = { shape: [M, K], data: random(M * K, M * 131 + K) };
-        const w: F64 = { shape: [N, K], data: random(N * K, N * 7 + K) };
-        const b: F64 = { shape: [N], data: random(N, N + 3) };
-        const r: F64 = { shape: [M, N], data: random(M * N, M + N) };
-        let want = linear(x, w, bias ? b : undefined);
-        if (softplusOut) want = map(want, softplus);
-        if (residual) want = { shape: want.shape, data: want.data.map((v, i) => v + r.data[i]) };
-        const y = device.createBuffer({ size: 4 * M * N, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-        const cache = new KernelCache(device);
-        const d = cache.dispatch('matmul', matmulKernel({ bias, softplus: softplusOut, residual, planes: [N], software }), matmulWorkgroups(M, N, software), {
-          X: { buffer: upload(x.data) }, W: { buffer: upload(w.data) }, Bias: { buffer: upload(b.data) }, Residual: { buffer: upload(r.data) }, Y: { buffer: y },
-        }, { M, N, K, aOffset: 0 });
-        const encoder = device.createCommandEncoder();
-        const pass = encoder.beginComputePass();
-        record(pass, [d]);
-        pass.end();
-        device.queue.submit([encoder.finish()]);
-        report.push(`matmul ${M}×${N}×${K} ${kind}: ${expectClose(await readBuffer(device, y, 4 * M * N), want, 'matmul').toExponential(1)}`);
-      });
+    // The device's own tiling, and each GPU tiling (16×16 threads sharing tiles through workgroup memory) run on SwiftShader too.
+    const tilings: [string, boolean, { tile?: MatmulTile; splits?: number }][] = [
+      ['device default', software, {}],
+      ['GPU 4×4', false, { tile: { rows: 4, cols: 4 }, splits: 1 }],
+      ['GPU 8×4', false, { tile: { rows: 8, cols: 4 }, splits: 1 }],
+      ['GPU 8×8', false, { tile: { rows: 8, cols: 8 }, splits: 1 }],
+      // K split in slices of 16 or 32 (the last one short, or empty for K 29 in 3), summed by a second dispatch with the epilogue.
+      ['GPU 4×4, K in 3 slices', false, { tile: { rows: 4, cols: 4 }, splits: 3 }],
+    ];
+    for (const [tiling, asGpu, choice] of tilings) {
+      for (const [M, N, K, kind] of tiling === 'device default' ? shapes : shapes.slice(0, 3)) {
+        it(`${M}×${N}×${K}, ${kind}, ${tiling}`, async () => {
+          const bias = kind !== 'plain', softplusOut = kind.includes('softplus'), residual = kind.includes('residual');
+          const x: F64 = { shape: [M, K], data: random(M * K, M * 131 + K) };
+          const w: F64 = { shape: [N, K], data: random(N * K, N * 7 + K) };
+          const b: F64 = { shape: [N], data: random(N, N + 3) };
+          const r: F64 = { shape: [M, N], data: random(M * N, M + N) };
+          let want = linear(x, w, bias ? b : undefined);
+          if (softplusOut) want = map(want, softplus);
+          if (residual) want = { shape: want.shape, data: want.data.map((v, i) => v + r.data[i]) };
+          const y = device.createBuffer({ size: 4 * M * N, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+          const cache = new KernelCache(device);
+          const storage = { X: { buffer: upload(x.data) }, W: { buffer: upload(w.data) }, Bias: { buffer: upload(b.data) }, Residual: { buffer: upload(r.data) }, Y: { buffer: y } };
+          const scratch = { cache, partials: (n: number) => device.createBuffer({ size: 4 * n, usage: GPUBufferUsage.STORAGE }) };
+          const d = matmulDispatches(scratch, 'matmul', { bias, softplus: softplusOut, residual, planes: [N], software: asGpu }, { M, N, K, aOffset: 0 }, storage, choice);
+          assert.equal(d.length, (choice.splits ?? 1) > 1 ? 2 : 1);
+          const encoder = device.createCommandEncoder();
+          const pass = encoder.beginComputePass();
+          record(pass, d);
+          pass.end();
+          device.queue.submit([encoder.finish()]);
+          report.push(`matmul ${M}×${N}×${K} ${kind} ${tiling}: ${expectClose(await readBuffer(device, y, 4 * M * N), want, 'matmul').toExponential(1)}`);
+        });
+      }
     }
   });
 

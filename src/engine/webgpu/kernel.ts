@@ -68,7 +68,8 @@ export interface Dispatch {
   readonly label: string;
   readonly pipeline: GPUComputePipeline;
   readonly bindGroup: GPUBindGroup;
-  readonly workgroups: readonly [number, number];
+  /** x, y and (a split-K matmul's splits) z. */
+  readonly workgroups: readonly [number, number] | readonly [number, number, number];
 }
 
 /** A buffer range bound to a storage binding (a whole buffer, or one plane of it). */
@@ -108,7 +109,7 @@ export class KernelCache {
    * A dispatch of `spec` over `workgroups`, with its storage bound by name and its uniforms
    * written once into a buffer of its own.
    */
-  dispatch(label: string, spec: KernelSpec, workgroups: readonly [number, number], storage: Readonly<Record<string, BufferRange>>, uniforms: Readonly<Record<string, number>> = {}): Dispatch {
+  dispatch(label: string, spec: KernelSpec, workgroups: Dispatch['workgroups'], storage: Readonly<Record<string, BufferRange>>, uniforms: Readonly<Record<string, number>> = {}): Dispatch {
     const pipeline = this.pipeline(spec);
     const entries: GPUBindGroupEntry[] = spec.storage.map((b, i) => {
       const r = storage[b.name];
@@ -145,6 +146,6 @@ export function record(pass: GPUComputePassEncoder, dispatches: readonly Dispatc
   for (const d of dispatches) {
     pass.setPipeline(d.pipeline);
     pass.setBindGroup(0, d.bindGroup);
-    pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1]);
+    pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2] ?? 1);
   }
 }

@@ -6,8 +6,8 @@
  */
 import type { ScanGeometry } from '../kernels/scanShaders';
 import type { Param } from '../model/params';
-import type { BufferRange, Dispatch, KernelCache } from './kernel';
-import { matmulKernel, matmulWorkgroups } from './matmul';
+import type { BufferRange, Dispatch } from './kernel';
+import { matmulDispatches, type MatmulOptions, type MatmulScratch } from './matmul';
 import { planeRange, type PlaneLayout } from './planes';
 import { residualAddKernel, ADD_THREADS } from './residualAdd';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
@@ -49,8 +49,7 @@ export interface LayerIo {
   readonly out: boolean;
 }
 
-export interface LayerContext {
-  readonly cache: KernelCache;
+export interface LayerContext extends MatmulScratch {
   readonly L: number;
   /** Tokens per scan chunk (≥ L: the fused single pass). */
   readonly chunkLen: number;
@@ -111,16 +110,16 @@ export interface OutProjection {
  */
 export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: OutProjection): { dispatches: Dispatch[]; out?: CaptureSource } {
   const { cache, L, software } = ctx;
-  const kernel = (residual: boolean) => matmulKernel({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software });
+  const options = (residual: boolean): MatmulOptions => ({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software });
   const bias: Record<string, BufferRange> = p.bias ? { Bias: { buffer: p.bias } } : {};
-  const uniforms = { M: L, N: p.H, K: p.K, aOffset: p.aOffset };
+  const shape = { M: L, N: p.H, K: p.K, aOffset: p.aOffset };
   if (!io.out) {
-    return { dispatches: [cache.dispatch(`${label} out_proj`, kernel(true), matmulWorkgroups(L, p.H, software), { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Residual: { buffer: io.hIn }, Y: { buffer: io.hOut } }, uniforms)] };
+    return { dispatches: [...matmulDispatches(ctx, `${label} out_proj`, options(true), shape, { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Residual: { buffer: io.hIn }, Y: { buffer: io.hOut } })] };
   }
   const out = ctx.shared(outProjection, () => ctx.allocate('mixer out', L * p.H));
   return {
     dispatches: [
-      cache.dispatch(`${label} out_proj`, kernel(false), matmulWorkgroups(L, p.H, software), { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Y: { buffer: out } }, uniforms),
+      ...matmulDispatches(ctx, `${label} out_proj`, options(false), shape, { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Y: { buffer: out } }),
       cache.dispatch(`${label} residual`, residualAddKernel(), cache.flatWorkgroups(L * p.H, ADD_THREADS), { Residual: { buffer: io.hIn }, Out: { buffer: out }, result: { buffer: io.hOut } }, { total: L * p.H }),
     ],
     out: { range: whole(out, L * p.H), shape: [L, p.H] },

@@ -9,7 +9,7 @@ import { defaultChunkLength } from '../kernels/scan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
 import { KernelCache, type Dispatch, type PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName, type CaptureSource, type LayerContext } from './layer';
-import { matmulKernel, matmulWorkgroups } from './matmul';
+import { matmulDispatches } from './matmul';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { predictionWords, topKKernel } from './topK';
 import { gpuSettled } from './settle';
@@ -80,6 +80,9 @@ export interface ForwardPlan {
   destroy(): void;
 }
 
+/** Owner of the plan's split-K scratch in LayerContext.shared. */
+const partialBuffers = {};
+
 const DEFAULT_LOGITS_BLOCK_BYTES = 256 * 2 ** 20;
 
 export async function createForwardPlan(weights: GpuWeights, options: ForwardPlanOptions): Promise<ForwardPlan> {
@@ -134,6 +137,13 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       if (!sharedByOwner.has(owner)) sharedByOwner.set(owner, make());
       return sharedByOwner.get(owner) as T;
     },
+    partials(elements) {
+      // The split-K products run one after another: one scratch buffer per size serves them all.
+      const bySize = ctx.shared(partialBuffers, () => new Map<number, GPUBuffer>());
+      let b = bySize.get(elements);
+      if (!b) bySize.set(elements, (b = allocate('matmul partials', elements)));
+      return b;
+    },
     withStateSlots(params, aAndD) {
       const b = allocate('A|D|slots', aAndD + L);
       setup.copyBufferToBuffer(params, 0, b, 0, 4 * aAndD);
@@ -163,8 +173,8 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       const rows = Math.min(blockRows, L - m0);
       head.push({
         dispatches: [
-          cache.dispatch(`lm_head rows ${m0}…`, matmulKernel({ bias: false, softplus: false, residual: false, planes: [V], software }), matmulWorkgroups(rows, V, software),
-            { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } }, { M: rows, N: V, K: H, aOffset: m0 * H }),
+          ...matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software }, { M: rows, N: V, K: H, aOffset: m0 * H },
+            { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } }),
           cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
         ],
         ...(logits ? { logitsAt: 4 * m0 * V, logitsBytes: 4 * rows * V } : {}),

@@ -11,7 +11,7 @@ import type { ScanGeometry } from '../../kernels/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import type { Dispatch } from '../../webgpu/kernel';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';
-import { matmulKernel, matmulWorkgroups } from '../../webgpu/matmul';
+import { matmulDispatches } from '../../webgpu/matmul';
 import { planeLayout } from '../../webgpu/planes';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
 import { scanDispatches } from '../../webgpu/selectiveScan';
@@ -77,15 +77,15 @@ export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.scanOut, aOffset: L * D, K: D, H });
     const dispatches: Dispatch[] = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      cache.dispatch(`${at} in_proj`, matmulKernel({ bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software }), matmulWorkgroups(L, 2 * D, software),
-        { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }, { M: L, N: 2 * D, K: H, aOffset: 0 }),
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software }, { M: L, N: 2 * D, K: H, aOffset: 0 },
+        { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [D]), cache.flatWorkgroups(L * D, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 0), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.u } }, { rows: L, channels: D }),
-      cache.dispatch(`${at} x_proj`, matmulKernel({ bias: false, softplus: false, residual: false, planes: [R, N, N], software }), matmulWorkgroups(L, R + 2 * N, software),
-        { X: { buffer: b.u }, W: { buffer: w.xProjW }, Y: { buffer: b.xdbl } }, { M: L, N: R + 2 * N, K: D, aOffset: 0 }),
+      ...matmulDispatches(ctx, `${at} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
+        { X: { buffer: b.u }, W: { buffer: w.xProjW }, Y: { buffer: b.xdbl } }),
       ...norms,
-      cache.dispatch(`${at} dt_proj`, matmulKernel({ bias: true, softplus: true, residual: false, planes: [D], software }), matmulWorkgroups(L, D, software),
-        { X: plane(dtbc, xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }, { M: L, N: D, K: R, aOffset: 0 }),
+      ...matmulDispatches(ctx, `${at} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software }, { M: L, N: D, K: R, aOffset: 0 },
+        { X: plane(dtbc, xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }),
       ...scanDispatches(cache, `${at} scan`, g, b.scratch.chunking, {
         u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: io.states ? ctx.withStateSlots(w.scanParams, D * N + D) : w.scanParams },
         B: plane(dtbc, xdblPlanes, 1), C: plane(dtbc, xdblPlanes, 2), z: plane(b.proj, projPlanes, 1), states: io.states,

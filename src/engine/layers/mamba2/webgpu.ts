@@ -11,7 +11,7 @@ import type { ScanGeometry } from '../../kernels/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';
-import { matmulKernel, matmulWorkgroups } from '../../webgpu/matmul';
+import { matmulDispatches } from '../../webgpu/matmul';
 import { planeLayout } from '../../webgpu/planes';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
 import { scanDispatches } from '../../webgpu/selectiveScan';
@@ -68,8 +68,8 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.gatedNormed, aOffset: 0, K: Din, H });
     const dispatches = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      cache.dispatch(`${at} in_proj`, matmulKernel({ bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software }), matmulWorkgroups(L, projOut, software),
-        { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }, { M: L, N: projOut, K: H, aOffset: 0 }),
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software }, { M: L, N: projOut, K: H, aOffset: 0 },
+        { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [Din, GN, GN]), cache.flatWorkgroups(L * convDim, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 1), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.xbc } }, { rows: L, channels: convDim }),
       // The WGSL spec lets a shader assume no infinities: an unbounded limit is the largest f32.
