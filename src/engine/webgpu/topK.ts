@@ -5,13 +5,15 @@
  * that follows.
  *
  * One workgroup per row. Each thread walks a strided slice of the vocabulary keeping a sorted
- * top-k, an online softmax (running max and the sum of exp(v − max)) and the count of logits
+ * top-k in registers, an online softmax (running max and the sum of exp(v − max)) and the count of logits
  * above the next token's; the workgroup then merges them pairwise in a tree.
  *
  * Output (u32 words, floats bitcast), for the whole sequence, rows of this block at rowOffset:
  * ids [L·k] | probs [L·k] | nextProb [L] | nextRank [L]; NaN and −1 after the last token.
  */
 import { barrier, cooperativeThreads, type KernelSpec } from './kernel';
+
+const each = (n: number, f: (j: number) => string): string => Array.from({ length: n }, (_, j) => f(j)).join('\n      ');
 
 export function predictionWords(L: number, k: number): number {
   return L * (2 * k + 2);
@@ -48,9 +50,10 @@ fn main(group : vec3<u32>, local : u32) {
   var nextLogit = 0.0;
   if (next >= 0) { nextLogit = Logits[base + next]; }
 
-  var vals : array<f32, KK>;
-  var ids : array<i32, KK>;
-  for (var j = 0; j < KK; j = j + 1) { ids[j] = -1; }
+  // The thread's top-k in named registers, best first (generated unrolled: an array indexed by a
+  // loop variable may live in memory, and the scan over the vocabulary touches it at every logit).
+  ${each(k, (j) => `var val${j} = 0.0;
+  var id${j} = -1;`)}
   var m = -3.0e38;
   var s = 0.0;
   var above = 0u;
@@ -58,24 +61,22 @@ fn main(group : vec3<u32>, local : u32) {
     let v = Logits[base + i];
     if (v > m) { s = s * exp(m - v) + 1.0; m = v; } else { s = s + exp(v - m); }
     if (next >= 0 && v > nextLogit) { above = above + 1u; }
-    if (before(v, i, vals[KK - 1], ids[KK - 1])) {
-      var j = KK - 1;
-      while (j > 0 && before(v, i, vals[j - 1], ids[j - 1])) {
-        vals[j] = vals[j - 1];
-        ids[j] = ids[j - 1];
-        j = j - 1;
-      }
-      vals[j] = v;
-      ids[j] = i;
+    if (before(v, i, val${k - 1}, id${k - 1})) {
+      val${k - 1} = v;
+      id${k - 1} = i;
+      ${each(k - 1, (q) => {
+        const j = k - 1 - q;
+        return `if (before(val${j}, id${j}, val${j - 1}, id${j - 1})) { let tv = val${j}; let ti = id${j}; val${j} = val${j - 1}; id${j} = id${j - 1}; val${j - 1} = tv; id${j - 1} = ti; }`;
+      })}
     }
   }
   sMax[local] = m;
   sSum[local] = s;
   sAbove[local] = above;
-  for (var j = 0; j < KK; j = j + 1) {
-    sVal[local * ${k}u + u32(j)] = vals[j];
-    sId[local * ${k}u + u32(j)] = ids[j];
-  }
+  ${each(k, (j) => `sVal[local * ${k}u + ${j}u] = val${j};
+  sId[local * ${k}u + ${j}u] = id${j};`)}
+  var vals : array<f32, KK>;
+  var ids : array<i32, KK>;
   ${sync}
   for (var stride = ${THREADS >> 1}u; stride > 0u; stride = stride / 2u) {
     if (local < stride) {
