@@ -117,7 +117,8 @@ function kernelCosts(c: LanguageModelConfig, L: number, k: number): (kernel: str
     });
   }
   return (kernel, count) => {
-    const p = per[kernel];
+    // A split-K product's partials do the product's work; the sum that follows is left uncounted.
+    const p = per[kernel.replace(/ partials$/, '')];
     // lm_head and top-k run in row blocks: their dispatches share the whole cost.
     const whole = kernel === 'lm_head' || kernel.startsWith('top-') || kernel === 'embedding' || kernel === 'norm_f';
     return p ? { flops: p.flops * (whole ? 1 : count), bytes: p.bytes * (whole ? 1 : count) } : {};

@@ -188,12 +188,13 @@ export function matmulWorkgroups(M: number, N: number, software: boolean, tile: 
 }
 
 /**
- * K slices for an output whose workgroups would leave half the GPU idle (x_proj: L × 80; out_proj
- * at 1024 tokens): as many as fill it, at most 8 and each at least 128 long. 1 on a CPU.
+ * K slices for an output whose workgroups would leave half the GPU idle (x_proj: L × 80;
+ * out_proj): as many as fill it, at most 8 and each at least 128 long. 1 on a CPU.
  */
 export function chooseSplits(shape: MatmulShape, tile: MatmulTile, software: boolean): number {
   if (software) return 1;
   const [x, y] = matmulWorkgroups(shape.M, shape.N, software, tile);
+  // Measured in the forward: out_proj at 2048 tokens (96 workgroups) runs 6.5 ms split in 3, 8.0 whole.
   if (x * y >= FULL_GPU_WORKGROUPS / 2) return 1;
   return Math.max(1, Math.min(8, Math.floor(shape.K / 128), Math.ceil(FULL_GPU_WORKGROUPS / (x * y))));
 }
