@@ -50,7 +50,23 @@ export async function runNativeForwardBench(device: GPUDevice, model: LanguageMo
   } finally {
     weights.destroy();
   }
+  rows.push(await halfWeightRow(device, model, ids, opts, log));
   return rows;
+}
+
+/** The top-10 forward with the projections stored as packed f16 (weightFormat.ts): its time and the weights' bytes. */
+async function halfWeightRow(device: GPUDevice, model: LanguageModel<'float32'>, ids: Int32Array, opts: NativeForwardBenchOptions, log: (s: string) => void): Promise<Row> {
+  log(`forward: native WebGPU, f16 weights, ${opts.tokens} tokens`);
+  const weights = uploadWeights(device, model, 'f16');
+  const plan = await createForwardPlan(weights, { tokens: opts.tokens, k: 10, software: opts.software });
+  try {
+    for (let i = 0; i < 3; i++) await nativeForward(plan, ids);
+    const t = await timeAsync(async () => void (await nativeForward(plan, ids)), opts.reps);
+    return { section: 'forward', name: `native forward, ${opts.model}, f16 weights, top-10 predictions to the host`, backend: 'webgpu-native', shape: `${opts.tokens} tokens`, ms: t.ms, note: `${opts.reps} runs; weights ${(weights.bytes / 2 ** 20).toFixed(0)} MiB on the GPU` };
+  } finally {
+    plan.destroy();
+    weights.destroy();
+  }
 }
 
 /** One row per kind of kernel (GPU time summed over the layers, roofline figures), then the sum and the CPU's encode time. */

@@ -92,7 +92,7 @@ describe('cli inspect', function () {
     const args = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '24', '--states-at', '0,-1'];
     const r = await run(...args, '--out', outFile('gpu.safetensors'), '--backend', 'webgpu');
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /backend +webgpu \(fp32\)/);
+    assert.match(r.out, /backend +webgpu \(fp32, f32 weights\)/);
     assert.equal((await run(...args, '--out', outFile('gpu-64.safetensors'))).code, 0);
     const [gpu, ref] = [await openSafetensors(outFile('gpu.safetensors')), await openSafetensors(outFile('gpu-64.safetensors'))];
     const floats = ref.names().filter((k) => ref.info(k)!.dtype === 'F64');
@@ -131,6 +131,7 @@ describe('cli inspect', function () {
     ['both --text and --ids', ['inspect', '--ids', '1', '--text', 'x', '--out', 'o'], /exactly one of --text or --ids/],
     ['an unknown option', ['inspect', '--idz', '1'], /unknown option --idz/],
     ['fp64 on a tfjs backend', ['inspect', '--ids', '1', '--out', 'o', '--precision', 'fp64', '--backend', 'cpu'], /fp64 runs on the reference backend only/],
+    ['f16 weights off the GPU', ['inspect', '--ids', '1', '--out', 'o', '--backend', 'wasm', '--gpu-weights', 'f16'], /--gpu-weights applies to --backend webgpu only/],
     ['states outside the sample', ['inspect', '--ids', '1,2', '--out', 'o', '--states-at', '5'], /--states-at 5 is outside the 2-token sample/],
   ] as const) {
     it(`exits 2 for ${label}`, async () => {
@@ -203,7 +204,7 @@ describe('dist/cli.js (built)', function () {
     it(`runs fp32 on the bundled ${backend} backend (bundling keeps tfjs's registrations and loads Dawn at run time)`, () => {
       const r = spawnSync(cli, ['inspect', '--model', fixture('mamba1-tiny'), '--ids', '1,2,3', '--out', outFile(`dist-${backend}.safetensors`), '--backend', backend], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`backend +${backend} \\(fp32\\)`));
+      assert.match(r.stdout, new RegExp(`backend +${backend} \\(fp32${backend === 'webgpu' ? ', f32 weights' : ''}\\)`));
     });
   }
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { bf16ToFloat, f16ToFloat } from '../../src/engine/formats/dtypes';
+import { bf16ToFloat, f16ToFloat, floatToF16 } from '../../src/engine/formats/dtypes';
 import { roundBf16, roundFp16, rounder } from '../../src/engine/reference/precision';
 
 /**
@@ -50,6 +50,20 @@ describe('numerics: precision rounding', () => {
     assert.equal(roundFp16(65520), Infinity);
     assert.equal(roundFp16(2 ** -25), 0, 'half the smallest subnormal ties to 0 (even)');
     assert.equal(roundFp16(2 ** -25 * 1.0001), 2 ** -24);
+  });
+
+  it('the f16 bits of a float32 (the WebGPU engine\'s packed weights) decode to the value roundFp16 gives, and every f16 encodes to itself', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const v = f16ToFloat(h);
+      if (Number.isNaN(v)) assert.ok(Number.isNaN(f16ToFloat(floatToF16(v))));
+      else assert.equal(floatToF16(v), h, `f16 ${h.toString(16)}`);
+    }
+    fc.assert(
+      fc.property(fc.float({ noNaN: true }), (x) => {
+        assert.ok(Object.is(f16ToFloat(floatToF16(x)), roundFp16(x)), `x=${x}`);
+      }),
+      { numRuns: 20000 },
+    );
   });
 
   it('bf16 rounds to nearest, ties to even, over every bf16 value including subnormals', () => {

@@ -21,6 +21,8 @@ import { nativeForward } from '../../src/engine/webgpu/forward';
 import { KernelCache, record } from '../../src/engine/webgpu/kernel';
 import { CAPTURE_NAMES } from '../../src/engine/webgpu/layer';
 import { WebGpuModel } from '../../src/engine/webgpu/model';
+import { f16ToFloat, floatToF16 } from '../../src/engine/formats/dtypes';
+import type { Param } from '../../src/engine/model/params';
 import { matmulDispatches, type MatmulTile } from '../../src/engine/webgpu/matmul';
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
@@ -161,6 +163,8 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
     ['mamba1-demo', path.join(__dirname, '..', '..', 'assets', 'mamba1-demo')],
     ['falcon_mamba', fixture('families', 'falcon_mamba')],
   ];
+  /** What the f16 weight format stores in f16 (the rest stays f32): the projections, and the embedding with the tied lm_head. */
+  const PROJECTIONS = ['inProjW', 'xProjW', 'dtProjW', 'outProjW'];
   /** The states after the first token, one inside the second 5-token chunk, and the last. */
   const STATES_AT = [0, 7, -1];
   for (const [name, folder] of models) {
@@ -248,6 +252,26 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
         await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [0], quantities: ['logits' as never] } }), /cannot capture "logits"/);
         await assert.rejects(createForwardPlan(weights, { tokens: 4, statesAt: [4], capture: { layers: [0], quantities: ['h'] } }), /position 4 is outside a 4-token sample/);
         await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [weights.config.nLayer], quantities: ['delta'] } }), /is outside the model's/);
+      });
+
+      it('with f16 weights: the reference on the same f16-rounded weights within fp32 tolerance, and the distance from the f32 weights', async () => {
+        const rounded = await loadModelFolder(new NodeFolderStore(folder), 'float64');
+        const toHalf = (p: Param<'float64'> | undefined) => p?.data.forEach((v, i, a) => (a[i] = f16ToFloat(floatToF16(v))));
+        for (const layer of rounded.layers) layer.open((_k, _c, params) => PROJECTIONS.forEach((name) => toHalf((params as Record<string, Param<'float64'> | undefined>)[name])));
+        toHalf(rounded.embedding);
+        if (rounded.lmHead !== rounded.embedding) toHalf(rounded.lmHead);
+        const refHalf = referenceForward(rounded, ids);
+        const model = WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software, weights: 'f16' });
+        try {
+          assert.equal(model.weights.format, 'f16');
+          const out = await model.forward(ids, { keep: ['delta', 'y'] });
+          expectClose(out.logits!.data, refHalf.logits!, 'f16 logits against the f16-rounded reference');
+          for (const l of out.layers) expectClose(l.tensors.y!.data, refHalf.layers[l.layer].tensors.y!, `f16 layer ${l.layer} y against the f16-rounded reference`);
+          const d = diffArrays(ref.logits!.data as Float64Array, out.logits!.data, ref.logits!.shape, TOL);
+          report.push(`${name} f16 weights: logits ${d.normalizedError.toExponential(1)} from the f32-weight reference, max abs ${d.maxAbsError.toExponential(1)}, ${d.firstDivergence ? 'outside' : 'within'} mamba_ssm's fp32 tolerance`);
+        } finally {
+          model.dispose();
+        }
       });
 
       it('as a WebGpuModel: ForwardOptions mean what they mean on the other engines (layers, keep, statesAt; logits without predictions)', async () => {

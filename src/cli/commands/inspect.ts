@@ -15,6 +15,7 @@ import { referenceForward } from '../../engine/reference/forward';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
 import { WebGpuModel } from '../../engine/webgpu/model';
+import type { WeightFormat } from '../../engine/webgpu/weightFormat';
 import { useNodeBackend } from '../../node/tfjsBackends';
 import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
@@ -25,7 +26,7 @@ import { attentionWork, forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
-                          [--max-memory MB] [--max-seconds S]
+                          [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -37,6 +38,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
   --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)
+  --gpu-weights with --backend webgpu: the projections in f32 (default) or f16, half the GPU
+                memory; f16 is outside mamba_ssm's fp32 tolerance on some models (docs/PERFORMANCE.md)
 ${MAX_SECONDS_USAGE}`;
 
 type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
@@ -50,7 +53,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true }, ...MAX_SECONDS_OPTION,
+      'max-memory': { value: true }, 'gpu-weights': { value: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -59,6 +62,8 @@ export const inspect: Command = {
     const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, optional(args, 'backend') && optional(args, 'backend') !== 'reference' ? 'fp32' : 'fp64');
     const backend = oneOf<Backend>(args, 'backend', ['reference', 'cpu', 'wasm', 'webgpu'], precision === 'fp64' ? 'reference' : 'cpu');
     if ((precision === 'fp64') !== (backend === 'reference')) throw new UsageError('fp64 runs on the reference backend only; fp32 on cpu, wasm or webgpu');
+    const gpuWeights = oneOf(args, 'gpu-weights', ['f32', 'f16'] as const, 'f32');
+    if (optional(args, 'gpu-weights') !== undefined && backend !== 'webgpu') throw new UsageError('--gpu-weights applies to --backend webgpu only');
     const maxTokens = positiveInt(args, 'max-tokens');
     const statesAt = intList(args, 'states-at') ?? [];
     const attention = flag(args, 'attention');
@@ -90,7 +95,7 @@ export const inspect: Command = {
 
     budget.plan(plan(model, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
 
-    const result = await budget.phase('forward', model.config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }));
+    const result = await budget.phase('forward', model.config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(model), (tick) => attentionOf(model, result, tick)) : undefined;
     const { entries, metadata } = buildDump({
       inputIds: ids,
@@ -103,7 +108,7 @@ export const inspect: Command = {
 
     io.out(`model     ${dir} (${model.config.arch}, ${model.config.nLayer} layers, d_model ${model.config.dModel})`);
     io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
-    io.out(`backend   ${backend} (${precision})`);
+    io.out(`backend   ${backend} (${precision}${backend === 'webgpu' ? `, ${gpuWeights} weights` : ''})`);
     for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
     if (result.logits) {
       const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
@@ -117,9 +122,9 @@ export const inspect: Command = {
   },
 };
 
-async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
+async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
   if (backend === 'reference') return referenceForward(model as LanguageModel<'float64'>, ids, options);
-  if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options);
+  if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options, gpuWeights);
   await useNodeBackend(backend);
   const tfModel = createTfModel(model as LanguageModel<'float32'>);
   try {
@@ -130,10 +135,10 @@ async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, 
 }
 
 /** The native WebGPU forward through Dawn: the GPU if the machine has one, else SwiftShader. */
-async function nativeForward(model: LanguageModel<'float32'>, ids: Int32Array, options: ForwardOptions): Promise<ForwardResult> {
+async function nativeForward(model: LanguageModel<'float32'>, ids: Int32Array, options: ForwardOptions, weights: WeightFormat): Promise<ForwardResult> {
   const { device, info } = await createDawnDevice();
   try {
-    const gpu = WebGpuModel.upload(device, model, { software: info.software });
+    const gpu = WebGpuModel.upload(device, model, { software: info.software, weights });
     return await gpu.forward(ids, options);
   } finally {
     device.destroy();

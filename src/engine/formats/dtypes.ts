@@ -59,6 +59,36 @@ export function f16ToFloat(h: number): number {
   return F16_TABLE[h & 0xffff];
 }
 
+const f32Scratch = new Float32Array(1);
+const f32ScratchBits = new Uint32Array(f32Scratch.buffer);
+
+/**
+ * The f16 bits nearest to the float32 value x, ties to even; overflow goes to ±Inf, NaN stays
+ * NaN. The inverse of f16ToFloat: the native WebGPU engine stores weights as packed f16 pairs.
+ * (reference/precision.ts rounds float64 values to the f16 grid for the numerics' emulation; it
+ * never needs the bits. The tests hold each against the other.)
+ */
+export function floatToF16(x: number): number {
+  f32Scratch[0] = x;
+  const b = f32ScratchBits[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  const man = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (man ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  // Normal: keep 10 of 23 mantissa bits. Subnormal (e ≤ 0): the implicit 1 joins and more bits go.
+  const full = e > 0 ? man : man | 0x800000;
+  const drop = e > 0 ? 13 : 14 - e;
+  if (drop > 24) return sign;
+  const kept = full >>> drop;
+  const rest = full & ((1 << drop) - 1);
+  const mid = 1 << (drop - 1);
+  const rounded = kept + (rest > mid || (rest === mid && kept & 1) ? 1 : 0);
+  // A carry out of the mantissa moves into the exponent, as the bit layout intends (up to Inf).
+  return sign | ((e > 0 ? e << 10 : 0) + rounded);
+}
+
 const bf16Scratch = new Float32Array(1);
 const bf16ScratchBits = new Uint32Array(bf16Scratch.buffer);
 export function bf16ToFloat(b: number): number {

@@ -32,6 +32,8 @@ export interface LayerBuild {
 export interface GpuUploader {
   /** An f32 storage buffer holding `data`. */
   upload(label: string, data: ArrayLike<number>): GPUBuffer;
+  /** A projection's weight matrix in the model's WeightFormat (matmuls read it with MatmulOptions.halfWeights). */
+  projection(label: string, data: ArrayLike<number>): GPUBuffer;
   /** The parameter's buffer, or undefined when the checkpoint has none (an optional bias). */
   optional(label: string, p: Param<'float32'> | undefined): GPUBuffer | undefined;
   /** [A | D] for the scan: A = −exp(A_log) in float64, rounded once. */
@@ -55,6 +57,8 @@ export interface LayerContext extends MatmulScratch {
   readonly chunkLen: number;
   /** A CPU implementation: kernels run without workgroup barriers (kernel.ts: cooperativeThreads). */
   readonly software: boolean;
+  /** The projections are packed f16 (GpuUploader.projection). */
+  readonly halfWeights: boolean;
   /** Sorted, distinct positions whose states the plan captures (empty: none). */
   readonly statesAt: Int32Array;
   /** A storage buffer of `elements` f32 owned by the plan. */
@@ -110,7 +114,7 @@ export interface OutProjection {
  */
 export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: OutProjection): { dispatches: Dispatch[]; out?: CaptureSource } {
   const { cache, L, software } = ctx;
-  const options = (residual: boolean): MatmulOptions => ({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software });
+  const options = (residual: boolean): MatmulOptions => ({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software, halfWeights: ctx.halfWeights });
   const bias: Record<string, BufferRange> = p.bias ? { Bias: { buffer: p.bias } } : {};
   const shape = { M: L, N: p.H, K: p.K, aOffset: p.aOffset };
   if (!io.out) {

@@ -20,6 +20,7 @@
 import { barrier, cooperativeThreads, type BufferRange, type Dispatch, type KernelCache, type KernelSpec } from './kernel';
 import { MATH_WGSL } from './math';
 import { planeIndexWgsl } from './planes';
+import { HALF_AT_WGSL } from './weightFormat';
 
 /** Threads per side of a workgroup on a GPU. */
 const GPU_SIDE = 16;
@@ -35,6 +36,8 @@ export interface MatmulOptions {
   /** Output column planes (planes.ts); one plane of width N is a plain [M, N] result. */
   readonly planes: readonly number[];
   readonly software: boolean;
+  /** W holds f16 pairs packed in u32 words (weights.ts: WeightFormat 'f16'), unpacked as they are read. */
+  readonly halfWeights?: boolean;
 }
 
 /** Outputs per thread: rows × cols. */
@@ -95,12 +98,13 @@ export function matmulKernel(o: MatmulOptions, tile: MatmulTile, partial = false
   const sync = barrier(SIDE * SIDE);
   const TM = tile.rows, TN = tile.cols;
   return {
-    storage: [{ name: 'X', type: 'f32' }, { name: 'W', type: 'f32' }, ...(partial ? [{ name: 'Y', type: 'f32', write: true } as const] : epilogueStorage(o))],
+    storage: [{ name: 'X', type: 'f32' }, { name: 'W', type: o.halfWeights ? 'u32' : 'f32' }, ...(partial ? [{ name: 'Y', type: 'f32', write: true } as const] : epilogueStorage(o))],
     uniforms: [['M', 'i32'], ['N', 'i32'], ['K', 'i32'], ['aOffset', 'i32'], ['kSlice', 'i32']],
     workgroupSize: SIDE * SIDE,
     entry: 'workgroup',
     body: `${MATH_WGSL}
 ${planeIndexWgsl('outAt', o.planes)}
+${o.halfWeights ? HALF_AT_WGSL('W') : ''}
 const SIDE = ${SIDE};
 const TM = ${TM};
 const TN = ${TN};
@@ -142,7 +146,7 @@ fn main(group : vec3<u32>, local : u32) {
       let kk = e % KS;
       let k = k0 + kk;
       var wv = 0.0;
-      if (n0 + r < N && k < kEnd) { wv = W[(n0 + r) * K + k]; }
+      if (n0 + r < N && k < kEnd) { wv = ${o.halfWeights ? 'halfAt((n0 + r) * K + k)' : 'W[(n0 + r) * K + k]'}; }
       ws[kk][r] = wv;
     }
     ${sync}

@@ -11,11 +11,14 @@ import { nativeForward } from './forward';
 import type { PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName } from './layer';
 import { createForwardPlan, type ForwardPlan, type ForwardPlanOptions } from './plan';
+import type { WeightFormat } from './weightFormat';
 import { uploadWeights, type GpuWeights } from './weights';
 
 export interface WebGpuModelOptions {
   /** A CPU implementation (SwiftShader): see ForwardPlanOptions.software. */
   readonly software: boolean;
+  /** How the projections are stored (default f32: weightFormat.ts, and the accuracy in docs/PERFORMANCE.md). */
+  readonly weights?: WeightFormat;
 }
 
 export class WebGpuModel {
@@ -25,7 +28,7 @@ export class WebGpuModel {
   private constructor(readonly weights: GpuWeights, private readonly options: WebGpuModelOptions) {}
 
   static upload(device: GPUDevice, model: LoadedModel<'float32'>, options: WebGpuModelOptions): WebGpuModel {
-    return new WebGpuModel(uploadWeights(device, model), options);
+    return new WebGpuModel(uploadWeights(device, model, options.weights), options);
   }
 
   get config() {

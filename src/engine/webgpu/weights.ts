@@ -8,6 +8,7 @@
 import type { LanguageModelConfig } from '../model/config';
 import { isLanguageModel, type LoadedModel } from '../model/graph';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
+import { packF16, type WeightFormat } from './weightFormat';
 
 /** One layer on the device: its kind's weights, bound to the kind's builder. */
 export interface GpuLayer {
@@ -23,26 +24,30 @@ export interface GpuWeights {
   readonly normF: GPUBuffer;
   /** The embedding buffer when tied. */
   readonly lmHead: GPUBuffer;
+  /** How the projections and the embedding are stored (weightFormat.ts). */
+  readonly format: WeightFormat;
   /** Bytes on the device. */
   readonly bytes: number;
   destroy(): void;
 }
 
-export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>): GpuWeights {
+export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>, format: WeightFormat = 'f32'): GpuWeights {
   if (!isLanguageModel(model)) throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
   const owned: GPUBuffer[] = [];
   let bytes = 0;
-  const upload = (label: string, data: ArrayLike<number>): GPUBuffer => {
+  const upload = (label: string, data: ArrayLike<number>, Words: Float32ArrayConstructor | Uint32ArrayConstructor = Float32Array): GPUBuffer => {
     const buffer = device.createBuffer({ label, size: 4 * Math.max(1, data.length), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
-    new Float32Array(buffer.getMappedRange()).set(data);
+    new Words(buffer.getMappedRange()).set(data);
     buffer.unmap();
     owned.push(buffer);
     bytes += buffer.size;
     return buffer;
   };
   const destroy = () => owned.forEach((b) => b.destroy());
+  const weight = (label: string, data: ArrayLike<number>) => (format === 'f16' ? upload(label, packF16(data), Uint32Array) : upload(label, data));
   const uploader = (prefix: string): GpuUploader => ({
     upload: (label, data) => upload(`${prefix} ${label}`, data),
+    projection: (label, data) => weight(`${prefix} ${label}`, data),
     optional: (label, p) => (p ? upload(`${prefix} ${label}`, p.data) : undefined),
     scanParams: (label, aLog, D) => {
       const packed = new Float32Array(aLog.data.length + D.data.length);
@@ -52,9 +57,9 @@ export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>):
     },
   });
   try {
-    const embedding = upload('embedding', model.embedding.data);
+    const embedding = weight('embedding', model.embedding.data);
     const normF = upload('norm_f', model.normF.data);
-    const lmHead = model.lmHead === model.embedding ? embedding : upload('lm_head', model.lmHead.data);
+    const lmHead = model.lmHead === model.embedding ? embedding : weight('lm_head', model.lmHead.data);
     const layers = model.layers.map((layer): GpuLayer =>
       layer.open((kind, config, params) => {
         const entry = kind.webgpu;
@@ -63,7 +68,7 @@ export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>):
         return { index: layer.index, build: (io, ctx) => entry.build(config, weights, io, ctx) };
       }),
     );
-    return { device, config: model.config, embedding, layers, normF, lmHead, bytes, destroy };
+    return { device, config: model.config, embedding, layers, normF, lmHead, format, bytes, destroy };
   } catch (e) {
     destroy();
     throw e;

@@ -35,15 +35,15 @@ export interface Mamba1GpuWeights {
 export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'>, Mamba1GpuWeights> = {
   upload: (_c, p, up) => ({
     norm: up.upload('norm', p.norm.data),
-    inProjW: up.upload('in_proj', p.inProjW.data),
+    inProjW: up.projection('in_proj', p.inProjW.data),
     inProjB: up.optional('in_proj bias', p.inProjB),
     convW: up.upload('conv1d', p.convW.data),
     convB: up.optional('conv1d bias', p.convB),
-    xProjW: up.upload('x_proj', p.xProjW.data),
-    dtProjW: up.upload('dt_proj', p.dtProjW.data),
+    xProjW: up.projection('x_proj', p.xProjW.data),
+    dtProjW: up.projection('dt_proj', p.dtProjW.data),
     dtProjB: up.upload('dt_proj bias', p.dtProjB.data),
     scanParams: up.scanParams('A|D', p.A_log, p.D),
-    outProjW: up.upload('out_proj', p.outProjW.data),
+    outProjW: up.projection('out_proj', p.outProjW.data),
     outProjB: up.optional('out_proj bias', p.outProjB),
   }),
 
@@ -77,14 +77,14 @@ export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.scanOut, aOffset: L * D, K: D, H });
     const dispatches: Dispatch[] = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software }, { M: L, N: 2 * D, K: H, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software, halfWeights: ctx.halfWeights }, { M: L, N: 2 * D, K: H, aOffset: 0 },
         { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [D]), cache.flatWorkgroups(L * D, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 0), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.u } }, { rows: L, channels: D }),
-      ...matmulDispatches(ctx, `${at} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software, halfWeights: ctx.halfWeights }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
         { X: { buffer: b.u }, W: { buffer: w.xProjW }, Y: { buffer: b.xdbl } }),
       ...norms,
-      ...matmulDispatches(ctx, `${at} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software }, { M: L, N: D, K: R, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software, halfWeights: ctx.halfWeights }, { M: L, N: D, K: R, aOffset: 0 },
         { X: plane(dtbc, xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }),
       ...scanDispatches(cache, `${at} scan`, g, b.scratch.chunking, {
         u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: io.states ? ctx.withStateSlots(w.scanParams, D * N + D) : w.scanParams },

@@ -34,14 +34,14 @@ export interface Mamba2GpuWeights {
 export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'>, Mamba2GpuWeights> = {
   upload: (_c, p, up) => ({
     norm: up.upload('norm', p.norm.data),
-    inProjW: up.upload('in_proj', p.inProjW.data),
+    inProjW: up.projection('in_proj', p.inProjW.data),
     inProjB: up.optional('in_proj bias', p.inProjB),
     convW: up.upload('conv1d', p.convW.data),
     convB: up.optional('conv1d bias', p.convB),
     dtBias: up.upload('dt_bias', p.dtBias.data),
     scanParams: up.scanParams('A|D', p.A_log, p.D),
     gatedNorm: up.upload('gated norm', p.gatedNorm.data),
-    outProjW: up.upload('out_proj', p.outProjW.data),
+    outProjW: up.projection('out_proj', p.outProjW.data),
     outProjB: up.optional('out_proj bias', p.outProjB),
   }),
 
@@ -68,7 +68,7 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.gatedNormed, aOffset: 0, K: Din, H });
     const dispatches = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software }, { M: L, N: projOut, K: H, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software, halfWeights: ctx.halfWeights }, { M: L, N: projOut, K: H, aOffset: 0 },
         { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [Din, GN, GN]), cache.flatWorkgroups(L * convDim, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 1), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.xbc } }, { rows: L, channels: convDim }),
