@@ -241,6 +241,24 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
         }
       });
 
+      it('captures only the token range asked for: rows 3 … 8 of each per-token internal, h whole', async () => {
+        const plan = await createForwardPlan(weights, { tokens: ids.length, software, statesAt: [5], capture: { layers: [0], quantities: ['delta', 'C', 'z', 'h'], tokens: [3, 9] } });
+        try {
+          const out = await nativeForward(plan, ids);
+          const got = out.layers[0].tensors;
+          for (const q of ['delta', 'C', 'z'] as const) {
+            const want = ref.layers[0].tensors[q]!;
+            const width = want.shape[1];
+            assert.deepEqual(got[q]!.shape, [6, width], q);
+            expectClose(got[q]!.data, { shape: [6, width], data: want.data.subarray(3 * width, 9 * width) }, `${q} rows 3 … 8`);
+          }
+          assert.equal(got.h!.shape[0], 1);
+        } finally {
+          plan.destroy();
+        }
+        await assert.rejects(createForwardPlan(weights, { tokens: 4, capture: { layers: [0], quantities: ['u'], tokens: [2, 2] } }), /not a range within the 4 tokens/);
+      });
+
       it('refuses the wrong number of tokens, ids outside the vocabulary and internals it cannot capture', async () => {
         const plan = await createForwardPlan(weights, { tokens: ids.length, software });
         try {

@@ -20,7 +20,12 @@ export interface ForwardPlanOptions {
   /** Predictions per position (default 10). */
   readonly k?: number;
   /** Internals copied out by every forward of the plan: these quantities of these layers. */
-  readonly capture?: { readonly layers: readonly number[]; readonly quantities: readonly CaptureName[] };
+  readonly capture?: {
+    readonly layers: readonly number[];
+    readonly quantities: readonly CaptureName[];
+    /** Only these tokens' rows, [start, end) (default all): h, kept at statesAt, is not cut. */
+    readonly tokens?: readonly [start: number, end: number];
+  };
   /** Token positions whose states h the captured layers keep (negative counts from the end). */
   readonly statesAt?: readonly number[];
   /** Also read back the [L, V] logits (the CLI's dump), besides the top-k. */
@@ -99,6 +104,14 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const captured = new Set(capture.layers);
   const quantities = new Set(capture.quantities);
   const statesAt = quantities.has('h') && captured.size ? resolvePositions(options.statesAt ?? [], L) : new Int32Array(0);
+  const [t0, t1] = capture.tokens ?? [0, L];
+  if (!Number.isInteger(t0) || !Number.isInteger(t1) || t0 < 0 || t1 > L || t0 >= t1) throw new RangeError(`capture tokens [${t0}, ${t1}) are not a range within the ${L} tokens`);
+  /** A per-token source's rows t0 … t1 − 1: rows are contiguous in every buffer and plane. */
+  const rowsOf = (name: CaptureName, source: CaptureSource): CaptureSource => {
+    if (name === 'h' || (t0 === 0 && t1 === L)) return source;
+    const rowBytes = source.range.size / L;
+    return { range: { buffer: source.range.buffer, offset: source.range.offset + t0 * rowBytes, size: (t1 - t0) * rowBytes }, shape: [t1 - t0, ...source.shape.slice(1)] };
+  };
 
   const owned: GPUBuffer[] = [];
   const allocate = (label: string, elements: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) => {
@@ -189,8 +202,9 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
         const source = built[layer].sources[name];
         // 'h' without positions, and 'out' are only there when asked for; nothing else is ever missing.
         if (!source) continue;
-        captures.push({ layer, name, source, at });
-        at += source.range.size;
+        const rows = rowsOf(name, source);
+        captures.push({ layer, name, source: rows, at });
+        at += rows.range.size;
       }
     }
     const readback = mapped('readback', at);
