@@ -16,10 +16,41 @@ import { NodeFolderStore } from '../../src/node/files';
 import type { ViewSettings } from '../../src/protocol';
 import { DEMO_MODEL, loadModelParams, runParams } from './messages';
 import { Panel } from './panel';
+import { ROOT } from './server';
 
 const SETTINGS: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
 /** A short sample: SwiftShader compiles every new shader shape, so the first run of a long one takes minutes on 2 cores. */
 const TEXT = readFileSync(join(DEMO_MODEL, 'samples', 'demo0.py'), 'utf8').slice(0, 120);
+
+/** The run's per-token mean Δ of every layer and top-1 probabilities against the float64 reference's. */
+interface RunReply {
+  readonly layers: readonly number[];
+  readonly perToken: { readonly delta?: { readonly values: readonly number[] } };
+  readonly next?: { readonly ids: { readonly values: readonly number[] }; readonly probs: { readonly values: readonly number[] } };
+}
+
+async function expectReference(summary: RunReply, folder: string, ids: Int32Array): Promise<void> {
+  const model = await loadModelFolder(new NodeFolderStore(folder), 'float64');
+  const ref = referenceForward(model, ids);
+  const L = ids.length;
+  assert.deepEqual(summary.layers, ref.layers.map((l) => l.layer));
+  const delta = summary.perToken.delta!;
+  ref.layers.forEach((layer, i) => {
+    const d = layer.tensors.delta!;
+    const D = d.shape[1];
+    const want = Array.from({ length: L }, (_, t) => d.data.subarray(t * D, (t + 1) * D).reduce((a, b) => a + b, 0) / D);
+    const err = normalizedError(delta.values.slice(i * L, (i + 1) * L), want);
+    assert.ok(err < 1e-5, `layer ${i}: per-token mean Δ off by ${err}`);
+  });
+  const V = ref.logits!.shape[1];
+  const refProbs = Array.from({ length: L }, (_, t) => {
+    const row = ref.logits!.data.subarray(t * V, (t + 1) * V);
+    const m = Math.max(...row);
+    const z = row.reduce((s, v) => s + Math.exp(v - m), 0);
+    return Math.exp(row[summary.next!.ids.values[t]] - m) / z;
+  });
+  assert.ok(normalizedError(summary.next!.probs.values, refProbs) < 1e-4, 'top-1 next-token probabilities');
+}
 
 describe('tfjs backends in Chromium', function () {
   it('auto passes over SwiftShader (a software adapter) for wasm, and says why', async () => {
@@ -54,27 +85,7 @@ describe('tfjs backends in Chromium', function () {
       assert.equal(summary.backend.backend, 'webgpu');
       assert.equal((await panel.request('describe', null)).engine, 'webgpu-native');
 
-      const model = await loadModelFolder(new NodeFolderStore(DEMO_MODEL), 'float64');
-      const ids = new Int32Array(run.ids);
-      const ref = referenceForward(model, ids);
-      const L = ids.length;
-      assert.deepEqual(summary.layers, ref.layers.map((l) => l.layer));
-      const delta = summary.perToken.delta!;
-      ref.layers.forEach((layer, i) => {
-        const d = layer.tensors.delta!;
-        const D = d.shape[1];
-        const want = Array.from({ length: L }, (_, t) => d.data.subarray(t * D, (t + 1) * D).reduce((a, b) => a + b, 0) / D);
-        const err = normalizedError(delta.values.slice(i * L, (i + 1) * L), want);
-        assert.ok(err < 1e-5, `layer ${i}: per-token mean Δ off by ${err}`);
-      });
-      const V = ref.logits!.shape[1];
-      const refProbs = Array.from({ length: L }, (_, t) => {
-        const row = ref.logits!.data.subarray(t * V, (t + 1) * V);
-        const m = Math.max(...row);
-        const z = row.reduce((s, v) => s + Math.exp(v - m), 0);
-        return Math.exp(row[summary.next!.ids.values[t]] - m) / z;
-      });
-      assert.ok(normalizedError(summary.next!.probs.values, refProbs) < 1e-4, 'top-1 next-token probabilities');
+      await expectReference(summary, DEMO_MODEL, new Int32Array(run.ids));
       await panel.waitForView('heatmap');
       assert.ok((await panel.request('describe', null)).views.heatmap.drawn);
 
@@ -90,6 +101,22 @@ describe('tfjs backends in Chromium', function () {
       assert.equal(again.backend.backend, 'wasm');
       assert.equal((await panel.request('describe', null)).engine, 'tfjs');
       assert.ok(normalizedError(again.next!.probs.values, summary.next!.probs.values) < 1e-4, 'wasm and the native engine agree');
+      assert.deepEqual(panel.errors, []);
+    } finally {
+      await panel.close();
+    }
+  });
+
+  it('the native engine runs Mamba-2 (mamba2-tiny) in Chromium too, matching the float64 reference', async () => {
+    const panel = await Panel.open();
+    try {
+      await panel.notify('setSettings', { ...SETTINGS, backend: 'webgpu' });
+      const { params, tokenizer } = await loadModelParams(join(ROOT, 'test', 'fixtures', 'mamba2-tiny'), 'm2');
+      await panel.request('loadModel', params);
+      const run = runParams('m2run', 'm2', TEXT, tokenizer, { backend: 'webgpu', memoryLimitMB: 1200 });
+      const summary = await panel.request('run', run);
+      assert.equal((await panel.request('describe', null)).engine, 'webgpu-native');
+      await expectReference(summary, join(ROOT, 'test', 'fixtures', 'mamba2-tiny'), new Int32Array(run.ids));
       assert.deepEqual(panel.errors, []);
     } finally {
       await panel.close();

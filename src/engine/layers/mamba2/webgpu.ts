@@ -72,9 +72,10 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
         { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [Din, GN, GN]), cache.flatWorkgroups(L * convDim, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 1), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.xbc } }, { rows: L, channels: convDim }),
-      // The WGSL spec lets a shader assume no infinities: an unbounded limit is the largest f32.
+      // The WGSL spec lets a shader assume no infinities: an unbounded limit is the largest f32. It
+      // may also arrive as null: the webview's messages are JSON, where Infinity is null.
       cache.dispatch(`${at} dt`, dtSoftplusKernel(), cache.flatWorkgroups(L * heads, DT_THREADS),
-        { Dt: plane(b.proj, projPlanes, 2), DtBias: { buffer: w.dtBias }, result: { buffer: b.delta } }, { total: L * heads, heads, lo, hi: Math.min(hi, 3.4e38) }),
+        { Dt: plane(b.proj, projPlanes, 2), DtBias: { buffer: w.dtBias }, result: { buffer: b.delta } }, { total: L * heads, heads, lo, hi: Number.isFinite(hi) ? Math.min(hi, 3.4e38) : 3.4e38 }),
       ...scanDispatches(cache, `${at} scan`, g, b.scratch.chunking, {
         u: plane(b.xbc, xbcPlanes, 0), delta: { buffer: b.delta }, params: { buffer: io.states ? ctx.withStateSlots(w.scanParams, 2 * heads) : w.scanParams },
         B: plane(b.xbc, xbcPlanes, 1), C: plane(b.xbc, xbcPlanes, 2), states: io.states,
