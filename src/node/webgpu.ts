@@ -1,7 +1,7 @@
 /**
- * WebGPU in Node: Dawn from the npm `webgpu` package, registered as tfjs's 'webgpu' backend, so
- * the CLI (`inspect --backend webgpu`), the tests and the benchmarks run the same WGSL kernels as
- * the webview.
+ * WebGPU in Node: Dawn from the npm `webgpu` package, for the native engine (src/engine/webgpu),
+ * so the CLI (`inspect --backend webgpu`), the tests and the benchmarks run the same WGSL kernels
+ * as the webview.
  *
  * Without a GPU, Dawn needs a Vulkan driver: Chromium ships SwiftShader (a CPU Vulkan driver) with
  * its ICD json, and the Vulkan loader (Debian's libvulkan1) is told about it through
@@ -9,9 +9,6 @@
  * (a machine with a GPU still gets the GPU: the adapter is asked for high performance).
  */
 import { existsSync } from 'node:fs';
-import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import * as tf from '@tensorflow/tfjs-core';
-import { registerWebGpuKernels } from '../engine/kernels';
 import { requestComputeDevice } from '../engine/webgpu/device';
 import { gpuSettled } from '../engine/webgpu/settle';
 
@@ -40,18 +37,6 @@ export interface DawnOptions {
   readonly preciseTimestamps?: boolean;
 }
 
-let registration: Promise<DawnAdapterInfo> | undefined;
-
-/**
- * Creates a Dawn device and registers it as tfjs's 'webgpu' backend (call `tf.setBackend('webgpu')`
- * afterwards), with the WGSL scan as that backend's scan. Throws when no adapter exists: callers
- * that want WebGPU must not silently get something else. Idempotent: the first call's options win.
- */
-export function registerDawnWebGpu(options: DawnOptions = {}): Promise<DawnAdapterInfo> {
-  registration ??= register(options);
-  return registration;
-}
-
 export interface DawnDevice {
   readonly device: GPUDevice;
   readonly gpu: GPU;
@@ -64,7 +49,7 @@ export interface DawnDevice {
  * native state its devices still use, once the instance's JS object is collected: a caller that
  * keeps only the device then crashes in a later, garbage-collecting call (SIGSEGV, or
  * "std::system_error: Invalid argument" from a freed mutex) in pipeline or shader creation.
- * tfjs's registration keeps its instance on navigator.gpu; a raw device keeps its own here.
+ * A device keeps its instance here.
  */
 const liveInstances = new Set<GPU>();
 
@@ -82,7 +67,7 @@ export async function createDawnDevice(options: DawnOptions = {}): Promise<DawnD
   } catch (e) {
     throw new Error(`WebGPU in Node needs the optional npm package "webgpu" (Dawn): ${(e as Error).message}`);
   }
-  // tfjs-backend-webgpu and the native forward read GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+  // The native forward reads GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
   }
@@ -104,20 +89,6 @@ export async function createDawnDevice(options: DawnOptions = {}): Promise<DawnD
     adapterInfo: info,
     info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, software: isSoftwareAdapter(info) },
   };
-}
-
-async function register(options: DawnOptions): Promise<DawnAdapterInfo> {
-  const { device, gpu, adapterInfo, info } = await createDawnDevice(options);
-  // The backend checks navigator.gpu when it is constructed; Node 20 has no navigator at all.
-  const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: GPU };
-  if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
-  // A registration made by importing tfjs-backend-webgpu while navigator.gpu existed would ask
-  // for its own adapter; this one is the adapter just checked.
-  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-  // Priority 0: registering never changes the backend tfjs picks by itself; it is chosen explicitly.
-  tf.registerBackend('webgpu', () => new WebGPUBackend(device, adapterInfo), 0);
-  registerWebGpuKernels();
-  return info;
 }
 
 export function isSoftwareAdapter(info: { architecture: string; vendor: string }): boolean {

@@ -1,6 +1,6 @@
 /**
- * The forward pass on TensorFlow.js, on whichever backend is active (cpu in Node; webgpu,
- * webgl, wasm in the webview). It walks the same layers as the float64 reference, which it is
+ * The forward pass on TensorFlow.js, on whichever backend is active (cpu and wasm in Node;
+ * webgl, wasm and cpu in the webview; WebGPU is the native engine, ../webgpu/). It walks the same layers as the float64 reference, which it is
  * tested against, calling each layer's kind (the tfjs.ts of its folder in layers/), and records
  * the same internals under the same names. Weights are uploaded once (createTfModel) and reused
  * for every run; only the requested layers' internals are downloaded.

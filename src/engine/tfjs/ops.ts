@@ -15,7 +15,8 @@ export type W = tf.Tensor;
 
 /**
  * How the projection weights are stored and multiplied. 'in-out': transposed once at upload
- * ([in, out]), multiplied as x · wᵀ with no transposed operand: 35 % faster on tfjs-webgpu.
+ * ([in, out]), multiplied as x · wᵀ with no transposed operand (35 % faster on tfjs-webgpu when
+ * the panel still ran it; webgl and cpu take it too).
  * 'out-in': torch's [out, in], multiplied as (w · xᵀ)ᵀ: on wasm a weight in the second operand is
  * packed by XNNPACK into a cached copy, which doubles the weights in the wasm heap (+490 MiB at
  * mamba-130m); as the first operand it is not, for 9 % more time per projection.

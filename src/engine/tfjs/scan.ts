@@ -3,9 +3,8 @@
  * token; instead each chunk of tokens runs a Hillis–Steele prefix scan over the pairs
  * (Ā_t, B̄_t·u_t) in log2(chunk) steps — (a₁, b₁)∘(a₂, b₂) = (a₁a₂, a₂b₁ + b₂) — and the state
  * is carried from chunk to chunk. Every factor is a decay in [0, 1], so nothing overflows.
- * This runs on every backend; the GPU backends use it unless faster kernels are registered
- * (the WGSL scan registers itself for 'webgpu'), and the CPU-memory backends (cpu, wasm) use the
- * sequential loop of hostLoopScan.ts, which does less work there.
+ * This runs on webgl; the CPU-memory backends (cpu, wasm) use the sequential loop of
+ * hostLoopScan.ts, which does less work there. (WebGPU is the native engine, ../webgpu/.)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { stateSlots } from '../internals';
@@ -56,18 +55,8 @@ export interface ScanKernels {
   readonly convSilu?: TfConvSilu;
 }
 
-const registered = new Map<string, ScanKernels>([
-  ['cpu', hostLoopKernels],
-  ['wasm', hostLoopKernels],
-]);
-
-/** Backend-specific kernels (the WGSL scan registers itself for 'webgpu'). */
-export function registerScanKernels(backend: string, kernels: ScanKernels): void {
-  registered.set(backend, kernels);
-}
-
 export function scanKernelsFor(backend: string): ScanKernels {
-  return registered.get(backend) ?? TFJS_OPS_SCAN;
+  return backend === 'cpu' || backend === 'wasm' ? hostLoopKernels : TFJS_OPS_SCAN;
 }
 
 /** Tokens per chunk: bounds the [chunk, D, N] temporaries (12 MB at D=1536, N=16 in float32). */

@@ -6,7 +6,7 @@
  * declarations and an entry point around its body, so a body reads like tfjs-backend-webgpu's
  * user code: storage arrays by name, `uniforms.*`, and either
  *  - 'flat': `fn main(index : i32)` once per invocation (the scan generator of
- *    ../kernels/scanShaders.ts is written so, for tfjs; the same text runs here unchanged), or
+ *    ./scanShaders.ts is written so), or
  *  - 'workgroup': `fn main(group : vec3<u32>, local : u32)` with workgroup-shared memory.
  * Pipelines are cached by their WGSL, so layers of one shape share them.
  */

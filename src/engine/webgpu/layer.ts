@@ -4,7 +4,7 @@
  * capture lives. The steps every mixer shares (the pre-norm, the scan's scratch, out_proj into
  * the residual stream) are here, so a kind's entry lists only what is its own.
  */
-import type { ScanGeometry } from '../kernels/scanShaders';
+import type { ScanGeometry } from './scanShaders';
 import type { Param } from '../model/params';
 import type { BufferRange, Dispatch } from './kernel';
 import { matmulDispatches, type MatmulOptions, type MatmulScratch } from './matmul';

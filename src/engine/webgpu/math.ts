@@ -1,8 +1,15 @@
+/** WGSL scalar functions the native kernels share, so the scan and the rest of the forward agree. */
+
 /**
- * WGSL scalar functions the native kernels share. siluOf, decayOf and finiteA come from the
- * scan's SAFE_MATH_WGSL (../kernels/program.ts), so the scan and the rest of the forward agree.
+ * Exponentials that can neither overflow nor meet an argument a software exp mishandles:
+ * Δ·A is ≤ 0 for every real model, and below −80 the factor (e^−80 ≈ 2e−35) is zero for any
+ * tolerance; A itself is kept finite so Δ·A is never 0·∞ when A_log is huge.
  */
-import { SAFE_MATH_WGSL } from '../kernels/program';
+export const SAFE_MATH_WGSL = /* wgsl */ `
+fn finiteA(a : f32) -> f32 { return max(a, -1.0e30); }
+fn decayOf(x : f32) -> f32 { return exp(max(x, -80.0)); }
+fn siluOf(v : f32) -> f32 { return v / (1.0 + exp(clamp(-v, -80.0, 80.0))); }
+`;
 
 /**
  * torch softplus (threshold 20). log1p(e^v) by Kahan's log(u)·x/(u − 1), u = 1 + x: a plain

@@ -5,7 +5,7 @@
  * readback buffer: the next-token predictions, followed by the internals asked for at plan time.
  */
 import { resolvePositions } from '../internals';
-import { defaultChunkLength } from '../kernels/scan';
+import { defaultChunkLength } from './selectiveScan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
 import { KernelCache, type Dispatch, type PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName, type CaptureSource, type LayerContext } from './layer';

@@ -1,16 +1,37 @@
 /**
- * The selective scan in the native forward: the WGSL of ../kernels/scanShaders.ts (the same
- * text the tfjs program runs), bound to plan buffers instead of tfjs tensors. The float64
- * reference scan (../reference/scan.ts) is the oracle for both.
+ * The selective scan in the native forward: the WGSL of ./scanShaders.ts bound to plan buffers.
+ * The float64 reference scan (../reference/scan.ts) is its oracle.
  *
- * One chunk (the default on a CPU implementation) is the fused single pass; more chunks add the
- * chunk-end and carry programs before the output pass (see scanShaders.ts).
+ * Fused: one pass, one invocation per channel — D invocations. Enough on a CPU (SwiftShader), far
+ * too few to fill a GPU at small D (the scan is then latency-bound: one token after another).
+ * Chunked: the tokens are cut into chunks scanned side by side (chunks × D invocations), in three
+ * dispatches: chunk end states from zero, the carry of start states across chunks, and the
+ * output pass from the carried states. It does the state update twice, for many times the
+ * parallelism.
  */
-import { carryKernel, chunkEndKernel, outputKernel, SCAN_UNIFORM_NAMES, scanUniforms, type ScanGeometry, type ScanKernelOptions } from '../kernels/scanShaders';
+import { carryKernel, chunkEndKernel, outputKernel, SCAN_UNIFORM_NAMES, scanUniforms, type ScanGeometry, type ScanKernelOptions } from './scanShaders';
 import type { BufferRange, Dispatch, KernelCache, KernelSpec, StorageBinding } from './kernel';
 
-/** The scan generator's programs use tfjs's flat prelude with 64-thread workgroups. */
+/** The scan generator's programs are flat, in 64-thread workgroups. */
 const SCAN_THREADS = 64;
+
+/**
+ * Invocations that keep a big GPU busy: an H100/H200 runs about 2048 per SM on 132 SMs; half of
+ * that already hides the memory latency of this loop.
+ */
+const GPU_PARALLELISM = 1 << 17;
+/** Shorter chunks make the sequential carry (one step per chunk) dominate. */
+const MIN_CHUNK = 16;
+
+/**
+ * Tokens per chunk: the whole sequence (fused) on a CPU implementation or when D channels
+ * already fill the device, else as many chunks as it takes to reach GPU_PARALLELISM.
+ */
+export function defaultChunkLength(L: number, channels: number, software: boolean): number {
+  if (software) return L;
+  const chunks = Math.ceil(GPU_PARALLELISM / channels);
+  return chunks <= 2 ? L : Math.max(MIN_CHUNK, Math.ceil(L / chunks));
+}
 
 export interface ScanChunking {
   readonly chunkLen: number;

@@ -7,7 +7,7 @@
  *   → scan with D·u and the y·silu(z) gate → out_proj + residual.
  */
 import type { Mamba1Config } from '../../model/config';
-import type { ScanGeometry } from '../../kernels/scanShaders';
+import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import type { Dispatch } from '../../webgpu/kernel';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';

@@ -7,7 +7,7 @@
  *   → out_proj + residual.
  */
 import type { Mamba2Config } from '../../model/config';
-import type { ScanGeometry } from '../../kernels/scanShaders';
+import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';

@@ -24,7 +24,7 @@
  *  - carry: one invocation per (channel, state) walks the chunks in order:
  *    H_c = exp(A·ΣΔ_{c−1})·H_{c−1} + S_{c−1}, the start state of chunk c.
  */
-import { SAFE_MATH_WGSL } from './program';
+import { SAFE_MATH_WGSL } from './math';
 
 export interface ScanKernelOptions {
   readonly N: number;
