@@ -47,6 +47,7 @@ export const MAMBA2_130M: Mamba2Config = {
   headDim: 64,
   dState: 128,
   nGroups: 1,
+  normGroupSize: 1536,
   dConv: 4,
   chunkSize: 256,
   vocabSize: 50280,

@@ -5,10 +5,11 @@
 import { existsSync, promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../engine/errors';
-import { readConfig } from '../engine/model/config';
+import { openCheckpoint } from '../engine/formats/checkpoint';
+import { readConfig, withGatedNorm, type GatedNorm, type ModelConfig } from '../engine/model/config';
 import type { LoadedModel } from '../engine/model/graph';
-import { loadModel, loadModelFolder } from '../engine/model/load';
-import { SafetensorsFile } from '../engine/formats/safetensors';
+import { loadModel } from '../engine/model/load';
+import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
 import type { Precision } from '../engine/model/params';
 import { MambaTokenizer } from '../engine/tokenizer';
 import { NodeFileSource, NodeFolderStore } from '../node/files';
@@ -37,13 +38,22 @@ export function modelDir(arg: string | undefined): string {
   return modelLocation(arg).dir;
 }
 
-/** A folder (config.json + checkpoint), or one .safetensors file with config.json beside it. */
-export async function loadModelArg<P extends Precision>(arg: string | undefined, precision: P): Promise<{ dir: string; model: LoadedModel<P> }> {
+/**
+ * A folder (config.json + checkpoint), or one .safetensors file with config.json beside it, opened
+ * but not read: its config (with `norm`'s Mamba-2 gated norm) and its tensors by byte range.
+ */
+export async function openModelArg(arg: string | undefined, norm: GatedNorm = 'mamba_ssm'): Promise<{ dir: string; config: ModelConfig; store: TensorStore }> {
   const { dir, weights } = modelLocation(arg);
   const folder = new NodeFolderStore(dir);
-  if (weights === undefined) return { dir, model: await loadModelFolder(folder, precision) };
-  const store = await SafetensorsFile.open(await NodeFileSource.open(weights));
-  return { dir, model: await loadModel(await readConfig(folder), store, precision) };
+  const config = withGatedNorm(await readConfig(folder), norm);
+  const store = weights === undefined ? await openCheckpoint(folder) : await SafetensorsFile.open(await NodeFileSource.open(weights));
+  return { dir, config, store };
+}
+
+/** The same, read whole in `precision`. */
+export async function loadModelArg<P extends Precision>(arg: string | undefined, precision: P, norm: GatedNorm = 'mamba_ssm'): Promise<{ dir: string; model: LoadedModel<P> }> {
+  const { dir, config, store } = await openModelArg(arg, norm);
+  return { dir, model: await loadModel(config, store, precision) };
 }
 
 export async function loadTokenizer(dir: string): Promise<MambaTokenizer> {

@@ -10,7 +10,7 @@ import { InputError } from '../engine/errors';
 import { openCheckpoint } from '../engine/formats/checkpoint';
 import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
 import { sha256Hex } from '../engine/annotations/sha256';
-import { CONFIG_FILE, isLanguageModelConfig, readConfig, type LanguageModelConfig } from '../engine/model/config';
+import { CONFIG_FILE, isLanguageModelConfig, readConfig, withGatedNorm, type GatedNorm, type LanguageModelConfig } from '../engine/model/config';
 import { decodeUtf8, readAll } from '../engine/io';
 import { MambaTokenizer } from '../engine/tokenizer';
 import type { LoadModelParams, Progress } from '../protocol';
@@ -33,6 +33,7 @@ export interface ModelRef {
 export class HostModel {
   private constructor(
     readonly ref: ModelRef,
+    readonly norm: GatedNorm,
     readonly config: LanguageModelConfig,
     readonly tokenizer: MambaTokenizer,
     private readonly checkpoint: TensorStore,
@@ -40,15 +41,16 @@ export class HostModel {
     readonly hashes: { readonly config: string; readonly tokenizer: string },
   ) {}
 
+  /** The folder and the gated norm: the same weights under the other norm are another model to the panel. */
   get id(): string {
-    return this.ref.uri.toString();
+    return modelId(this.ref, this.norm);
   }
 
-  static async open(ref: ModelRef): Promise<HostModel> {
+  static async open(ref: ModelRef, norm: GatedNorm): Promise<HostModel> {
     const isFile = ref.uri.path.endsWith('.safetensors');
     const folder = isFile ? vscode.Uri.joinPath(ref.uri, '..') : ref.uri;
     const files = new UriFolderStore(folder);
-    const config = await readConfig(files);
+    const config = withGatedNorm(await readConfig(files), norm);
     if (!isLanguageModelConfig(config)) {
       throw new InputError(files.name, 'holds a simplified seed block, which has no tokenizer: inspect it with the CLI (mamba-scope run-block)');
     }
@@ -59,7 +61,7 @@ export class HostModel {
     const tokenizer = MambaTokenizer.fromJson(decodeUtf8(tokenizerBytes, tokenizerSource.name), tokenizerSource.name);
     const configSource = await files.open(CONFIG_FILE);
     const hashes = { config: sha256Hex(configSource ? await readAll(configSource) : ''), tokenizer: sha256Hex(tokenizerBytes) };
-    return new HostModel(ref, config, tokenizer, checkpoint, hashes);
+    return new HostModel(ref, norm, config, tokenizer, checkpoint, hashes);
   }
 
   /** The loadModel message: every checkpoint tensor as float32, and the vocabulary. */
@@ -81,6 +83,8 @@ export class Models implements vscode.Disposable {
     this.subscription = vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('mambaScope.modelPath')) {
         this.picked = undefined;
+        this.changed.fire(this.current());
+      } else if (e.affectsConfiguration('mambaScope.mamba2GatedNorm')) {
         this.changed.fire(this.current());
       }
     });
@@ -104,10 +108,11 @@ export class Models implements vscode.Disposable {
   /** The current model, opened once and reused until the choice changes. */
   get(): Promise<HostModel> {
     const ref = this.current();
-    const id = ref.uri.toString();
+    const norm = readSettings().mamba2GatedNorm;
+    const id = modelId(ref, norm);
     if (!this.cached || this.cachedId !== id) {
       this.cachedId = id;
-      this.cached = HostModel.open(ref);
+      this.cached = HostModel.open(ref, norm);
       // A failed open is not cached: fixing the folder and retrying must work.
       this.cached.catch(() => {
         if (this.cachedId === id) this.cached = this.cachedId = undefined;
@@ -134,6 +139,10 @@ export class Models implements vscode.Disposable {
     const list = [key, ...this.context.globalState.get<string[]>(RECENT_KEY, []).filter((s) => s !== key)].slice(0, MAX_RECENT);
     await this.context.globalState.update(RECENT_KEY, list);
   }
+}
+
+function modelId(ref: ModelRef, norm: GatedNorm): string {
+  return norm === 'mamba_ssm' ? ref.uri.toString() : `${ref.uri.toString()}#norm=${norm}`;
 }
 
 /** The setting's path: absolute, ~-relative, or relative to the first workspace folder. */

@@ -5,6 +5,7 @@
  * workspace's .vscode/settings.json sets, and only the user's own setting is read.
  */
 import * as vscode from 'vscode';
+import { GATED_NORMS, type GatedNorm } from '../engine/model/config';
 import { BACKENDS, COLORMAPS, TOKEN_METRICS, type BackendPreference, type Colormap, type TokenMetric, type ViewSettings } from '../protocol';
 
 export const SECTION = 'mambaScope';
@@ -15,6 +16,8 @@ export interface Settings extends ViewSettings {
   readonly maxTokens: number;
   /** mambaScope.runMemoryLimitMB: what one panel run may keep. */
   readonly runMemoryLimitMB: number;
+  /** mambaScope.mamba2GatedNorm: whose Mamba-2 gated norm (config.ts: withGatedNorm). */
+  readonly mamba2GatedNorm: GatedNorm;
 }
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
@@ -33,6 +36,7 @@ export function readSettings(): Settings {
     backend: oneOf<BackendPreference>(c.get('backend'), ['auto', ...BACKENDS], 'auto'),
     maxTokens: intIn(c.get('maxTokens'), 1, 65536, 2048),
     runMemoryLimitMB: intIn(c.get('runMemoryLimitMB'), 16, 65536, 1200),
+    mamba2GatedNorm: oneOf<GatedNorm>(c.get('mamba2GatedNorm'), GATED_NORMS, 'mamba_ssm'),
     colormap: oneOf<Colormap>(c.get('colormap'), COLORMAPS, 'viridis'),
     metric: oneOf<TokenMetric>(c.get('metric'), TOKEN_METRICS, 'delta'),
     defaultLayer: intIn(c.get('defaultLayer'), 0, 1 << 16, 0),

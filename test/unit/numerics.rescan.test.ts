@@ -91,7 +91,7 @@ describe('numerics: rescan', () => {
     const heads = 4, P = 6, N = 5, groups = 2, L = 90;
     const inputs = randomScan(3, L, heads * P, N, { heads, groups });
     const config: Mamba2Config = {
-      arch: 'mamba2', dModel: 8, nLayer: 1, nHeads: heads, headDim: P, dInner: heads * P, dState: N, nGroups: groups, dConv: 4, chunkSize: 32,
+      arch: 'mamba2', dModel: 8, nLayer: 1, nHeads: heads, headDim: P, dInner: heads * P, dState: N, nGroups: groups, normGroupSize: (heads * P) / groups, dConv: 4, chunkSize: 32,
       vocabSize: 1, eps: 1e-5, convBias: false, projBias: false, tieEmbeddings: true, timeStepLimit: [0, Infinity],
     };
     const weights = new Map(Object.values(MAMBA2_PARAMS).map((spec) => [spec.key, zeros(spec.shape(config))]));

@@ -48,6 +48,12 @@ export interface Mamba2Config {
   readonly tieEmbeddings: boolean;
   /** Δ is clamped to this range after softplus (transformers skips the clamp for [0, ∞)). */
   readonly timeStepLimit: readonly [number, number];
+  /**
+   * Channels the gated RMSNorm normalizes together: d_inner / n_groups as mamba_ssm's
+   * RMSNormGated does (the released checkpoints were trained so), or all of d_inner as
+   * transformers 5.17 does (withGatedNorm). The two agree for n_groups 1.
+   */
+  readonly normGroupSize: number;
 }
 
 /** The design note's simplified block: no conv, no out_proj, x_proj ordered B, C, dt (dt_rank 1). */
@@ -195,6 +201,7 @@ function mamba2FromTransformers(f: Fields, source: string): Mamba2Config {
     headDim,
     dState: f.int('state_size', 128),
     nGroups,
+    normGroupSize: (nHeads * headDim) / nGroups,
     dConv: f.int('conv_kernel', 4),
     chunkSize: f.int('chunk_size', 256),
     vocabSize: f.int('vocab_size'),
@@ -272,9 +279,23 @@ function fromStateSpaces(f: Fields, source: string): ModelConfig {
       headDim,
       dState: ssm.int('d_state', 128),
       nGroups,
+      normGroupSize: dInner / nGroups,
       chunkSize: ssm.int('chunk_size', 256),
       timeStepLimit: timeStepLimit(ssm.raw('dt_limit'), source),
     };
   }
   throw new InputError(source, `ssm_cfg.layer ${JSON.stringify(layer)} is not Mamba1 or Mamba2`);
+}
+
+/** Whose gated RMSNorm a Mamba-2 model with n_groups > 1 runs (Mamba2Config.normGroupSize). */
+export const GATED_NORMS = ['mamba_ssm', 'transformers'] as const;
+export type GatedNorm = (typeof GATED_NORMS)[number];
+
+/**
+ * The config with `norm`'s gated norm: per group (mamba_ssm, the default) or over all of d_inner
+ * (transformers 5.17). Both are real semantics; a user compares the two runs. Other configs as they are.
+ */
+export function withGatedNorm<C extends ModelConfig>(config: C, norm: GatedNorm): C {
+  if (config.arch !== 'mamba2') return config;
+  return { ...config, normGroupSize: norm === 'transformers' ? config.dInner : config.dInner / config.nGroups };
 }

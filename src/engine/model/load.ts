@@ -10,28 +10,61 @@ import type { FileStore } from '../io';
 import { kindFor } from '../layers';
 import type { ModelLayer } from '../layers/kind';
 import { seedConfigFromShapes } from '../layers/seedBlock/params';
-import { isLanguageModelConfig, readConfig, type ModelConfig } from './config';
-import type { LoadedModel } from './graph';
-import { findBackbone, ParamReader, type Precision } from './params';
+import { isLanguageModelConfig, readConfig, withGatedNorm, type GatedNorm, type LanguageModelConfig, type ModelConfig } from './config';
+import type { LanguageModel, LoadedModel } from './graph';
+import { findBackbone, ParamReader, type Param, type Precision } from './params';
 
-/** A model folder: config.json + its weights (model.safetensors or pytorch_model.bin, or their shards). */
-export async function loadModelFolder<P extends Precision>(files: FileStore, precision: P): Promise<LoadedModel<P>> {
-  const config = await readConfig(files);
+/** A model folder: config.json + its weights (model.safetensors or pytorch_model.bin, or their shards); `norm`: whose Mamba-2 gated norm (config.ts: withGatedNorm). */
+export async function loadModelFolder<P extends Precision>(files: FileStore, precision: P, norm: GatedNorm = 'mamba_ssm'): Promise<LoadedModel<P>> {
+  const config = withGatedNorm(await readConfig(files), norm);
   return loadModel(config, await openCheckpoint(files), precision);
 }
 
+export async function loadModel<P extends Precision>(config: LanguageModelConfig, store: TensorStore, precision: P): Promise<LanguageModel<P>>;
+export async function loadModel<P extends Precision>(config: ModelConfig, store: TensorStore, precision: P): Promise<LoadedModel<P>>;
 export async function loadModel<P extends Precision>(config: ModelConfig, store: TensorStore, precision: P): Promise<LoadedModel<P>> {
+  if (!isLanguageModelConfig(config)) {
+    // A block file: one layer, its keys unprefixed.
+    const kind = kindFor(config);
+    return { config, layers: [await kind.load(new ParamReader(store, precision, `config (${kind.id})`), '', 0)] };
+  }
+  const { layer, layerCount, ...backbone } = await openModel(config, store, precision);
+  const layers: ModelLayer<P>[] = [];
+  for (let i = 0; i < layerCount; i++) layers.push(await layer(i));
+  return { ...backbone, layers };
+}
+
+/**
+ * A language model whose backbone (embedding, final norm, lm_head) is read now and whose layers
+ * are read from the checkpoint one at a time, when a forward reaches them: a model larger than
+ * memory runs in the memory of its backbone and one layer (reference/forward.ts:
+ * referenceForwardStreamed). The checkpoint is read by byte range, so nothing else is loaded.
+ */
+export interface StreamedModel<P extends Precision> {
+  readonly config: LanguageModelConfig;
+  readonly embedding: Param<P>;
+  readonly normF: Param<P>;
+  readonly lmHead: Param<P>;
+  readonly layerCount: number;
+  /** Layer i's parameters, read anew on each call. */
+  layer(i: number): Promise<ModelLayer<P>>;
+}
+
+export async function openModel<P extends Precision>(config: LanguageModelConfig, store: TensorStore, precision: P): Promise<StreamedModel<P>> {
   const kind = kindFor(config);
   const r = new ParamReader(store, precision, `config (${kind.id})`);
-  // A block file: one layer, its keys unprefixed.
-  if (!isLanguageModelConfig(config)) return { config, layers: [await kind.load(r, '', 0)] };
   const { prefix, embeddingKey } = findBackbone(r);
   const embedding = await r.get(embeddingKey, [config.vocabSize, config.dModel]);
-  const layers: ModelLayer<P>[] = [];
-  for (let i = 0; i < config.nLayer; i++) layers.push(await kind.load(r, `${prefix}layers.${i}.`, i));
   const normF = await r.get(`${prefix}norm_f.weight`, [config.dModel]);
   const lmHead = r.has('lm_head.weight') ? await r.get('lm_head.weight', [config.vocabSize, config.dModel]) : embedding;
-  return { config, embedding, layers, normF, lmHead };
+  return { config, embedding, normF, lmHead, layerCount: config.nLayer, layer: (i) => kind.load(r, `${prefix}layers.${i}.`, i) };
+}
+
+/** Values a language model's weights hold: the backbone's, and one layer's (every layer of a model has one kind). */
+export function weightValues(config: LanguageModelConfig): { backbone: number; layer: number; total: number } {
+  const layer = kindFor(config).parameterValues;
+  const backbone = (config.tieEmbeddings ? 1 : 2) * config.vocabSize * config.dModel + config.dModel;
+  return { backbone, layer, total: backbone + config.nLayer * layer };
 }
 
 /** The simplified block stored alone (block.safetensors): no config.json, shapes from A_log. */

@@ -20,7 +20,7 @@ export function mamba2Reference(c: Mamba2Config, p: Mamba2LayerParams<'float64'>
     data: dtRaw.data.map((v, j) => Math.min(hi, Math.max(lo, softplus(v + p.dtBias.data[j % c.nHeads])))),
   };
   const { y, h } = selectiveScanHeads(u, delta, negExp(p.A_log), B, C, p.D, c.nGroups, at);
-  const normed = rmsNorm(gate(y, z), p.gatedNorm, c.eps, Din / c.nGroups);
+  const normed = rmsNorm(gate(y, z), p.gatedNorm, c.eps, c.normGroupSize);
   const out = linear(normed, p.outProjW, p.outProjB);
   const hiddenOut = add(hidden, out);
   return { next: hiddenOut, internals: { hidden_in: hidden, z, u, delta, B, C, y, out, hidden_out: hiddenOut, h } };

@@ -38,7 +38,7 @@ function forward(c: Mamba2Config, w: Mamba2Weights, hidden: W, { layout, kernels
   const [lo, hi] = c.timeStepLimit;
   const delta = tf.clipByValue(softplus(tf.add(cols(proj, Din + convDim, c.nHeads), w.dtBias)), lo, Number.isFinite(hi) ? hi : 3.4e38);
   const s = kernels.headScan({ x: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor1D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, groups: c.nGroups, statesAt: at });
-  const normed = rmsNorm(tf.mul(s.y, silu(z)), w.gatedNorm, c.eps, c.nGroups);
+  const normed = rmsNorm(tf.mul(s.y, silu(z)), w.gatedNorm, c.eps, Din / c.normGroupSize);
   const out = linear(normed, w.outProjW, layout, w.outProjB);
   const hiddenOut = tf.add(hidden, out);
   return { next: hiddenOut, internals: { hidden_in: hidden, z, u, delta, B, C, y: s.y, out, hidden_out: hiddenOut, ...(s.h ? { h: s.h } : {}) } };

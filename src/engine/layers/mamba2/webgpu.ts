@@ -81,8 +81,8 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
         B: plane(b.xbc, xbcPlanes, 1), C: plane(b.xbc, xbcPlanes, 2), states: io.states,
         out: { buffer: b.scanOut }, ends: b.scratch.ends, carried: b.scratch.carried,
       }),
-      cache.dispatch(`${at} gated norm`, rmsNormKernel({ gated: true, software }), rmsNormWorkgroups(L, Din, Din / c.nGroups),
-        { Y: { buffer: b.scanOut }, Z: plane(b.proj, projPlanes, 0), Weight: { buffer: w.gatedNorm }, result: { buffer: b.gatedNormed } }, { width: Din, groupSize: Din / c.nGroups, eps: c.eps }),
+      cache.dispatch(`${at} gated norm`, rmsNormKernel({ gated: true, software }), rmsNormWorkgroups(L, Din, c.normGroupSize),
+        { Y: { buffer: b.scanOut }, Z: plane(b.proj, projPlanes, 0), Weight: { buffer: w.gatedNorm }, result: { buffer: b.gatedNormed } }, { width: Din, groupSize: c.normGroupSize, eps: c.eps }),
       ...tail.dispatches,
     ];
     return {
