@@ -54,7 +54,12 @@ function parameterCount(model: LoadedModel): number {
 /** Multiply-adds of a forward over `tokens` tokens: every weight once per token, plus about 3 per value of each layer's state. */
 export function forwardWork(model: LoadedModel, tokens: number): number {
   const stateValues = model.layers.reduce((sum, l) => sum + sizeOf(l.kind.internals.h ?? [0]), 0);
-  return tokens * (parameterCount(model) + 3 * stateValues);
+  return modelWork(parameterCount(model), stateValues, tokens);
+}
+
+/** The same from the counts alone (a model not read yet): `stateValues` summed over the layers. */
+export function modelWork(parameters: number, stateValues: number, tokens: number): number {
+  return tokens * (parameters + 3 * stateValues);
 }
 
 /** Terms of the implicit attention of one layer: for each channel (Mamba-2: head), each pair s ≤ t, each state. */

@@ -106,6 +106,21 @@ describe('cli inspect', function () {
     }
   });
 
+  it('--norm picks whose Mamba-2 gated norm runs (mamba_ssm per group by default, transformers over d_inner) and records it', async () => {
+    const golden = await openSafetensors(fixture('families', 'mamba2_groups', 'dump.safetensors'));
+    const ids = [...((await golden.readNative('input_ids')).data as Int32Array)].join(',');
+    for (const [norm, key] of [[undefined, 'grouped_logits'], ['transformers', 'hf_logits']] as const) {
+      const file = outFile(`groups-${norm ?? 'default'}.safetensors`);
+      const r = await run('inspect', '--model', fixture('families', 'mamba2_groups'), '--ids', ids, '--out', file, '--layers', '0', ...(norm ? ['--norm', norm] : []));
+      assert.equal(r.code, 0, r.err);
+      const dump = await openSafetensors(file);
+      assert.equal(dump.metadata.gated_norm, norm ?? 'mamba_ssm');
+      const e = normalizedError((await dump.readFloat('logits', 'float64')).data, (await golden.readFloat(key, 'float64')).data);
+      assert.ok(e < 1e-5, `${key}: ${e}`);
+    }
+    assert.equal((await run('inspect', '--ids', '1', '--out', 'o', '--norm', 'hf')).code, 2);
+  });
+
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {
     const r = await run('inspect', '--text', fixture('samples', 'sample2.py'), '--out', outFile('demo.safetensors'), '--max-tokens', '40', '--layers', '0');
     assert.equal(r.code, 0, r.err);
@@ -123,7 +138,23 @@ describe('cli inspect', function () {
   it('refuses, before any work, a run whose kept tensors exceed --max-memory, saying how to raise it', async () => {
     const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample3.py'), '--out', outFile('big.safetensors'), '--attention', '--max-memory', '5');
     assert.equal(r.code, 1);
-    assert.match(r.err, /needs \d+ MB, over the --max-memory limit of 5 MB: keep fewer layers \(--layers\), fewer tokens \(--max-tokens\), or raise --max-memory/);
+    assert.match(r.err, /kept tensors \d+ MB \(2 layers' internals for \d+ tokens, their attention, the logits\): \d+ MB, over the --max-memory limit of 5 MB: keep fewer layers \(--layers\), fewer tokens \(--max-tokens\), or raise --max-memory/);
+  });
+
+  it('streams the layers from the checkpoint when the weights exceed --max-memory but one layer fits, with the same dump as a resident run', async () => {
+    // The demo model in float64: 8.4 MB of backbone, 3.5 MB per layer, 22.5 MB in all.
+    const args = ['inspect', '--model', path.join(__dirname, '..', '..', 'assets', 'mamba1-demo'), '--ids', '5,17,300,9,41,7,2,99', '--states-at', '-1'];
+    const resident = await run(...args, '--out', outFile('resident.safetensors'), '--max-memory', '40');
+    assert.equal(resident.code, 0, resident.err);
+    assert.doesNotMatch(resident.err, /streamed|one at a time/);
+    const streamed = await run(...args, '--out', outFile('streamed.safetensors'), '--max-memory', '16');
+    assert.equal(streamed.code, 0, streamed.err);
+    assert.match(streamed.err, /exceed --max-memory: the layers are read from the checkpoint one at a time/);
+    assert.match(streamed.out, /layers streamed from disk/);
+    const [a, b] = [await openSafetensors(outFile('resident.safetensors')), await openSafetensors(outFile('streamed.safetensors'))];
+    assert.equal(b.metadata.weights, 'streamed');
+    assert.deepEqual(b.names(), a.names());
+    for (const key of a.names()) assert.deepEqual((await b.readNative(key)).data, (await a.readNative(key)).data, key);
   });
 
   for (const [label, argv, pattern] of [

@@ -9,10 +9,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '../../src/engine/errors';
 import type { SafetensorsFile } from '../../src/engine/formats/safetensors';
 import { keptValues, type ForwardResult } from '../../src/engine/internals';
-import { parseModelConfig } from '../../src/engine/model/config';
-import { loadModel, loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
+import { parseModelConfig, type LanguageModelConfig } from '../../src/engine/model/config';
+import { loadModel, loadModelFolder, loadSeedBlockFile, openModel, weightValues } from '../../src/engine/model/load';
+import { openCheckpoint } from '../../src/engine/formats/checkpoint';
 import { designNoteOutputs } from '../../src/engine/layers/seedBlock';
-import { referenceForward, referenceLayers } from '../../src/engine/reference/forward';
+import { referenceForward, referenceForwardStreamed, referenceLayers } from '../../src/engine/reference/forward';
 import { createTfModel, devicePredictions, moveTfModel, tfjsForward, tfjsLayers } from '../../src/engine/tfjs/forward';
 import { layoutFor } from '../../src/engine/tfjs/ops';
 import { tfjsOpsHeadScan, tfjsOpsScan } from '../../src/engine/tfjs/scan';
@@ -175,6 +176,24 @@ describe('float64 reference forward', () => {
     assert.deepEqual([...r.layers[0].hTokens!], [0, 3]);
     assert.deepEqual(r.layers[0].tensors.h!.shape, [2, 256, 16]);
   });
+
+  for (const name of ['mamba1-tiny', 'mamba2-tiny']) {
+    it(`${name}: with its layers streamed from the checkpoint one at a time, bit for bit the same run, and weightValues counts what loads`, async () => {
+      const files = new NodeFolderStore(fixture(name));
+      const model = await loadModelFolder(files, 'float64');
+      const ids = [5, 6, 7, 8, 300, 2, 9];
+      const options = { statesAt: [-1, 2] };
+      const whole = referenceForward(model, ids, options);
+      const streamed = await referenceForwardStreamed(await openModel(model.config as LanguageModelConfig, await openCheckpoint(files), 'float64'), ids, options);
+      assert.deepEqual(streamed.logits, whole.logits);
+      assert.deepEqual(streamed.layers, whole.layers);
+      const counted = weightValues(model.config as LanguageModelConfig);
+      const loaded = model.layers.map((l) => l.parameters);
+      assert.deepEqual(loaded, loaded.map(() => counted.layer));
+      const backbone = new Set([model.embedding!, model.normF!, model.lmHead!]);
+      assert.equal(counted.backbone, [...backbone].reduce((sum, p) => sum + p.data.length, 0));
+    });
+  }
 });
 
 describe('memory estimate of a run (keptValues)', () => {

@@ -4,14 +4,17 @@
  * WebGPU forward (Dawn) on webgpu.
  */
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
-import { layerDecay } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
 import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
-import { isLanguageModel, type LanguageModel } from '../../engine/model/graph';
+import { kindFor } from '../../engine/layers';
+import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
+import type { LanguageModel } from '../../engine/model/graph';
+import { loadModel, openModel, weightValues, type StreamedModel } from '../../engine/model/load';
 import { topK } from '../../engine/predictions';
-import { referenceForward } from '../../engine/reference/forward';
+import { referenceForward, referenceForwardStreamed } from '../../engine/reference/forward';
+import { negExp } from '../../engine/reference/scan';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
 import { WebGpuModel } from '../../engine/webgpu/model';
@@ -20,13 +23,14 @@ import { useNodeBackend } from '../../node/tfjsBackends';
 import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
-import { loadModelArg, loadTokenizer, readTextFile, writeOutput } from '../modelArgs';
-import { attentionWork, forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
+import { loadTokenizer, openModelArg, readTextFile, writeOutput } from '../modelArgs';
+import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
                           [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
+                          [--norm mamba_ssm|transformers]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -38,6 +42,9 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
   --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)
+  --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
+                (default; the released checkpoints were trained so), or over all of d_inner as
+                transformers 5.17 does; compare the two dumps with mamba-scope compare
   --gpu-weights with --backend webgpu: the projections in f32 (default) or f16, half the GPU
                 memory; f16 is outside mamba_ssm's fp32 tolerance on some models (docs/PERFORMANCE.md)
 ${MAX_SECONDS_USAGE}`;
@@ -53,7 +60,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true }, 'gpu-weights': { value: true }, ...MAX_SECONDS_OPTION,
+      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -69,8 +76,9 @@ export const inspect: Command = {
     const attention = flag(args, 'attention');
     const budget = new RunBudget('inspect', io, maxSecondsOf(args));
 
-    const { dir, model } = await loadModelArg(optional(args, 'model'), precision === 'fp64' ? 'float64' : 'float32');
-    if (!isLanguageModel(model)) throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
+    const norm = oneOf(args, 'norm', GATED_NORMS, 'mamba_ssm');
+    const { dir, config, store } = await openModelArg(optional(args, 'model'), norm);
+    if (!isLanguageModelConfig(config)) throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
     let ids: Int32Array;
     let pieces: string[];
     if (textFile !== undefined) {
@@ -88,25 +96,27 @@ export const inspect: Command = {
       ids = ids.slice(0, maxTokens);
       pieces = pieces.slice(0, maxTokens);
     }
-    const layers = layerList(args, 'layers', model.config.nLayer);
-    checkMemory(model, ids.length, layers.length, statesAt.length, attention, precision, positiveInt(args, 'max-memory') ?? 4096);
+    const layers = layerList(args, 'layers', config.nLayer);
+    const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
-    for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
+    for (const id of ids) if (id < 0 || id >= config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${config.vocabSize}-token vocabulary`);
 
-    budget.plan(plan(model, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
+    budget.plan(plan(config, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
 
-    const result = await budget.phase('forward', model.config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
-    const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(model), (tick) => attentionOf(model, result, tick)) : undefined;
+    const model = residence === 'streamed' ? await openModel(config, store, 'float64') : await loadModel(config, store, precision === 'fp64' ? 'float64' : 'float32');
+    if (residence === 'streamed') io.err(`note: the weights (${mb(weightValues(config).total * 8)} MB in float64) exceed --max-memory: the layers are read from the checkpoint one at a time`);
+    const result = await budget.phase('forward', config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
+    const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
       result,
       extras,
-      metadata: { model: dir, arch: model.config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend },
+      metadata: { model: dir, arch: config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence, ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) },
     });
     await writeOutput(out, encodeSafetensors(entries, metadata));
 
-    io.out(`model     ${dir} (${model.config.arch}, ${model.config.nLayer} layers, d_model ${model.config.dModel})`);
+    io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel}${residence === 'streamed' ? ', layers streamed from disk' : ''})`);
     io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
     io.out(`backend   ${backend} (${precision}${backend === 'webgpu' ? `, ${gpuWeights} weights` : ''})`);
     for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
@@ -122,7 +132,8 @@ export const inspect: Command = {
   },
 };
 
-async function forward(model: LanguageModel, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
+async function forward(model: LanguageModel | StreamedModel<'float64'>, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
+  if (!('layers' in model)) return referenceForwardStreamed(model, ids, options);
   if (backend === 'reference') return referenceForward(model as LanguageModel<'float64'>, ids, options);
   if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options, gpuWeights);
   await useNodeBackend(backend);
@@ -145,36 +156,69 @@ async function nativeForward(model: LanguageModel<'float32'>, ids: Int32Array, o
   }
 }
 
-/** What the kept tensors will take: the layers' internals, their [L, L] attention and the logits. Refused before any work is done. */
-function checkMemory(model: LanguageModel, L: number, layers: number, states: number, attention: boolean, precision: string, limitMb: number): void {
-  const c = model.config;
-  const values = keptValues(c, { tokens: L, layers, states }) + (attention ? layers * L * L : 0) + L * c.vocabSize;
-  const bytes = values * (precision === 'fp64' ? 8 : 4);
-  if (bytes > limitMb * 1e6) {
-    throw new LimitError('inspect', `keeping ${layers} layers' internals for ${L} tokens needs ${(bytes / 1e6).toFixed(0)} MB, over the --max-memory limit of ${limitMb} MB: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
+const mb = (bytes: number) => (bytes / 1e6).toFixed(0);
+
+interface RunShape {
+  readonly tokens: number;
+  readonly layers: number;
+  readonly states: number;
+  readonly attention: boolean;
+  readonly precision: 'fp64' | 'fp32';
+  readonly backend: Backend;
+}
+
+/**
+ * Where the weights live for this run, decided before any is read: resident when the weights,
+ * the kept tensors (internals, [L, L] attention, logits) and the stream fit --max-memory;
+ * streamed layer by layer from the checkpoint when only the backbone and one layer do (the
+ * float64 reference streams); otherwise refused with the numbers and the way out.
+ */
+function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number): 'resident' | 'streamed' {
+  const bytes = run.precision === 'fp64' ? 8 : 4;
+  const L = run.tokens;
+  const kept = (keptValues(config, { tokens: L, layers: run.layers, states: run.states }) + (run.attention ? run.layers * L * L : 0) + L * config.vocabSize) * bytes;
+  // The stream through a layer: in_proj's output and a few [L, d_inner] temporaries.
+  const stream = 8 * L * config.dInner * bytes;
+  const w = weightValues(config);
+  const limit = limitMb * 1e6;
+  if (w.total * bytes + kept + stream <= limit) return 'resident';
+  const streamed = (w.backbone + w.layer) * 8 + kept + stream;
+  const keptNote = `kept tensors ${mb(kept)} MB (${run.layers} layers' internals for ${L} tokens${run.attention ? ', their attention' : ''}, the logits)`;
+  if (streamed <= limit) {
+    if (run.backend === 'reference') return 'streamed';
+    throw new LimitError('inspect', `the weights take ${mb(w.total * bytes)} MB and ${keptNote}: over the --max-memory limit of ${limitMb} MB. The float64 reference (--precision fp64) streams the layers from disk in ${mb(streamed)} MB; or raise --max-memory`);
   }
+  throw new LimitError('inspect', `even streaming the layers from disk, the backbone and one layer take ${mb((w.backbone + w.layer) * 8)} MB and ${keptNote}: ${mb(streamed)} MB, over the --max-memory limit of ${limitMb} MB: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
 }
 
 /** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
-function plan(model: LanguageModel, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
-  const phases: Phase[] = [{ name: 'forward', work: forwardWork(model, L), rate: RATES[backend] }];
-  if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(model), L, model.config.dState), rate: RATES.attention });
+function plan(config: LanguageModelConfig, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
+  const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, config.nLayer * stateValues(config), L), rate: RATES[backend] }];
+  if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(config), L, config.dState), rate: RATES.attention });
   return phases;
 }
 
 /** Channels of the implicit attention: the columns of Δ (Mamba-1's D channels, Mamba-2's heads). */
-function channelsOf(model: LanguageModel): number {
-  return model.layers[0].scanView().deltaWidth;
+function channelsOf(config: LanguageModelConfig): number {
+  return kindFor(config).internals.delta![0];
+}
+
+/** Values of one layer's state h. */
+function stateValues(config: LanguageModelConfig): number {
+  return (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
 }
 
 /** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
-async function attentionOf(model: LanguageModel, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
+async function attentionOf(model: LanguageModel | StreamedModel<'float64'>, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
   const out = new Map<number, Record<string, Tensor>>();
-  const channels = channelsOf(model);
+  const channels = channelsOf(model.config);
   for (const [k, l] of result.layers.entries()) {
     const { delta, B, C } = l.tensors;
     if (!delta || !B || !C) continue;
-    const { A, groups } = layerDecay(model as LanguageModel<'float64'>, l.layer);
+    // A streamed model holds no layer: its A is read from the checkpoint again.
+    const layer = 'layers' in model ? model.layers[l.layer] : await model.layer(l.layer);
+    const { aLog, groups } = layer.scanView();
+    const A = negExp(aLog);
     const onProgress = (done: number) => tick(k * channels + done);
     out.set(l.layer, { hidden_attention: await hiddenAttentionAsync(delta, B, C, A, groups, { onProgress }) });
   }

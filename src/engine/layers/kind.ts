@@ -136,6 +136,8 @@ export interface ConfiguredKind {
   readonly id: string;
   readonly label: string;
   readonly internals: InternalShapes;
+  /** Values a layer's parameters hold (those the config switches on), before any is read: for memory estimates. */
+  readonly parameterValues: number;
   load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>>;
 }
 
@@ -144,6 +146,7 @@ export function configure<C extends ModelConfig, S extends ParamSpecs<C>, T exte
     id: kind.id,
     label: kind.label,
     internals: kind.internals(config),
+    parameterValues: Object.values<ParamSpec<C>>(kind.params).reduce((sum, spec) => (spec.when && !spec.when(config) ? sum : sum + spec.shape(config).reduce((a, b) => a * b, 1)), 0),
     async load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>> {
       const params = await readParams(reader, kind.params, config, prefix);
       const parameters = Object.values<Param<P> | undefined>(params).reduce((sum, p) => sum + (p?.data.length ?? 0), 0);
