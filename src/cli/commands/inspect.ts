@@ -41,7 +41,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --states-at   token positions whose state h is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
-  --max-memory  refuse runs whose kept tensors would exceed this many MB (default 4096)
+  --max-memory  the run's memory in MB (default 4096): weights, kept tensors and logits; when
+                the weights do not fit, the float64 reference streams the layers from disk
   --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
                 (default; the released checkpoints were trained so), or over all of d_inner as
                 transformers 5.17 does; compare the two dumps with mamba-scope compare

@@ -58,6 +58,15 @@ export function cooperativeThreads(software: boolean, n: number): number {
   return software ? 1 : n;
 }
 
+/**
+ * WGSL unrolled by the generator: f(0) … f(n − 1), one per line. Loops over registers are written
+ * out so that no driver leaves them as arrays in memory, and SwiftShader (which does not unroll)
+ * gets straight-line code.
+ */
+export function unrolled(n: number, f: (i: number) => string, separator = '\n      '): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(separator);
+}
+
 /** workgroupBarrier() where a workgroup has more than one invocation. */
 export function barrier(threads: number): string {
   return threads > 1 ? 'workgroupBarrier();' : '';

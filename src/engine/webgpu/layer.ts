@@ -40,6 +40,35 @@ export interface GpuUploader {
   scanParams(label: string, aLog: Param<'float32'>, D: Param<'float32'>): GPUBuffer;
 }
 
+/** What both Mamba mixers keep on the device: the pre-norm, in_proj, conv1d, the scan's [A | D] and out_proj. */
+export interface MixerGpuWeights {
+  readonly norm: GPUBuffer;
+  readonly inProjW: GPUBuffer;
+  readonly inProjB?: GPUBuffer;
+  readonly convW: GPUBuffer;
+  readonly convB?: GPUBuffer;
+  /** [A | D] for the scan. */
+  readonly scanParams: GPUBuffer;
+  readonly outProjW: GPUBuffer;
+  readonly outProjB?: GPUBuffer;
+}
+
+type F32 = Param<'float32'>;
+
+/** Uploads what both mixers have, under their parameter names. */
+export function uploadMixer(p: { norm: F32; inProjW: F32; inProjB?: F32; convW: F32; convB?: F32; A_log: F32; D: F32; outProjW: F32; outProjB?: F32 }, up: GpuUploader): MixerGpuWeights {
+  return {
+    norm: up.upload('norm', p.norm.data),
+    inProjW: up.projection('in_proj', p.inProjW.data),
+    inProjB: up.optional('in_proj bias', p.inProjB),
+    convW: up.upload('conv1d', p.convW.data),
+    convB: up.optional('conv1d bias', p.convB),
+    scanParams: up.scanParams('A|D', p.A_log, p.D),
+    outProjW: up.projection('out_proj', p.outProjW.data),
+    outProjB: up.optional('out_proj bias', p.outProjB),
+  };
+}
+
 /** One layer's place in a plan: the residual stream it reads and writes, and what is captured from it. */
 export interface LayerIo {
   readonly index: number;

@@ -17,7 +17,7 @@
  * K (1536) is computed as `splits` partial products over slices of K, side by side (workgroup z),
  * then summed by a second dispatch that applies the epilogue.
  */
-import { barrier, cooperativeThreads, type BufferRange, type Dispatch, type KernelCache, type KernelSpec } from './kernel';
+import { barrier, cooperativeThreads, unrolled as each, type BufferRange, type Dispatch, type KernelCache, type KernelSpec } from './kernel';
 import { MATH_WGSL } from './math';
 import { planeIndexWgsl } from './planes';
 import { HALF_AT_WGSL } from './weightFormat';
@@ -53,8 +53,6 @@ export interface MatmulShape {
   /** Element of X where row 0 starts (a block of rows, or the gated half of the scan's output). */
   readonly aOffset: number;
 }
-
-const each = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n      ');
 
 function side(software: boolean): number {
   return Math.sqrt(cooperativeThreads(software, GPU_SIDE * GPU_SIDE));

@@ -24,6 +24,7 @@
  *  - carry: one invocation per (channel, state) walks the chunks in order:
  *    H_c = exp(A·ΣΔ_{c−1})·H_{c−1} + S_{c−1}, the start state of chunk c.
  */
+import { unrolled } from './kernel';
 import { SAFE_MATH_WGSL } from './math';
 
 export interface ScanKernelOptions {
@@ -66,7 +67,7 @@ export function scanUniforms(g: ScanGeometry, chunkLen: number, numChunks: numbe
   return [g.L, g.channels, g.heads, g.headDim, g.groups * g.N, g.heads / g.groups, chunkLen, numChunks, aSize, aSize + g.heads];
 }
 
-const each = (N: number, f: (n: number) => string, sep = '\n    '): string => Array.from({ length: N }, (_, n) => f(n)).join(sep);
+const each = (N: number, f: (n: number) => string, sep = '\n    '): string => unrolled(N, f, sep);
 
 /** Declares row t of B or C (`bc` is its first element) and returns each state's element. */
 function rowOf(matrix: 'Bm' | 'Cm', { N, vec4 }: ScanKernelOptions): { load: string; at: (n: number) => string } {

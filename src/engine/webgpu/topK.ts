@@ -11,9 +11,7 @@
  * Output (u32 words, floats bitcast), for the whole sequence, rows of this block at rowOffset:
  * ids [L·k] | probs [L·k] | nextProb [L] | nextRank [L]; NaN and −1 after the last token.
  */
-import { barrier, cooperativeThreads, type KernelSpec } from './kernel';
-
-const each = (n: number, f: (j: number) => string): string => Array.from({ length: n }, (_, j) => f(j)).join('\n      ');
+import { barrier, cooperativeThreads, unrolled as each, type KernelSpec } from './kernel';
 
 export function predictionWords(L: number, k: number): number {
   return L * (2 * k + 2);

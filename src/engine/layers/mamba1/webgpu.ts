@@ -10,41 +10,25 @@ import type { Mamba1Config } from '../../model/config';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import type { Dispatch } from '../../webgpu/kernel';
-import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';
+import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, uploadMixer, whole, type MixerGpuWeights, type WebGpuEntry } from '../../webgpu/layer';
 import { matmulDispatches } from '../../webgpu/matmul';
 import { planeLayout } from '../../webgpu/planes';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
 import { scanDispatches } from '../../webgpu/selectiveScan';
 import type { Mamba1LayerParams } from './params';
 
-export interface Mamba1GpuWeights {
-  readonly norm: GPUBuffer;
-  readonly inProjW: GPUBuffer;
-  readonly inProjB?: GPUBuffer;
-  readonly convW: GPUBuffer;
-  readonly convB?: GPUBuffer;
+export interface Mamba1GpuWeights extends MixerGpuWeights {
   readonly xProjW: GPUBuffer;
   readonly dtProjW: GPUBuffer;
   readonly dtProjB: GPUBuffer;
-  /** [A | D] for the scan. */
-  readonly scanParams: GPUBuffer;
-  readonly outProjW: GPUBuffer;
-  readonly outProjB?: GPUBuffer;
 }
 
 export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'>, Mamba1GpuWeights> = {
   upload: (_c, p, up) => ({
-    norm: up.upload('norm', p.norm.data),
-    inProjW: up.projection('in_proj', p.inProjW.data),
-    inProjB: up.optional('in_proj bias', p.inProjB),
-    convW: up.upload('conv1d', p.convW.data),
-    convB: up.optional('conv1d bias', p.convB),
+    ...uploadMixer(p, up),
     xProjW: up.projection('x_proj', p.xProjW.data),
     dtProjW: up.projection('dt_proj', p.dtProjW.data),
     dtProjB: up.upload('dt_proj bias', p.dtProjB.data),
-    scanParams: up.scanParams('A|D', p.A_log, p.D),
-    outProjW: up.projection('out_proj', p.outProjW.data),
-    outProjB: up.optional('out_proj bias', p.outProjB),
   }),
 
   build(c, w, io, ctx) {

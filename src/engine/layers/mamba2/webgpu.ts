@@ -10,39 +10,23 @@ import type { Mamba2Config } from '../../model/config';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
-import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, whole, type WebGpuEntry } from '../../webgpu/layer';
+import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, uploadMixer, whole, type MixerGpuWeights, type WebGpuEntry } from '../../webgpu/layer';
 import { matmulDispatches } from '../../webgpu/matmul';
 import { planeLayout } from '../../webgpu/planes';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
 import { scanDispatches } from '../../webgpu/selectiveScan';
 import { mamba2ConvDim, type Mamba2LayerParams } from './params';
 
-export interface Mamba2GpuWeights {
-  readonly norm: GPUBuffer;
-  readonly inProjW: GPUBuffer;
-  readonly inProjB?: GPUBuffer;
-  readonly convW: GPUBuffer;
-  readonly convB?: GPUBuffer;
+export interface Mamba2GpuWeights extends MixerGpuWeights {
   readonly dtBias: GPUBuffer;
-  /** [A | D] for the scan. */
-  readonly scanParams: GPUBuffer;
   readonly gatedNorm: GPUBuffer;
-  readonly outProjW: GPUBuffer;
-  readonly outProjB?: GPUBuffer;
 }
 
 export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'>, Mamba2GpuWeights> = {
   upload: (_c, p, up) => ({
-    norm: up.upload('norm', p.norm.data),
-    inProjW: up.projection('in_proj', p.inProjW.data),
-    inProjB: up.optional('in_proj bias', p.inProjB),
-    convW: up.upload('conv1d', p.convW.data),
-    convB: up.optional('conv1d bias', p.convB),
+    ...uploadMixer(p, up),
     dtBias: up.upload('dt_bias', p.dtBias.data),
-    scanParams: up.scanParams('A|D', p.A_log, p.D),
     gatedNorm: up.upload('gated norm', p.gatedNorm.data),
-    outProjW: up.projection('out_proj', p.outProjW.data),
-    outProjB: up.optional('out_proj bias', p.outProjB),
   }),
 
   build(c, w, io, ctx) {
