@@ -44,6 +44,11 @@ export function probabilityOf(logits: FloatTensor, t: number, id: number): { pro
   return { prob: Math.exp(row[id] - max) / sum, rank };
 }
 
+/** −log p(id) after position t: the next-token loss, from the log-sum-exp of row t. */
+export function nextTokenLoss(logits: FloatTensor, t: number, id: number): number {
+  const { row, max, sum } = rowStats(logits, t);
+  return max + Math.log(sum) - row[id];
+}
 
 /**
  * Next-token predictions at every position without the [L, V] logits: row t holds the k most

@@ -37,7 +37,8 @@ const scaleKind: LayerKind<Mamba1Config, typeof SCALE_PARAMS, { readonly scale: 
   reference: (_c, p, x) => {
     const out = scaled(x, p.scale);
     const next = add(x, out);
-    return { next, internals: { hidden_in: x, out, hidden_out: next } };
+    // A layer without state carries nothing from one chunk to the next.
+    return { next, internals: { hidden_in: x, out, hidden_out: next }, carry: { h: new Float64Array(0) } };
   },
   tfjs: {
     upload: (_c, p, up) => ({ scale: up.tensor(p.scale) }),

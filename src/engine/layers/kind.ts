@@ -64,6 +64,19 @@ export type LayerStep<T> = {
   readonly internals: Partial<Record<InternalName, T>>;
 };
 
+/**
+ * What a layer carries from one chunk of a sequence to the next: its scan state after the chunk's
+ * last token, and the conv's last K − 1 inputs (none for a kind without a conv). A sequence run in
+ * chunks with it carried is the same run as in one pass.
+ */
+export interface LayerCarry {
+  readonly h: Float64Array;
+  readonly conv?: F64;
+}
+
+/** The float64 layer step: its output, internals and the carry for the next chunk. */
+export type ReferenceStep = LayerStep<F64> & { readonly carry: LayerCarry };
+
 /** A layer's weights on the tfjs backend. */
 export type TfWeights = Readonly<Record<string, tf.Tensor | undefined>>;
 
@@ -97,8 +110,11 @@ export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T ext
   readonly params: S;
   internals(c: C): InternalShapes;
   scanView<P extends Precision>(c: C, p: ParamsOf<S, P>): ScanView<P>;
-  /** The float64 forward on the stream entering the layer: the oracle the other engines are tested against. */
-  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array): LayerStep<F64>;
+  /**
+   * The float64 forward on the stream entering the layer: the oracle the other engines are tested
+   * against. `carry`: the layer's state after the previous chunk of the sequence (none: its start).
+   */
+  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array, carry?: LayerCarry): ReferenceStep;
   readonly tfjs: TfjsEntry<C, S, T>;
   readonly webgpu?: WebGpuEntry<C, ParamsOf<S, 'float32'>, G>;
 }

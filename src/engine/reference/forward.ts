@@ -5,8 +5,9 @@
  * are here.
  */
 import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
-import type { ModelLayer } from '../layers/kind';
-import { isLanguageModel, type LoadedModel } from '../model/graph';
+import type { LayerCarry, ModelLayer } from '../layers/kind';
+import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
+import { nextTokenLoss } from '../predictions';
 import type { StreamedModel } from '../model/load';
 import { embed, linear, rmsNorm, type F64 } from './ops';
 
@@ -34,6 +35,64 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
     hidden = runLayer(await model.layer(i), hidden, at, options, layers);
   }
   return { logits: linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead), layers };
+}
+
+export interface ChunkedRunOptions {
+  /** Tokens per chunk (default 2048): the forward holds one chunk's activations, whatever the length. */
+  readonly chunkLength?: number;
+  /** Positions whose logits are kept (default: the last; negative counts from the end). */
+  readonly logitsAt?: readonly number[];
+  /** Polled between chunks and layers; throw CancelledError to stop. */
+  readonly checkCancelled?: () => void;
+  /** Called after each chunk with the tokens done so far. */
+  readonly onProgress?: (tokens: number) => void;
+}
+
+export interface ChunkedRun {
+  /** Sorted, distinct. */
+  readonly positions: Int32Array;
+  /** [P, V] at `positions`. */
+  readonly logits: F64;
+  /** −log p(token t + 1) after token t, for t < L − 1. */
+  readonly nll: Float64Array;
+  /** Each layer's state and conv context after the last token. */
+  readonly final: readonly LayerCarry[];
+}
+
+/**
+ * The reference forward over a long sequence in chunks: each layer's scan state and conv context
+ * are carried from one chunk to the next (LayerCarry), so the run is the single pass's, bit for
+ * bit, while what it holds is O(chunk) and the result O(L): the loss at every position, the
+ * logits where asked, and the final states.
+ */
+export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: ArrayLike<number>, options: ChunkedRunOptions = {}): ChunkedRun {
+  const L = ids.length;
+  const chunk = options.chunkLength ?? 2048;
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunk length ${chunk} is not a positive integer`);
+  const positions = resolvePositions(options.logitsAt ?? [-1], L);
+  const V = model.config.vocabSize;
+  const logits = new Float64Array(positions.length * V);
+  const nll = new Float64Array(Math.max(0, L - 1));
+  const carries: (LayerCarry | undefined)[] = model.layers.map(() => undefined);
+  const none = new Int32Array(0);
+  let p = 0;
+  for (let start = 0; start < L; start += chunk) {
+    const end = Math.min(L, start + chunk);
+    let hidden = embed(Array.prototype.slice.call(ids, start, end), model.embedding);
+    model.layers.forEach((layer, i) => {
+      options.checkCancelled?.();
+      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, carries[i]));
+      carries[i] = step.carry;
+      hidden = step.next;
+    });
+    const rows = linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead);
+    for (let t = start; t < end; t++) {
+      if (t + 1 < L) nll[t] = nextTokenLoss(rows, t - start, ids[t + 1]);
+      if (positions[p] === t) logits.set(rows.data.subarray((t - start) * V, (t - start + 1) * V), V * p++);
+    }
+    options.onProgress?.(end);
+  }
+  return { positions, logits: { shape: [positions.length, V], data: logits }, nll, final: carries as LayerCarry[] };
 }
 
 function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions): { hidden: F64; layers: LayerInternals<Float64Array>[] } {

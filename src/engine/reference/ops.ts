@@ -66,7 +66,12 @@ export function columns(x: F64, start: number, width: number): F64 {
  * Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]).
  * (The cpu and wasm backends' float32 conv is tfjs/hostLoopScan.ts.)
  */
-export function causalConvSilu(x: F64, w: F64, b?: F64): F64 {
+/**
+ * Causal depthwise conv1d + SiLU over x [L, C], weights [C, K]. `before` [K − 1, C]: the inputs
+ * that precede x (the previous chunk's last K − 1 rows; zeros at the start of a sequence), so a
+ * sequence cut into chunks convolves exactly as one pass does.
+ */
+export function causalConvSilu(x: F64, w: F64, b?: F64, before?: F64): F64 {
   const [L, C] = x.shape;
   const K = w.shape[1];
   const y = new Float64Array(L * C);
@@ -76,11 +81,24 @@ export function causalConvSilu(x: F64, w: F64, b?: F64): F64 {
       for (let k = 0; k < K; k++) {
         const src = t - K + 1 + k;
         if (src >= 0) s += w.data[c * K + k] * x.data[src * C + c];
+        else if (before) s += w.data[c * K + k] * before.data[(K - 1 + src) * C + c];
       }
       y[t * C + c] = silu(s);
     }
   }
   return { shape: [L, C], data: y };
+}
+
+/** The conv's context for the next chunk: the last K − 1 input rows of `before` then x. */
+export function convContext(x: F64, K: number, before?: F64): F64 {
+  const [L, C] = x.shape;
+  const rows = new Float64Array((K - 1) * C);
+  for (let r = 0; r < K - 1; r++) {
+    const t = L - (K - 1) + r;
+    if (t >= 0) rows.set(x.data.subarray(t * C, (t + 1) * C), r * C);
+    else if (before) rows.set(before.data.subarray((K - 1 + t) * C, (K + t) * C), r * C);
+  }
+  return { shape: [K - 1, C], data: rows };
 }
 
 export function embed(ids: ArrayLike<number>, table: F64): F64 {

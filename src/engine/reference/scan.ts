@@ -16,14 +16,19 @@ export interface ScanResult<F extends FloatArray = Float64Array> {
   readonly h: Tensor<F>;
 }
 
+/** The sequential scan's result, with the state after the last token: where a scan of the sequence's next chunk starts. */
+export interface CarriedScan extends ScanResult {
+  readonly last: Float64Array;
+}
+
 /**
  * Mamba-1: u, delta [L, D]; A [D, N] (already −exp(A_log)); B, C [L, N]; Dskip [D].
  * (The cpu and wasm backends' float32 loop is tfjs/hostLoopScan.ts.)
  */
-export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array): ScanResult {
+export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, h0?: Float64Array): CarriedScan {
   const [L, D] = u.shape;
   const N = A.shape[1];
-  const h = new Float64Array(D * N);
+  const h = h0 ? Float64Array.from(h0) : new Float64Array(D * N);
   const y = new Float64Array(L * D);
   const states = new Float64Array(at.length * D * N);
   const slots = stateSlots(at, L);
@@ -42,21 +47,21 @@ export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, 
     }
     for (const row of slots[t] ?? []) states.set(h, D * N * row);
   }
-  return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states } };
+  return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states }, last: h };
 }
 
 /**
  * Mamba-2: x [L, heads·P]; delta [L, heads]; A [heads]; B, C [L, G·N]; Dskip [heads].
  * Head k reads group floor(k / (heads / G)).
  */
-export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array): ScanResult {
+export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, h0?: Float64Array): CarriedScan {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
   const GN = B.shape[1];
   const N = GN / groups;
   const perGroup = heads / groups;
-  const h = new Float64Array(heads * P * N);
+  const h = h0 ? Float64Array.from(h0) : new Float64Array(heads * P * N);
   const y = new Float64Array(L * heads * P);
   const states = new Float64Array(at.length * h.length);
   const slots = stateSlots(at, L);
@@ -81,7 +86,7 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
     }
     for (const row of slots[t] ?? []) states.set(h, h.length * row);
   }
-  return { y: { shape: [L, heads * P], data: y }, h: { shape: [at.length, heads, P, N], data: states } };
+  return { y: { shape: [L, heads * P], data: y }, h: { shape: [at.length, heads, P, N], data: states }, last: h };
 }
 
 /** A = −exp(A_log). */
