@@ -121,6 +121,36 @@ describe('cli inspect', function () {
     assert.equal((await run('inspect', '--ids', '1', '--out', 'o', '--norm', 'hf')).code, 2);
   });
 
+  it('--positions runs the long mode: logits at those positions, the loss everywhere and the final states, as the full run has them', async () => {
+    const base = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py')];
+    const full = await run(...base, '--out', outFile('full.safetensors'), '--states-at', '-1');
+    assert.equal(full.code, 0, full.err);
+    const long = await run(...base, '--out', outFile('long.safetensors'), '--positions', '0:200:50,-1');
+    assert.equal(long.code, 0, long.err);
+    assert.match(long.out, /loss +\d+\.\d+ nats\/token \(mean over 232 positions\)/);
+    const [a, b] = [await openSafetensors(outFile('full.safetensors')), await openSafetensors(outFile('long.safetensors'))];
+    assert.equal(b.metadata.mode, 'long');
+    assert.deepEqual([...((await b.readNative('positions')).data as Int32Array)], [0, 50, 100, 150, 232]);
+    const logits = (await a.readFloat('logits', 'float64')) as { shape: number[]; data: Float64Array };
+    const V = logits.shape[1];
+    const rows = [0, 50, 100, 150, 232].flatMap((t) => [...logits.data.subarray(t * V, (t + 1) * V)]);
+    assert.deepEqual([...(await b.readFloat('logits', 'float64')).data], rows);
+    const ids = (await a.readNative('input_ids')).data as Int32Array;
+    const nll = (await b.readFloat('nll', 'float64')).data;
+    for (const t of [0, 117, 231]) {
+      const row = logits.data.subarray(t * V, (t + 1) * V);
+      const m = Math.max(...row);
+      const want = m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0)) - row[ids[t + 1]];
+      assert.ok(Math.abs(nll[t] - want) < 1e-12, `nll at ${t}: ${nll[t]} vs ${want}`);
+    }
+    for (const i of [0, 1]) assert.deepEqual((await b.readFloat(`layers.${i}.h`, 'float64')).data, (await a.readFloat(`layers.${i}.h`, 'float64')).data);
+    assert.deepEqual((await b.readNative('layers.1.conv_context')).shape, [3, 256]);
+    assert.equal(b.info('layers.0.delta'), undefined, 'no per-token internals in the long mode');
+    const bad = await run(...base, '--out', outFile('bad.safetensors'), '--positions', '0:5000:0');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--positions: (step "0" is not a positive integer|5000 is outside)/);
+  });
+
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {
     const r = await run('inspect', '--text', fixture('samples', 'sample2.py'), '--out', outFile('demo.safetensors'), '--max-tokens', '40', '--layers', '0');
     assert.equal(r.code, 0, r.err);

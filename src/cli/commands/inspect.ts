@@ -5,7 +5,7 @@
  */
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { InputError, LimitError } from '../../engine/errors';
-import { buildDump } from '../../engine/formats/dump';
+import { buildDump, DUMP_FORMAT } from '../../engine/formats/dump';
 import { encodeSafetensors } from '../../engine/formats/safetensors';
 import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
 import { kindFor } from '../../engine/layers';
@@ -23,6 +23,7 @@ import { useNodeBackend } from '../../node/tfjsBackends';
 import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
+import { checkLongRun, longRun, longRunEntries, LONG_CHUNK, parsePositions } from '../longRun';
 import { loadTokenizer, openModelArg, readTextFile, writeOutput } from '../modelArgs';
 import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
@@ -30,7 +31,7 @@ const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | 
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
                           [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
-                          [--norm mamba_ssm|transformers]
+                          [--norm mamba_ssm|transformers] [--positions 0:32768:512,-1]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -43,6 +44,10 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
   --max-memory  the run's memory in MB (default 4096): weights, kept tensors and logits; when
                 the weights do not fit, the float64 reference streams the layers from disk
+  --positions   a long run: the float64 reference in ${LONG_CHUNK}-token chunks, each layer's state
+                carried, holding one chunk whatever the length; the dump gets positions,
+                logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
+                nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_context
   --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
                 (default; the released checkpoints were trained so), or over all of d_inner as
                 transformers 5.17 does; compare the two dumps with mamba-scope compare
@@ -61,7 +66,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, ...MAX_SECONDS_OPTION,
+      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, positions: { value: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -97,10 +102,30 @@ export const inspect: Command = {
       ids = ids.slice(0, maxTokens);
       pieces = pieces.slice(0, maxTokens);
     }
+    for (const id of ids) if (id < 0 || id >= config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${config.vocabSize}-token vocabulary`);
+    const positionSpec = optional(args, 'positions');
+    if (positionSpec !== undefined) {
+      if (backend !== 'reference') throw new UsageError('--positions runs the float64 reference in chunks: leave out --backend and --precision');
+      if (attention || statesAt.length || optional(args, 'layers') !== undefined) throw new UsageError('--positions writes each layer\'s final state and no per-token internals: leave out --attention, --states-at and --layers');
+      const positions = parsePositions(positionSpec, ids.length);
+      checkLongRun(config, ids.length, positions.length, positiveInt(args, 'max-memory') ?? 4096);
+      budget.plan(plan(config, backend, ids.length, 0, false), 'use fewer tokens (--max-tokens)');
+      const model = await loadModel(config, store, 'float64');
+      const run = await budget.phase('forward', ids.length, async (tick) => longRun(model, ids, positions, () => undefined, tick));
+      const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: config.arch, dtype: 'float64', backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
+      await writeOutput(out, encodeSafetensors(longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata));
+      const meanLoss = run.nll.reduce((a, b) => a + b, 0) / Math.max(1, run.nll.length);
+      io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel})`);
+      io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}, in ${LONG_CHUNK}-token chunks`);
+      io.out(`loss      ${meanLoss.toFixed(4)} nats/token (mean over ${run.nll.length} positions)`);
+      io.out(`logits    at ${run.positions.length} positions`);
+      io.out(`wrote     ${out}`);
+      io.out(`time      ${budget.summary()}`);
+      return 0;
+    }
     const layers = layerList(args, 'layers', config.nLayer);
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
-    for (const id of ids) if (id < 0 || id >= config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${config.vocabSize}-token vocabulary`);
 
     budget.plan(plan(config, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
 

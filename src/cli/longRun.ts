@@ -1,0 +1,87 @@
+/**
+ * `inspect --positions SPEC`: the long-sequence run (issue 13). The float64 reference runs the
+ * sequence in chunks with each layer's state carried (referenceForwardChunked), so it holds one
+ * chunk's activations whatever the length; the dump holds what stays O(L): the logits at the
+ * chosen positions, the next-token loss at every position, and each layer's final state and conv
+ * context. Per-layer internals of every token (O(L × layers × channels)) are not written.
+ */
+import { LimitError } from '../engine/errors';
+import { dumpKey } from '../engine/formats/dump';
+import type { NamedTensor } from '../engine/formats/safetensors';
+import { kindFor } from '../engine/layers';
+import type { LanguageModelConfig } from '../engine/model/config';
+import type { LanguageModel } from '../engine/model/graph';
+import { weightValues } from '../engine/model/load';
+import { referenceForwardChunked, type ChunkedRun } from '../engine/reference/forward';
+import { UsageError } from './args';
+
+/** Tokens per chunk of the long run. */
+export const LONG_CHUNK = 2048;
+
+/**
+ * "0:65536:512,65535": ranges start:end[:step] (end exclusive) and single positions, negative
+ * counting from the end; sorted and distinct, each checked against the sequence.
+ */
+export function parsePositions(spec: string, length: number): number[] {
+  const out = new Set<number>();
+  const at = (s: string) => {
+    if (!/^-?\d+$/.test(s)) throw new UsageError(`--positions: "${s}" is not an integer (the form is start:end[:step] or a position, comma-separated)`);
+    const v = Number(s);
+    const q = v < 0 ? length + v : v;
+    if (q < 0 || q > length) throw new UsageError(`--positions: ${v} is outside the ${length}-token sample`);
+    return q;
+  };
+  for (const item of spec.split(',').map((s) => s.trim())) {
+    const parts = item.split(':');
+    if (parts.length === 1) {
+      const q = at(parts[0]);
+      if (q === length) throw new UsageError(`--positions: ${parts[0]} is outside the ${length}-token sample`);
+      out.add(q);
+    } else if (parts.length <= 3) {
+      const [start, end] = [at(parts[0]), at(parts[1])];
+      const step = parts[2] === undefined ? 1 : Number(parts[2]);
+      if (!Number.isInteger(step) || step < 1) throw new UsageError(`--positions: step "${parts[2]}" is not a positive integer`);
+      for (let t = start; t < end; t += step) out.add(t);
+    } else {
+      throw new UsageError(`--positions: "${item}" is not start:end[:step] or a position`);
+    }
+  }
+  if (out.size === 0) throw new UsageError(`--positions "${spec}" names no position`);
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Bytes the long run holds: the weights, one chunk's activations, the logits kept, the loss and the final states. */
+export function longRunBytes(config: LanguageModelConfig, tokens: number, positions: number): number {
+  const h = (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
+  const chunk = Math.min(tokens, LONG_CHUNK);
+  // A chunk's stream through one layer: in_proj's output and a few [chunk, d_inner] temporaries, and its logits.
+  const activations = chunk * (8 * config.dInner + config.vocabSize);
+  return 8 * (weightValues(config).total + activations + positions * config.vocabSize + tokens + config.nLayer * (h + config.dConv * 2 * config.dInner));
+}
+
+export function checkLongRun(config: LanguageModelConfig, tokens: number, positions: number, limitMb: number): void {
+  const bytes = longRunBytes(config, tokens, positions);
+  if (bytes > limitMb * 1e6) {
+    throw new LimitError('inspect', `the long run of ${tokens} tokens needs ${(bytes / 1e6).toFixed(0)} MB (weights, one ${LONG_CHUNK}-token chunk, the logits at ${positions} positions), over the --max-memory limit of ${limitMb} MB: keep fewer --positions, or raise --max-memory`);
+  }
+}
+
+export function longRun(model: LanguageModel<'float64'>, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): ChunkedRun {
+  return referenceForwardChunked(model, ids, { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress });
+}
+
+/** The dump's tensors: input_ids, positions, logits [P, V], nll [L − 1], and per layer h [1, …] at h_tokens [L − 1] and conv_context [K − 1, C]. */
+export function longRunEntries(ids: Int32Array, run: ChunkedRun, stateShape: readonly number[]): NamedTensor[] {
+  const last = Int32Array.of(ids.length - 1);
+  return [
+    { name: 'input_ids', tensor: { shape: [ids.length], data: ids } },
+    { name: 'positions', tensor: { shape: [run.positions.length], data: run.positions } },
+    { name: 'logits', tensor: run.logits },
+    { name: 'nll', tensor: { shape: [run.nll.length], data: run.nll } },
+    ...run.final.flatMap((carry, i): NamedTensor[] => [
+      { name: dumpKey(i, 'h'), tensor: { shape: [1, ...stateShape], data: carry.h } },
+      { name: dumpKey(i, 'h_tokens'), tensor: { shape: [1], data: last } },
+      ...(carry.conv ? [{ name: dumpKey(i, 'conv_context'), tensor: carry.conv }] : []),
+    ]),
+  ];
+}
