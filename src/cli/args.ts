@@ -16,9 +16,11 @@ export class UsageError extends Error {
 export interface OptionSpec {
   /** Takes a value (`--out x`) or is a boolean flag (`--json`). */
   readonly value: boolean;
+  /** May be given more than once (`--intervene a --intervene b`): read with `list`. */
+  readonly repeat?: boolean;
 }
 
-export type ParsedArgs = Map<string, string | true>;
+export type ParsedArgs = Map<string, string | true | string[]>;
 
 export function parseArgs(argv: readonly string[], spec: Readonly<Record<string, OptionSpec>>): ParsedArgs {
   const out: ParsedArgs = new Map();
@@ -28,7 +30,7 @@ export function parseArgs(argv: readonly string[], spec: Readonly<Record<string,
     const [name, inline] = a.slice(2).split(/=(.*)/s, 2);
     const s = spec[name];
     if (!s) throw new UsageError(`unknown option --${name}`);
-    if (out.has(name)) throw new UsageError(`--${name} given twice`);
+    if (out.has(name) && !s.repeat) throw new UsageError(`--${name} given twice`);
     if (!s.value) {
       if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
       out.set(name, true);
@@ -36,9 +38,16 @@ export function parseArgs(argv: readonly string[], spec: Readonly<Record<string,
     }
     const v = inline ?? argv[++i];
     if (v === undefined || (inline === undefined && v.startsWith('--'))) throw new UsageError(`--${name} needs a value`);
-    out.set(name, v);
+    const before = out.get(name);
+    out.set(name, s.repeat ? [...(Array.isArray(before) ? before : []), v] : v);
   }
   return out;
+}
+
+/** Every value of a repeatable option, in the order given. */
+export function list(args: ParsedArgs, name: string): string[] {
+  const v = args.get(name);
+  return Array.isArray(v) ? v : [];
 }
 
 export function optional(args: ParsedArgs, name: string): string | undefined {

@@ -9,6 +9,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/cli/main';
 import { normalizedError } from '../../src/engine/tensor';
+import { asKind } from '../../src/engine/layers/kind';
+import { mamba1 } from '../../src/engine/layers/mamba1';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { add, gate, linear, rmsNorm, type F64 } from '../../src/engine/reference/ops';
+import { negExp, selectiveScan } from '../../src/engine/reference/scan';
+import { NodeFolderStore } from '../../src/node/files';
+import { encodeSafetensors } from '../../src/engine/formats/safetensors';
+import { writeDump } from '../../src/cli/modelArgs';
 import { BUILT_CLI, buildCli } from './buildCli';
 import { fixture, openSafetensors } from './fixtures';
 
@@ -149,6 +157,52 @@ describe('cli inspect', function () {
     const bad = await run(...base, '--out', outFile('bad.safetensors'), '--positions', '0:5000:0');
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--positions: (step "0" is not a positive integer|5000 is outside)/);
+  });
+
+  it('writes dumps piece by piece, byte for byte the file encodeSafetensors makes in one buffer', async () => {
+    const entries = [
+      { name: 'a', tensor: { shape: [3], data: Float64Array.of(1, 2, 3) } },
+      { name: 'b.odd', tensor: { shape: [1, 3], data: Int32Array.of(7, 8, 9) } },
+      { name: 'c', tensor: { shape: [1], data: new Float32Array([0.5, -1]).subarray(1) } },
+    ];
+    await writeDump(outFile('pieces.safetensors'), entries, { format: 'mamba-dump/1' });
+    assert.deepEqual(new Uint8Array(readFileSync(outFile('pieces.safetensors'))), encodeSafetensors(entries, { format: 'mamba-dump/1' }));
+    await assert.rejects(writeDump(path.join(tmp, 'no', 'such', 'dir', 'x.safetensors'), entries, {}), /x\.safetensors: cannot be written/);
+  });
+
+  it('--intervene "ablate-write layer=1 tokens=40": nothing changes before token 40, and after it the logits are an independent recomputation; effect measures it', async () => {
+    const base = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '80'];
+    assert.equal((await run(...base, '--out', outFile('clean.safetensors'))).code, 0);
+    const r = await run(...base, '--out', outFile('ablated.safetensors'), '--intervene', 'ablate-write layer=1 tokens=40');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /intervene ablate-write layer=1 tokens=40/);
+    const [clean, ablated] = [await openSafetensors(outFile('clean.safetensors')), await openSafetensors(outFile('ablated.safetensors'))];
+    assert.equal(ablated.metadata.interventions, JSON.stringify(['ablate-write layer=1 tokens=40']));
+    const logits = (d: typeof clean) => d.readFloat('logits', 'float64');
+    const [a, b] = [await logits(clean), await logits(ablated)];
+    const V = a.shape[1];
+    assert.deepEqual(b.data.subarray(0, 40 * V), a.data.subarray(0, 40 * V), 'logits before token 40');
+    // Independently: layer 1's scan with token 40's write (B_40) zeroed, then its gate, out_proj, residual, final norm and lm_head.
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
+    const layer = asKind(model.layers[1], mamba1)!;
+    const get = async (k: string) => (await clean.readFloat(`layers.1.${k}`, 'float64')) as F64;
+    const B = await get('B');
+    const N = B.shape[1];
+    const zeroed = { shape: B.shape, data: Float64Array.from(B.data, (v, i) => (Math.floor(i / N) === 40 ? 0 : v)) };
+    const { y } = selectiveScan(await get('u'), await get('delta'), negExp(layer.params.A_log), zeroed, await get('C'), layer.params.D, new Int32Array(0));
+    const hidden = add(await get('hidden_in'), linear(gate(y, await get('z')), layer.params.outProjW, layer.params.outProjB));
+    const want = linear(rmsNorm(hidden, model.normF!, layer.config.eps), model.lmHead!);
+    assert.ok(normalizedError(b.data, want.data) < 1e-9, `logits: ${normalizedError(b.data, want.data)}`);
+    const e = await run('effect', outFile('clean.safetensors'), outFile('ablated.safetensors'), '--json', '--target', '7');
+    assert.equal(e.code, 0, e.err);
+    const json = JSON.parse(e.out) as { firstChanged: number; kl: number[]; dLoss: number[]; target: { clean: number[] } };
+    assert.equal(json.firstChanged, 40);
+    assert.ok(json.kl.slice(0, 40).every((v) => v === 0) && json.kl[40] > 0);
+    assert.equal(json.dLoss.length, 79);
+    const text = await run('effect', outFile('clean.safetensors'), outFile('ablated.safetensors'));
+    assert.match(text.out, /first change at position 40 \(of 80\)/);
+    assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=9 tokens=1')).code, 1);
+    assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=1 tokens=1', '--backend', 'wasm')).code, 2);
   });
 
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {

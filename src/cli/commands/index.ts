@@ -5,5 +5,6 @@ import { runBlock } from './runBlock';
 import { compare } from './compare';
 import { rescan } from './rescan';
 import { forgotten } from './forgotten';
+import { effect } from './effect';
 
-export const COMMANDS: readonly Command[] = [inspect, runBlock, compare, rescan, forgotten];
+export const COMMANDS: readonly Command[] = [inspect, runBlock, compare, rescan, forgotten, effect];

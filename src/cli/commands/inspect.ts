@@ -6,14 +6,16 @@
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump, DUMP_FORMAT } from '../../engine/formats/dump';
-import { encodeSafetensors } from '../../engine/formats/safetensors';
 import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
 import { kindFor } from '../../engine/layers';
 import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
 import { loadModel, openModel, weightValues, type StreamedModel } from '../../engine/model/load';
 import { topK } from '../../engine/predictions';
-import { referenceForward, referenceForwardStreamed } from '../../engine/reference/forward';
+import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../engine/interventions';
+import { openTensorFile } from '../../engine/formats/tensorFile';
+import { NodeFileSource } from '../../node/files';
+import { referenceForward, referenceForwardIntervened, referenceForwardStreamed } from '../../engine/reference/forward';
 import { negExp } from '../../engine/reference/scan';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
@@ -21,10 +23,10 @@ import { WebGpuModel } from '../../engine/webgpu/model';
 import type { WeightFormat } from '../../engine/webgpu/weightFormat';
 import { useNodeBackend } from '../../node/tfjsBackends';
 import { createDawnDevice } from '../../node/webgpu';
-import { UsageError, flag, intList, layerList, oneOf, optional, parseArgs, positiveInt, required } from '../args';
+import { UsageError, flag, intList, layerList, list, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { checkLongRun, longRun, longRunEntries, LONG_CHUNK, parsePositions } from '../longRun';
-import { loadTokenizer, openModelArg, readTextFile, writeOutput } from '../modelArgs';
+import { loadTokenizer, openModelArg, readTextFile, writeDump } from '../modelArgs';
 import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
@@ -32,6 +34,7 @@ const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | 
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
                           [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
                           [--norm mamba_ssm|transformers] [--positions 0:32768:512,-1]
+                          [--intervene "ablate-write layer=1 tokens=40" …]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -48,6 +51,11 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 carried, holding one chunk whatever the length; the dump gets positions,
                 logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
                 nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_context
+  --intervene   an intervention in the float64 reference (repeatable; docs/INTERVENTIONS.md):
+                "ablate-write layer=L tokens=S[,…]", "scale-delta layer=L tokens=… factor=F [channels=…]",
+                "zero-state layer=L token=T", "knockout layer=L from=S to=T0",
+                "steer layer=L tokens=… vector=FILE:KEY scale=A"; the dump is an ordinary one:
+                mamba-scope effect <clean> <intervened> measures what changed
   --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
                 (default; the released checkpoints were trained so), or over all of d_inner as
                 transformers 5.17 does; compare the two dumps with mamba-scope compare
@@ -66,7 +74,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, positions: { value: true }, ...MAX_SECONDS_OPTION,
+      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, positions: { value: true }, intervene: { value: true, repeat: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -107,13 +115,14 @@ export const inspect: Command = {
     if (positionSpec !== undefined) {
       if (backend !== 'reference') throw new UsageError('--positions runs the float64 reference in chunks: leave out --backend and --precision');
       if (attention || statesAt.length || optional(args, 'layers') !== undefined) throw new UsageError('--positions writes each layer\'s final state and no per-token internals: leave out --attention, --states-at and --layers');
+      if (list(args, 'intervene').length) throw new UsageError('--intervene runs on a whole sequence, not the chunked long mode: leave out --positions');
       const positions = parsePositions(positionSpec, ids.length);
       checkLongRun(config, ids.length, positions.length, positiveInt(args, 'max-memory') ?? 4096);
       budget.plan(plan(config, backend, ids.length, 0, false), 'use fewer tokens (--max-tokens)');
       const model = await loadModel(config, store, 'float64');
       const run = await budget.phase('forward', ids.length, async (tick) => longRun(model, ids, positions, () => undefined, tick));
       const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: config.arch, dtype: 'float64', backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
-      await writeOutput(out, encodeSafetensors(longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata));
+      await writeDump(out, longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata);
       const meanLoss = run.nll.reduce((a, b) => a + b, 0) / Math.max(1, run.nll.length);
       io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel})`);
       io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}, in ${LONG_CHUNK}-token chunks`);
@@ -123,28 +132,38 @@ export const inspect: Command = {
       io.out(`time      ${budget.summary()}`);
       return 0;
     }
+    const interventions = list(args, 'intervene').map(parseIntervention);
+    if (interventions.length && backend !== 'reference') throw new UsageError('--intervene runs in the float64 reference: leave out --backend and --precision');
     const layers = layerList(args, 'layers', config.nLayer);
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
 
     budget.plan(plan(config, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
 
+    if (interventions.length && residence === 'streamed') throw new LimitError('inspect', 'the weights do not fit --max-memory resident, and interventions run on a resident model: raise --max-memory');
+    const edits = layerEdits(interventions, ids.length, { layers: config.nLayer, deltaColumns: channelsOf(config), dModel: config.dModel }, await steeringVectors(interventions));
     const model = residence === 'streamed' ? await openModel(config, store, 'float64') : await loadModel(config, store, precision === 'fp64' ? 'float64' : 'float32');
     if (residence === 'streamed') io.err(`note: the weights (${mb(weightValues(config).total * 8)} MB in float64) exceed --max-memory: the layers are read from the checkpoint one at a time`);
-    const result = await budget.phase('forward', config.nLayer, (tick) => forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
+    const result = await budget.phase('forward', config.nLayer, (tick) =>
+      edits.size ? referenceForwardIntervened(model as LanguageModel<'float64'>, ids, edits, { ...options, checkCancelled: layerTicks(tick) }) : forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
       result,
       extras,
-      metadata: { model: dir, arch: config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence, ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) },
+      metadata: {
+        model: dir, arch: config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence,
+        ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}),
+        ...(interventions.length ? { interventions: JSON.stringify(interventions.map(describeIntervention)) } : {}),
+      },
     });
-    await writeOutput(out, encodeSafetensors(entries, metadata));
+    await writeDump(out, entries, metadata);
 
     io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel}${residence === 'streamed' ? ', layers streamed from disk' : ''})`);
     io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
     io.out(`backend   ${backend} (${precision}${backend === 'webgpu' ? `, ${gpuWeights} weights` : ''})`);
+    for (const i of interventions) io.out(`intervene ${describeIntervention(i)}`);
     for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
     if (result.logits) {
       const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
@@ -169,6 +188,18 @@ async function forward(model: LanguageModel | StreamedModel<'float64'>, backend:
   } finally {
     tfModel.dispose();
   }
+}
+
+/** Each steer's vector, read from its safetensors file (FILE:KEY, any shape of d_model values). */
+async function steeringVectors(interventions: readonly Intervention[]): Promise<Map<Intervention, Float64Array>> {
+  const vectors = new Map<Intervention, Float64Array>();
+  for (const i of interventions) {
+    if (i.kind !== 'steer') continue;
+    const store = await openTensorFile(await NodeFileSource.open(i.vector.file));
+    if (!store.info(i.vector.key)) throw new InputError(i.vector.file, `has no tensor "${i.vector.key}" (it has ${store.names().join(', ')})`);
+    vectors.set(i, Float64Array.from((await store.readFloat(i.vector.key, 'float64')).data));
+  }
+  return vectors;
 }
 
 /** The native WebGPU forward through Dawn: the GPU if the machine has one, else SwiftShader. */

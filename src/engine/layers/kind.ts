@@ -8,6 +8,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../internals';
+import type { LayerEdit } from '../interventions';
 import type { ModelConfig } from '../model/config';
 import type { Param, ParamReader, Precision } from '../model/params';
 import type { F64 } from '../reference/ops';
@@ -113,8 +114,9 @@ export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T ext
   /**
    * The float64 forward on the stream entering the layer: the oracle the other engines are tested
    * against. `carry`: the layer's state after the previous chunk of the sequence (none: its start).
+   * `edit`: the interventions on this layer (../interventions.ts), on Δ and in the scan.
    */
-  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array, carry?: LayerCarry): ReferenceStep;
+  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array, carry?: LayerCarry, edit?: LayerEdit): ReferenceStep;
   readonly tfjs: TfjsEntry<C, S, T>;
   readonly webgpu?: WebGpuEntry<C, ParamsOf<S, 'float32'>, G>;
 }

@@ -7,13 +7,19 @@
 import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
 import type { LayerCarry, ModelLayer } from '../layers/kind';
 import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
+import type { LayerEdit } from '../interventions';
 import { nextTokenLoss } from '../predictions';
 import type { StreamedModel } from '../model/load';
 import { embed, linear, rmsNorm, type F64 } from './ops';
 
 export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
+  return referenceForwardIntervened(model, ids, new Map(), options);
+}
+
+/** The forward with interventions (../interventions.ts: layerEdits), layer by layer: steering on the stream entering a layer, the rest on its Δ and in its scan. */
+export function referenceForwardIntervened(model: LoadedModel<'float64'>, ids: ArrayLike<number>, edits: ReadonlyMap<number, LayerEdit>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
   if (!isLanguageModel(model)) throw new Error('the simplified block takes a hidden-state input, not token ids: use referenceLayers');
-  const { hidden, layers } = walk(model, embed(ids, model.embedding), options);
+  const { hidden, layers } = walk(model, embed(ids, model.embedding), options, edits);
   return { logits: linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead), layers };
 }
 
@@ -95,20 +101,32 @@ export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: Ar
   return { positions, logits: { shape: [positions.length, V], data: logits }, nll, final: carries as LayerCarry[] };
 }
 
-function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
+function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions, edits: ReadonlyMap<number, LayerEdit> = new Map()): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
   const at = resolvePositions(options.statesAt ?? [], input.shape[0]);
   let hidden = input;
   const layers: LayerInternals<Float64Array>[] = [];
   for (const layer of model.layers) {
     options.checkCancelled?.();
-    hidden = runLayer(layer, hidden, at, options, layers);
+    hidden = runLayer(layer, hidden, at, options, layers, edits.get(layer.index));
   }
   return { hidden, layers };
 }
 
-/** One layer on the stream entering it; keeps its internals in `kept` when the options ask. Returns the stream leaving it. */
-function runLayer(layer: ModelLayer<'float64'>, hidden: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[]): F64 {
-  const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at));
+/** The stream with each steering vector added at its tokens (a copy). */
+function steered(hidden: F64, edit?: LayerEdit): F64 {
+  if (!edit?.steer) return hidden;
+  const [L, H] = hidden.shape;
+  const data = Float64Array.from(hidden.data);
+  for (const s of edit.steer) {
+    for (const t of s.tokens) if (t < L) for (let j = 0; j < H; j++) data[t * H + j] += s.scale * s.vector[j];
+  }
+  return { shape: hidden.shape, data };
+}
+
+/** One layer on the stream entering it (edited as `edit` says); keeps its internals in `kept` when the options ask. Returns the stream leaving it. */
+function runLayer(layer: ModelLayer<'float64'>, input: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[], edit?: LayerEdit): F64 {
+  const hidden = steered(input, edit);
+  const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, undefined, edit));
   if (wantsLayer(options, layer.index)) {
     const { h, ...rest } = step.internals;
     const tensors = at.length && h ? { ...rest, h } : rest;

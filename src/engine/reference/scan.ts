@@ -5,6 +5,7 @@
  * B/C per group, shared by the heads of the group.
  */
 import { stateSlots } from '../internals';
+import type { ScanEdit } from '../interventions';
 import type { FloatArray, Tensor } from '../tensor';
 import type { F64 } from './ops';
 
@@ -25,23 +26,33 @@ export interface CarriedScan extends ScanResult {
  * Mamba-1: u, delta [L, D]; A [D, N] (already −exp(A_log)); B, C [L, N]; Dskip [D].
  * (The cpu and wasm backends' float32 loop is tfjs/hostLoopScan.ts.)
  */
-export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, h0?: Float64Array): CarriedScan {
+export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, h0?: Float64Array, edit?: ScanEdit): CarriedScan {
   const [L, D] = u.shape;
   const N = A.shape[1];
   const h = h0 ? Float64Array.from(h0) : new Float64Array(D * N);
   const y = new Float64Array(L * D);
   const states = new Float64Array(at.length * D * N);
   const slots = stateSlots(at, L);
+  // The knocked-out token's own term in the state: its write, decayed since (interventions.ts).
+  const ko = edit?.knockout;
+  const g = ko ? new Float64Array(D * N) : undefined;
   for (let t = 0; t < L; t++) {
     const Bt = t * N;
+    const writes = !edit?.noWrite?.has(t);
+    const reset = edit?.reset?.has(t) ?? false;
     for (let d = 0; d < D; d++) {
       const dt = delta.data[t * D + d];
-      const du = dt * u.data[t * D + d];
+      const du = writes ? dt * u.data[t * D + d] : 0;
       let acc = 0;
       for (let n = 0; n < N; n++) {
         const i = d * N + n;
-        h[i] = Math.exp(dt * A.data[i]) * h[i] + du * B.data[Bt + n];
+        const decay = Math.exp(dt * A.data[i]);
+        h[i] = reset ? 0 : decay * h[i] + du * B.data[Bt + n];
         acc += h[i] * C.data[Bt + n];
+        if (g && t >= ko!.source) {
+          g[i] = reset ? 0 : t === ko!.source ? du * B.data[Bt + n] : decay * g[i];
+          if (t >= ko!.from) acc -= g[i] * C.data[Bt + n];
+        }
       }
       y[t * D + d] = acc + Dskip.data[d] * u.data[t * D + d];
     }
@@ -54,7 +65,7 @@ export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, 
  * Mamba-2: x [L, heads·P]; delta [L, heads]; A [heads]; B, C [L, G·N]; Dskip [heads].
  * Head k reads group floor(k / (heads / G)).
  */
-export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, h0?: Float64Array): CarriedScan {
+export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, h0?: Float64Array, edit?: ScanEdit): CarriedScan {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
@@ -65,7 +76,11 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
   const y = new Float64Array(L * heads * P);
   const states = new Float64Array(at.length * h.length);
   const slots = stateSlots(at, L);
+  const ko = edit?.knockout;
+  const own = ko ? new Float64Array(h.length) : undefined;
   for (let t = 0; t < L; t++) {
+    const writes = !edit?.noWrite?.has(t);
+    const reset = edit?.reset?.has(t) ?? false;
     for (let k = 0; k < heads; k++) {
       const dt = delta.data[t * heads + k];
       const decay = Math.exp(dt * A.data[k]);
@@ -74,12 +89,16 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
       for (let p = 0; p < P; p++) {
         const c = k * P + p;
         const xv = x.data[t * heads * P + c];
-        const dx = dt * xv;
+        const dx = writes ? dt * xv : 0;
         let acc = 0;
         for (let n = 0; n < N; n++) {
           const i = c * N + n;
-          h[i] = decay * h[i] + dx * B.data[bOff + n];
+          h[i] = reset ? 0 : decay * h[i] + dx * B.data[bOff + n];
           acc += h[i] * C.data[bOff + n];
+          if (own && t >= ko!.source) {
+            own[i] = reset ? 0 : t === ko!.source ? dx * B.data[bOff + n] : decay * own[i];
+            if (t >= ko!.from) acc -= own[i] * C.data[bOff + n];
+          }
         }
         y[t * heads * P + c] = acc + Dskip.data[k] * xv;
       }
