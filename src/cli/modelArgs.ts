@@ -9,7 +9,7 @@ import { openCheckpoint } from '../engine/formats/checkpoint';
 import { readConfig, withGatedNorm, type GatedNorm, type ModelConfig } from '../engine/model/config';
 import type { LoadedModel } from '../engine/model/graph';
 import { loadModel } from '../engine/model/load';
-import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
+import { SafetensorsFile, safetensorsPieces, type NamedTensor, type TensorStore } from '../engine/formats/safetensors';
 import type { Precision } from '../engine/model/params';
 import { MambaTokenizer } from '../engine/tokenizer';
 import { NodeFileSource, NodeFolderStore } from '../node/files';
@@ -75,10 +75,18 @@ export async function readTextFile(file: string): Promise<string> {
   }
 }
 
-export async function writeOutput(file: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes a dump piece by piece (safetensorsPieces), never as one buffer: no 4 GB ceiling, and
+ * no second copy of every kept tensor in memory while it is written.
+ */
+export async function writeDump(file: string, entries: readonly NamedTensor[], metadata: Record<string, string>): Promise<void> {
+  let handle: fs.FileHandle | undefined;
   try {
-    await fs.writeFile(file, bytes);
+    handle = await fs.open(file, 'w');
+    for (const piece of safetensorsPieces(entries, metadata)) await handle.write(piece);
   } catch (e) {
     throw new InputError(file, `cannot be written: ${e instanceof Error ? e.message : String(e)}`);
+  } finally {
+    await handle?.close();
   }
 }

@@ -3,7 +3,7 @@
  * output with D·x_in, before the gate), out (y ⊙ silu(res)), x_in, res, B, C and delta.
  */
 import { InputError } from '../../engine/errors';
-import { encodeSafetensors, SafetensorsFile, type NamedTensor } from '../../engine/formats/safetensors';
+import { SafetensorsFile, type NamedTensor } from '../../engine/formats/safetensors';
 import type { ForwardResult } from '../../engine/internals';
 import { designNoteOutputs } from '../../engine/layers/seedBlock';
 import type { LoadedModel } from '../../engine/model/graph';
@@ -14,7 +14,7 @@ import { NodeFileSource } from '../../node/files';
 import { useNodeBackend } from '../../node/tfjsBackends';
 import { oneOf, parseArgs, required } from '../args';
 import type { Command } from '../command';
-import { writeOutput } from '../modelArgs';
+import { writeDump } from '../modelArgs';
 import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 const USAGE = `usage: mamba-scope run-block --block <block.safetensors> --input <io.safetensors> --out <out.safetensors>
@@ -51,7 +51,7 @@ export const runBlock: Command = {
       }
     });
     const entries: NamedTensor[] = Object.entries(designNoteOutputs(layers[0].tensors)).map(([name, tensor]) => ({ name, tensor }));
-    await writeOutput(required(args, 'out'), encodeSafetensors(entries, { format: 'mamba-dump/1', layout: 'LD', model: 'seed-simple', dtype: precision === 'fp64' ? 'float64' : 'float32' }));
+    await writeDump(required(args, 'out'), entries, { format: 'mamba-dump/1', layout: 'LD', model: 'seed-simple', dtype: precision === 'fp64' ? 'float64' : 'float32' });
     io.out(`block ${blockFile.name}: ${xInfo.shape[0]} tokens × ${xInfo.shape[1]} channels, ${precision} → ${required(args, 'out')}`);
     io.out(`time: ${budget.summary()}`);
     return 0;

@@ -176,8 +176,13 @@ export interface NamedTensor {
   readonly tensor: Tensor;
 }
 
-/** Writes a safetensors file (used for dumps). Tensor bytes are 8-byte aligned like the Python writer. */
-export function encodeSafetensors(entries: readonly NamedTensor[], metadata: Record<string, string> = {}): Uint8Array {
+/**
+ * A safetensors file as pieces, in file order: the 8-byte length and the JSON header (padded so
+ * tensor bytes are 8-byte aligned, like the Python writer), then each tensor's bytes as a view of
+ * its own data. A writer that streams the pieces never holds the file in one buffer (a dump can be
+ * larger than any one ArrayBuffer); encodeSafetensors joins them.
+ */
+export function safetensorsPieces(entries: readonly NamedTensor[], metadata: Record<string, string> = {}): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -192,11 +197,17 @@ export function encodeSafetensors(entries: readonly NamedTensor[], metadata: Rec
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + new TextEncoder().encode(json).byteLength) % 8)) % 8);
   const jsonBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + jsonBytes.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
-  out.set(jsonBytes, 8);
-  let at = 8 + jsonBytes.byteLength;
-  for (const p of parts) {
+  const length = new Uint8Array(8);
+  new DataView(length.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
+  return [length, jsonBytes, ...parts];
+}
+
+/** The safetensors file as one buffer (exports, and files small enough for one). */
+export function encodeSafetensors(entries: readonly NamedTensor[], metadata: Record<string, string> = {}): Uint8Array {
+  const pieces = safetensorsPieces(entries, metadata);
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of pieces) {
     out.set(p, at);
     at += p.byteLength;
   }
