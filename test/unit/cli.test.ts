@@ -205,6 +205,27 @@ describe('cli inspect', function () {
     assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=1 tokens=1', '--backend', 'wasm')).code, 2);
   });
 
+  it('--logit-lens: each layer\'s stream through the final norm and lm_head; at the last layer it is the model\'s own next-token distribution', async () => {
+    const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '30', '--out', outFile('lens.safetensors'), '--logit-lens');
+    assert.equal(r.code, 0, r.err);
+    const d = await openSafetensors(outFile('lens.safetensors'));
+    const logits = await d.readFloat('logits', 'float64');
+    const ids = (await d.readNative('input_ids')).data as Int32Array;
+    const V = logits.shape[1];
+    const lensIds = (await d.readNative('layers.1.lens_ids')).data as Int32Array;
+    const nextProb = (await d.readFloat('layers.1.lens_next_prob', 'float64')).data;
+    for (const t of [0, 13, 28]) {
+      const row = [...logits.data.subarray(t * V, (t + 1) * V)];
+      const order = row.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map(([, i]) => i);
+      assert.deepEqual([...lensIds.subarray(t * 5, t * 5 + 5)], order.slice(0, 5), `top 5 at ${t}`);
+      const m = Math.max(...row);
+      const p = Math.exp(row[ids[t + 1]] - m) / row.reduce((s, v) => s + Math.exp(v - m), 0);
+      assert.ok(Math.abs(nextProb[t] - p) < 1e-6, `next-token probability at ${t}`);
+    }
+    assert.deepEqual(d.info('layers.0.lens_probs')?.shape, [30, 5]);
+    assert.notDeepEqual([...((await d.readNative('layers.0.lens_ids')).data as Int32Array)], [...lensIds], 'layer 0 reads differently');
+  });
+
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {
     const r = await run('inspect', '--text', fixture('samples', 'sample2.py'), '--out', outFile('demo.safetensors'), '--max-tokens', '40', '--layers', '0');
     assert.equal(r.code, 0, r.err);

@@ -11,7 +11,8 @@ import { kindFor } from '../../engine/layers';
 import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
 import { loadModel, openModel, weightValues, type StreamedModel } from '../../engine/model/load';
-import { topK } from '../../engine/predictions';
+import { predictionsFromLogits, topK } from '../../engine/predictions';
+import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
 import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../engine/interventions';
 import { openTensorFile } from '../../engine/formats/tensorFile';
 import { NodeFileSource } from '../../node/files';
@@ -34,7 +35,7 @@ const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | 
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
                           [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
                           [--norm mamba_ssm|transformers] [--positions 0:32768:512,-1]
-                          [--intervene "ablate-write layer=1 tokens=40" …]
+                          [--intervene "ablate-write layer=1 tokens=40" …] [--logit-lens]
 
 Runs the model on the sample and writes a mamba-dump/1 file: input_ids, logits and, per layer,
 hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states-at).
@@ -56,6 +57,9 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 "zero-state layer=L token=T", "knockout layer=L from=S to=T0",
                 "steer layer=L tokens=… vector=FILE:KEY scale=A"; the dump is an ordinary one:
                 mamba-scope effect <clean> <intervened> measures what changed
+  --logit-lens  each kept layer's output stream through the final norm and lm_head: per position
+                layers.i.lens_ids and lens_probs (the top 5) and lens_next_prob, lens_next_rank
+                (the token that follows), to read where in depth the prediction forms
   --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
                 (default; the released checkpoints were trained so), or over all of d_inner as
                 transformers 5.17 does; compare the two dumps with mamba-scope compare
@@ -74,7 +78,7 @@ export const inspect: Command = {
       model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true },
       precision: { value: true }, backend: { value: true }, layers: { value: true },
       'states-at': { value: true }, 'max-tokens': { value: true }, attention: { value: false },
-      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, positions: { value: true }, intervene: { value: true, repeat: true }, ...MAX_SECONDS_OPTION,
+      'max-memory': { value: true }, 'gpu-weights': { value: true }, norm: { value: true }, positions: { value: true }, intervene: { value: true, repeat: true }, 'logit-lens': { value: false }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
@@ -138,7 +142,8 @@ export const inspect: Command = {
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
 
-    budget.plan(plan(config, backend, ids.length, layers.length, attention), 'use fewer tokens (--max-tokens)' + (attention ? ' or fewer layers (--layers)' : ''));
+    const lens = flag(args, 'logit-lens');
+    budget.plan(plan(config, backend, ids.length, layers.length, attention, lens), 'use fewer tokens (--max-tokens)' + (attention || lens ? ' or fewer layers (--layers)' : ''));
 
     if (interventions.length && residence === 'streamed') throw new LimitError('inspect', 'the weights do not fit --max-memory resident, and interventions run on a resident model: raise --max-memory');
     const edits = layerEdits(interventions, ids.length, { layers: config.nLayer, deltaColumns: channelsOf(config), dModel: config.dModel }, await steeringVectors(interventions));
@@ -147,11 +152,17 @@ export const inspect: Command = {
     const result = await budget.phase('forward', config.nLayer, (tick) =>
       edits.size ? referenceForwardIntervened(model as LanguageModel<'float64'>, ids, edits, { ...options, checkCancelled: layerTicks(tick) }) : forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
+    let extrasOnly: Map<number, Record<string, Tensor>> | undefined;
+    if (lens) {
+      const lens = await budget.phase('logit lens', result.layers.length, (tick) => logitLens(model, result, ids, tick));
+      for (const [layer, tensors] of lens) extras?.set(layer, { ...extras.get(layer), ...tensors });
+      if (!extras) extrasOnly = lens;
+    }
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
       result,
-      extras,
+      extras: extras ?? extrasOnly,
       metadata: {
         model: dir, arch: config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence,
         ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}),
@@ -188,6 +199,32 @@ async function forward(model: LanguageModel | StreamedModel<'float64'>, backend:
   } finally {
     tfModel.dispose();
   }
+}
+
+/**
+ * The logit lens: each kept layer's output stream through the final RMSNorm and the lm_head,
+ * reduced to the top 5 and the next token's probability and rank per position (the [L, V]
+ * logits of one layer at a time, never of all).
+ */
+async function logitLens(model: LanguageModel | StreamedModel<'float64'>, result: ForwardResult, ids: Int32Array, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
+  const out = new Map<number, Record<string, Tensor>>();
+  const c = model.config;
+  for (const [k, l] of result.layers.entries()) {
+    const stream = l.tensors.hidden_out;
+    if (!stream) continue;
+    const hidden = { shape: stream.shape, data: Float64Array.from(stream.data) };
+    // In float64 arithmetic whatever the run's precision: the ops only read the weights' values.
+    const p = predictionsFromLogits(linear(rmsNorm(hidden, model.normF as F64, c.eps), model.lmHead as F64), ids, 5);
+    const L = ids.length;
+    out.set(l.layer, {
+      lens_ids: { shape: [L, 5], data: p.ids },
+      lens_probs: { shape: [L, 5], data: p.probs },
+      lens_next_prob: { shape: [L], data: p.nextProb },
+      lens_next_rank: { shape: [L], data: p.nextRank },
+    });
+    tick(k + 1);
+  }
+  return out;
 }
 
 /** Each steer's vector, read from its safetensors file (FILE:KEY, any shape of d_model values). */
@@ -249,9 +286,11 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
 }
 
 /** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
-function plan(config: LanguageModelConfig, backend: Backend, L: number, keptLayers: number, attention: boolean): Phase[] {
+function plan(config: LanguageModelConfig, backend: Backend, L: number, keptLayers: number, attention: boolean, lens = false): Phase[] {
   const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, config.nLayer * stateValues(config), L), rate: RATES[backend] }];
   if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(config), L, config.dState), rate: RATES.attention });
+  // The lens multiplies every kept layer's stream by the lm_head, in float64.
+  if (lens) phases.push({ name: 'logit lens', work: keptLayers * L * config.vocabSize * config.dModel, rate: RATES.reference });
   return phases;
 }
 
