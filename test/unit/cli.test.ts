@@ -12,6 +12,7 @@ import { normalizedError } from '../../src/engine/tensor';
 import { asKind } from '../../src/engine/layers/kind';
 import { mamba1 } from '../../src/engine/layers/mamba1';
 import { loadModelFolder } from '../../src/engine/model/load';
+import { referenceForward } from '../../src/engine/reference/forward';
 import { add, gate, linear, rmsNorm, type F64 } from '../../src/engine/reference/ops';
 import { negExp, selectiveScan } from '../../src/engine/reference/scan';
 import { NodeFolderStore } from '../../src/node/files';
@@ -224,6 +225,40 @@ describe('cli inspect', function () {
     }
     assert.deepEqual(d.info('layers.0.lens_probs')?.shape, [30, 5]);
     assert.notDeepEqual([...((await d.readNative('layers.0.lens_ids')).data as Int32Array)], [...lensIds], 'layer 0 reads differently');
+  });
+
+  it('sweep: the layers × tokens ablation map; a cell of the last layer is the KL of an independent recomputation', async () => {
+    const ids = Array.from({ length: 24 }, (_, i) => (i * 31 + 5) % 1000);
+    const r = await run('sweep', '--model', fixture('mamba1-tiny'), '--ids', ids.join(','), '--out', outFile('sweep.safetensors'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /swept +2 layers × 24 tokens \(ablate-write\), 48 forwards/);
+    const d = await openSafetensors(outFile('sweep.safetensors'));
+    const kl = (await d.readFloat('sweep.mean_kl', 'float64')).data;
+    assert.deepEqual(d.info('sweep.mean_kl')?.shape, [2, 24]);
+    assert.ok(kl.every((v) => v >= 0) && kl.some((v) => v > 0));
+    // Layer 1 is the last: ablating token s there is its scan with B_s zeroed, then out_proj, the norm and lm_head.
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
+    const clean = referenceForward(model, ids);
+    const x = clean.layers[1].tensors;
+    const layer = asKind(model.layers[1], mamba1)!;
+    const V = clean.logits!.shape[1], N = x.B!.shape[1];
+    const logSoftmax = (row: Float64Array) => {
+      const m = Math.max(...row);
+      const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+      return row.map((v) => v - lse);
+    };
+    for (const s of [5, 20]) {
+      const B = { shape: x.B!.shape, data: Float64Array.from(x.B!.data, (v, i) => (Math.floor(i / N) === s ? 0 : v)) };
+      const { y } = selectiveScan(x.u as F64, x.delta as F64, negExp(layer.params.A_log), B, x.C as F64, layer.params.D, new Int32Array(0));
+      const logits = linear(rmsNorm(add(x.hidden_in as F64, linear(gate(y, x.z as F64), layer.params.outProjW)), model.normF!, layer.config.eps), model.lmHead!);
+      let sum = 0;
+      for (let t = s; t < ids.length; t++) {
+        const p = logSoftmax(clean.logits!.data.subarray(t * V, (t + 1) * V) as Float64Array), q = logSoftmax(logits.data.subarray(t * V, (t + 1) * V));
+        sum += p.reduce((a, v, i) => a + Math.exp(v) * (v - q[i]), 0);
+      }
+      const want = sum / (ids.length - s);
+      assert.ok(Math.abs(kl[24 + s] - want) <= 1e-9 * Math.max(1e-12, want) + 1e-15, `layer 1 token ${s}: ${kl[24 + s]} vs ${want}`);
+    }
   });
 
   it('uses the bundled model without --model and truncates with --max-tokens', async () => {

@@ -6,5 +6,6 @@ import { compare } from './compare';
 import { rescan } from './rescan';
 import { forgotten } from './forgotten';
 import { effect } from './effect';
+import { sweep } from './sweep';
 
-export const COMMANDS: readonly Command[] = [inspect, runBlock, compare, rescan, forgotten, effect];
+export const COMMANDS: readonly Command[] = [inspect, runBlock, compare, rescan, forgotten, effect, sweep];

@@ -1,0 +1,69 @@
+/**
+ * `mamba-scope sweep`: each token's write ablated in each layer in turn, and the effect on the
+ * outputs after it (src/engine/analysis/sweep.ts): a tokens × layers map written to a
+ * safetensors file, and the cells with the largest effect printed.
+ */
+import { ablationSweep } from '../../engine/analysis/sweep';
+import { InputError } from '../../engine/errors';
+import { isLanguageModel } from '../../engine/model/graph';
+import { intList, layerList, optional, parseArgs, positiveInt, required, UsageError } from '../args';
+import type { Command } from '../command';
+import { loadModelArg, loadTokenizer, readTextFile, writeDump } from '../modelArgs';
+import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
+
+const USAGE = `usage: mamba-scope sweep [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <map.safetensors>
+                        [--layers all|0,2] [--tokens 0,5,9] [--max-tokens N] [--max-seconds S]
+
+Ablates each token's write into the state (ablate-write, docs/INTERVENTIONS.md) in each layer in
+turn, one float64 forward per (layer, token), and measures the outputs from that token on against
+the clean run. Writes sweep.mean_kl and sweep.mean_dloss [layers, tokens] (mean KL of the
+next-token distributions, nats; mean change of the next-token loss), sweep.layers and
+sweep.tokens, and prints the ten cells with the largest effect.
+${MAX_SECONDS_USAGE}`;
+
+export const sweep: Command = {
+  name: 'sweep',
+  summary: 'ablate each token in each layer: the tokens × layers map of what the model uses',
+  usage: USAGE,
+  async run(argv, io) {
+    const args = parseArgs(argv, {
+      model: { value: true }, text: { value: true }, ids: { value: true }, out: { value: true }, layers: { value: true },
+      tokens: { value: true }, 'max-tokens': { value: true }, ...MAX_SECONDS_OPTION,
+    });
+    const out = required(args, 'out');
+    const textFile = optional(args, 'text');
+    const idList = intList(args, 'ids');
+    if ((textFile === undefined) === (idList === undefined)) throw new UsageError('give exactly one of --text or --ids');
+    const budget = new RunBudget('sweep', io, maxSecondsOf(args));
+    const { dir, model } = await loadModelArg(optional(args, 'model'), 'float64');
+    if (!isLanguageModel(model)) throw new InputError(dir, 'is a simplified block, which takes hidden states: sweep runs language models');
+    let ids = textFile !== undefined ? (await loadTokenizer(dir)).encode(await readTextFile(textFile)).ids : Int32Array.from(idList!);
+    const maxTokens = positiveInt(args, 'max-tokens');
+    if (maxTokens !== undefined && ids.length > maxTokens) ids = ids.slice(0, maxTokens);
+    if (ids.length === 0) throw new InputError(textFile ?? '--ids', 'has no tokens');
+    for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
+    const layers = layerList(args, 'layers', model.config.nLayer);
+    const tokens = intList(args, 'tokens') ?? Array.from({ length: ids.length }, (_, t) => t);
+    const bad = tokens.find((t) => !Number.isInteger(t) || t < 0 || t >= ids.length);
+    if (bad !== undefined) throw new UsageError(`--tokens ${bad} is outside the ${ids.length}-token sample`);
+    const cells = layers.length * tokens.length;
+    budget.plan([{ name: 'sweep', work: (cells + 1) * forwardWork(model, ids.length), rate: RATES.reference }], 'sweep fewer --layers or --tokens, or use fewer tokens (--max-tokens)');
+    const map = await budget.phase('sweep', cells, (tick) => ablationSweep(model, ids, { layers, tokens, onProgress: tick }));
+    await writeDump(out, [
+      { name: 'sweep.mean_kl', tensor: { shape: [layers.length, tokens.length], data: map.meanKl } },
+      { name: 'sweep.mean_dloss', tensor: { shape: [layers.length, tokens.length], data: map.meanDLoss } },
+      { name: 'sweep.layers', tensor: { shape: [layers.length], data: Int32Array.from(layers) } },
+      { name: 'sweep.tokens', tensor: { shape: [tokens.length], data: Int32Array.from(tokens) } },
+      { name: 'input_ids', tensor: { shape: [ids.length], data: ids } },
+    ], { format: 'mamba-sweep/1', model: dir, intervention: 'ablate-write' });
+    const ranked = [...map.meanKl.keys()].sort((a, b) => map.meanKl[b] - map.meanKl[a]).slice(0, 10);
+    io.out(`swept     ${layers.length} layers × ${tokens.length} tokens (ablate-write), ${cells} forwards`);
+    for (const c of ranked) {
+      const [l, t] = [layers[Math.floor(c / tokens.length)], tokens[c % tokens.length]];
+      io.out(`layer ${String(l).padEnd(3)} token ${String(t).padEnd(6)} mean KL ${map.meanKl[c].toExponential(3)}  mean Δloss ${map.meanDLoss[c].toExponential(3)}`);
+    }
+    io.out(`wrote     ${out}`);
+    io.out(`time      ${budget.summary()}`);
+    return 0;
+  },
+};
