@@ -13,6 +13,7 @@ import { SafetensorsFile, safetensorsPieces, type NamedTensor, type TensorStore 
 import type { Precision } from '../engine/model/params';
 import { MambaTokenizer } from '../engine/tokenizer';
 import { NodeFileSource, NodeFolderStore } from '../node/files';
+import { intList, optional, positiveInt, UsageError, type ParsedArgs } from './args';
 
 /** dist/cli.js and src/cli/*.ts both sit two levels below the package root. */
 export function bundledModelDir(): string {
@@ -54,6 +55,44 @@ export async function openModelArg(arg: string | undefined, norm: GatedNorm = 'm
 export async function loadModelArg<P extends Precision>(arg: string | undefined, precision: P, norm: GatedNorm = 'mamba_ssm'): Promise<{ dir: string; model: LoadedModel<P> }> {
   const { dir, config, store } = await openModelArg(arg, norm);
   return { dir, model: await loadModel(config, store, precision) };
+}
+
+/** The sample a command runs: its token ids, their pieces, and where they came from (for messages). */
+export interface Sample {
+  readonly ids: Int32Array;
+  readonly pieces: string[];
+  /** The text file, or "--ids". */
+  readonly source: string;
+  readonly textFile?: string;
+}
+
+/**
+ * --text (tokenized with the model's tokenizer) or --ids, cut to --max-tokens (with a note on
+ * stderr), every id checked against the vocabulary.
+ */
+export async function readSample(args: ParsedArgs, dir: string, vocabSize: number, note: (line: string) => void): Promise<Sample> {
+  const textFile = optional(args, 'text');
+  const idList = intList(args, 'ids');
+  if ((textFile === undefined) === (idList === undefined)) throw new UsageError('give exactly one of --text or --ids');
+  let ids: Int32Array;
+  let pieces: string[];
+  if (textFile !== undefined) {
+    ({ ids, pieces } = (await loadTokenizer(dir)).encode(await readTextFile(textFile)));
+    if (ids.length === 0) throw new InputError(textFile, 'has no tokens (empty sample)');
+  } else {
+    ids = Int32Array.from(idList as number[]);
+    pieces = [...ids].map(String);
+    if (ids.length === 0) throw new UsageError('--ids is empty');
+  }
+  const maxTokens = positiveInt(args, 'max-tokens');
+  if (maxTokens !== undefined && ids.length > maxTokens) {
+    note(`note: keeping the first ${maxTokens} of ${ids.length} tokens (--max-tokens)`);
+    ids = ids.slice(0, maxTokens);
+    pieces = pieces.slice(0, maxTokens);
+  }
+  const source = textFile ?? '--ids';
+  for (const id of ids) if (id < 0 || id >= vocabSize) throw new InputError(source, `token id ${id} is outside the model's ${vocabSize}-token vocabulary`);
+  return { ids, pieces, source, ...(textFile !== undefined ? { textFile } : {}) };
 }
 
 export async function loadTokenizer(dir: string): Promise<MambaTokenizer> {

@@ -27,7 +27,7 @@ import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, list, oneOf, optional, parseArgs, positiveInt, required } from '../args';
 import type { Command } from '../command';
 import { checkLongRun, longRun, longRunEntries, LONG_CHUNK, parsePositions } from '../longRun';
-import { loadTokenizer, openModelArg, readTextFile, writeDump } from '../modelArgs';
+import { loadTokenizer, openModelArg, readSample, writeDump } from '../modelArgs';
 import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
@@ -82,14 +82,11 @@ export const inspect: Command = {
     });
     const out = required(args, 'out');
     const textFile = optional(args, 'text');
-    const idList = intList(args, 'ids');
-    if ((textFile === undefined) === (idList === undefined)) throw new UsageError('give exactly one of --text or --ids');
     const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, optional(args, 'backend') && optional(args, 'backend') !== 'reference' ? 'fp32' : 'fp64');
     const backend = oneOf<Backend>(args, 'backend', ['reference', 'cpu', 'wasm', 'webgpu'], precision === 'fp64' ? 'reference' : 'cpu');
     if ((precision === 'fp64') !== (backend === 'reference')) throw new UsageError('fp64 runs on the reference backend only; fp32 on cpu, wasm or webgpu');
     const gpuWeights = oneOf(args, 'gpu-weights', ['f32', 'f16'] as const, 'f32');
     if (optional(args, 'gpu-weights') !== undefined && backend !== 'webgpu') throw new UsageError('--gpu-weights applies to --backend webgpu only');
-    const maxTokens = positiveInt(args, 'max-tokens');
     const statesAt = intList(args, 'states-at') ?? [];
     const attention = flag(args, 'attention');
     const budget = new RunBudget('inspect', io, maxSecondsOf(args));
@@ -97,24 +94,7 @@ export const inspect: Command = {
     const norm = oneOf(args, 'norm', GATED_NORMS, 'mamba_ssm');
     const { dir, config, store } = await openModelArg(optional(args, 'model'), norm);
     if (!isLanguageModelConfig(config)) throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
-    let ids: Int32Array;
-    let pieces: string[];
-    if (textFile !== undefined) {
-      const text = await readTextFile(textFile);
-      const tokenizer = await loadTokenizer(dir);
-      ({ ids, pieces } = tokenizer.encode(text));
-      if (ids.length === 0) throw new InputError(textFile, 'has no tokens (empty sample)');
-    } else {
-      ids = Int32Array.from(idList as number[]);
-      pieces = [...ids].map(String);
-      if (ids.length === 0) throw new UsageError('--ids is empty');
-    }
-    if (maxTokens !== undefined && ids.length > maxTokens) {
-      io.err(`note: keeping the first ${maxTokens} of ${ids.length} tokens (--max-tokens)`);
-      ids = ids.slice(0, maxTokens);
-      pieces = pieces.slice(0, maxTokens);
-    }
-    for (const id of ids) if (id < 0 || id >= config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${config.vocabSize}-token vocabulary`);
+    const { ids, pieces } = await readSample(args, dir, config.vocabSize, io.err);
     const positionSpec = optional(args, 'positions');
     if (positionSpec !== undefined) {
       if (backend !== 'reference') throw new UsageError('--positions runs the float64 reference in chunks: leave out --backend and --precision');

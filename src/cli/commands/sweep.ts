@@ -6,9 +6,9 @@
 import { ablationSweep } from '../../engine/analysis/sweep';
 import { InputError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
-import { intList, layerList, optional, parseArgs, positiveInt, required, UsageError } from '../args';
+import { intList, layerList, optional, parseArgs, required, UsageError } from '../args';
 import type { Command } from '../command';
-import { loadModelArg, loadTokenizer, readTextFile, writeDump } from '../modelArgs';
+import { loadModelArg, readSample, writeDump } from '../modelArgs';
 import { forwardWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 const USAGE = `usage: mamba-scope sweep [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <map.safetensors>
@@ -31,17 +31,10 @@ export const sweep: Command = {
       tokens: { value: true }, 'max-tokens': { value: true }, ...MAX_SECONDS_OPTION,
     });
     const out = required(args, 'out');
-    const textFile = optional(args, 'text');
-    const idList = intList(args, 'ids');
-    if ((textFile === undefined) === (idList === undefined)) throw new UsageError('give exactly one of --text or --ids');
     const budget = new RunBudget('sweep', io, maxSecondsOf(args));
     const { dir, model } = await loadModelArg(optional(args, 'model'), 'float64');
     if (!isLanguageModel(model)) throw new InputError(dir, 'is a simplified block, which takes hidden states: sweep runs language models');
-    let ids = textFile !== undefined ? (await loadTokenizer(dir)).encode(await readTextFile(textFile)).ids : Int32Array.from(idList!);
-    const maxTokens = positiveInt(args, 'max-tokens');
-    if (maxTokens !== undefined && ids.length > maxTokens) ids = ids.slice(0, maxTokens);
-    if (ids.length === 0) throw new InputError(textFile ?? '--ids', 'has no tokens');
-    for (const id of ids) if (id < 0 || id >= model.config.vocabSize) throw new InputError(textFile ?? '--ids', `token id ${id} is outside the model's ${model.config.vocabSize}-token vocabulary`);
+    const { ids } = await readSample(args, dir, model.config.vocabSize, io.err);
     const layers = layerList(args, 'layers', model.config.nLayer);
     const tokens = intList(args, 'tokens') ?? Array.from({ length: ids.length }, (_, t) => t);
     const bad = tokens.find((t) => !Number.isInteger(t) || t < 0 || t >= ids.length);
