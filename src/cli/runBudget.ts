@@ -46,7 +46,7 @@ export function maxSecondsOf(args: ParsedArgs): number {
 }
 
 /** Weights of a model: every tensor once (a tied lm_head is the embedding). */
-function parameterCount(model: LoadedModel): number {
+export function parameterCount(model: LoadedModel): number {
   const backbone = new Set([model.embedding, model.normF, model.lmHead]);
   return model.layers.reduce((sum, l) => sum + l.parameters, 0) + [...backbone].reduce((sum, t) => sum + (t?.data.length ?? 0), 0);
 }

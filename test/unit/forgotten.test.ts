@@ -219,4 +219,13 @@ describe('forgotten: retention analysis', () => {
     await assert.rejects(forgotten.run(['--model', MODEL], io), UsageError);
     await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'missing.py')], io), /missing\.py: cannot be read/);
   });
+
+  it('forgotten --max-tokens keeps the first N tokens, and --max-memory refuses before any work', async () => {
+    const { io, out, err } = capture();
+    assert.equal(await forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--max-tokens', '25', '--json'], io), 0);
+    const report = JSON.parse(out[0]) as ForgottenReport;
+    assert.deepEqual(report.layers.map((l) => l.tokens.length), [25, 25]);
+    assert.match(err.join('\n'), /keeping the first 25 of \d+ tokens \(--max-tokens\)/);
+    await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--max-memory', '1'], io), /need \d+ MB \(weights, Δ and its prefix sums\), over the --max-memory limit of 1 MB: use fewer tokens \(--max-tokens\)/);
+  });
 });

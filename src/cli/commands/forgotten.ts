@@ -4,13 +4,13 @@
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
-import { InputError } from '../../engine/errors';
+import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
 import { referenceForward } from '../../engine/reference/forward';
-import { flag, layerList, nonNegativeInt, number, optional, parseArgs, required, UsageError } from '../args';
+import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
-import { forwardWork, layerTicks, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
+import { forwardWork, layerTicks, parameterCount, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
 export interface ForgottenToken {
   readonly index: number;
@@ -27,7 +27,7 @@ export interface ForgottenReport {
 }
 
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
-                              [--channel d] [--state n] [--max-seconds S] [--json]
+                              [--channel d] [--state n] [--max-tokens N] [--max-memory MB] [--max-seconds S] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
@@ -39,6 +39,8 @@ when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
   --layers <list>   all (default) or comma-separated layer indices (negative counts from the end)
   --channel d       retention of one channel d only (the mean over its states; Mamba-2: head d)
   --state n         retention of one state n only (the mean over channels); with --channel: that one pair
+  --max-tokens N    keep only the first N tokens (a note says so)
+  --max-memory MB   refuse, before any work, a run whose weights and kept Δ would exceed this (default 4096)
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
                     without it: a summary per layer and the reset events (t where the step kept < τ of the state),
                     and the run's time
@@ -51,7 +53,7 @@ export const forgotten: Command = {
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const args = parseArgs(argv, {
       model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false },
-      channel: { value: true }, state: { value: true }, ...MAX_SECONDS_OPTION,
+      channel: { value: true }, state: { value: true }, 'max-tokens': { value: true }, 'max-memory': { value: true }, ...MAX_SECONDS_OPTION,
     });
     const budget = new RunBudget('forgotten', io, maxSecondsOf(args));
     const channel = nonNegativeInt(args, 'channel');
@@ -64,8 +66,13 @@ export const forgotten: Command = {
     const { dir: modelDir, model } = await loadModelArg(optional(args, 'model'), 'float64');
     if (!isLanguageModel(model)) throw new InputError(modelDir, 'is a simplified block without tokens: forgotten needs a Mamba language model');
     const tokenizer = await loadTokenizer(modelDir);
-    const encoded = tokenizer.encode(text);
+    let encoded = tokenizer.encode(text);
     if (encoded.ids.length === 0) throw new InputError(textPath, 'has no tokens: nothing to analyse');
+    const maxTokens = positiveInt(args, 'max-tokens');
+    if (maxTokens !== undefined && encoded.ids.length > maxTokens) {
+      io.err(`note: keeping the first ${maxTokens} of ${encoded.ids.length} tokens (--max-tokens)`);
+      encoded = { ...encoded, ids: encoded.ids.slice(0, maxTokens), tokens: encoded.tokens.slice(0, maxTokens) };
+    }
     const layers = layerList(args, 'layers', model.config.nLayer);
     // A retention channel is a column of Δ: a channel (Mamba-1) or a head (Mamba-2).
     const { deltaWidth: channels, deltaUnit } = model.layers[0].scanView();
@@ -73,13 +80,17 @@ export const forgotten: Command = {
     if (state !== undefined && state >= model.config.dState) throw new UsageError(`--state ${state} is outside the model's ${model.config.dState} states`);
 
     const L = encoded.ids.length;
+    // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
+    const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + 8 * L * model.config.dInner);
+    const limitMb = positiveInt(args, 'max-memory') ?? 4096;
+    if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
     // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
     const retentionWork = 4 * layers.length * L * channels * model.config.dState;
     budget.plan([
       { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
       { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
     ], 'use a shorter text or fewer layers (--layers)');
-    const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, checkCancelled: layerTicks(tick) }));
+    const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta'], checkCancelled: layerTicks(tick) }));
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
     await budget.phase('retention', forward.layers.length, (tick) => forward.layers.forEach(({ layer, tensors }, k) => {
