@@ -9,16 +9,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/cli/main';
 import { normalizedError } from '../../src/engine/tensor';
-import { asKind } from '../../src/engine/layers/kind';
-import { mamba1 } from '../../src/engine/layers/mamba1';
+import type { LanguageModel } from '../../src/engine/model/graph';
 import { loadModelFolder } from '../../src/engine/model/load';
 import { referenceForward } from '../../src/engine/reference/forward';
-import { add, gate, linear, rmsNorm, type F64 } from '../../src/engine/reference/ops';
-import { negExp, selectiveScan } from '../../src/engine/reference/scan';
+import type { F64 } from '../../src/engine/reference/ops';
 import { NodeFolderStore } from '../../src/node/files';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { writeDump } from '../../src/cli/modelArgs';
 import { BUILT_CLI, buildCli } from './buildCli';
+import { lastLayerAblated, meanKl } from './handAblation';
 import { fixture, openSafetensors } from './fixtures';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -182,17 +181,11 @@ describe('cli inspect', function () {
     const logits = (d: typeof clean) => d.readFloat('logits', 'float64');
     const [a, b] = [await logits(clean), await logits(ablated)];
     const V = a.shape[1];
+    const ids80 = (await clean.readNative('input_ids')).data as Int32Array;
     assert.deepEqual(b.data.subarray(0, 40 * V), a.data.subarray(0, 40 * V), 'logits before token 40');
     // Independently: layer 1's scan with token 40's write (B_40) zeroed, then its gate, out_proj, residual, final norm and lm_head.
     const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
-    const layer = asKind(model.layers[1], mamba1)!;
-    const get = async (k: string) => (await clean.readFloat(`layers.1.${k}`, 'float64')) as F64;
-    const B = await get('B');
-    const N = B.shape[1];
-    const zeroed = { shape: B.shape, data: Float64Array.from(B.data, (v, i) => (Math.floor(i / N) === 40 ? 0 : v)) };
-    const { y } = selectiveScan(await get('u'), await get('delta'), negExp(layer.params.A_log), zeroed, await get('C'), layer.params.D, new Int32Array(0));
-    const hidden = add(await get('hidden_in'), linear(gate(y, await get('z')), layer.params.outProjW, layer.params.outProjB));
-    const want = linear(rmsNorm(hidden, model.normF!, layer.config.eps), model.lmHead!);
+    const want = lastLayerAblated(model as LanguageModel<'float64'>, referenceForward(model, ids80), 40);
     assert.ok(normalizedError(b.data, want.data) < 1e-9, `logits: ${normalizedError(b.data, want.data)}`);
     const e = await run('effect', outFile('clean.safetensors'), outFile('ablated.safetensors'), '--json', '--target', '7');
     assert.equal(e.code, 0, e.err);
@@ -239,24 +232,8 @@ describe('cli inspect', function () {
     // Layer 1 is the last: ablating token s there is its scan with B_s zeroed, then out_proj, the norm and lm_head.
     const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
     const clean = referenceForward(model, ids);
-    const x = clean.layers[1].tensors;
-    const layer = asKind(model.layers[1], mamba1)!;
-    const V = clean.logits!.shape[1], N = x.B!.shape[1];
-    const logSoftmax = (row: Float64Array) => {
-      const m = Math.max(...row);
-      const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
-      return row.map((v) => v - lse);
-    };
     for (const s of [5, 20]) {
-      const B = { shape: x.B!.shape, data: Float64Array.from(x.B!.data, (v, i) => (Math.floor(i / N) === s ? 0 : v)) };
-      const { y } = selectiveScan(x.u as F64, x.delta as F64, negExp(layer.params.A_log), B, x.C as F64, layer.params.D, new Int32Array(0));
-      const logits = linear(rmsNorm(add(x.hidden_in as F64, linear(gate(y, x.z as F64), layer.params.outProjW)), model.normF!, layer.config.eps), model.lmHead!);
-      let sum = 0;
-      for (let t = s; t < ids.length; t++) {
-        const p = logSoftmax(clean.logits!.data.subarray(t * V, (t + 1) * V) as Float64Array), q = logSoftmax(logits.data.subarray(t * V, (t + 1) * V));
-        sum += p.reduce((a, v, i) => a + Math.exp(v) * (v - q[i]), 0);
-      }
-      const want = sum / (ids.length - s);
+      const want = meanKl(clean.logits! as F64, lastLayerAblated(model as LanguageModel<'float64'>, clean, s), s);
       assert.ok(Math.abs(kl[24 + s] - want) <= 1e-9 * Math.max(1e-12, want) + 1e-15, `layer 1 token ${s}: ${kl[24 + s]} vs ${want}`);
     }
   });

@@ -12,6 +12,9 @@ import { referenceForward } from '../../src/engine/reference/forward';
 import type { Tensor } from '../../src/engine/tensor';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
 import { NodeFolderStore } from '../../src/node/files';
+import type { LanguageModel } from '../../src/engine/model/graph';
+import type { F64 } from '../../src/engine/reference/ops';
+import { lastLayerAblated, meanKl } from './handAblation';
 
 const MODEL = path.join(__dirname, '..', 'fixtures', 'mamba1-tiny');
 
@@ -218,6 +221,26 @@ describe('forgotten: retention analysis', () => {
     await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--threshold', '0'], io), UsageError);
     await assert.rejects(forgotten.run(['--model', MODEL], io), UsageError);
     await assert.rejects(forgotten.run(['--model', MODEL, '--text', path.join(dir, 'missing.py')], io), /missing\.py: cannot be read/);
+  });
+
+  it('forgotten --causal ε checks each forgotten token by ablating its write: the mean KL from forgottenAt on, as a hand recomputation gives it', async () => {
+    const { io, out } = capture();
+    assert.equal(await forgotten.run(['--model', MODEL, '--text', path.join(dir, 'ledger.py'), '--layers', '1', '--max-tokens', '60', '--threshold', '0.3', '--causal', '1e-3', '--json'], io), 0);
+    const report = JSON.parse(out[0]) as ForgottenReport & { causalEpsilon: number };
+    assert.equal(report.causalEpsilon, 1e-3);
+    const tokens = report.layers[0].tokens;
+    const checked = tokens.filter((t) => t.forgottenAt !== null);
+    assert.ok(checked.length > 0, 'some tokens are forgotten at τ = 0.3');
+    for (const t of tokens) assert.equal(t.causallyForgotten === undefined, t.forgottenAt === null, `token ${t.index}: checked exactly when forgotten`);
+    for (const t of checked) assert.equal(t.causallyForgotten, t.effectAfterForgotten! < 1e-3);
+    const model = (await loadModelFolder(new NodeFolderStore(MODEL), 'float64')) as LanguageModel<'float64'>;
+    const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await fs.readFile(path.join(MODEL, 'tokenizer.json')), 'tokenizer.json'), 'tokenizer.json');
+    const ids = tokenizer.encode(TEXT).ids.slice(0, 60);
+    const clean = referenceForward(model, ids);
+    for (const t of [checked[0], checked[checked.length - 1]]) {
+      const want = meanKl(clean.logits! as F64, lastLayerAblated(model, clean, t.index), t.forgottenAt!);
+      assert.ok(Math.abs(t.effectAfterForgotten! - want) <= 1e-9 * want + 1e-15, `token ${t.index}: ${t.effectAfterForgotten} vs ${want}`);
+    }
   });
 
   it('forgotten --max-tokens keeps the first N tokens, and --max-memory refuses before any work', async () => {

@@ -6,7 +6,9 @@
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
-import { referenceForward } from '../../engine/reference/forward';
+import { interventionEffect } from '../../engine/analysis/effect';
+import { layerEdits } from '../../engine/interventions';
+import { referenceForward, referenceForwardIntervened } from '../../engine/reference/forward';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
@@ -19,15 +21,22 @@ export interface ForgottenToken {
   readonly forgottenAt: number | null;
   /** R(s→L−1). */
   readonly retentionAtEnd: number;
+  /**
+   * With --causal: the mean KL of the next-token distributions from forgottenAt on when s's write
+   * is ablated in this layer, and whether it stays under ε (forgotten by its effect too).
+   */
+  readonly effectAfterForgotten?: number;
+  readonly causallyForgotten?: boolean;
 }
 
 export interface ForgottenReport {
   readonly threshold: number;
-  readonly layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
+  layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
 }
 
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
-                              [--channel d] [--state n] [--max-tokens N] [--max-memory MB] [--max-seconds S] [--json]
+                              [--channel d] [--state n] [--max-tokens N] [--max-memory MB] [--causal ε]
+                              [--max-seconds S] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
@@ -41,6 +50,9 @@ when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
   --state n         retention of one state n only (the mean over channels); with --channel: that one pair
   --max-tokens N    keep only the first N tokens (a note says so)
   --max-memory MB   refuse, before any work, a run whose weights and kept Δ would exceed this (default 4096)
+  --causal ε        check each forgotten token by ablation (docs/INTERVENTIONS.md): its write in the layer
+                    removed, the mean KL of the outputs from forgottenAt on; causally forgotten when < ε
+                    (one float64 forward per forgotten token and layer)
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
                     without it: a summary per layer and the reset events (t where the step kept < τ of the state),
                     and the run's time
@@ -53,7 +65,7 @@ export const forgotten: Command = {
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const args = parseArgs(argv, {
       model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false },
-      channel: { value: true }, state: { value: true }, 'max-tokens': { value: true }, 'max-memory': { value: true }, ...MAX_SECONDS_OPTION,
+      channel: { value: true }, state: { value: true }, 'max-tokens': { value: true }, 'max-memory': { value: true }, causal: { value: true }, ...MAX_SECONDS_OPTION,
     });
     const budget = new RunBudget('forgotten', io, maxSecondsOf(args));
     const channel = nonNegativeInt(args, 'channel');
@@ -86,10 +98,14 @@ export const forgotten: Command = {
     if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
     // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
     const retentionWork = 4 * layers.length * L * channels * model.config.dState;
+    const causal = number(args, 'causal');
+    if (causal !== undefined && !(causal > 0)) throw new UsageError(`--causal must be a KL in nats > 0; got ${causal}`);
     budget.plan([
       { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
       { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
-    ], 'use a shorter text or fewer layers (--layers)');
+      // At most one ablated forward per token and layer: the estimate takes every token as forgotten.
+      ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
+    ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
     const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta'], checkCancelled: layerTicks(tick) }));
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
@@ -105,12 +121,37 @@ export const forgotten: Command = {
       resets.push(retention.resetEvents(threshold));
     }));
 
+    if (causal !== undefined) {
+      const forgottenCount = report.layers.reduce((n, l) => n + l.tokens.filter((t) => t.forgottenAt !== null).length, 0);
+      await budget.phase('causal', forgottenCount, (tick) => {
+        const clean = referenceForward(model, encoded.ids, { layers: [] }).logits!;
+        let done = 0;
+        report.layers = report.layers.map((l) => ({
+          layer: l.layer,
+          tokens: l.tokens.map((t) => {
+            if (t.forgottenAt === null) return t;
+            const edits = layerEdits([{ kind: 'ablate-write', layer: l.layer, tokens: [t.index] }], L, { layers: model.config.nLayer, deltaColumns: channels, dModel: model.config.dModel });
+            const kl = interventionEffect(clean, referenceForwardIntervened(model, encoded.ids, edits, { layers: [] }).logits!, encoded.ids).kl.subarray(t.forgottenAt);
+            const effect = kl.reduce((a, b) => a + b, 0) / kl.length;
+            tick(++done);
+            return { ...t, effectAfterForgotten: effect, causallyForgotten: effect < causal };
+          }),
+        }));
+      });
+    }
+
     if (flag(args, 'json')) {
-      io.out(JSON.stringify(report));
+      io.out(JSON.stringify({ ...report, ...(causal !== undefined ? { causalEpsilon: causal } : {}) }));
     } else {
       const viewName = [channel === undefined ? '' : `channel ${channel}`, state === undefined ? '' : `state ${state}`].filter(Boolean).join(', ');
       io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}${viewName ? `, ${viewName} only` : ''}`);
       report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens)));
+      if (causal !== undefined) {
+        for (const l of report.layers) {
+          const checked = l.tokens.filter((t) => t.causallyForgotten !== undefined);
+          io.out(`layer ${l.layer}: ${checked.filter((t) => t.causallyForgotten).length} of ${checked.length} forgotten tokens also causally forgotten (ablating the write moves the outputs from then on by < ${causal} nats of KL)`);
+        }
+      }
     }
     budget.reportTime(flag(args, 'json'));
     return 0;
