@@ -124,7 +124,8 @@ export const forgotten: Command = {
     if (causal !== undefined) {
       const forgottenCount = report.layers.reduce((n, l) => n + l.tokens.filter((t) => t.forgottenAt !== null).length, 0);
       await budget.phase('causal', forgottenCount, (tick) => {
-        const clean = referenceForward(model, encoded.ids, { layers: [] }).logits!;
+        // The forward above already holds the clean logits.
+        const clean = forward.logits!;
         let done = 0;
         report.layers = report.layers.map((l) => ({
           layer: l.layer,

@@ -32,9 +32,8 @@ export function ablationSweep(model: LanguageModel<'float64'>, ids: ArrayLike<nu
   const L = ids.length;
   const layers = options.layers ?? model.layers.map((l) => l.index);
   const tokens = options.tokens ?? Array.from({ length: L }, (_, t) => t);
-  const clean = referenceForward(model, ids, { layers: [0], keep: ['delta'] });
-  const deltaColumns = clean.layers[0].tensors.delta!.shape[1];
-  const shape = { layers: model.layers.length, deltaColumns, dModel: model.config.dModel };
+  const clean = referenceForward(model, ids, { layers: [] });
+  const shape = { layers: model.layers.length, deltaColumns: model.layers[0].scanView().deltaWidth, dModel: model.config.dModel };
   const meanKl = new Float64Array(layers.length * tokens.length);
   const meanDLoss = new Float64Array(layers.length * tokens.length);
   let done = 0;
