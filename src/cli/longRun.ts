@@ -11,7 +11,7 @@ import type { NamedTensor } from '../engine/formats/safetensors';
 import { kindFor } from '../engine/layers';
 import type { LanguageModelConfig } from '../engine/model/config';
 import type { LanguageModel } from '../engine/model/graph';
-import { weightValues } from '../engine/model/load';
+import { streamValues, weightValues } from '../engine/model/load';
 import { referenceForwardChunked, type ChunkedRun } from '../engine/reference/forward';
 import { UsageError } from './args';
 
@@ -54,8 +54,8 @@ export function parsePositions(spec: string, length: number): number[] {
 export function longRunBytes(config: LanguageModelConfig, tokens: number, positions: number): number {
   const h = (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
   const chunk = Math.min(tokens, LONG_CHUNK);
-  // A chunk's stream through one layer: in_proj's output and a few [chunk, d_inner] temporaries, and its logits.
-  const activations = chunk * (8 * config.dInner + config.vocabSize);
+  // A chunk's stream through one layer, and its logits.
+  const activations = streamValues(config, chunk) + chunk * config.vocabSize;
   return 8 * (weightValues(config).total + activations + positions * config.vocabSize + tokens + config.nLayer * (h + config.dConv * 2 * config.dInner));
 }
 

@@ -44,6 +44,13 @@ export function probabilityOf(logits: FloatTensor, t: number, id: number): { pro
   return { prob: Math.exp(row[id] - max) / sum, rank };
 }
 
+/** log p(i) for every token i after position t: row t's log-softmax. */
+export function logProbabilities(logits: FloatTensor, t: number): Float64Array {
+  const { row, max, sum } = rowStats(logits, t);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (v) => v - lse);
+}
+
 /** −log p(id) after position t: the next-token loss, from the log-sum-exp of row t. */
 export function nextTokenLoss(logits: FloatTensor, t: number, id: number): number {
   const { row, max, sum } = rowStats(logits, t);

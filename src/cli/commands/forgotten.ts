@@ -11,6 +11,7 @@ import { layerEdits } from '../../engine/interventions';
 import { referenceForward, referenceForwardIntervened } from '../../engine/reference/forward';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
+import { streamValues } from '../../engine/model/load';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
 import { forwardWork, layerTicks, parameterCount, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
 
@@ -93,7 +94,7 @@ export const forgotten: Command = {
 
     const L = encoded.ids.length;
     // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
-    const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + 8 * L * model.config.dInner);
+    const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + streamValues(model.config, L));
     const limitMb = positiveInt(args, 'max-memory') ?? 4096;
     if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
     // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.

@@ -10,7 +10,7 @@ import { keptValues, type ForwardOptions, type ForwardResult } from '../../engin
 import { kindFor } from '../../engine/layers';
 import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
-import { loadModel, openModel, weightValues, type StreamedModel } from '../../engine/model/load';
+import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../../engine/model/load';
 import { predictionsFromLogits, topK } from '../../engine/predictions';
 import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
 import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../engine/interventions';
@@ -251,8 +251,7 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
   const bytes = run.precision === 'fp64' ? 8 : 4;
   const L = run.tokens;
   const kept = (keptValues(config, { tokens: L, layers: run.layers, states: run.states }) + (run.attention ? run.layers * L * L : 0) + L * config.vocabSize) * bytes;
-  // The stream through a layer: in_proj's output and a few [L, d_inner] temporaries.
-  const stream = 8 * L * config.dInner * bytes;
+  const stream = streamValues(config, L) * bytes;
   const w = weightValues(config);
   const limit = limitMb * 1e6;
   if (w.total * bytes + kept + stream <= limit) return 'resident';

@@ -3,6 +3,7 @@
  * one, position by position — the KL divergence KL(p_clean ‖ p_intervened) of the next-token
  * distributions, the change in next-token loss, and the probability and logit of a chosen token.
  */
+import { logProbabilities } from '../predictions';
 import type { FloatTensor } from '../tensor';
 
 export interface Effect {
@@ -16,18 +17,6 @@ export interface Effect {
   readonly target?: { readonly id: number; readonly clean: Float64Array; readonly intervened: Float64Array; readonly dLogit: Float64Array };
 }
 
-/** log-softmax of row t. */
-function logProbs(logits: FloatTensor, t: number): Float64Array {
-  const V = logits.shape[1];
-  const row = logits.data.subarray(t * V, (t + 1) * V);
-  let max = -Infinity;
-  for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
-  let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lse);
-}
-
 export function interventionEffect(clean: FloatTensor, intervened: FloatTensor, ids: ArrayLike<number>, target?: number): Effect {
   const [L, V] = clean.shape;
   const kl = new Float64Array(L);
@@ -35,7 +24,7 @@ export function interventionEffect(clean: FloatTensor, intervened: FloatTensor, 
   const probs = target === undefined ? undefined : { clean: new Float64Array(L), intervened: new Float64Array(L), dLogit: new Float64Array(L) };
   let firstChanged: number | null = null;
   for (let t = 0; t < L; t++) {
-    const p = logProbs(clean, t), q = logProbs(intervened, t);
+    const p = logProbabilities(clean, t), q = logProbabilities(intervened, t);
     let d = 0;
     for (let i = 0; i < V; i++) d += Math.exp(p[i]) * (p[i] - q[i]);
     kl[t] = Math.max(0, d);

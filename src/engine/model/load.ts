@@ -60,6 +60,11 @@ export async function openModel<P extends Precision>(config: LanguageModelConfig
   return { config, embedding, normF, lmHead, layerCount: config.nLayer, layer: (i) => kind.load(r, `${prefix}layers.${i}.`, i) };
 }
 
+/** Values a forward's stream through one layer holds over `tokens` tokens: in_proj's output and a few [L, d_inner] temporaries. */
+export function streamValues(config: LanguageModelConfig, tokens: number): number {
+  return 8 * tokens * config.dInner;
+}
+
 /** Values a language model's weights hold: the backbone's, and one layer's (every layer of a model has one kind). */
 export function weightValues(config: LanguageModelConfig): { backbone: number; layer: number; total: number } {
   const layer = kindFor(config).parameterValues;
