@@ -54,6 +54,19 @@ export interface MatmulShape {
   readonly aOffset: number;
 }
 
+/** WGSL filling workgroup tile `target` (`rows` × KS) from `value`, zero where `inBounds` fails or k passes the slice. */
+function tileLoad(target: string, rows: string, inBounds: string, value: string): string {
+  return `for (var i = 0; i < ${rows} * KS / (SIDE * SIDE); i = i + 1) {
+      let e = i32(local) + SIDE * SIDE * i;
+      let r = e / KS;
+      let kk = e % KS;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (${inBounds} && k < kEnd) { v = ${value}; }
+      ${target}[kk][r] = v;
+    }`;
+}
+
 function side(software: boolean): number {
   return Math.sqrt(cooperativeThreads(software, GPU_SIDE * GPU_SIDE));
 }
@@ -129,24 +142,8 @@ fn main(group : vec3<u32>, local : u32) {
   let kEnd = min(K, kBegin + uniforms.kSlice);
   for (var k0 = kBegin; k0 < kEnd; k0 = k0 + KS) {
     // The tiles' rows × KS k of each operand, k fastest (coalesced along K).
-    for (var i = 0; i < TILE_M * KS / (SIDE * SIDE); i = i + 1) {
-      let e = i32(local) + SIDE * SIDE * i;
-      let r = e / KS;
-      let kk = e % KS;
-      let k = k0 + kk;
-      var xv = 0.0;
-      if (m0 + r < M && k < kEnd) { xv = X[uniforms.aOffset + (m0 + r) * K + k]; }
-      xs[kk][r] = xv;
-    }
-    for (var i = 0; i < TILE_N * KS / (SIDE * SIDE); i = i + 1) {
-      let e = i32(local) + SIDE * SIDE * i;
-      let r = e / KS;
-      let kk = e % KS;
-      let k = k0 + kk;
-      var wv = 0.0;
-      if (n0 + r < N && k < kEnd) { wv = ${o.halfWeights ? 'halfAt((n0 + r) * K + k)' : 'W[(n0 + r) * K + k]'}; }
-      ws[kk][r] = wv;
-    }
+    ${tileLoad('xs', 'TILE_M', 'm0 + r < M', 'X[uniforms.aOffset + (m0 + r) * K + k]')}
+    ${tileLoad('ws', 'TILE_N', 'n0 + r < N', o.halfWeights ? 'halfAt((n0 + r) * K + k)' : 'W[(n0 + r) * K + k]')}
     ${sync}
     for (var kk = 0; kk < KS; kk = kk + 1) {
       ${each(TM, (i) => `let a${i} = xs[kk][ty + ${SIDE * i}];`)}
