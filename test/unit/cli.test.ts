@@ -266,12 +266,28 @@ describe('cli inspect', function () {
     assert.doesNotMatch(resident.err, /streamed|one at a time/);
     const streamed = await run(...args, '--out', outFile('streamed.safetensors'), '--max-memory', '16');
     assert.equal(streamed.code, 0, streamed.err);
-    assert.match(streamed.err, /exceed --max-memory: the layers are read from the checkpoint one at a time/);
+    assert.match(streamed.err, /in float64\) do not fit --max-memory: the layers are read from the checkpoint one at a time/);
     assert.match(streamed.out, /layers streamed from disk/);
     const [a, b] = [await openSafetensors(outFile('resident.safetensors')), await openSafetensors(outFile('streamed.safetensors'))];
     assert.equal(b.metadata.weights, 'streamed');
     assert.deepEqual(b.names(), a.names());
     for (const key of a.names()) assert.deepEqual((await b.readNative(key)).data, (await a.readNative(key)).data, key);
+  });
+
+  it('streams the layers on wasm too when its weights exceed --max-memory, with the same dump as a resident wasm run', async () => {
+    // The demo model in float32: 4.2 MB of backbone, 1.75 MB per layer, 11.2 MB in all.
+    const args = ['inspect', '--model', path.join(__dirname, '..', '..', 'assets', 'mamba1-demo'), '--ids', '5,17,300,9,41,7,2,99', '--backend', 'wasm'];
+    const resident = await run(...args, '--out', outFile('wasm-resident.safetensors'), '--max-memory', '40');
+    assert.equal(resident.code, 0, resident.err);
+    const streamed = await run(...args, '--out', outFile('wasm-streamed.safetensors'), '--max-memory', '9');
+    assert.equal(streamed.code, 0, streamed.err);
+    assert.match(streamed.err, /in float32\) do not fit --max-memory or the wasm heap: the layers are read/);
+    const [a, b] = [await openSafetensors(outFile('wasm-resident.safetensors')), await openSafetensors(outFile('wasm-streamed.safetensors'))];
+    assert.equal(b.metadata.weights, 'streamed');
+    for (const key of a.names()) assert.deepEqual((await b.readNative(key)).data, (await a.readNative(key)).data, key);
+    const gpu = await run(...args.slice(0, -1), 'webgpu', '--out', outFile('gpu.safetensors'), '--max-memory', '9');
+    assert.equal(gpu.code, 1);
+    assert.match(gpu.err, /The native WebGPU engine holds every layer; --backend wasm or the float64 reference stream the layers from disk in \d+ MB; or raise --max-memory/);
   });
 
   for (const [label, argv, pattern] of [

@@ -313,6 +313,34 @@ describe('moving an uploaded model between backends (moveTfModel)', function () 
   });
 });
 
+describe('a streamed model on tfjs (createTfModel of openModel)', function () {
+  this.timeout(120_000);
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`${backend}: the same run as the resident model, with no layer left on the backend after it`, async () => {
+      await useNodeBackend(backend);
+      const files = new NodeFolderStore(fixture('mamba2-tiny'));
+      const ids = [5, 6, 7, 8, 300, 2, 9];
+      const options = { statesAt: [-1, 2] };
+      const resident = createTfModel(await loadModelFolder(files, 'float32'));
+      const expected = await tfjsForward(resident, ids, options);
+      resident.dispose();
+      const before = tf.memory().numTensors;
+      const streamed = createTfModel(await openModel((await loadModelFolder(files, 'float32')).config as LanguageModelConfig, await openCheckpoint(files), 'float32'));
+      const backbone = tf.memory().numTensors - before;
+      const got = await tfjsForward(streamed, ids, options);
+      assert.equal(tf.memory().numTensors - before, backbone, 'only the backbone stays on the backend');
+      assert.deepEqual(got.logits, expected.logits);
+      assert.deepEqual(got.layers, expected.layers);
+      // A backend switch moves the backbone; the layers are uploaded in the new layout by the next run.
+      await useNodeBackend(backend === 'cpu' ? 'wasm' : 'cpu');
+      const moved = await moveTfModel(streamed);
+      const again = await tfjsForward(moved, ids, options);
+      assert.ok(normalizedError(again.logits!.data, expected.logits!.data) < 1e-5);
+      moved.dispose();
+    });
+  }
+});
+
 describe('tfjs-ops scan (the path for webgl)', () => {
   const rand = (n: number, lo: number, hi: number, seed: number) => {
     let s = seed;

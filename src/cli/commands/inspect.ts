@@ -10,6 +10,7 @@ import { keptValues, type ForwardOptions, type ForwardResult } from '../../engin
 import { kindFor } from '../../engine/layers';
 import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
+import type { Precision } from '../../engine/model/params';
 import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../../engine/model/load';
 import { predictionsFromLogits, topK } from '../../engine/predictions';
 import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
@@ -127,8 +128,9 @@ export const inspect: Command = {
 
     if (interventions.length && residence === 'streamed') throw new LimitError('inspect', 'the weights do not fit --max-memory resident, and interventions run on a resident model: raise --max-memory');
     const edits = layerEdits(interventions, ids.length, { layers: config.nLayer, deltaColumns: channelsOf(config), dModel: config.dModel }, await steeringVectors(interventions));
-    const model = residence === 'streamed' ? await openModel(config, store, 'float64') : await loadModel(config, store, precision === 'fp64' ? 'float64' : 'float32');
-    if (residence === 'streamed') io.err(`note: the weights (${mb(weightValues(config).total * 8)} MB in float64) exceed --max-memory: the layers are read from the checkpoint one at a time`);
+    const floats = precision === 'fp64' ? 'float64' : 'float32';
+    const model = residence === 'streamed' ? await openModel(config, store, floats) : await loadModel(config, store, floats);
+    if (residence === 'streamed') io.err(`note: the weights (${mb(weightValues(config).total * (precision === 'fp64' ? 8 : 4))} MB in ${floats}) do not fit ${backend === 'wasm' ? "--max-memory or the wasm heap" : '--max-memory'}: the layers are read from the checkpoint one at a time`);
     const result = await budget.phase('forward', config.nLayer, (tick) =>
       edits.size ? referenceForwardIntervened(model as LanguageModel<'float64'>, ids, edits, { ...options, checkCancelled: layerTicks(tick) }) : forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
@@ -168,12 +170,11 @@ export const inspect: Command = {
   },
 };
 
-async function forward(model: LanguageModel | StreamedModel<'float64'>, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
-  if (!('layers' in model)) return referenceForwardStreamed(model, ids, options);
-  if (backend === 'reference') return referenceForward(model as LanguageModel<'float64'>, ids, options);
+async function forward(model: LanguageModel | StreamedModel<'float64' | 'float32'>, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
+  if (backend === 'reference') return 'layers' in model ? referenceForward(model as LanguageModel<'float64'>, ids, options) : referenceForwardStreamed(model as StreamedModel<'float64'>, ids, options);
   if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options, gpuWeights);
   await useNodeBackend(backend);
-  const tfModel = createTfModel(model as LanguageModel<'float32'>);
+  const tfModel = createTfModel(model as LanguageModel<'float32'> | StreamedModel<'float32'>);
   try {
     return await tfjsForward(tfModel, ids, options);
   } finally {
@@ -186,7 +187,7 @@ async function forward(model: LanguageModel | StreamedModel<'float64'>, backend:
  * reduced to the top 5 and the next token's probability and rank per position (the [L, V]
  * logits of one layer at a time, never of all).
  */
-async function logitLens(model: LanguageModel | StreamedModel<'float64'>, result: ForwardResult, ids: Int32Array, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
+async function logitLens(model: LanguageModel | StreamedModel<Precision>, result: ForwardResult, ids: Int32Array, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
   const out = new Map<number, Record<string, Tensor>>();
   const c = model.config;
   for (const [k, l] of result.layers.entries()) {
@@ -242,10 +243,17 @@ interface RunShape {
 }
 
 /**
+ * The wasm backend's heap: 32-bit addresses, 4 GiB, less what the module and XNNPACK keep for
+ * themselves. Weights past it abort the module ("Aborted()"), so a run is planned against it.
+ */
+const WASM_HEAP_BYTES = 3.5 * 2 ** 30;
+
+/**
  * Where the weights live for this run, decided before any is read: resident when the weights,
- * the kept tensors (internals, [L, L] attention, logits) and the stream fit --max-memory;
- * streamed layer by layer from the checkpoint when only the backbone and one layer do (the
- * float64 reference streams); otherwise refused with the numbers and the way out.
+ * the kept tensors (internals, [L, L] attention, logits) and the stream fit --max-memory (and,
+ * on wasm, its heap); streamed layer by layer from the checkpoint when only the backbone and one
+ * layer do (the float64 reference and tfjs stream; the native WebGPU engine does not); otherwise
+ * refused with the numbers and the way out.
  */
 function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number): 'resident' | 'streamed' {
   const bytes = run.precision === 'fp64' ? 8 : 4;
@@ -254,14 +262,18 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
   const stream = streamValues(config, L) * bytes;
   const w = weightValues(config);
   const limit = limitMb * 1e6;
-  if (w.total * bytes + kept + stream <= limit) return 'resident';
-  const streamed = (w.backbone + w.layer) * 8 + kept + stream;
+  // On wasm the weights and the stream sit in the heap; what is kept is downloaded out of it.
+  const heap = (weights: number) => run.backend !== 'wasm' || weights * bytes + stream <= WASM_HEAP_BYTES;
+  if (w.total * bytes + kept + stream <= limit && heap(w.total)) return 'resident';
+  const resident = w.total * bytes + kept + stream;
+  const streamed = (w.backbone + w.layer) * bytes + kept + stream;
+  const where = resident <= limit ? `the wasm heap's ${mb(WASM_HEAP_BYTES)} MB` : `the --max-memory limit of ${limitMb} MB`;
   const keptNote = `kept tensors ${mb(kept)} MB (${run.layers} layers' internals for ${L} tokens${run.attention ? ', their attention' : ''}, the logits)`;
-  if (streamed <= limit) {
-    if (run.backend === 'reference') return 'streamed';
-    throw new LimitError('inspect', `the weights take ${mb(w.total * bytes)} MB and ${keptNote}: over the --max-memory limit of ${limitMb} MB. The float64 reference (--precision fp64) streams the layers from disk in ${mb(streamed)} MB; or raise --max-memory`);
+  if (streamed <= limit && heap(w.backbone + w.layer)) {
+    if (run.backend !== 'webgpu') return 'streamed';
+    throw new LimitError('inspect', `the weights take ${mb(w.total * bytes)} MB and ${keptNote}: over ${where}. The native WebGPU engine holds every layer; --backend wasm or the float64 reference stream the layers from disk in ${mb(streamed)} MB; or raise --max-memory`);
   }
-  throw new LimitError('inspect', `even streaming the layers from disk, the backbone and one layer take ${mb((w.backbone + w.layer) * 8)} MB and ${keptNote}: ${mb(streamed)} MB, over the --max-memory limit of ${limitMb} MB: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
+  throw new LimitError('inspect', `even streaming the layers from disk, the backbone and one layer take ${mb((w.backbone + w.layer) * bytes)} MB and ${keptNote}: ${mb(streamed)} MB, over ${streamed <= limit ? `the wasm heap's ${mb(WASM_HEAP_BYTES)} MB` : `the --max-memory limit of ${limitMb} MB`}: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
 }
 
 /** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
@@ -284,7 +296,7 @@ function stateValues(config: LanguageModelConfig): number {
 }
 
 /** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
-async function attentionOf(model: LanguageModel | StreamedModel<'float64'>, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
+async function attentionOf(model: LanguageModel | StreamedModel<Precision>, result: ForwardResult, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
   const out = new Map<number, Record<string, Tensor>>();
   const channels = channelsOf(model.config);
   for (const [k, l] of result.layers.entries()) {

@@ -109,6 +109,6 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
 }
 
 /** A = −exp(A_log). */
-export function negExp(aLog: F64): F64 {
-  return { shape: aLog.shape, data: aLog.data.map((v) => -Math.exp(v)) };
+export function negExp(aLog: Tensor<Float64Array | Float32Array>): F64 {
+  return { shape: aLog.shape, data: Float64Array.from(aLog.data, (v) => -Math.exp(v)) };
 }

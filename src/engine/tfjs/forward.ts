@@ -3,13 +3,16 @@
  * webgl, wasm and cpu in the webview; WebGPU is the native engine, ../webgpu/). It walks the same layers as the float64 reference, which it is
  * tested against, calling each layer's kind (the tfjs.ts of its folder in layers/), and records
  * the same internals under the same names. Weights are uploaded once (createTfModel) and reused
- * for every run; only the requested layers' internals are downloaded.
+ * for every run; only the requested layers' internals are downloaded. A model too large for the
+ * backend's memory is streamed instead: its backbone stays on the backend and each layer is read,
+ * uploaded, run and freed as the forward reaches it.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
-import type { LayerKind, LayerStep, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
+import type { LayerKind, LayerStep, ModelLayer, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
 import { isLanguageModelConfig, type ModelConfig } from '../model/config';
-import { isLanguageModel, type LoadedModel } from '../model/graph';
+import type { LoadedModel } from '../model/graph';
+import type { StreamedModel } from '../model/load';
 import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
 import { layoutFor, rmsNorm, TfUploader, type W, type WeightLayout } from './ops';
@@ -23,24 +26,47 @@ export interface TfModelLayer {
   moved(move: (t: W, transpose: boolean) => Promise<W>, relayout: boolean): Promise<TfModelLayer>;
 }
 
+/** Where a streamed model's layers come from: read anew (from a file, or from the host) on each call. */
+export type LayerSource = Pick<StreamedModel<'float32'>, 'layerCount' | 'layer'>;
+
 export interface TfModel {
   readonly config: ModelConfig;
   readonly layout: WeightLayout;
   readonly embedding?: W;
-  readonly layers: readonly TfModelLayer[];
+  /** Resident: every layer's weights on the backend. Streamed: none; each is uploaded when the forward reaches it, and freed after. */
+  readonly layers: readonly TfModelLayer[] | LayerSource;
   readonly normF?: W;
   readonly lmHead?: W;
   dispose(): void;
 }
 
-export function createTfModel(model: LoadedModel<'float32'>, layout: WeightLayout = layoutFor(tf.getBackend())): TfModel {
+export function createTfModel(model: LoadedModel<'float32'> | StreamedModel<'float32'>, layout: WeightLayout = layoutFor(tf.getBackend())): TfModel {
   const up = new TfUploader(layout);
-  const layers = model.layers.map((layer) => layer.open((kind, config, params) => bindLayer(kind, config, layer.index, kind.tfjs.upload(config, params, up))));
+  const layers = 'layers' in model ? model.layers.map((layer) => uploadLayer(layer, up)) : { layerCount: model.layerCount, layer: model.layer };
   const dispose = () => up.dispose();
-  if (!isLanguageModel(model)) return { config: model.config, layout, layers, dispose };
+  // The simplified block has no backbone.
+  if (!model.embedding || !model.normF || !model.lmHead) return { config: model.config, layout, layers, dispose };
   // lm_head stays [V, H] in every layout (the embedding gather needs it so); tied, it is the embedding tensor.
   const embedding = up.tensor(model.embedding);
   return { config: model.config, layout, embedding, layers, normF: up.tensor(model.normF), lmHead: model.lmHead === model.embedding ? embedding : up.tensor(model.lmHead), dispose };
+}
+
+function uploadLayer(layer: ModelLayer<'float32'>, up: TfUploader): TfModelLayer {
+  return layer.open((kind, config, params) => bindLayer(kind, config, layer.index, kind.tfjs.upload(config, params, up)));
+}
+
+/** The model's layers on the backend, in order: a streamed layer is uploaded when its turn comes and freed when the caller moves on (or stops). */
+async function* backendLayers(model: TfModel): AsyncGenerator<TfModelLayer> {
+  const { layers } = model;
+  if (!('layerCount' in layers)) return yield* layers;
+  for (let i = 0; i < layers.layerCount; i++) {
+    const up = new TfUploader(model.layout);
+    try {
+      yield uploadLayer(await layers.layer(i), up);
+    } finally {
+      up.dispose();
+    }
+  }
 }
 
 function bindLayer<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, index: number, weights: T): TfModelLayer {
@@ -83,8 +109,9 @@ export async function moveTfModel(model: TfModel): Promise<TfModel> {
   const relayout = layout !== model.layout;
   const dispose = () => moved.forEach((t) => t.dispose());
   try {
-    const layers: TfModelLayer[] = [];
-    for (const layer of model.layers) layers.push(await layer.moved(move, relayout));
+    // A streamed model's layers are not on any backend: the next forward uploads them in the new layout.
+    const layers: TfModelLayer[] | LayerSource = 'layerCount' in model.layers ? model.layers : [];
+    if (Array.isArray(layers)) for (const layer of model.layers as readonly TfModelLayer[]) layers.push(await layer.moved(move, relayout));
     const [embedding, normF, lmHead] = [await moveOptional(model.embedding), await moveOptional(model.normF), await moveOptional(model.lmHead)];
     return { config: model.config, layout, embedding, normF, lmHead, layers, dispose };
   } catch (e) {
@@ -147,7 +174,7 @@ async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<
   let hidden = input;
   const layers: LayerInternals<Float32Array>[] = [];
   try {
-    for (const layer of model.layers) {
+    for await (const layer of backendLayers(model)) {
       options.checkCancelled?.();
       const keepAll = wantsLayer(options, layer.index);
       const step = tf.tidy(() => {
