@@ -28,7 +28,7 @@ export async function runNativeForwardBench(device: GPUDevice, model: LanguageMo
   const rows: Row[] = [];
   const L = opts.tokens, layers = model.layers.length;
   const ids = Int32Array.from({ length: L }, (_, i) => (i * 7919 + 13) % model.config.vocabSize);
-  const weights = uploadWeights(device, model);
+  const weights = await uploadWeights(device, model);
   const runs: [string, ForwardPlanOptions['capture']][] = [
     ['top-10 predictions to the host', undefined],
     ['as the panel runs it: every layer’s z, u, Δ, B, C and top-10 predictions', { layers: model.layers.map((l) => l.index), quantities: ['z', 'u', 'delta', 'B', 'C'] }],
@@ -57,7 +57,7 @@ export async function runNativeForwardBench(device: GPUDevice, model: LanguageMo
 /** The top-10 forward with the projections stored as packed f16 (weightFormat.ts): its time and the weights' bytes. */
 async function halfWeightRow(device: GPUDevice, model: LanguageModel<'float32'>, ids: Int32Array, opts: NativeForwardBenchOptions, log: (s: string) => void): Promise<Row> {
   log(`forward: native WebGPU, f16 weights, ${opts.tokens} tokens`);
-  const weights = uploadWeights(device, model, 'f16');
+  const weights = await uploadWeights(device, model, 'f16');
   const plan = await createForwardPlan(weights, { tokens: opts.tokens, k: 10, software: opts.software });
   try {
     for (let i = 0; i < 3; i++) await nativeForward(plan, ids);

@@ -20,6 +20,7 @@
  */
 import { CancelledError, MambaScopeError, type ErrorKind } from './engine/errors';
 import type { ModelConfig } from './engine/model/config';
+import { decodeFloat, floatToF16 } from './engine/formats/dtypes';
 import { sizeOf, type Tensor } from './engine/tensor';
 
 /** Bumped on any incompatible change; the host refuses a webview that reports another version. */
@@ -28,7 +29,10 @@ export const PROTOCOL_VERSION = 1;
 // ---------------------------------------------------------------------------------------------
 // Tensors on the wire
 
-export type WireDtype = 'float32' | 'int32';
+/** bfloat16 and float16 carry the bits of a half-precision checkpoint as stored: half the bytes, decoded to float32 where they are used. */
+export type WireDtype = 'float32' | 'int32' | 'bfloat16' | 'float16';
+
+const WIRE_BYTES: Readonly<Record<WireDtype, number>> = { float32: 4, int32: 4, bfloat16: 2, float16: 2 };
 
 export interface TensorMessage {
   readonly shape: readonly number[];
@@ -51,17 +55,35 @@ export function toTensorMessage(t: Tensor<Float32Array | Int32Array>): TensorMes
   return { shape: [...t.shape], dtype, buffer };
 }
 
-/** Unpacks and checks a TensorMessage; `name` is used in the error if the sizes disagree. */
+/**
+ * Float32 values that came from a half-precision tensor, packed back into its 16-bit form
+ * (exactly: every value is one the format holds).
+ */
+export function toHalfMessage(t: Tensor<Float32Array>, dtype: 'bfloat16' | 'float16'): TensorMessage {
+  const bits = new Uint16Array(t.data.length);
+  if (dtype === 'bfloat16') {
+    const words = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+    for (let i = 0; i < bits.length; i++) bits[i] = words[i] >>> 16;
+  } else {
+    for (let i = 0; i < bits.length; i++) bits[i] = floatToF16(t.data[i]);
+  }
+  return { shape: [...t.shape], dtype, buffer: bits.buffer };
+}
+
+/** Unpacks and checks a TensorMessage (half-precision ones decoded to float32); `name` is used in the error if the sizes disagree. */
 export function fromTensorMessage(m: TensorMessage, name: string): Tensor<Float32Array | Int32Array> {
   if (!(m.buffer instanceof ArrayBuffer) || !Array.isArray(m.shape) || !m.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new ProtocolError(name, 'is not a tensor message {shape, dtype, buffer}');
   }
-  if (m.buffer.byteLength !== sizeOf(m.shape) * 4) {
-    throw new ProtocolError(name, `has ${m.buffer.byteLength} bytes but shape [${m.shape.join(', ')}] of ${m.dtype} needs ${sizeOf(m.shape) * 4}`);
+  const width = Object.hasOwn(WIRE_BYTES, m.dtype) ? WIRE_BYTES[m.dtype] : undefined;
+  if (width === undefined) throw new ProtocolError(name, `has unsupported dtype ${JSON.stringify(m.dtype)}`);
+  const count = sizeOf(m.shape);
+  if (m.buffer.byteLength !== count * width) {
+    throw new ProtocolError(name, `has ${m.buffer.byteLength} bytes but shape [${m.shape.join(', ')}] of ${m.dtype} needs ${count * width}`);
   }
-  if (m.dtype === 'float32') return { shape: m.shape, data: new Float32Array(m.buffer) };
   if (m.dtype === 'int32') return { shape: m.shape, data: new Int32Array(m.buffer) };
-  throw new ProtocolError(name, `has unsupported dtype ${JSON.stringify(m.dtype)}`);
+  if (m.dtype === 'float32') return { shape: m.shape, data: new Float32Array(m.buffer) };
+  return { shape: m.shape, data: decodeFloat(m.dtype === 'bfloat16' ? 'BF16' : 'F16', new Uint8Array(m.buffer), count, Float32Array) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,8 +147,13 @@ export interface LoadModelParams {
   /** Display name: "mamba1-demo". */
   readonly name: string;
   readonly config: ModelConfig;
-  /** Checkpoint tensors by their checkpoint key, converted to float32 by the host. */
+  /** Checkpoint tensors by their checkpoint key: float32, or bfloat16/float16 as the checkpoint stores them. */
   readonly tensors: NamedTensors;
+  /**
+   * The checkpoint's tensors left out of `tensors` (a model too large to send at once: its layers'):
+   * the panel asks for each one (readWeight) when an upload or a forward reaches its layer.
+   */
+  readonly streamed?: readonly TensorIndexEntry[];
   /** Readable text of every vocabulary id (index = id), for the next-token view's top-k; sent once per model. */
   readonly vocab?: readonly string[];
 }
@@ -168,10 +195,19 @@ export interface RunSummary {
   readonly forwardMs: number;
   /** Layers the summaries cover, in the order of the rows below. */
   readonly layers: readonly number[];
+  /** Why some layers are not among them (the run's memory limit), for the user. */
+  readonly note?: string;
   /** For each metric a float32 [layers.length, L] tensor: what the editor decorations colour by. A metric the model cannot give is left out. */
   readonly perToken: Partial<Record<TokenMetric, TensorMessage>>;
   /** Most likely next token at each position: int32 ids [L] and float32 probabilities [L]; absent for models without logits. */
   readonly next?: { readonly ids: TensorMessage; readonly probs: TensorMessage };
+}
+
+/** A tensor named, not sent: its stored dtype (safetensors' names: F32, BF16, …) and shape. */
+export interface TensorIndexEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
 }
 
 export interface DumpParams {
@@ -180,7 +216,7 @@ export interface DumpParams {
   /** The file's string metadata (mamba-dump/1: format, tokens, …). */
   readonly metadata: Record<string, string>;
   /** Every tensor in the file: name, the file's dtype and shape. */
-  readonly index: readonly { readonly name: string; readonly dtype: string; readonly shape: readonly number[] }[];
+  readonly index: readonly TensorIndexEntry[];
   /**
    * Tensors sent with this message (float32, or int32 for integer ones), e.g. input_ids,
    * layers.0.delta: all of them when they fit the host's budget (256 MiB), else none; the webview
@@ -313,6 +349,8 @@ export interface HostApi {
     saveExport: { params: ExportData; result: { readonly savedTo: string | null } };
     /** One tensor of the open dump that was listed in DumpParams.index but not sent. */
     readTensor: { params: { readonly name: string }; result: TensorMessage };
+    /** One weight of a streamed model (LoadModelParams.streamed). */
+    readWeight: { params: { readonly modelId: string; readonly name: string }; result: TensorMessage };
   };
   notifications: {
     ready: { readonly protocolVersion: number };

@@ -9,14 +9,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { LimitError, MambaScopeError, ModelReleasedError } from '../src/engine/errors';
-import { MemoryTensorStore } from '../src/engine/formats/memoryStore';
 import { keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
 import type { LoadedModel } from '../src/engine/model/graph';
-import { loadModel } from '../src/engine/model/load';
-import type { Tensor } from '../src/engine/tensor';
+import { isLanguageModelConfig, type LanguageModelConfig, type ModelConfig } from '../src/engine/model/config';
+import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../src/engine/model/load';
+import type { ScanView } from '../src/engine/layers/kind';
 import { createTfModel, moveTfModel, tfjsForward, type TfModel } from '../src/engine/tfjs/forward';
 import { WebGpuModel } from '../src/engine/webgpu/model';
-import { fromTensorMessage, type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams } from '../src/protocol';
+import { type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams, type TensorMessage } from '../src/protocol';
+import { HostWeightStore } from './hostWeights';
 import { isSoftwareAdapter, selectBackend, type SelectedBackend } from './backend';
 import { NEXT_TOKEN_K, type ModelContext } from './inspection';
 
@@ -27,17 +28,48 @@ import { NEXT_TOKEN_K, type ModelContext } from './inspection';
  */
 const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'h'];
 
+/** The page's memory budget (issue 7: the webview stays under 2 GB), and what the page itself, the views' canvases and a run's passing copies take of it. */
+const PAGE_BYTES = 2e9;
+const PAGE_RESERVE_BYTES = 350e6;
+
+/** The layers a run keeps the internals of, and their bytes; `note` when some were left out. */
+export interface RunPlan {
+  readonly bytes: number;
+  readonly layers: readonly number[];
+  readonly note?: string;
+}
+
+/** Layers of a model: a language model's, or the simplified block's one. */
+function layerCountOf(config: ModelConfig): number {
+  return isLanguageModelConfig(config) ? config.nLayer : 1;
+}
+
+/** `n` of `items` (n ≥ 1), evenly spaced from the first to the last. */
+function spread<T>(items: readonly T[], n: number): T[] {
+  if (n === 1) return [items[0]];
+  return Array.from({ length: n }, (_, i) => items[Math.round((i * (items.length - 1)) / (n - 1))]);
+}
+
 /** Where the weights are: a tfjs model, or the native engine's buffers on a GPUDevice. */
 type Engine = { readonly kind: 'tfjs'; model: TfModel } | { readonly kind: 'webgpu-native'; readonly model: WebGpuModel; readonly device: GPUDevice };
 
 export class ComputeSession {
   private backend: { preference: BackendPreference; selected: Promise<SelectedBackend> } | null = null;
-  private loaded: { context: ModelContext; engine: Engine; backend: SelectedBackend } | null = null;
+  private loaded: { context: ModelContext; engine: Engine; backend: SelectedBackend; streamed: boolean } | null = null;
+  /** Told each time a streamed model's layer arrives from the host: the progress of the upload or the forward under way. */
+  private onLayerRead: ((layer: number) => void) | undefined;
   /** Runs and uploads one at a time: they share the backend's memory. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** `onModelLost`: the weights are gone (a backend switch could not move them); the host must send them again. */
-  constructor(private wasmPath: string | undefined, private readonly onModelLost: (modelId: string) => void) {}
+  /**
+   * `onModelLost`: the weights are gone (a backend switch could not move them); the host must send them again.
+   * `readWeight`: one tensor of a streamed model, from the host.
+   */
+  constructor(
+    private wasmPath: string | undefined,
+    private readonly onModelLost: (modelId: string) => void,
+    private readonly readWeight: (modelId: string, name: string) => Promise<TensorMessage>,
+  ) {}
 
   get model(): ModelContext | null {
     return this.loaded?.context ?? null;
@@ -80,29 +112,40 @@ export class ComputeSession {
     return e?.kind === 'webgpu-native' ? e.device : undefined;
   }
 
+  /**
+   * Puts the model the host sent on the selected engine. A streamed model (params.streamed) is read
+   * from the host a layer at a time: the native engine uploads every layer in turn and holds them
+   * all on the GPU; tfjs keeps only the backbone and reads each layer again in every forward.
+   */
   async loadModel(params: LoadModelParams, preference: BackendPreference, ctx: RequestContext): Promise<{ backend: BackendInfo; uploadMs: number }> {
     const backend = await this.select(preference);
     ctx.throwIfCancelled();
-    ctx.progress({ stage: 'reading weights', done: 0, total: 2 });
-    const tensors = new Map<string, Tensor>();
-    for (const [name, m] of Object.entries(params.tensors)) tensors.set(name, fromTensorMessage(m, `${params.name}: ${name}`));
-    const model = await loadModel(params.config, new MemoryTensorStore(params.name, tensors), 'float32');
+    ctx.progress({ stage: 'reading weights', done: 0, total: 1 });
+    const store = new HostWeightStore(params, (name) => this.readWeight(params.modelId, name));
+    const scans: ScanView<'float32'>[] = [];
+    const model = params.streamed ? observeLayers(await openModel(params.config as LanguageModelConfig, store, 'float32'), scans, (i) => this.onLayerRead?.(i)) : await loadModel(params.config, store, 'float32');
+    if ('layers' in model) scans.push(...model.layers.map((l) => l.scanView()));
     ctx.throwIfCancelled();
-    ctx.progress({ stage: 'uploading weights', done: 1, total: 2 });
     return this.serial(async () => {
       this.release();
       const start = performance.now();
-      const engine = this.upload(model, backend);
-      const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans: model.layers.map((l) => l.scanView()), vocab: params.vocab ?? null };
-      this.loaded = { context, engine, backend };
-      return { backend: backend.info, uploadMs: performance.now() - start };
+      const layerCount = layerCountOf(model.config);
+      this.onLayerRead = (i) => ctx.progress({ stage: 'uploading weights', done: i, total: layerCount });
+      try {
+        const engine = await this.upload(model, backend);
+        const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans, vocab: params.vocab ?? null };
+        this.loaded = { context, engine, backend, streamed: !!params.streamed };
+        return { backend: backend.info, uploadMs: performance.now() - start };
+      } finally {
+        this.onLayerRead = undefined;
+      }
     });
   }
 
-  private upload(model: LoadedModel<'float32'>, backend: SelectedBackend): Engine {
+  private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend): Promise<Engine> {
     const { device, info } = backend;
     if (!device) return { kind: 'tfjs', model: createTfModel(model) };
-    const native: Engine = { kind: 'webgpu-native', model: WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter) }), device };
+    const native: Engine = { kind: 'webgpu-native', model: await WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter) }), device };
     // A lost device (driver reset, GPU process crash) takes the weights with it: the host sends them again.
     void device.lost.then(() => {
       if (this.loaded?.engine === native) this.dropModel();
@@ -133,32 +176,65 @@ export class ComputeSession {
   }
 
   /**
-   * Bytes a run will keep for the views, checked against its memory limit before any work: a
-   * LimitError names the setting that raises it.
+   * What a run will keep for the views, planned before any work against the smaller of its
+   * memory limit (mambaScope.runMemoryLimitMB) and what the page's budget leaves beside the
+   * weights the engine holds in the page: every layer's internals when they fit, else as many
+   * layers as fit, spread evenly over the model (`note` says which, and why); a LimitError when
+   * not one layer fits.
    */
-  plan(params: RunParams): number {
+  plan(params: RunParams): RunPlan {
     const loaded = this.require(params.modelId);
     const tokens = params.ids.byteLength / Int32Array.BYTES_PER_ELEMENT;
-    const layers = params.settings.layers?.length ?? loaded.context.scans.length;
+    const config = loaded.context.config;
+    const asked = params.settings.layers ?? Array.from({ length: layerCountOf(config) }, (_, i) => i);
     const states = new Set(params.settings.statesAt ?? []).size;
-    const bytes = keptValues(loaded.context.config, { tokens, layers, keep: PANEL_INTERNALS, states }) * Float32Array.BYTES_PER_ELEMENT;
-    const limit = params.settings.memoryLimitMB;
-    if (bytes > limit * 1e6) {
-      throw new LimitError(params.sampleName, `${tokens} tokens through ${layers} layers keep ${Math.ceil(bytes / 1e6)} MB for the panel's views, over its limit of ${limit} MB: raise the setting mambaScope.runMemoryLimitMB, or inspect a shorter selection (mambaScope.maxTokens cuts long samples)`);
+    const perLayer = keptValues(config, { tokens, layers: 1, keep: PANEL_INTERNALS, states }) * Float32Array.BYTES_PER_ELEMENT;
+    const setting = params.settings.memoryLimitMB * 1e6;
+    const beside = PAGE_BYTES - PAGE_RESERVE_BYTES - this.inPageBytes(loaded, tokens);
+    const limit = Math.min(setting, beside);
+    const fit = Math.floor(Math.max(0, limit) / perLayer);
+    const mb = (bytes: number) => Math.ceil(bytes / 1e6);
+    const why = setting <= beside
+      ? `mambaScope.runMemoryLimitMB (${params.settings.memoryLimitMB} MB)`
+      : `the ${mb(Math.max(0, beside))} MB left of the panel's ${mb(PAGE_BYTES)} MB budget beside the weights it holds in the page`;
+    if (fit < 1) {
+      const way = setting <= beside ? 'raise the setting mambaScope.runMemoryLimitMB, or' : 'choose a GPU backend (mambaScope.backend: its weights are not in the page), or';
+      throw new LimitError(params.sampleName, `${tokens} tokens keep ${mb(perLayer)} MB per layer for the panel's views, over ${why}: ${way} inspect a shorter selection (mambaScope.maxTokens cuts long samples)`);
     }
-    return bytes;
+    if (fit >= asked.length) return { bytes: asked.length * perLayer, layers: asked };
+    const layers = spread(asked, fit);
+    const note = `kept the internals of ${fit} of ${asked.length} layers (${layers.join(', ')}): all of them would take ${mb(asked.length * perLayer)} MB, over ${why}`;
+    return { bytes: layers.length * perLayer, layers, note };
   }
 
-  async run(params: RunParams, ctx: RequestContext): Promise<{ result: ForwardResult<Float32Array>; backend: BackendInfo; forwardMs: number }> {
-    this.plan(params);
+  /**
+   * Bytes of the page's own memory the engine needs for a run: on wasm and cpu the weights it
+   * holds there and the layer stream (a streamed model: the backbone, and one layer twice, as it
+   * arrives and on the backend), and never less than the wasm heap already is (it never shrinks);
+   * on webgl and the native engine they are in GPU memory.
+   */
+  private inPageBytes(loaded: NonNullable<ComputeSession['loaded']>, tokens: number): number {
+    const { config } = loaded.context;
+    if (!isLanguageModelConfig(config) || loaded.engine.kind !== 'tfjs' || loaded.backend.info.backend === 'webgl') return 0;
+    const w = weightValues(config);
+    const weights = loaded.streamed ? w.backbone + 2 * w.layer : w.total;
+    const needed = (weights + streamValues(config, tokens)) * Float32Array.BYTES_PER_ELEMENT;
+    return Math.max(needed, this.memory().wasmHeapBytes ?? 0);
+  }
+
+  async run(params: RunParams, ctx: RequestContext): Promise<{ result: ForwardResult<Float32Array>; backend: BackendInfo; forwardMs: number; note?: string }> {
+    const plan = this.plan(params);
     const loaded = this.require(params.modelId);
     const backend = await this.select(params.settings.backend);
     return this.serial(async () => {
       const engine = await this.engineFor(loaded, backend, ctx);
-      ctx.progress({ stage: 'forward pass', done: 0, total: 1 });
+      const layerCount = layerCountOf(loaded.context.config);
+      ctx.progress({ stage: 'forward pass', done: 0, total: loaded.streamed ? layerCount : 1 });
+      // A streamed model reads each layer from the host as the forward reaches it: the progress of a long run.
+      this.onLayerRead = (i) => ctx.progress({ stage: 'forward pass', done: i, total: layerCount });
       const start = performance.now();
       const options = {
-        layers: params.settings.layers,
+        layers: plan.layers,
         statesAt: params.settings.statesAt,
         checkCancelled: ctx.throwIfCancelled,
         // What the views draw; hidden_in/out and the [L, V] logits stay off the heap.
@@ -166,8 +242,12 @@ export class ComputeSession {
         predictions: NEXT_TOKEN_K,
       };
       const ids = new Int32Array(params.ids);
-      const result = engine.kind === 'tfjs' ? await tfjsForward(engine.model, ids, options) : await engine.model.forward(ids, options);
-      return { result, backend: backend.info, forwardMs: performance.now() - start };
+      try {
+        const result = engine.kind === 'tfjs' ? await tfjsForward(engine.model, ids, options) : await engine.model.forward(ids, options);
+        return { result, backend: backend.info, forwardMs: performance.now() - start, ...(plan.note ? { note: plan.note } : {}) };
+      } finally {
+        this.onLayerRead = undefined;
+      }
     });
   }
 
@@ -211,4 +291,20 @@ export class ComputeSession {
     this.queue = next.catch(() => undefined);
     return next;
   }
+}
+
+/**
+ * A streamed model whose layer reads also record each layer's scan view (A_log and D, all the
+ * analyses keep of a layer) and report which layer arrived.
+ */
+function observeLayers(model: StreamedModel<'float32'>, scans: ScanView<'float32'>[], onRead: (layer: number) => void): StreamedModel<'float32'> {
+  return {
+    ...model,
+    async layer(i) {
+      onRead(i);
+      const layer = await model.layer(i);
+      scans[i] = layer.scanView();
+      return layer;
+    },
+  };
 }

@@ -41,7 +41,11 @@ const app = new App(document.getElementById('app') ?? document.body, {
 });
 
 let settings: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
-const session = new ComputeSession(settings.wasmPath, (modelId) => rpc.notify('modelReleased', { modelId }));
+const session = new ComputeSession(
+  settings.wasmPath,
+  (modelId) => rpc.notify('modelReleased', { modelId }),
+  (modelId, name) => rpc.request('readWeight', { modelId, name }),
+);
 let backend: BackendInfo | null = null;
 
 function showBackend(info: BackendInfo): void {
@@ -77,21 +81,21 @@ rpc.handle('loadModel', async (params, ctx) => {
 });
 
 rpc.handle('run', async (params, ctx) => {
-  const bytes = session.plan(params);
+  const { bytes } = session.plan(params);
   const shown = app.current;
   if (shown && shown.keptBytes + bytes > params.settings.memoryLimitMB * 1e6) {
     // Both runs at once would pass the limit: the panel shows the new tokens while the old internals go.
     app.show(new PanelData(fromRun(params, { layers: [] }), session.model), settings.defaultLayer);
   }
   app.setStatus(`Running ${params.sampleName}…`);
-  const { result, backend: info, forwardMs } = await session.run(params, ctx);
+  const { result, backend: info, forwardMs, note } = await session.run(params, ctx);
   showBackend(info);
   const data = new PanelData(fromRun(params, result), session.model);
   app.show(data, settings.defaultLayer);
   const state = app.store.get();
   await data.computeSummaries(state.threshold, state.layer, (done, total) => ctx.progress({ stage: 'layer summaries', done, total }), () => ctx.signal.aborted);
-  app.setStatus(`${params.sampleName}: ${data.inspection.length} tokens in ${Math.round(forwardMs)} ms on ${info.backend}`);
-  return runSummary(data, params.runId, info, forwardMs);
+  app.setStatus(`${params.sampleName}: ${data.inspection.length} tokens in ${Math.round(forwardMs)} ms on ${info.backend}${note ? `; ${note}` : ''}`);
+  return { ...runSummary(data, params.runId, info, forwardMs), ...(note ? { note } : {}) };
 });
 
 rpc.handle('showDump', async (params) => {

@@ -105,6 +105,7 @@ export class Inspector {
         settings.metric,
         Math.min(settings.defaultLayer, model.config.nLayer - 1),
       );
+      if (summary.note) void vscode.window.showWarningMessage(`Mamba Scope: ${sampleName}: ${summary.note}.`);
       if (n < totalTokens) {
         void vscode.window.showWarningMessage(`Mamba Scope: inspected the first ${n} of ${totalTokens} tokens of ${sampleName} (setting mambaScope.maxTokens).`);
       }

@@ -9,11 +9,11 @@ import type { TensorStore } from '../engine/formats/safetensors';
 import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
 import { sizeOf, type Tensor } from '../engine/tensor';
 import type { MambaTokenizer } from '../engine/tokenizer';
-import { toTensorMessage, type DumpParams, type LoadModelParams, type NamedTensors, type Progress, type TensorMessage } from '../protocol';
+import { toHalfMessage, toTensorMessage, type DumpParams, type LoadModelParams, type NamedTensors, type Progress, type TensorIndexEntry, type TensorMessage } from '../protocol';
 
 /** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
 const EAGER_BYTES = 256 * 2 ** 20;
-/** The panel's memory budget for weights (issue 7: the webview stays under 2 GB). */
+/** The panel's memory budget for weights sent at once, or for the backbone and one layer of a streamed model (issue 7: the webview stays under 2 GB). */
 const MAX_WEIGHT_BYTES = 1.5 * 2 ** 30;
 
 /** float32 for float tensors, int32 for integer ones (ids, h_tokens), as the wire carries them. */
@@ -41,24 +41,56 @@ export interface ModelFiles {
   readonly id: string;
   readonly label: string;
   readonly config: Mamba1Config | Mamba2Config;
-  readonly tokenizer: MambaTokenizer;
+  /** Only each id's text is read (the vocabulary the next-token view shows). */
+  readonly tokenizer: Pick<MambaTokenizer, 'tokenText'>;
   readonly checkpoint: TensorStore;
 }
 
-/** Every checkpoint tensor as float32, keyed by its checkpoint name, and the vocabulary: the loadModel message. */
-export async function weightsMessage(model: ModelFiles, signal: AbortSignal, progress: (p: Progress) => void): Promise<LoadModelParams> {
+/** A weight on the wire: in its 16-bit form when the checkpoint stores it so (half the bytes), else float32. */
+export async function weightMessage(checkpoint: TensorStore, name: string): Promise<TensorMessage> {
+  const dtype = checkpoint.info(name)?.dtype;
+  const t = await checkpoint.readFloat(name, 'float32');
+  return dtype === 'BF16' ? toHalfMessage(t, 'bfloat16') : dtype === 'F16' ? toHalfMessage(t, 'float16') : toTensorMessage(t);
+}
+
+/** A layer's tensors are named `…layers.<i>.…` in every layout the loaders read; the rest is the backbone. */
+const LAYER_KEY = /(?:^|\.)layers\.(\d+)\./;
+
+/**
+ * The loadModel message: the checkpoint's tensors, keyed by name, and the vocabulary. A model
+ * whose weights exceed the panel's budget as float32 is streamed: the message carries the backbone
+ * and names the layers' tensors, which the panel asks for (readWeight) a layer at a time; one that
+ * does not fit even so is refused with the numbers. `budget`: the float32 bytes the panel takes
+ * at once (MAX_WEIGHT_BYTES; the tests stream small models with less).
+ */
+export async function weightsMessage(model: ModelFiles, signal: AbortSignal, progress: (p: Progress) => void, budget = MAX_WEIGHT_BYTES): Promise<LoadModelParams> {
   const { checkpoint } = model;
   const names = checkpoint.names();
-  const bytes = names.reduce((sum, n) => sum + sizeOf(checkpoint.info(n)!.shape) * 4, 0);
-  if (bytes > MAX_WEIGHT_BYTES) {
-    throw new LimitError(checkpoint.name, `needs ${(bytes / 2 ** 30).toFixed(2)} GiB as float32; the panel holds at most 1.5 GiB of weights (about 400M parameters): inspect larger models with the CLI (mamba-scope inspect)`);
+  const f32 = (name: string) => sizeOf(checkpoint.info(name)!.shape) * 4;
+  const bytes = names.reduce((sum, n) => sum + f32(n), 0);
+  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+  let sent = names;
+  let streamed: TensorIndexEntry[] | undefined;
+  if (bytes > budget) {
+    const perLayer = new Map<string, number>();
+    for (const n of names) {
+      const layer = LAYER_KEY.exec(n)?.[1];
+      if (layer !== undefined) perLayer.set(layer, (perLayer.get(layer) ?? 0) + f32(n));
+    }
+    sent = names.filter((n) => !LAYER_KEY.test(n));
+    const backbone = sent.reduce((sum, n) => sum + f32(n), 0);
+    const layer = Math.max(0, ...perLayer.values());
+    if (backbone + layer > budget) {
+      throw new LimitError(checkpoint.name, `needs ${gib(bytes)} GiB as float32, and even a layer at a time its embedding and lm_head (${gib(backbone)} GiB) and one layer (${gib(layer)} GiB) exceed the panel's ${gib(budget)} GiB for weights: inspect it with the CLI (mamba-scope inspect streams it from disk)`);
+    }
+    streamed = names.filter((n) => LAYER_KEY.test(n)).map((name) => ({ name, dtype: checkpoint.info(name)!.dtype, shape: [...checkpoint.info(name)!.shape] }));
   }
   const tensors: NamedTensors = {};
-  for (let i = 0; i < names.length; i++) {
+  for (let i = 0; i < sent.length; i++) {
     if (signal.aborted) throw new CancelledError(`loading ${model.label}`);
-    progress({ stage: 'reading weights', done: i, total: names.length });
-    tensors[names[i]] = toTensorMessage(await checkpoint.readFloat(names[i], 'float32'));
+    progress({ stage: 'reading weights', done: i, total: sent.length });
+    tensors[sent[i]] = await weightMessage(checkpoint, sent[i]);
   }
   const vocab = Array.from({ length: model.config.vocabSize }, (_, id) => model.tokenizer.tokenText(id));
-  return { modelId: model.id, name: model.label, config: model.config, tensors, vocab };
+  return { modelId: model.id, name: model.label, config: model.config, tensors, vocab, ...(streamed ? { streamed } : {}) };
 }

@@ -13,9 +13,9 @@ import { sha256Hex } from '../engine/annotations/sha256';
 import { CONFIG_FILE, isLanguageModelConfig, readConfig, withGatedNorm, type GatedNorm, type LanguageModelConfig } from '../engine/model/config';
 import { decodeUtf8, readAll } from '../engine/io';
 import { MambaTokenizer } from '../engine/tokenizer';
-import type { LoadModelParams, Progress } from '../protocol';
+import type { LoadModelParams, Progress, TensorMessage } from '../protocol';
 import { openUri, UriFolderStore } from './files';
-import { weightsMessage } from './messages';
+import { weightMessage, weightsMessage } from './messages';
 import { readSettings } from './settings';
 
 export const BUNDLED_MODEL_DIR = 'assets/mamba1-demo';
@@ -64,9 +64,15 @@ export class HostModel {
     return new HostModel(ref, norm, config, tokenizer, checkpoint, hashes);
   }
 
-  /** The loadModel message: every checkpoint tensor as float32, and the vocabulary. */
+  /** The loadModel message: the checkpoint's tensors (or, for a model too large to send at once, its backbone) and the vocabulary. */
   weights(signal: AbortSignal, progress: (p: Progress) => void): Promise<LoadModelParams> {
     return weightsMessage({ id: this.id, label: this.ref.label, config: this.config, tokenizer: this.tokenizer, checkpoint: this.checkpoint }, signal, progress);
+  }
+
+  /** One tensor, as the panel asks for it (a streamed model's layers). */
+  weight(name: string): Promise<TensorMessage> {
+    if (!this.checkpoint.info(name)) throw new InputError(this.checkpoint.name, `has no tensor named "${name}"`);
+    return weightMessage(this.checkpoint, name);
   }
 }
 

@@ -36,6 +36,8 @@ export class InspectorPanel implements vscode.Disposable {
   private ready!: Promise<void>;
   private markReady!: () => void;
   private loadedModelId: string | null = null;
+  /** The model whose weights the panel may ask for (readWeight): the last one sent. */
+  private weightSource: HostModel | undefined;
   private htmlBackend: ViewSettings['backend'];
   backend: BackendInfo | undefined;
   lastRun: { params: RunParams; summary: RunSummary } | undefined;
@@ -102,6 +104,11 @@ export class InspectorPanel implements vscode.Disposable {
       void vscode.window.showWarningMessage(`Mamba Scope: the ${view} view failed: ${error.source}: ${error.problem}`);
     });
     this.rpc.handle('saveExport', (data) => saveExport(data));
+    this.rpc.handle('readWeight', async ({ modelId, name }) => {
+      const model = this.weightSource;
+      if (!model || model.id !== modelId) throw new InputError(modelId, 'is not the model the panel was sent: inspect again');
+      return model.weight(name);
+    });
     this.htmlBackend = settings.backend;
     this.render();
     this.disposables.push(panel.onDidDispose(() => this.dispose()));
@@ -145,6 +152,7 @@ export class InspectorPanel implements vscode.Disposable {
     await this.whenReady();
     if (this.loadedModelId === model.id) return;
     const params = await model.weights(signal, onProgress);
+    this.weightSource = model;
     // From here the webview may drop its old model: until the reply, it holds no known one.
     this.loadedModelId = null;
     onProgress({ stage: 'uploading weights to the panel', done: 0, total: 1 });

@@ -117,7 +117,7 @@ describe('Mamba-2 with 2 groups: the gated norm per group (mamba_ssm) or over d_
         } finally {
           tfModel.dispose();
         }
-        const gpu = WebGpuModel.upload(device, model, { software: info.software });
+        const gpu = await WebGpuModel.upload(device, model, { software: info.software });
         try {
           within(`webgpu ${norm}`, (await gpu.forward(ids, { layers: [] })).logits!.data, await read(key), 1e-4);
         } finally {

@@ -5,6 +5,7 @@ import {
   ProtocolError,
   RemoteError,
   Rpc,
+  toHalfMessage,
   toTensorMessage,
   type ApiShape,
   type HostApi,
@@ -43,6 +44,21 @@ describe('protocol: tensor messages', () => {
     const back = fromTensorMessage(ids, 'ids');
     assert.ok(back.data instanceof Int32Array);
     assert.deepEqual([...back.data], [7, -1, 40000]);
+  });
+
+  it('carries a half-precision checkpoint tensor in 2 bytes a value, decoded to the same float32 values', () => {
+    // Values bf16 and f16 hold exactly, written out in binary: 1.5, −2^−3, 3·2^9, the smallest f16 subnormal, 0, 65504 (f16 max).
+    const bf16Values = Float32Array.from([1.5, -0.125, 1536, 2 ** -24, 0, 3 * 2 ** 100]);
+    const f16Values = Float32Array.from([1.5, -0.125, 1536, 2 ** -24, 0, 65504]);
+    for (const [dtype, values, bits] of [['bfloat16', bf16Values, [0x3fc0, 0xbe00, 0x44c0, 0x3380, 0, 0x7240]], ['float16', f16Values, [0x3e00, 0xb000, 0x6600, 0x0001, 0, 0x7bff]]] as const) {
+      const m = toHalfMessage({ shape: [2, 3], data: values }, dtype);
+      assert.equal(m.buffer.byteLength, 12, dtype);
+      assert.deepEqual([...new Uint16Array(m.buffer)], bits, dtype);
+      const back = fromTensorMessage(structuredClone(m), 'w');
+      assert.ok(back.data instanceof Float32Array);
+      assert.deepEqual([...back.data], [...values], dtype);
+    }
+    assert.throws(() => fromTensorMessage({ shape: [3], dtype: 'bfloat16', buffer: new ArrayBuffer(12) }, 'w'), /w: has 12 bytes but shape \[3\] of bfloat16 needs 6/);
   });
 
   it('refuses a buffer whose size disagrees with the shape, naming the tensor', () => {

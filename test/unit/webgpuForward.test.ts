@@ -179,7 +179,7 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
         loaded64 = await loadModelFolder(files, 'float64');
         // sample1's ids where the vocabulary holds them (FalconMamba's fixture has a smaller one).
         ids = sampleIds(12).map((id) => id % loaded64.embedding!.shape[0]);
-        weights = uploadWeights(device, await loadModelFolder(files, 'float32'));
+        weights = await uploadWeights(device, await loadModelFolder(files, 'float32'));
         ref = referenceForward(loaded64, ids, { statesAt: STATES_AT });
         refPredictions = predictionsFromLogits(ref.logits!, ids, 10);
       });
@@ -279,7 +279,7 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
         toHalf(rounded.embedding);
         if (rounded.lmHead !== rounded.embedding) toHalf(rounded.lmHead);
         const refHalf = referenceForward(rounded, ids);
-        const model = WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software, weights: 'f16' });
+        const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software, weights: 'f16' });
         try {
           assert.equal(model.weights.format, 'f16');
           const out = await model.forward(ids, { keep: ['delta', 'y'] });
@@ -293,7 +293,7 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
       });
 
       it('as a WebGpuModel: ForwardOptions mean what they mean on the other engines (layers, keep, statesAt; logits without predictions)', async () => {
-        const model = WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software });
+        const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software });
         try {
           const last = weights.config.nLayer - 1;
           const withLogits = await model.forward(ids, { layers: [last], keep: ['delta', 'h'], statesAt: [-1] });

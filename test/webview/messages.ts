@@ -9,22 +9,32 @@ import { openCheckpoint } from '../../src/engine/formats/checkpoint';
 import { SafetensorsFile } from '../../src/engine/formats/safetensors';
 import { readConfig } from '../../src/engine/model/config';
 import { MambaTokenizer } from '../../src/engine/tokenizer';
-import { dumpMessage, weightsMessage } from '../../src/extension/messages';
+import { dumpMessage, weightMessage, weightsMessage } from '../../src/extension/messages';
 import { NodeFileSource, NodeFolderStore } from '../../src/node/files';
-import type { DumpParams, LoadModelParams, RunParams } from '../../src/protocol';
+import type { TensorStore } from '../../src/engine/formats/safetensors';
+import type { DumpParams, LoadModelParams, RunParams, TensorMessage } from '../../src/protocol';
 import { ROOT } from './server';
 
 export const DEMO_MODEL = join(ROOT, 'assets', 'mamba1-demo');
 export const TINY_MODEL = join(ROOT, 'test', 'fixtures', 'mamba1-tiny');
 export const SAMPLE1_DUMP = join(ROOT, 'test', 'fixtures', 'dumps', 'mamba1-sample1.safetensors');
 
-export async function loadModelParams(dir: string, modelId = dir): Promise<{ params: LoadModelParams; tokenizer: MambaTokenizer }> {
+export async function loadModelParams(dir: string, modelId = dir, budget?: number): Promise<{ params: LoadModelParams; tokenizer: MambaTokenizer; checkpoint: TensorStore }> {
   const files = new NodeFolderStore(dir);
   const config = await readConfig(files);
   if (config.arch === 'seed') throw new Error(`${dir} is a seed block: the panel loads models with a tokenizer`);
   const tokenizer = MambaTokenizer.fromJson(readFileSync(join(dir, 'tokenizer.json'), 'utf8'), 'tokenizer.json');
-  const model = { id: modelId, label: dir.split('/').pop()!, config, tokenizer, checkpoint: await openCheckpoint(files) };
-  return { params: await weightsMessage(model, new AbortController().signal, () => {}), tokenizer };
+  const checkpoint = await openCheckpoint(files);
+  const model = { id: modelId, label: dir.split('/').pop()!, config, tokenizer, checkpoint };
+  return { params: await weightsMessage(model, new AbortController().signal, () => {}, budget), tokenizer, checkpoint };
+}
+
+/** The loadModel message of a model streamed under `budget` bytes, and what the host answers to readWeight for each of its layers' tensors. */
+export async function streamedModelParams(dir: string, modelId: string, budget: number): Promise<{ params: LoadModelParams; layerTensors: Record<string, TensorMessage> }> {
+  const { params, checkpoint } = await loadModelParams(dir, modelId, budget);
+  const layerTensors: Record<string, TensorMessage> = {};
+  for (const { name } of params.streamed ?? []) layerTensors[name] = await weightMessage(checkpoint, name);
+  return { params, layerTensors };
 }
 
 export function runParams(runId: string, modelId: string, text: string, tokenizer: MambaTokenizer, settings: RunParams['settings'] = { backend: 'auto', memoryLimitMB: 1200 }): RunParams {

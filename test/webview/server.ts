@@ -15,8 +15,10 @@ const WASM_DIR = join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.map': 'application/json', '.wasm': 'application/wasm' };
 
 export class HarnessServer {
-  private readonly messages = new Map<string, SplitMessage>();
+  private readonly messages = new Map<string, SplitMessage & { once: boolean; left: number }>();
   private next = 0;
+  /** What the fake host's readWeight gets for a weight it was not offered (the memory benchmark reads a checkpoint on disk). */
+  private weights: ((name: string) => Promise<unknown>) | undefined;
 
   private constructor(private readonly server: Server, readonly origin: string) {}
 
@@ -40,7 +42,24 @@ export class HarnessServer {
         const m = self?.messages.get(id);
         if (m && part === undefined) return send(m.skeleton, 'application/json');
         const b = m?.buffers[Number(part)];
-        if (b) return send(new Uint8Array(b), 'application/octet-stream');
+        if (m && b) {
+          // A message offered once is let go when its last buffer has gone.
+          if (m.once && --m.left === 0) self?.messages.delete(id);
+          return send(new Uint8Array(b), 'application/octet-stream');
+        }
+      }
+      if (path.startsWith('/weight/') && self?.weights) {
+        // /weight/<name>: the URL of the weight's message, offered once.
+        const name = decodeURIComponent(path.slice(8));
+        const server = self;
+        void server.weights!(name).then(
+          (m) => send(server.offer(m, true), 'text/plain'),
+          (e: unknown) => {
+            res.writeHead(500);
+            res.end(String(e));
+          },
+        );
+        return;
       }
       const file = path.startsWith('/wasm/') ? join(WASM_DIR, path.slice(6)) : path === '/' ? join(__dirname, 'harness', 'index.html') : path.startsWith('/harness/') ? join(__dirname, path) : join(ROOT, normalize(path));
       const allowed = [join(ROOT, 'dist'), join(ROOT, 'media'), join(__dirname, 'harness'), WASM_DIR].some((d) => file.startsWith(d + '/'));
@@ -53,11 +72,17 @@ export class HarnessServer {
     return self;
   }
 
-  /** Holds a message for the page to fetch (skeleton, then each buffer); returns its URL path. */
-  offer(message: unknown): string {
+  /** Holds a message for the page to fetch (skeleton, then each buffer); returns its URL path. `once`: let go when fetched. */
+  offer(message: unknown, once = false): string {
     const id = String(this.next++);
-    this.messages.set(id, splitMessage(message));
+    const split = splitMessage(message);
+    this.messages.set(id, { ...split, once: once && split.buffers.length > 0, left: split.buffers.length });
     return `/msg/${id}`;
+  }
+
+  /** Serves the weights the fake host is asked for and was not offered (GET /weight/<name>). */
+  serveWeights(read: (name: string) => Promise<unknown>): void {
+    this.weights = read;
   }
 
   get wasmPath(): string {

@@ -130,7 +130,10 @@ export const inspect: Command = {
     const edits = layerEdits(interventions, ids.length, { layers: config.nLayer, deltaColumns: channelsOf(config), dModel: config.dModel }, await steeringVectors(interventions));
     const floats = precision === 'fp64' ? 'float64' : 'float32';
     const model = residence === 'streamed' ? await openModel(config, store, floats) : await loadModel(config, store, floats);
-    if (residence === 'streamed') io.err(`note: the weights (${mb(weightValues(config).total * (precision === 'fp64' ? 8 : 4))} MB in ${floats}) do not fit ${backend === 'wasm' ? "--max-memory or the wasm heap" : '--max-memory'}: the layers are read from the checkpoint one at a time`);
+    if (residence === 'streamed') {
+      const where = backend === 'webgpu' ? ', into GPU memory' : '';
+      io.err(`note: the weights (${mb(weightValues(config).total * (precision === 'fp64' ? 8 : 4))} MB in ${floats}) do not fit ${backend === 'wasm' ? '--max-memory or the wasm heap' : '--max-memory'}: the layers are read from the checkpoint one at a time${where}`);
+    }
     const result = await budget.phase('forward', config.nLayer, (tick) =>
       edits.size ? referenceForwardIntervened(model as LanguageModel<'float64'>, ids, edits, { ...options, checkCancelled: layerTicks(tick) }) : forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
@@ -172,7 +175,7 @@ export const inspect: Command = {
 
 async function forward(model: LanguageModel | StreamedModel<'float64' | 'float32'>, backend: Backend, ids: Int32Array, options: ForwardOptions, gpuWeights: WeightFormat): Promise<ForwardResult> {
   if (backend === 'reference') return 'layers' in model ? referenceForward(model as LanguageModel<'float64'>, ids, options) : referenceForwardStreamed(model as StreamedModel<'float64'>, ids, options);
-  if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'>, ids, options, gpuWeights);
+  if (backend === 'webgpu') return nativeForward(model as LanguageModel<'float32'> | StreamedModel<'float32'>, ids, options, gpuWeights);
   await useNodeBackend(backend);
   const tfModel = createTfModel(model as LanguageModel<'float32'> | StreamedModel<'float32'>);
   try {
@@ -221,10 +224,10 @@ async function steeringVectors(interventions: readonly Intervention[]): Promise<
 }
 
 /** The native WebGPU forward through Dawn: the GPU if the machine has one, else SwiftShader. */
-async function nativeForward(model: LanguageModel<'float32'>, ids: Int32Array, options: ForwardOptions, weights: WeightFormat): Promise<ForwardResult> {
+async function nativeForward(model: LanguageModel<'float32'> | StreamedModel<'float32'>, ids: Int32Array, options: ForwardOptions, weights: WeightFormat): Promise<ForwardResult> {
   const { device, info } = await createDawnDevice();
   try {
-    const gpu = WebGpuModel.upload(device, model, { software: info.software, weights });
+    const gpu = await WebGpuModel.upload(device, model, { software: info.software, weights });
     return await gpu.forward(ids, options);
   } finally {
     device.destroy();
@@ -252,7 +255,8 @@ const WASM_HEAP_BYTES = 3.5 * 2 ** 30;
  * Where the weights live for this run, decided before any is read: resident when the weights,
  * the kept tensors (internals, [L, L] attention, logits) and the stream fit --max-memory (and,
  * on wasm, its heap); streamed layer by layer from the checkpoint when only the backbone and one
- * layer do (the float64 reference and tfjs stream; the native WebGPU engine does not); otherwise
+ * layer do (the float64 reference and tfjs read each layer as the forward reaches it; the native
+ * WebGPU engine reads them one at a time into GPU memory, which holds them all); otherwise
  * refused with the numbers and the way out.
  */
 function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number): 'resident' | 'streamed' {
@@ -265,14 +269,9 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
   // On wasm the weights and the stream sit in the heap; what is kept is downloaded out of it.
   const heap = (weights: number) => run.backend !== 'wasm' || weights * bytes + stream <= WASM_HEAP_BYTES;
   if (w.total * bytes + kept + stream <= limit && heap(w.total)) return 'resident';
-  const resident = w.total * bytes + kept + stream;
   const streamed = (w.backbone + w.layer) * bytes + kept + stream;
-  const where = resident <= limit ? `the wasm heap's ${mb(WASM_HEAP_BYTES)} MB` : `the --max-memory limit of ${limitMb} MB`;
   const keptNote = `kept tensors ${mb(kept)} MB (${run.layers} layers' internals for ${L} tokens${run.attention ? ', their attention' : ''}, the logits)`;
-  if (streamed <= limit && heap(w.backbone + w.layer)) {
-    if (run.backend !== 'webgpu') return 'streamed';
-    throw new LimitError('inspect', `the weights take ${mb(w.total * bytes)} MB and ${keptNote}: over ${where}. The native WebGPU engine holds every layer; --backend wasm or the float64 reference stream the layers from disk in ${mb(streamed)} MB; or raise --max-memory`);
-  }
+  if (streamed <= limit && heap(w.backbone + w.layer)) return 'streamed';
   throw new LimitError('inspect', `even streaming the layers from disk, the backbone and one layer take ${mb((w.backbone + w.layer) * bytes)} MB and ${keptNote}: ${mb(streamed)} MB, over ${streamed <= limit ? `the wasm heap's ${mb(WASM_HEAP_BYTES)} MB` : `the --max-memory limit of ${limitMb} MB`}: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
 }
 

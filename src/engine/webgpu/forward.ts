@@ -3,7 +3,7 @@
  * layers; the only readback is the next-token predictions and the internals the plan captures.
  * The float64 reference forward (../reference/forward.ts) is the oracle it is tested against.
  *
- *   const weights = uploadWeights(device, await loadModelFolder(files, 'float32'));
+ *   const weights = await uploadWeights(device, await loadModelFolder(files, 'float32'));
  *   const plan = await createForwardPlan(weights, { tokens: ids.length, capture: { layers: [0], quantities: ['delta'] } });
  *   const { predictions, layers } = await nativeForward(plan, ids);
  */

@@ -7,6 +7,7 @@
  */
 import { INTERNAL_NAMES, type ForwardOptions, type ForwardResult } from '../internals';
 import type { LoadedModel } from '../model/graph';
+import type { StreamedModel } from '../model/load';
 import { nativeForward } from './forward';
 import type { PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName } from './layer';
@@ -27,8 +28,9 @@ export class WebGpuModel {
 
   private constructor(readonly weights: GpuWeights, private readonly options: WebGpuModelOptions) {}
 
-  static upload(device: GPUDevice, model: LoadedModel<'float32'>, options: WebGpuModelOptions): WebGpuModel {
-    return new WebGpuModel(uploadWeights(device, model, options.weights), options);
+  /** A streamed model is read from its source a layer at a time as it uploads (weights.ts). */
+  static async upload(device: GPUDevice, model: LoadedModel<'float32'> | StreamedModel<'float32'>, options: WebGpuModelOptions): Promise<WebGpuModel> {
+    return new WebGpuModel(await uploadWeights(device, model, options.weights), options);
   }
 
   get config() {

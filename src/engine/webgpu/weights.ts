@@ -5,8 +5,9 @@
  * Projections keep torch's [out, in] layout (matmul.ts reads W[n·K + k]), so a tied lm_head is
  * the embedding buffer itself.
  */
-import type { LanguageModelConfig } from '../model/config';
-import { isLanguageModel, type LoadedModel } from '../model/graph';
+import { isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
+import type { LoadedModel } from '../model/graph';
+import type { StreamedModel } from '../model/load';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
 import { packF16, type WeightFormat } from './weightFormat';
 
@@ -31,8 +32,15 @@ export interface GpuWeights {
   destroy(): void;
 }
 
-export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>, format: WeightFormat = 'f32'): GpuWeights {
-  if (!isLanguageModel(model)) throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
+/**
+ * Every weight of `model` on the device. A streamed model (model/load.ts: openModel) is read a
+ * layer at a time as it uploads, so the host holds one layer while the device ends up with all.
+ */
+export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'> | StreamedModel<'float32'>, format: WeightFormat = 'f32'): Promise<GpuWeights> {
+  const { config, embedding: embeddingParam, normF: normParam, lmHead: headParam } = model;
+  if (!embeddingParam || !normParam || !headParam || !isLanguageModelConfig(config)) {
+    throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
+  }
   const owned: GPUBuffer[] = [];
   let bytes = 0;
   const upload = (label: string, data: ArrayLike<number>, Words: Float32ArrayConstructor | Uint32ArrayConstructor = Float32Array): GPUBuffer => {
@@ -57,18 +65,21 @@ export function uploadWeights(device: GPUDevice, model: LoadedModel<'float32'>, 
     },
   });
   try {
-    const embedding = weight('embedding', model.embedding.data);
-    const normF = upload('norm_f', model.normF.data);
-    const lmHead = model.lmHead === model.embedding ? embedding : weight('lm_head', model.lmHead.data);
-    const layers = model.layers.map((layer): GpuLayer =>
-      layer.open((kind, config, params) => {
+    const embedding = weight('embedding', embeddingParam.data);
+    const normF = upload('norm_f', normParam.data);
+    const lmHead = headParam === embeddingParam ? embedding : weight('lm_head', headParam.data);
+    const layers: GpuLayer[] = [];
+    const count = 'layers' in model ? model.layers.length : model.layerCount;
+    for (let i = 0; i < count; i++) {
+      const layer = 'layers' in model ? model.layers[i] : await model.layer(i);
+      layers.push(layer.open((kind, layerConfig, params) => {
         const entry = kind.webgpu;
         if (!entry) throw new Error(`the native WebGPU forward has no ${kind.label} layers yet (layer ${layer.index})`);
-        const weights = entry.upload(config, params, uploader(`layer ${layer.index}`));
-        return { index: layer.index, build: (io, ctx) => entry.build(config, weights, io, ctx) };
-      }),
-    );
-    return { device, config: model.config, embedding, layers, normF, lmHead, format, bytes, destroy };
+        const weights = entry.upload(layerConfig, params, uploader(`layer ${layer.index}`));
+        return { index: layer.index, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
+      }));
+    }
+    return { device, config, embedding, layers, normF, lmHead, format, bytes, destroy };
   } catch (e) {
     destroy();
     throw e;

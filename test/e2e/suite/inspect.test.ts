@@ -223,18 +223,26 @@ describe('Inspect: failures and cancellation', function () {
     }
   });
 
-  it('mambaScope.runMemoryLimitMB refuses a run that would keep more, naming the setting; the panel keeps the last run', async () => {
+  it('mambaScope.runMemoryLimitMB: a run keeps the internals of the layers that fit, spread over the model, and says so', async () => {
     const a = await api();
     const shown = await a.inspect(wsFile('demo3.py'));
-    // About 2000 tokens: 4 layers' z, u, Δ, B and C keep ~25 kB per token, ~50 MB in all.
+    // About 2000 tokens: each layer's z, u, Δ, B and C keep ~6 kB per token, ~12.5 MB a layer.
     const long = wsFile('long-sample.py');
     const text = new TextDecoder().decode(await vscode.workspace.fs.readFile(wsFile('demo0.py')));
     await vscode.workspace.fs.writeFile(long, new TextEncoder().encode(text.repeat(4)));
     const cfg = vscode.workspace.getConfiguration('mambaScope');
-    await cfg.update('runMemoryLimitMB', 16, vscode.ConfigurationTarget.Global);
+    await cfg.update('runMemoryLimitMB', 30, vscode.ConfigurationTarget.Global);
     try {
-      await assert.rejects(a.inspect(long), (e: unknown) => errorKind(e) === 'limit' && /long-sample\.py: \d+ tokens through 4 layers keep \d+ MB for the panel's views, over its limit of 16 MB: raise the setting mambaScope\.runMemoryLimitMB/.test((e as Error).message));
-      assert.equal((await a.describePanel()).runId, shown.runId);
+      const part = await a.inspect(long);
+      assert.deepEqual(part.summary.layers, [0, 3]);
+      assert.match(part.summary.note ?? '', /^kept the internals of 2 of 4 layers \(0, 3\): all of them would take \d+ MB, over mambaScope\.runMemoryLimitMB \(30 MB\)$/);
+      // The setting's minimum, 16 MB, holds one layer: the first (a run no layer fits is refused: test/webview/compute.test.ts).
+      await cfg.update('runMemoryLimitMB', 16, vscode.ConfigurationTarget.Global);
+      const one = await a.inspect(long);
+      assert.deepEqual(one.summary.layers, [0]);
+      const panel = await a.describePanel();
+      assert.equal(panel.runId, one.runId);
+      assert.notEqual(one.runId, shown.runId);
     } finally {
       await cfg.update('runMemoryLimitMB', undefined, vscode.ConfigurationTarget.Global);
       await vscode.workspace.fs.delete(long);

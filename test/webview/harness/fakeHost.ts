@@ -51,6 +51,19 @@ rpc.handle('readTensor', ({ name }) => {
   if (!t) throw new Error(`the fake host has no tensor ${name}`);
   return t as never;
 });
+/**
+ * A streamed model's weights: from the offered tensors, else from the test server (which reads
+ * them from a checkpoint on disk for the memory benchmark). Each request is counted.
+ */
+const weightReads: string[] = [];
+rpc.handle('readWeight', async ({ name }) => {
+  weightReads.push(name);
+  const t = dumpTensors.get(name) as { buffer: ArrayBuffer } | undefined;
+  // A copy each time, as the host reads the checkpoint anew: the reply's buffer is transferred away.
+  if (t) return { ...t, buffer: t.buffer.slice(0) } as never;
+  const url = await (await fetchOk(`/weight/${encodeURIComponent(name)}`)).text();
+  return (await fetchMessage(url)) as never;
+});
 
 async function fetchOk(url: string): Promise<Response> {
   const r = await fetch(url);
@@ -107,7 +120,8 @@ const fakeHost = {
     const vocab = Array.from({ length: config.vocabSize }, (_, i) => `t${i}`);
     return plain(await rpc.request('loadModel', { modelId, name: modelId, config, tensors, vocab }));
   },
-  /** Tensors the fake host serves through readTensor (dumps sent without their tensors). */
+  weightReads,
+  /** Tensors the fake host serves through readTensor (dumps sent without their tensors) and readWeight. */
   async offerTensors(url: string): Promise<void> {
     const m = (await fetchMessage(url)) as Record<string, unknown>;
     for (const [k, v] of Object.entries(m)) dumpTensors.set(k, v);
