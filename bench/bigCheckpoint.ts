@@ -2,9 +2,11 @@
  * (d) A checkpoint larger than memory allows resident (issue 14): a mamba-2.8b-shaped bf16
  * checkpoint (d_model 2560, 64 layers, vocab 50280; 5.5 GB in 3 safetensors shards and an index,
  * transformers' key names), written to a scratch folder, then `mamba-scope inspect` (the built
- * dist/cli.js, float64 reference) at 64 tokens, with the process's peak RSS read from
- * /proc/<pid>/status (VmHWM) and the time to the first result. Target: peak ≤ 4 GB on the 24 GB
- * development machine, the time dominated by reading the file.
+ * dist/cli.js) at 64 tokens on wasm and on the float64 reference, with the process's peak RSS
+ * read from /proc/<pid>/status (VmHWM) and the time to the first result beside the time to read
+ * the weights alone; and the panel on wasm at 512 tokens, its renderer's memory measured as in
+ * webviewMemory.ts. Targets: inspect's peak ≤ 4 GB on the 24 GB development machine, the time
+ * dominated by reading the file; the renderer ≤ 2 GB.
  *
  * The weights are valid bf16 values drawn once into a 1 MiB pattern and repeated (speed and
  * memory do not depend on the values; NaNs would hide slow paths).
@@ -12,6 +14,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
+import { openCheckpoint } from '../src/engine/formats/checkpoint';
+import { NodeFolderStore } from '../src/node/files';
 import type { Row } from './report';
 
 const H = 2560, LAYERS = 64, D = 5120, N = 16, R = 160, K = 4, V = 50280;
@@ -142,23 +146,47 @@ function measure(cmd: string, args: string[]): Promise<{ code: number | null; pe
   });
 }
 
-export async function runBigCheckpointBench(scratch: string, log: (s: string) => void): Promise<Row[]> {
+/** What runBigCheckpointBench measures: `inspect` on wasm and on the float64 reference, and the panel on wasm. */
+export const BIG_RUNS = ['wasm', 'reference', 'panel'] as const;
+export type BigRun = (typeof BIG_RUNS)[number];
+
+/** Seconds to read every tensor of the checkpoint as float32, as a streamed forward reads them, with no compute. */
+async function readSeconds(dir: string): Promise<number> {
+  const store = await openCheckpoint(new NodeFolderStore(dir));
+  const t0 = performance.now();
+  for (const name of store.names()) await store.readFloat(name, 'float32');
+  return (performance.now() - t0) / 1000;
+}
+
+export async function runBigCheckpointBench(scratch: string, runs: readonly BigRun[], log: (s: string) => void): Promise<Row[]> {
   const dir = path.join(scratch, 'mamba-2.8b-bf16');
   const bytes = writeBigCheckpoint(dir, log);
-  const ids = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V).join(',');
-  const out = path.join(scratch, 'big-inspect.safetensors');
-  log('inspect --model mamba-2.8b-bf16 at 64 tokens (float64 reference)');
-  const r = await measure(process.execPath, [path.join(__dirname, '..', 'dist', 'cli.js'), 'inspect', '--model', dir, '--ids', ids, '--out', out, '--max-seconds', '3600']);
-  if (r.code !== 0) throw new Error(`inspect failed (${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
-  const dumpMb = statSync(out).size / MB;
-  rmSync(out);
-  return [{
-    section: 'big checkpoint',
-    name: 'inspect, mamba-2.8b shape bf16 (5.5 GB, 3 shards), 64 tokens, float64 reference',
-    backend: 'reference',
-    shape: '64 tokens',
-    ms: r.seconds * 1000,
-    mib: r.peakMb * (MB / 2 ** 20),
-    note: `peak RSS ${r.peakMb.toFixed(0)} MB (target ≤ 4000); checkpoint ${(bytes / MB).toFixed(0)} MB; dump ${dumpMb.toFixed(0)} MB; ${r.stderr.includes('one at a time') ? 'layers streamed' : 'weights resident'}`,
-  }];
+  const rows: Row[] = [];
+  const read = await readSeconds(dir);
+  log(`reading every tensor as float32: ${read.toFixed(1)} s`);
+  for (const backend of runs.filter((r): r is 'wasm' | 'reference' => r !== 'panel')) {
+    const ids = Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % V).join(',');
+    const out = path.join(scratch, 'big-inspect.safetensors');
+    log(`inspect --model mamba-2.8b-bf16 at 64 tokens (${backend})`);
+    const r = await measure(process.execPath, [path.join(__dirname, '..', 'dist', 'cli.js'), 'inspect', '--model', dir, '--ids', ids, '--out', out, '--backend', backend, '--max-seconds', '3600']);
+    if (r.code !== 0) throw new Error(`inspect failed (${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
+    const dumpMb = statSync(out).size / MB;
+    rmSync(out);
+    rows.push({
+      section: 'big checkpoint',
+      name: `inspect, mamba-2.8b shape bf16 (5.5 GB, 3 shards), 64 tokens, ${backend === 'wasm' ? 'wasm (float32)' : 'float64 reference'}`,
+      backend,
+      shape: '64 tokens',
+      ms: r.seconds * 1000,
+      mib: r.peakMb * (MB / 2 ** 20),
+      note: `peak RSS ${r.peakMb.toFixed(0)} MB (target ≤ 4000); reading the weights alone ${read.toFixed(0)} s of the ${r.seconds.toFixed(0)} s; checkpoint ${(bytes / MB).toFixed(0)} MB; dump ${dumpMb.toFixed(0)} MB; ${r.stderr.includes('one at a time') ? 'layers streamed' : 'weights resident'}`,
+    });
+  }
+  if (runs.includes('panel')) {
+    const memory = await import('./webviewMemory');
+    const why = memory.unavailable();
+    if (why) log(`panel run skipped: ${why}`);
+    else rows.push(...(await memory.runWebviewMemoryBench({ tokens: 512, backend: 'wasm', model: dir, section: 'big checkpoint panel' }, log)));
+  }
+  return rows;
 }

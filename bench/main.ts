@@ -13,7 +13,9 @@
  *   --tokens=N              forward length (default 1024)
  *   --forward-reps=N        timed native forwards ÷ 4 (default 5)
  *   --big-checkpoint[=DIR]  also write a mamba-2.8b-shaped bf16 checkpoint (5.5 GB; default
- *                           .bench-tmp/) and measure inspect's peak RSS on it (issue 14)
+ *                           .bench-tmp/) and measure inspect's peak RSS and the panel's renderer on it (issue 14)
+ *   --big-runs=LIST         with --big-checkpoint: wasm, reference, panel (default wasm,panel; the
+ *                           float64 reference takes about 10 minutes here)
  */
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -22,7 +24,7 @@ import { writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { isLanguageModel } from '../src/engine/model/graph';
 import { createDawnDevice, type DawnAdapterInfo } from '../src/node/webgpu';
-import { runBigCheckpointBench } from './bigCheckpoint';
+import { BIG_RUNS, runBigCheckpointBench, type BigRun } from './bigCheckpoint';
 import { runForwardBench } from './forwardBench';
 import { runMatmulSweep } from './matmulSweep';
 import { runNativeForwardBench } from './nativeForwardBench';
@@ -63,7 +65,12 @@ async function main(): Promise<void> {
     else rows.push(...(await memory.runWebviewMemoryBench({ tokens: intFlag('memory-tokens', 2048), backend: (flag('memory-backend') ?? 'wasm') as 'wasm' }, log)));
   }
   const big = flag('big-checkpoint');
-  if (big !== undefined) rows.push(...(await runBigCheckpointBench(big || '.bench-tmp', log)));
+  if (big !== undefined) {
+    const runs = (flag('big-runs') ?? 'wasm,panel').split(',');
+    const bad = runs.find((r) => !(BIG_RUNS as readonly string[]).includes(r));
+    if (bad) throw new Error(`--big-runs: unknown run "${bad}" (choose from ${BIG_RUNS.join(', ')})`);
+    rows.push(...(await runBigCheckpointBench(big || '.bench-tmp', runs as BigRun[], log)));
+  }
   const tokens = intFlag('tokens', 1024);
   if (flag('skip-forward') === undefined) {
     log('building the random-weight mamba-130m-shaped model');
@@ -129,8 +136,11 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   };
   const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
   const lines: string[] = [];
-  const bigRun = rows.find((r) => r.section === 'big checkpoint');
-  if (bigRun) lines.push(`mamba-2.8b bf16 inspect at 64 tokens, peak RSS ≤ 4 GB: ${x((bigRun.mib! * 2 ** 20) / 1e9, 2)} GB in ${x(bigRun.ms / 1000, 0)} s`);
+  for (const bigRun of rows.filter((r) => r.section === 'big checkpoint')) {
+    lines.push(`mamba-2.8b bf16 inspect at 64 tokens on ${bigRun.backend}, peak RSS ≤ 4 GB: ${x((bigRun.mib! * 2 ** 20) / 1e9, 2)} GB in ${x(bigRun.ms / 1000, 0)} s`);
+  }
+  const bigPanel = rows.filter((r) => r.section === 'big checkpoint panel' && r.mib !== undefined);
+  if (bigPanel.length) lines.push(`panel (wasm) on mamba-2.8b bf16 at 512 tokens, renderer ≤ 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(Math.max(...bigPanel.map((r) => r.mib!)), 0)} MiB`);
   if (memory.length) lines.push(`panel at ${MAMBA_130M.nLayer} layers × ${memory[0].shape.split('L=')[1]} tokens < 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(v.panelPeakMiB, 0)} MiB in the renderer`);
   if (software === false) {
     lines.push(`native forward at ${tokens} tokens, top-10 to the host, at parity with PyTorch + mamba_ssm (${anchor ?? '?'} ms): ${x(v.nativeForwardMs, 2)} ms, ${x(v.nativeOverMambaSsm, 2)}× its time`);

@@ -16,6 +16,7 @@ import { loadModel, openModel, streamValues, weightValues, type StreamedModel } 
 import type { ScanView } from '../src/engine/layers/kind';
 import { createTfModel, moveTfModel, tfjsForward, type TfModel } from '../src/engine/tfjs/forward';
 import { WebGpuModel } from '../src/engine/webgpu/model';
+import { storedFormat, type WeightFormat } from '../src/engine/webgpu/weightFormat';
 import { type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams, type TensorMessage } from '../src/protocol';
 import { HostWeightStore } from './hostWeights';
 import { isSoftwareAdapter, selectBackend, type SelectedBackend } from './backend';
@@ -132,7 +133,7 @@ export class ComputeSession {
       const layerCount = layerCountOf(model.config);
       this.onLayerRead = (i) => ctx.progress({ stage: 'uploading weights', done: i, total: layerCount });
       try {
-        const engine = await this.upload(model, backend);
+        const engine = await this.upload(model, backend, storedFormat(store));
         const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans, vocab: params.vocab ?? null };
         this.loaded = { context, engine, backend, streamed: !!params.streamed };
         return { backend: backend.info, uploadMs: performance.now() - start };
@@ -142,10 +143,11 @@ export class ComputeSession {
     });
   }
 
-  private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend): Promise<Engine> {
+  /** `weights`: how the native engine stores the projections (a 16-bit checkpoint in its own format: its exact values in half the GPU memory). */
+  private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend, weights: WeightFormat): Promise<Engine> {
     const { device, info } = backend;
     if (!device) return { kind: 'tfjs', model: createTfModel(model) };
-    const native: Engine = { kind: 'webgpu-native', model: await WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter) }), device };
+    const native: Engine = { kind: 'webgpu-native', model: await WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter), weights }), device };
     // A lost device (driver reset, GPU process crash) takes the weights with it: the host sends them again.
     void device.lost.then(() => {
       if (this.loaded?.engine === native) this.dropModel();

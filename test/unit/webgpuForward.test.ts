@@ -28,6 +28,8 @@ import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
 import { NodeFolderStore } from '../../src/node/files';
 import { createDawnDevice } from '../../src/node/webgpu';
+import { packHalves, storedFormat } from '../../src/engine/webgpu/weightFormat';
+import { openCheckpoint } from '../../src/engine/formats/checkpoint';
 import { fixture } from './fixtures';
 
 const TOL = DEFAULT_TOLERANCE.fp32;
@@ -314,4 +316,33 @@ describe('native WebGPU forward (Dawn + SwiftShader)', function () {
       });
     });
   }
+
+  describe('weights in a 16-bit checkpoint\'s own format', () => {
+    for (const [name, folder, format] of [['mamba1-hf-bf16 (torch.save, bf16)', fixture('pickle', 'mamba1-hf-bf16'), 'bf16'], ['mamba1-demo (safetensors, f16)', path.join(__dirname, '..', '..', 'assets', 'mamba1-demo'), 'f16']] as const) {
+      it(`${name}: storedFormat picks ${format}, which holds exactly the checkpoint's values: the same run as f32 weights, bit for bit, in half the memory`, async () => {
+        const files = new NodeFolderStore(folder);
+        assert.equal(storedFormat(await openCheckpoint(files)), format);
+        const ids = [3, 17, 0, 250, 9, 41, 7, 2];
+        const runs = [];
+        for (const weights of ['f32', format] as const) {
+          const model = await WebGpuModel.upload(device, await loadModelFolder(files, 'float32'), { software, weights });
+          try {
+            runs.push({ bytes: model.weights.bytes, out: await model.forward(ids, { keep: ['delta', 'y'], statesAt: [-1] }) });
+          } finally {
+            model.dispose();
+          }
+        }
+        assert.deepEqual(runs[1].out, runs[0].out);
+        assert.ok(runs[1].bytes < 0.6 * runs[0].bytes, `${runs[1].bytes} of ${runs[0].bytes} bytes`);
+      });
+    }
+
+    it('packs bf16 round to nearest even, f16 as floatToF16, and keeps NaN a NaN', () => {
+      // 1 + 2^-8 is halfway between bf16's 1 and 1 + 2^-7: ties go to the even 1; 1 + 3·2^-8 goes up to 1 + 2^-6.
+      const words = packHalves([1 + 2 ** -8, 1 + 3 * 2 ** -8, NaN, -2], 'bf16');
+      assert.deepEqual([words[0] & 0xffff, words[0] >>> 16, words[1] >>> 16], [0x3f80, 0x3f82, 0xc000]);
+      assert.ok(((words[1] & 0x7f80) === 0x7f80) && (words[1] & 0x7f) !== 0, 'NaN');
+      assert.deepEqual([...packHalves([1.5, -0.125, 7], 'f16')], [(0xb000 << 16 | 0x3e00) >>> 0, 0x4700]);
+    });
+  });
 });

@@ -22,7 +22,7 @@ import { negExp } from '../../engine/reference/scan';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, type Tensor } from '../../engine/tensor';
 import { WebGpuModel } from '../../engine/webgpu/model';
-import type { WeightFormat } from '../../engine/webgpu/weightFormat';
+import { storedFormat, WEIGHT_FORMATS, type WeightFormat } from '../../engine/webgpu/weightFormat';
 import { useNodeBackend } from '../../node/tfjsBackends';
 import { createDawnDevice } from '../../node/webgpu';
 import { UsageError, flag, intList, layerList, list, oneOf, optional, parseArgs, positiveInt, required } from '../args';
@@ -34,7 +34,7 @@ import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_U
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
                           [--layers all|0,2] [--states-at 0,57,-1] [--max-tokens N] [--attention]
-                          [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16]
+                          [--max-memory MB] [--max-seconds S] [--gpu-weights f32|f16|bf16]
                           [--norm mamba_ssm|transformers] [--positions 0:32768:512,-1]
                           [--intervene "ablate-write layer=1 tokens=40" …] [--logit-lens]
 
@@ -64,8 +64,10 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --norm        Mamba-2 with n_groups > 1: the gated RMSNorm per group as mamba_ssm computes it
                 (default; the released checkpoints were trained so), or over all of d_inner as
                 transformers 5.17 does; compare the two dumps with mamba-scope compare
-  --gpu-weights with --backend webgpu: the projections in f32 (default) or f16, half the GPU
-                memory; f16 is outside mamba_ssm's fp32 tolerance on some models (docs/PERFORMANCE.md)
+  --gpu-weights with --backend webgpu: the projections and embedding in f32, f16 or bf16 (half
+                the GPU memory); default: the checkpoint's own format when it is f16 or bf16 (its
+                exact values), else f32 (16 bits would round them: outside mamba_ssm's fp32
+                tolerance on some models, docs/PERFORMANCE.md)
 ${MAX_SECONDS_USAGE}`;
 
 type Backend = 'reference' | 'cpu' | 'wasm' | 'webgpu';
@@ -86,14 +88,15 @@ export const inspect: Command = {
     const precision = oneOf(args, 'precision', ['fp64', 'fp32'] as const, optional(args, 'backend') && optional(args, 'backend') !== 'reference' ? 'fp32' : 'fp64');
     const backend = oneOf<Backend>(args, 'backend', ['reference', 'cpu', 'wasm', 'webgpu'], precision === 'fp64' ? 'reference' : 'cpu');
     if ((precision === 'fp64') !== (backend === 'reference')) throw new UsageError('fp64 runs on the reference backend only; fp32 on cpu, wasm or webgpu');
-    const gpuWeights = oneOf(args, 'gpu-weights', ['f32', 'f16'] as const, 'f32');
-    if (optional(args, 'gpu-weights') !== undefined && backend !== 'webgpu') throw new UsageError('--gpu-weights applies to --backend webgpu only');
+    const gpuWeightsArg = optional(args, 'gpu-weights') === undefined ? undefined : oneOf(args, 'gpu-weights', WEIGHT_FORMATS, 'f32');
+    if (gpuWeightsArg !== undefined && backend !== 'webgpu') throw new UsageError('--gpu-weights applies to --backend webgpu only');
     const statesAt = intList(args, 'states-at') ?? [];
     const attention = flag(args, 'attention');
     const budget = new RunBudget('inspect', io, maxSecondsOf(args));
 
     const norm = oneOf(args, 'norm', GATED_NORMS, 'mamba_ssm');
     const { dir, config, store } = await openModelArg(optional(args, 'model'), norm);
+    const gpuWeights = gpuWeightsArg ?? storedFormat(store);
     if (!isLanguageModelConfig(config)) throw new InputError(dir, 'is a simplified block, which takes hidden states: use run-block');
     const { ids, pieces } = await readSample(args, dir, config.vocabSize, io.err);
     const positionSpec = optional(args, 'positions');

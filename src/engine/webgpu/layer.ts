@@ -12,6 +12,7 @@ import { planeRange, type PlaneLayout } from './planes';
 import { residualAddKernel, ADD_THREADS } from './residualAdd';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { scanChunking, scanScratch } from './selectiveScan';
+import type { WeightFormat } from './weightFormat';
 
 /** The internals a plan can copy out, with the names and shapes of ../internals.ts. */
 export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
@@ -32,7 +33,7 @@ export interface LayerBuild {
 export interface GpuUploader {
   /** An f32 storage buffer holding `data`. */
   upload(label: string, data: ArrayLike<number>): GPUBuffer;
-  /** A projection's weight matrix in the model's WeightFormat (matmuls read it with MatmulOptions.halfWeights). */
+  /** A projection's weight matrix in the model's WeightFormat (matmuls read it with MatmulOptions.weights). */
   projection(label: string, data: ArrayLike<number>): GPUBuffer;
   /** The parameter's buffer, or undefined when the checkpoint has none (an optional bias). */
   optional(label: string, p: Param<'float32'> | undefined): GPUBuffer | undefined;
@@ -86,8 +87,8 @@ export interface LayerContext extends MatmulScratch {
   readonly chunkLen: number;
   /** A CPU implementation: kernels run without workgroup barriers (kernel.ts: cooperativeThreads). */
   readonly software: boolean;
-  /** The projections are packed f16 (GpuUploader.projection). */
-  readonly halfWeights: boolean;
+  /** How the projections are stored (GpuUploader.projection). */
+  readonly weights: WeightFormat;
   /** Sorted, distinct positions whose states the plan captures (empty: none). */
   readonly statesAt: Int32Array;
   /** A storage buffer of `elements` f32 owned by the plan. */
@@ -143,7 +144,7 @@ export interface OutProjection {
  */
 export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: OutProjection): { dispatches: Dispatch[]; out?: CaptureSource } {
   const { cache, L, software } = ctx;
-  const options = (residual: boolean): MatmulOptions => ({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software, halfWeights: ctx.halfWeights });
+  const options = (residual: boolean): MatmulOptions => ({ bias: !!p.bias, softplus: false, residual, planes: [p.H], software, weights: ctx.weights });
   const bias: Record<string, BufferRange> = p.bias ? { Bias: { buffer: p.bias } } : {};
   const shape = { M: L, N: p.H, K: p.K, aOffset: p.aOffset };
   if (!io.out) {

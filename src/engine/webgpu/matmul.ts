@@ -20,7 +20,7 @@
 import { barrier, cooperativeThreads, unrolled as each, type BufferRange, type Dispatch, type KernelCache, type KernelSpec } from './kernel';
 import { MATH_WGSL } from './math';
 import { planeIndexWgsl } from './planes';
-import { HALF_AT_WGSL } from './weightFormat';
+import { halfAtWgsl, type WeightFormat } from './weightFormat';
 
 /** Threads per side of a workgroup on a GPU. */
 const GPU_SIDE = 16;
@@ -36,8 +36,8 @@ export interface MatmulOptions {
   /** Output column planes (planes.ts); one plane of width N is a plain [M, N] result. */
   readonly planes: readonly number[];
   readonly software: boolean;
-  /** W holds f16 pairs packed in u32 words (weights.ts: WeightFormat 'f16'), unpacked as they are read. */
-  readonly halfWeights?: boolean;
+  /** How W is stored (weightFormat.ts): f32, or 16-bit pairs packed in u32 words, unpacked as they are read (default f32). */
+  readonly weights?: WeightFormat;
 }
 
 /** Outputs per thread: rows × cols. */
@@ -109,13 +109,13 @@ export function matmulKernel(o: MatmulOptions, tile: MatmulTile, partial = false
   const sync = barrier(SIDE * SIDE);
   const TM = tile.rows, TN = tile.cols;
   return {
-    storage: [{ name: 'X', type: 'f32' }, { name: 'W', type: o.halfWeights ? 'u32' : 'f32' }, ...(partial ? [{ name: 'Y', type: 'f32', write: true } as const] : epilogueStorage(o))],
+    storage: [{ name: 'X', type: 'f32' }, { name: 'W', type: o.weights && o.weights !== 'f32' ? 'u32' : 'f32' }, ...(partial ? [{ name: 'Y', type: 'f32', write: true } as const] : epilogueStorage(o))],
     uniforms: [['M', 'i32'], ['N', 'i32'], ['K', 'i32'], ['aOffset', 'i32'], ['kSlice', 'i32']],
     workgroupSize: SIDE * SIDE,
     entry: 'workgroup',
     body: `${MATH_WGSL}
 ${planeIndexWgsl('outAt', o.planes)}
-${o.halfWeights ? HALF_AT_WGSL('W') : ''}
+${o.weights && o.weights !== 'f32' ? halfAtWgsl('W', o.weights) : ''}
 const SIDE = ${SIDE};
 const TM = ${TM};
 const TN = ${TN};
@@ -143,7 +143,7 @@ fn main(group : vec3<u32>, local : u32) {
   for (var k0 = kBegin; k0 < kEnd; k0 = k0 + KS) {
     // The tiles' rows × KS k of each operand, k fastest (coalesced along K).
     ${tileLoad('xs', 'TILE_M', 'm0 + r < M', 'X[uniforms.aOffset + (m0 + r) * K + k]')}
-    ${tileLoad('ws', 'TILE_N', 'n0 + r < N', o.halfWeights ? 'halfAt((n0 + r) * K + k)' : 'W[(n0 + r) * K + k]')}
+    ${tileLoad('ws', 'TILE_N', 'n0 + r < N', o.weights && o.weights !== 'f32' ? 'halfAt((n0 + r) * K + k)' : 'W[(n0 + r) * K + k]')}
     ${sync}
     for (var kk = 0; kk < KS; kk = kk + 1) {
       ${each(TM, (i) => `let a${i} = xs[kk][ty + ${SIDE * i}];`)}

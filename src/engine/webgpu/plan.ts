@@ -142,7 +142,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     cache,
     L,
     software,
-    halfWeights: weights.format === 'f16',
+    weights: weights.format,
     statesAt,
     chunkLen: options.chunkLength ?? defaultChunkLength(L, c.dInner, software),
     allocate: (label, elements) => allocate(label, elements),
@@ -169,7 +169,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const build = (): ForwardPlan => {
     const ids = allocate('token ids', L);
     const hidden = [allocate('hidden A', L * H), allocate('hidden B', L * H)] as const;
-    const embed = [cache.dispatch('embedding', embeddingKernel(weights.format === 'f16'), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: hidden[0] } }, { rows: L, width: H })];
+    const embed = [cache.dispatch('embedding', embeddingKernel(weights.format), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: hidden[0] } }, { rows: L, width: H })];
     const built = weights.layers.map((layer, i) => {
       const keep = captured.has(i);
       return layer.build({ index: i, hIn: hidden[i % 2], hOut: hidden[(i + 1) % 2], states: keep && statesAt.length > 0, out: keep && quantities.has('out') }, ctx);
@@ -187,7 +187,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       const rows = Math.min(blockRows, L - m0);
       head.push({
         dispatches: [
-          ...matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, halfWeights: weights.format === 'f16' }, { M: rows, N: V, K: H, aOffset: m0 * H },
+          ...matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H },
             { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } }),
           cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
         ],

@@ -9,7 +9,7 @@ import { isLanguageModelConfig, type LanguageModelConfig } from '../model/config
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
-import { packF16, type WeightFormat } from './weightFormat';
+import { packHalves, type WeightFormat } from './weightFormat';
 
 /** One layer on the device: its kind's weights, bound to the kind's builder. */
 export interface GpuLayer {
@@ -52,7 +52,7 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
     return buffer;
   };
   const destroy = () => owned.forEach((b) => b.destroy());
-  const weight = (label: string, data: ArrayLike<number>) => (format === 'f16' ? upload(label, packF16(data), Uint32Array) : upload(label, data));
+  const weight = (label: string, data: ArrayLike<number>) => (format === 'f32' ? upload(label, data) : upload(label, packHalves(data, format), Uint32Array));
   const uploader = (prefix: string): GpuUploader => ({
     upload: (label, data) => upload(`${prefix} ${label}`, data),
     projection: (label, data) => weight(`${prefix} ${label}`, data),

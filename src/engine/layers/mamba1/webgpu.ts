@@ -61,14 +61,14 @@ export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.scanOut, aOffset: L * D, K: D, H });
     const dispatches: Dispatch[] = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software, halfWeights: ctx.halfWeights }, { M: L, N: 2 * D, K: H, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software, weights: ctx.weights }, { M: L, N: 2 * D, K: H, aOffset: 0 },
         { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [D]), cache.flatWorkgroups(L * D, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 0), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.u } }, { rows: L, channels: D }),
-      ...matmulDispatches(ctx, `${at} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software, halfWeights: ctx.halfWeights }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software, weights: ctx.weights }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
         { X: { buffer: b.u }, W: { buffer: w.xProjW }, Y: { buffer: b.xdbl } }),
       ...norms,
-      ...matmulDispatches(ctx, `${at} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software, halfWeights: ctx.halfWeights }, { M: L, N: D, K: R, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software, weights: ctx.weights }, { M: L, N: D, K: R, aOffset: 0 },
         { X: plane(dtbc, xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }),
       ...scanDispatches(cache, `${at} scan`, g, b.scratch.chunking, {
         u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: io.states ? ctx.withStateSlots(w.scanParams, D * N + D) : w.scanParams },

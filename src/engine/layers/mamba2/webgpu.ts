@@ -52,7 +52,7 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, input: b.gatedNormed, aOffset: 0, K: Din, H });
     const dispatches = [
       preNorm(ctx, at, io, w.norm, b.normed, H, c.eps),
-      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software, halfWeights: ctx.halfWeights }, { M: L, N: projOut, K: H, aOffset: 0 },
+      ...matmulDispatches(ctx, `${at} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [Din, convDim, heads], software, weights: ctx.weights }, { M: L, N: projOut, K: H, aOffset: 0 },
         { X: { buffer: b.normed }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
       cache.dispatch(`${at} conv1d`, convSiluKernel(c.dConv, !!w.convB, [Din, GN, GN]), cache.flatWorkgroups(L * convDim, CONV_THREADS),
         { X: plane(b.proj, projPlanes, 1), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.xbc } }, { rows: L, channels: convDim }),
