@@ -1,8 +1,9 @@
 /**
  * The checkpoint the host sent (LoadModelParams), seen as a TensorStore: the tensors that came with
  * the message, and for a streamed model the ones it only named, asked of the host (readWeight)
- * when a layer is read. Each sent tensor is handed out once and then let go, so the panel never
- * keeps a JS copy of weights that already live in the engine; a second read asks the host again.
+ * when a layer is read. Each sent tensor is handed out once and then let go (from the message
+ * too: a 0.5 GB embedding's wire buffer goes as soon as it is decoded), so the panel never keeps
+ * a JS copy of weights that already live in the engine; a second read asks the host again.
  */
 import { InputError } from '../src/engine/errors';
 import { assertDType, type DType } from '../src/engine/formats/dtypes';
@@ -42,6 +43,7 @@ export class HostWeightStore implements TensorStore {
     if (!this.index.has(name)) throw new InputError(this.name, `has no tensor named "${name}"`);
     const m = this.sent.get(name) ?? (await this.readWeight(name));
     this.sent.delete(name);
+    delete this.params.tensors[name];
     return fromTensorMessage(m, `${this.name}: ${name}`);
   }
 

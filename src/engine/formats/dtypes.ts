@@ -150,9 +150,19 @@ export function decodeFloat<C extends FloatCtor>(dtype: DType, bytes: Uint8Array
     }
     case 'BF16': {
       const v = new Uint16Array(aligned(bytes.subarray(0, count * 2)));
-      const w = new Uint32Array(count);
-      for (let i = 0; i < count; i++) w[i] = v[i] << 16;
-      out.set(new Float32Array(w.buffer));
+      // bf16 is the top half of an f32: into a float32 output, the bits go straight in (no
+      // second count-long buffer: a 0.5 GB embedding would need another 0.5 GB).
+      if (out instanceof Float32Array) {
+        const w = new Uint32Array(out.buffer, out.byteOffset, count);
+        for (let i = 0; i < count; i++) w[i] = v[i] << 16;
+        return out;
+      }
+      const word = new Uint32Array(1);
+      const f = new Float32Array(word.buffer);
+      for (let i = 0; i < count; i++) {
+        word[0] = v[i] << 16;
+        out[i] = f[0];
+      }
       return out;
     }
     case 'F8_E4M3': return lookup(bytes, count, E4M3_TABLE, out);
