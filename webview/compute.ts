@@ -123,7 +123,7 @@ export class ComputeSession {
     ctx.throwIfCancelled();
     ctx.progress({ stage: 'reading weights', done: 0, total: 1 });
     const store = new HostWeightStore(params, (name) => this.readWeight(params.modelId, name));
-    const scans: ScanView<'float32'>[] = [];
+    const scans: (ScanView<'float32'> | undefined)[] = [];
     const model = params.streamed ? observeLayers(await openModel(params.config as LanguageModelConfig, store, 'float32'), scans, (i) => this.onLayerRead?.(i)) : await loadModel(params.config, store, 'float32');
     if ('layers' in model) scans.push(...model.layers.map((l) => l.scanView()));
     ctx.throwIfCancelled();
@@ -211,15 +211,17 @@ export class ComputeSession {
 
   /**
    * Bytes of the page's own memory the engine needs for a run: on wasm and cpu the weights it
-   * holds there and the layer stream (a streamed model: the backbone, and one layer twice, as it
-   * arrives and on the backend), and never less than the wasm heap already is (it never shrinks);
+   * holds there and the layer stream (a streamed model: the backbone, and one layer on the backend
+   * and in transit), and never less than the wasm heap already is (it never shrinks);
    * on webgl and the native engine they are in GPU memory.
    */
   private inPageBytes(loaded: NonNullable<ComputeSession['loaded']>, tokens: number): number {
     const { config } = loaded.context;
     if (!isLanguageModelConfig(config) || loaded.engine.kind !== 'tfjs' || loaded.backend.info.backend === 'webgl') return 0;
     const w = weightValues(config);
-    const weights = loaded.streamed ? w.backbone + 2 * w.layer : w.total;
+    // A streamed layer is on the backend once and in the page up to three times more: its float32
+    // copy as it arrives, its 16-bit wire form, and the last layer's copies not yet collected.
+    const weights = loaded.streamed ? w.backbone + 4 * w.layer : w.total;
     const needed = (weights + streamValues(config, tokens)) * Float32Array.BYTES_PER_ELEMENT;
     return Math.max(needed, this.memory().wasmHeapBytes ?? 0);
   }
@@ -299,14 +301,16 @@ export class ComputeSession {
  * A streamed model whose layer reads also record each layer's scan view (A_log and D, all the
  * analyses keep of a layer) and report which layer arrived.
  */
-function observeLayers(model: StreamedModel<'float32'>, scans: ScanView<'float32'>[], onRead: (layer: number) => void): StreamedModel<'float32'> {
-  return {
-    ...model,
-    async layer(i) {
-      onRead(i);
-      const layer = await model.layer(i);
-      scans[i] = layer.scanView();
-      return layer;
-    },
+function observeLayers(model: StreamedModel<'float32'>, scans: (ScanView<'float32'> | undefined)[], onRead: (layer: number) => void): StreamedModel<'float32'> {
+  // The reader is an arrow over `read` alone, not a method of the object returned: the tfjs engine
+  // keeps it for every forward, and neither `model` nor that object may stay reachable through it
+  // (both hold the backbone's float32 copy, 0.5 GB at 2.8b, which the backend already has).
+  const read = model.layer;
+  const layer = async (i: number) => {
+    onRead(i);
+    const l = await read(i);
+    scans[i] = l.scanView();
+    return l;
   };
+  return { ...model, layer };
 }
