@@ -6,7 +6,7 @@
  * against the H200's fp32 peak and HBM bandwidth. And the CPU time to encode and submit one
  * forward, the issue's ≤ 2 ms target.
  */
-import type { LanguageModelConfig } from '../src/engine/model/config';
+import type { MambaConfig } from '../src/engine/model/config';
 import { encodeForward } from '../src/engine/webgpu/forward';
 import { record, type Dispatch } from '../src/engine/webgpu/kernel';
 import type { ForwardPlan } from '../src/engine/webgpu/plan';
@@ -84,7 +84,7 @@ export async function profileForward(plan: ForwardPlan, ids: Int32Array<ArrayBuf
  * FLOPs and bytes of each kernel, summed over its dispatches: the work it must do and the least
  * it must move (each input read once, each output written once, f32).
  */
-function kernelCosts(c: LanguageModelConfig, L: number, k: number): (kernel: string, count: number) => { flops?: number; bytes?: number } {
+function kernelCosts(c: MambaConfig, L: number, k: number): (kernel: string, count: number) => { flops?: number; bytes?: number } {
   const H = c.dModel, V = c.vocabSize, D = c.dInner, F = 4;
   const matmul = (M: number, N: number, K: number) => ({ flops: 2 * M * N * K, bytes: F * (M * K + N * K + M * N) });
   const per: Record<string, { flops: number; bytes: number }> = {

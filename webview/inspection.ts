@@ -63,7 +63,7 @@ export interface ModelContext {
   readonly name: string;
   readonly config: ModelConfig;
   /** Each layer's scan as its kind describes it: A_log, the one weight the analyses need, and the widths it implies. */
-  readonly scans: readonly ScanView<'float32'>[];
+  readonly scans: readonly (ScanView<'float32'> | undefined)[];
   readonly vocab: readonly string[] | null;
 }
 

@@ -9,7 +9,7 @@ import { LimitError } from '../engine/errors';
 import { dumpKey } from '../engine/formats/dump';
 import type { NamedTensor } from '../engine/formats/safetensors';
 import { kindFor } from '../engine/layers';
-import type { LanguageModelConfig } from '../engine/model/config';
+import type { LanguageModelConfig, MambaConfig } from '../engine/model/config';
 import type { LanguageModel } from '../engine/model/graph';
 import { streamValues, weightValues } from '../engine/model/load';
 import { referenceForwardChunked, type ChunkedRun } from '../engine/reference/forward';
@@ -51,7 +51,7 @@ export function parsePositions(spec: string, length: number): number[] {
 }
 
 /** Bytes the long run holds: the weights, one chunk's activations, the logits kept, the loss and the final states. */
-export function longRunBytes(config: LanguageModelConfig, tokens: number, positions: number): number {
+export function longRunBytes(config: MambaConfig, tokens: number, positions: number): number {
   const h = (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
   const chunk = Math.min(tokens, LONG_CHUNK);
   // A chunk's stream through one layer, and its logits.
@@ -60,6 +60,7 @@ export function longRunBytes(config: LanguageModelConfig, tokens: number, positi
 }
 
 export function checkLongRun(config: LanguageModelConfig, tokens: number, positions: number, limitMb: number): void {
+  if (config.arch === 'hybrid') throw new UsageError(`--positions carries each layer's scan state across chunks; ${config.family}'s attention layers have no fixed-size state: inspect a shorter text without --positions`);
   const bytes = longRunBytes(config, tokens, positions);
   if (bytes > limitMb * 1e6) {
     throw new LimitError('inspect', `the long run of ${tokens} tokens needs ${(bytes / 1e6).toFixed(0)} MB (weights, one ${LONG_CHUNK}-token chunk, the logits at ${positions} positions), over the --max-memory limit of ${limitMb} MB: keep fewer --positions, or raise --max-memory`);

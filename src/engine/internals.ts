@@ -12,15 +12,21 @@
  *   z, u, y [L,D] as above (u is x after conv + SiLU) · delta [L,Hd] per head · B, C [L,G·N]
  *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
  * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
+ * Hybrid layers (layers/hybrid/) record hidden_in, hidden_out, the Mamba internals above when
+ * they have a Mamba operation, and each path's output before its residual add (and before the
+ * family's multipliers around it): ssm_out [L,H] the Mamba operation's, attn_out [L,H] the
+ * attention's, mlp_out [L,H] the feed-forward branch's (MLP, or MoE plus a shared MLP);
+ * moe_experts, moe_weights [L,k] the experts each token was routed to and their weights; out [L,H]
+ * the mixer branch's sum as added (Falcon-H1: Mamba and attention after their multipliers).
  * Each layer kind (layers/) declares which of these it records and their per-token shapes.
  */
-import { kindFor } from './layers';
+import { layerKinds } from './layers';
 import { keptPerLayer } from './layers/kind';
 import type { ModelConfig } from './model/config';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
-export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
+export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'ssm_out', 'attn_out', 'out', 'moe_experts', 'moe_weights', 'mlp_out', 'hidden_out'] as const;
 export type InternalName = (typeof INTERNAL_NAMES)[number];
 
 export interface LayerInternals<F extends FloatArray = FloatArray> {
@@ -110,5 +116,7 @@ export interface KeptRun {
  * declares: checked before a run starts, so a run that cannot fit is refused instead of exhausting memory.
  */
 export function keptValues(config: ModelConfig, run: KeptRun): number {
-  return run.layers * keptPerLayer(kindFor(config).internals, run.tokens, run.states, run.keep ?? INTERNAL_NAMES);
+  // A hybrid's layers keep different internals: the largest bounds any choice of `run.layers` of them.
+  const perLayer = Math.max(...layerKinds(config).map((k) => keptPerLayer(k.internals, run.tokens, run.states, run.keep ?? INTERNAL_NAMES)));
+  return run.layers * perLayer;
 }

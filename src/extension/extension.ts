@@ -5,6 +5,7 @@
  */
 import * as vscode from 'vscode';
 import { isMambaScopeError } from '../engine/errors';
+import { archName } from '../engine/model/config';
 import { RemoteError, type AnnotationEdit, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
 import { AnnotationController } from './annotations';
 import { compareDumps } from './compareCommand';
@@ -114,7 +115,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       const ref = uri ? refFromUri(uri) : await pickModel(models);
       if (!ref) return undefined;
       const model = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Mamba Scope: opening ${ref.label}` }, () => models.use(ref));
-      void vscode.window.showInformationMessage(`Mamba Scope: using ${ref.label} (${model.config.arch}, ${model.config.nLayer} layers, d_model ${model.config.dModel}). Run "Inspect File" on a text.`);
+      void vscode.window.showInformationMessage(`Mamba Scope: using ${ref.label} (${archName(model.config)}, ${model.config.nLayer} layers, d_model ${model.config.dModel}). Run "Inspect File" on a text.`);
       return ref;
     } catch (e) {
       report(e);

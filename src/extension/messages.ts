@@ -6,7 +6,7 @@
 import { CancelledError, InputError, LimitError } from '../engine/errors';
 import { isFloatDType } from '../engine/formats/dtypes';
 import type { TensorStore } from '../engine/formats/safetensors';
-import type { Mamba1Config, Mamba2Config } from '../engine/model/config';
+import type { LanguageModelConfig } from '../engine/model/config';
 import { sizeOf, type Tensor } from '../engine/tensor';
 import type { MambaTokenizer } from '../engine/tokenizer';
 import { toHalfMessage, toTensorMessage, type DumpParams, type LoadModelParams, type NamedTensors, type Progress, type TensorIndexEntry, type TensorMessage } from '../protocol';
@@ -40,7 +40,7 @@ export interface ModelFiles {
   /** Stable id (the model's URI) and display name. */
   readonly id: string;
   readonly label: string;
-  readonly config: Mamba1Config | Mamba2Config;
+  readonly config: LanguageModelConfig;
   /** Only each id's text is read (the vocabulary the next-token view shows). */
   readonly tokenizer: Pick<MambaTokenizer, 'tokenText'>;
   readonly checkpoint: TensorStore;

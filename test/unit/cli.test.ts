@@ -37,7 +37,7 @@ describe('cli inspect', function () {
     const r = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--out', outFile('a.safetensors'), '--states-at', '0,57,-1');
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /tokens +233/);
-    assert.match(r.out, /layer 0 +mean Δ/);
+    assert.match(r.out, /layer 0 +Mamba-1 mixer +mean Δ/);
     const dump = await openSafetensors(outFile('a.safetensors'));
     const golden = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
     const perLayer = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'h_tokens', 'out', 'hidden_out'];
@@ -293,6 +293,27 @@ describe('cli inspect', function () {
     assert.match(gpuStreamed.err, /the layers are read from the checkpoint one at a time, into GPU memory/);
     const [c, d] = [await openSafetensors(outFile('gpu-resident.safetensors')), await openSafetensors(outFile('gpu-streamed.safetensors'))];
     for (const key of c.names()) assert.deepEqual((await d.readNative(key)).data, (await c.readNative(key)).data, key);
+  });
+
+  it('inspects a hybrid (Jamba): each layer named by its kind, its paths in the dump, and the engines without attention refused by name', async () => {
+    const args = ['inspect', '--model', fixture('families', 'jamba'), '--ids', '5,17,300,9,41,7,2,99', '--states-at', '-1'];
+    const r = await run(...args, '--out', outFile('jamba.safetensors'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /model +\S+ \(jamba, 4 layers, d_model 64\)/);
+    assert.match(r.out, /layer 1 +Mamba-1 \+ MoE +mean Δ [\d.]+ +‖out‖ ssm [\d.e-]+, mlp [\d.e-]+/);
+    assert.match(r.out, /layer 2 +attention \+ MLP +‖out‖ attention [\d.e-]+, mlp [\d.e-]+/);
+    const dump = await openSafetensors(outFile('jamba.safetensors'));
+    assert.equal(dump.metadata.arch, 'jamba');
+    assert.deepEqual(dump.info('layers.1.moe_experts')?.shape, [8, 2]);
+    assert.deepEqual(dump.info('layers.1.h')?.shape, [1, 128, 16]);
+    assert.ok(dump.info('layers.2.attn_out') && !dump.info('layers.2.delta') && !dump.info('layers.2.h'), 'the attention layer has no scan internals');
+    for (const i of [0, 1, 2, 3]) assert.ok(dump.info(`layers.${i}.out`) && dump.info(`layers.${i}.hidden_out`) && dump.info(`layers.${i}.mlp_out`), `layer ${i}`);
+    const wasm = await run(...args, '--backend', 'wasm', '--out', outFile('jamba-wasm.safetensors'));
+    assert.equal(wasm.code, 1);
+    assert.match(wasm.err, /jamba layer 0 \(Mamba-1 \+ MLP\): runs on the float64 reference only so far/);
+    const long = await run('inspect', '--model', fixture('families', 'jamba'), '--ids', '5,17,300', '--positions', '-1', '--out', outFile('jamba-long.safetensors'));
+    assert.equal(long.code, 2);
+    assert.match(long.err, /jamba's attention layers have no fixed-size state/);
   });
 
   for (const [label, argv, pattern] of [

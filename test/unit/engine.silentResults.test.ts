@@ -15,6 +15,7 @@ import { normalizedError, type Tensor } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { useNodeBackend } from '../../src/node/tfjsBackends';
 import { fixture, openSafetensors } from './fixtures';
+import { scanOf } from '../../src/engine/layers/kind';
 
 describe('memory estimate of the seed block (keptValues)', () => {
   it('equals what the seed block keeps, Δ [L, D] included', async () => {
@@ -31,7 +32,7 @@ describe('memory estimate of the seed block (keptValues)', () => {
 /** Layer 0 of the golden Mamba-1 dump: its scan inputs and its states at h_tokens [0, 58, 116, 232]. */
 async function goldenLayer0() {
   const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
-  const p = model.layers[0].scanView();
+  const p = scanOf(model.layers[0]);
   const dump = await openSafetensors(fixture('dumps', 'mamba1-sample1.safetensors'));
   const read = (name: string) => dump.readFloat(`layers.0.${name}`, 'float64');
   const h = await read('h');

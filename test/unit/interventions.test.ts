@@ -15,6 +15,7 @@ import { normalizedError } from '../../src/engine/tensor';
 type Tensor = { readonly shape: readonly number[]; readonly data: Float64Array };
 import { NodeFolderStore } from '../../src/node/files';
 import { fixture } from './fixtures';
+import { scanOf } from '../../src/engine/layers/kind';
 
 const close = (got: Tensor, want: Tensor | Float64Array, what: string) => {
   const w = want instanceof Float64Array ? want : (want.data as Float64Array);
@@ -46,7 +47,7 @@ for (const name of ['mamba1-tiny', 'mamba2-tiny'] as const) {
     const steerVector = (H: number) => Float64Array.from({ length: H }, (_, j) => Math.sin(j));
     /** The plain scan (no edit) of layer ℓ on the given inputs, Mamba-1 or Mamba-2. */
     const scan = (layer: number, t: { u: F64; delta: F64; B: F64; C: F64 }, h0?: Float64Array) => {
-      const v = model.layers[layer].scanView();
+      const v = scanOf(model.layers[layer]);
       const A = negExp(v.aLog as F64);
       return mamba2 ? selectiveScanHeads(t.u, t.delta, A, t.B, t.C, v.D as F64, v.groups, new Int32Array(0), h0) : selectiveScan(t.u, t.delta, A, t.B, t.C, v.D as F64, new Int32Array(0), h0);
     };
@@ -71,7 +72,7 @@ for (const name of ['mamba1-tiny', 'mamba2-tiny'] as const) {
       const x = inputs(1);
       const y = r.layers[1].tensors.y!;
       close({ shape: [9], data: rows(y, 0, 9) }, rows(clean.layers[1].tensors.y!, 0, 9), 'y before token 9');
-      const v = model.layers[1].scanView();
+      const v = scanOf(model.layers[1]);
       const D = x.u.shape[1], P = D / v.D.data.length;
       const skip = Float64Array.from({ length: D }, (_, c) => v.D.data[Math.floor(c / P)] * x.u.data[9 * D + c]);
       close({ shape: [1, D], data: rows(y, 9, 10) }, skip, 'y_9');
@@ -91,7 +92,7 @@ for (const name of ['mamba1-tiny', 'mamba2-tiny'] as const) {
     it('knockout layer=1 from=4 to=10: y_t less token 4\'s term C_t·(∏ Ā_k)·Δ_4·u_4·B_4 for t ≥ 10, written out', () => {
       const r = run('knockout layer=1 from=4 to=10');
       const x = inputs(1);
-      const v = model.layers[1].scanView();
+      const v = scanOf(model.layers[1]);
       const A = negExp(v.aLog as F64).data;
       const [, D] = x.u.shape;
       const heads = x.delta.shape[1], P = D / heads, GN = x.B.shape[1], N = GN / v.groups;

@@ -15,6 +15,7 @@ import { scanVariant, type ScanVariant } from '../../src/engine/reference/scanVa
 import { normalizedError, sizeOf, type Tensor } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { editedCopy, GOLDEN, memoryDump, MODEL, openDump, randomScan } from './numerics.fixtures';
+import { scanOf } from '../../src/engine/layers/kind';
 
 const zeros = (shape: readonly number[]): Tensor<Float64Array> => ({ shape, data: new Float64Array(sizeOf(shape)) });
 
@@ -45,7 +46,7 @@ describe('numerics: rescan', () => {
 
   it('chunked and parallel rescans of a real layer agree with sequential in fp64 to 1e-12 relative', async () => {
     const dump = await openDump(GOLDEN);
-    const p = model.layers[1].scanView();
+    const p = scanOf(model.layers[1]);
     const read = (q: string) => dump.readFloat(`layers.1.${q}`, 'float64');
     const inputs = { u: await read('u'), delta: await read('delta'), B: await read('B'), C: await read('C'), aLog: p.aLog, D: p.D, groups: 1 };
     const at = Int32Array.of(0, 116, 232);

@@ -19,6 +19,7 @@ import { StateScanner } from '../../webview/analysis/stateScan';
 import { exportView, sliceToCsv } from '../../webview/export';
 import type { ExportSlice } from '../../webview/views/view';
 import { SAMPLE1_DUMP, TINY_MODEL } from './messages';
+import { scanOf } from '../../src/engine/layers/kind';
 
 /** Deterministic values in [lo, hi) (xorshift), so failures reproduce. */
 function random(n: number, seed: number, lo = -1, hi = 1): Float32Array {
@@ -55,7 +56,7 @@ describe('webview analyses', () => {
       let checked = 0;
       for (let layer = 0; layer < layers.length; layer++) {
         const read = (name: string) => dump.readFloat(`layers.${layer}.${name}`, 'float32');
-        const A = layers[layer].scanView().aLog;
+        const A = scanOf(layers[layer]).aLog;
         const x = layerInputs(await read('delta'), await read('u'), await read('B'), { A: { shape: A.shape, data: A.data.map((v) => -Math.exp(v)) }, groups: 1 });
         const scanner = new StateScanner(x);
         const h = await read('h');

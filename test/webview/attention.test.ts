@@ -15,6 +15,7 @@ import { NodeFolderStore } from '../../src/node/files';
 import type { DumpParams, NamedTensors, ViewSettings } from '../../src/protocol';
 import { dumpParams, loadModelParams, SAMPLE1_DUMP, TINY_MODEL } from './messages';
 import { Panel } from './panel';
+import { scanOf } from '../../src/engine/layers/kind';
 
 const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
 
@@ -93,7 +94,7 @@ describe('attention view in Chromium', function () {
 
   it('selected channel and rollout modes match the engine run in Node', async () => {
     const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64');
-    const A = negExp(model.layers[1].scanView().aLog);
+    const A = negExp(scanOf(model.layers[1]).aLog);
     await setMode(panel, 'channel');
     await panel.page.waitForFunction(() => /Select a channel/.test(document.querySelector('.view-attention .attention-message')?.textContent ?? ''));
     await panel.page.locator('.view-tokens .tokens').focus();

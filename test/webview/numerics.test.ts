@@ -15,6 +15,7 @@ import type { ViewSettings } from '../../src/protocol';
 import { editedCopy, GOLDEN, memoryDump, openDump } from '../unit/numerics.fixtures';
 import { dumpParams, loadModelParams, TINY_MODEL } from './messages';
 import { Panel } from './panel';
+import { scanOf } from '../../src/engine/layers/kind';
 
 const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
 
@@ -66,7 +67,7 @@ describe('numerics view in Chromium', function () {
   it('histograms of exp(Δ·A) per precision with the engine’s round-to-1 and underflow counts (layer 1)', async () => {
     const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float32');
     const golden = await openDump(GOLDEN);
-    const aLog = model.layers[1].scanView().aLog;
+    const aLog = scanOf(model.layers[1]).aLog;
     const A = negExp({ shape: aLog.shape, data: Float64Array.from(aLog.data) });
     const delta = await golden.readFloat('layers.1.delta', 'float32');
     const want = decayHistograms({ shape: delta.shape, data: Float64Array.from(delta.data) }, { shape: A.shape, data: Float64Array.from(A.data, (v) => Math.fround(v)) });

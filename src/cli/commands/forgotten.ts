@@ -9,11 +9,13 @@ import { isLanguageModel } from '../../engine/model/graph';
 import { interventionEffect } from '../../engine/analysis/effect';
 import { layerEdits } from '../../engine/interventions';
 import { referenceForward, referenceForwardIntervened } from '../../engine/reference/forward';
+import { stateSize } from '../../engine/model/config';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
 import { streamValues } from '../../engine/model/load';
 import { loadModelArg, loadTokenizer, readTextFile } from '../modelArgs';
 import { forwardWork, layerTicks, parameterCount, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget } from '../runBudget';
+import { scanOf } from '../../engine/layers/kind';
 
 export interface ForgottenToken {
   readonly index: number;
@@ -88,9 +90,9 @@ export const forgotten: Command = {
     }
     const layers = layerList(args, 'layers', model.config.nLayer);
     // A retention channel is a column of Δ: a channel (Mamba-1) or a head (Mamba-2).
-    const { deltaWidth: channels, deltaUnit } = model.layers[0].scanView();
+    const { deltaWidth: channels, deltaUnit } = scanOf(model.layers[0]);
     if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${deltaUnit}`);
-    if (state !== undefined && state >= model.config.dState) throw new UsageError(`--state ${state} is outside the model's ${model.config.dState} states`);
+    if (state !== undefined && state >= stateSize(model.config)) throw new UsageError(`--state ${state} is outside the model's ${stateSize(model.config)} states`);
 
     const L = encoded.ids.length;
     // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
@@ -98,7 +100,7 @@ export const forgotten: Command = {
     const limitMb = positiveInt(args, 'max-memory') ?? 4096;
     if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
     // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
-    const retentionWork = 4 * layers.length * L * channels * model.config.dState;
+    const retentionWork = 4 * layers.length * L * channels * stateSize(model.config);
     const causal = number(args, 'causal');
     if (causal !== undefined && !(causal > 0)) throw new UsageError(`--causal must be a KL in nats > 0; got ${causal}`);
     budget.plan([

@@ -7,8 +7,8 @@ import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump, DUMP_FORMAT } from '../../engine/formats/dump';
 import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
-import { kindFor } from '../../engine/layers';
-import { GATED_NORMS, isLanguageModelConfig, type LanguageModelConfig } from '../../engine/model/config';
+import { kindFor, layerKinds } from '../../engine/layers';
+import { archName, GATED_NORMS, isLanguageModelConfig, stateSize, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
 import type { Precision } from '../../engine/model/params';
 import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../../engine/model/load';
@@ -30,6 +30,7 @@ import type { Command } from '../command';
 import { checkLongRun, longRun, longRunEntries, LONG_CHUNK, parsePositions } from '../longRun';
 import { loadTokenizer, openModelArg, readSample, writeDump } from '../modelArgs';
 import { attentionWork, layerTicks, modelWork, MAX_SECONDS_OPTION, MAX_SECONDS_USAGE, maxSecondsOf, RATES, RunBudget, type Phase, type Tick } from '../runBudget';
+import { scanOf } from '../../engine/layers/kind';
 
 const USAGE = `usage: mamba-scope inspect [--model <dir|file>] (--text <file> | --ids 1,2,3) --out <dump.safetensors>
                           [--precision fp64|fp32] [--backend reference|cpu|wasm|webgpu]
@@ -109,10 +110,10 @@ export const inspect: Command = {
       budget.plan(plan(config, backend, ids.length, 0, false), 'use fewer tokens (--max-tokens)');
       const model = await loadModel(config, store, 'float64');
       const run = await budget.phase('forward', ids.length, async (tick) => longRun(model, ids, positions, () => undefined, tick));
-      const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: config.arch, dtype: 'float64', backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
+      const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: archName(config), dtype: 'float64', backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
       await writeDump(out, longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata);
       const meanLoss = run.nll.reduce((a, b) => a + b, 0) / Math.max(1, run.nll.length);
-      io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel})`);
+      io.out(`model     ${dir} (${archName(config)}, ${config.nLayer} layers, d_model ${config.dModel})`);
       io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}, in ${LONG_CHUNK}-token chunks`);
       io.out(`loss      ${meanLoss.toFixed(4)} nats/token (mean over ${run.nll.length} positions)`);
       io.out(`logits    at ${run.positions.length} positions`);
@@ -152,18 +153,19 @@ export const inspect: Command = {
       result,
       extras: extras ?? extrasOnly,
       metadata: {
-        model: dir, arch: config.arch, dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence,
+        model: dir, arch: archName(config), dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence,
         ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}),
         ...(interventions.length ? { interventions: JSON.stringify(interventions.map(describeIntervention)) } : {}),
       },
     });
     await writeDump(out, entries, metadata);
 
-    io.out(`model     ${dir} (${config.arch}, ${config.nLayer} layers, d_model ${config.dModel}${residence === 'streamed' ? ', layers streamed from disk' : ''})`);
+    io.out(`model     ${dir} (${archName(config)}, ${config.nLayer} layers, d_model ${config.dModel}${residence === 'streamed' ? ', layers streamed from disk' : ''})`);
     io.out(`tokens    ${ids.length}${textFile ? ` from ${textFile}` : ''}`);
     io.out(`backend   ${backend} (${precision}${backend === 'webgpu' ? `, ${gpuWeights} weights` : ''})`);
     for (const i of interventions) io.out(`intervene ${describeIntervention(i)}`);
-    for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} mean Δ ${mean(l.tensors.delta?.data ?? []).toPrecision(4)}`);
+    const kinds = layerKinds(config);
+    for (const l of result.layers) io.out(`layer ${String(l.layer).padEnd(3)} ${layerLine(kinds[l.layer].label, l.tensors)}`);
     if (result.logits) {
       const tokenizer = textFile !== undefined ? await loadTokenizer(dir) : null;
       const top = topK(result.logits, ids.length - 1, 5)
@@ -280,21 +282,45 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
 
 /** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
 function plan(config: LanguageModelConfig, backend: Backend, L: number, keptLayers: number, attention: boolean, lens = false): Phase[] {
-  const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, config.nLayer * stateValues(config), L), rate: RATES[backend] }];
-  if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(config), L, config.dState), rate: RATES.attention });
+  const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, stateValues(config), L), rate: RATES[backend] }];
+  if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(config), L, stateSize(config)), rate: RATES.attention });
   // The lens multiplies every kept layer's stream by the lm_head, in float64.
   if (lens) phases.push({ name: 'logit lens', work: keptLayers * L * config.vocabSize * config.dModel, rate: RATES.reference });
   return phases;
 }
 
-/** Channels of the implicit attention: the columns of Δ (Mamba-1's D channels, Mamba-2's heads). */
-function channelsOf(config: LanguageModelConfig): number {
-  return kindFor(config).internals.delta![0];
+/**
+ * One layer's line: its kind, its mean Δ when it has a scan, and on a hybrid each path's output
+ * norm, the mean over tokens (before the family's multipliers): where the layer's work is done.
+ */
+function layerLine(label: string, t: ForwardResult['layers'][number]['tensors']): string {
+  const parts = [label.padEnd(20)];
+  if (t.delta) parts.push(`mean Δ ${mean(t.delta.data).toPrecision(4)}`);
+  const paths = ([['ssm', t.ssm_out], ['attention', t.attn_out], ['mlp', t.mlp_out]] as const).filter(([, x]) => x);
+  if (paths.length) parts.push(`‖out‖ ${paths.map(([name, x]) => `${name} ${meanRowNorm(x!).toPrecision(3)}`).join(', ')}`);
+  return parts.join('  ');
 }
 
-/** Values of one layer's state h. */
+/** Mean over rows of each row's Euclidean norm. */
+function meanRowNorm(x: Tensor): number {
+  const [L, H] = x.shape;
+  let sum = 0;
+  for (let t = 0; t < L; t++) {
+    let ss = 0;
+    for (let j = 0; j < H; j++) ss += Number(x.data[t * H + j]) ** 2;
+    sum += Math.sqrt(ss);
+  }
+  return sum / Math.max(1, L);
+}
+
+/** Channels of the implicit attention: the columns of Δ (Mamba-1's D channels, Mamba-2's heads; a hybrid's widest Mamba layer's). */
+function channelsOf(config: LanguageModelConfig): number {
+  return Math.max(0, ...layerKinds(config).map((k) => k.internals.delta?.[0] ?? 0));
+}
+
+/** Values of every layer's state h, summed (a hybrid's attention and MLP layers have none). */
 function stateValues(config: LanguageModelConfig): number {
-  return (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
+  return layerKinds(config).reduce((sum, k) => sum + (k.internals.h ?? [0]).reduce((a, b) => a * b, 1), 0);
 }
 
 /** The implicit attention of every kept layer, from its own Δ, B, C and the model's A. */
@@ -306,7 +332,7 @@ async function attentionOf(model: LanguageModel | StreamedModel<Precision>, resu
     if (!delta || !B || !C) continue;
     // A streamed model holds no layer: its A is read from the checkpoint again.
     const layer = 'layers' in model ? model.layers[l.layer] : await model.layer(l.layer);
-    const { aLog, groups } = layer.scanView();
+    const { aLog, groups } = scanOf(layer);
     const A = negExp(aLog);
     const onProgress = (done: number) => tick(k * channels + done);
     out.set(l.layer, { hidden_attention: await hiddenAttentionAsync(delta, B, C, A, groups, { onProgress }) });

@@ -8,6 +8,7 @@ import { rescanDump, rescanJson, rescannableLayers, type LayerRescan, type Quant
 import { dumpKey } from '../../engine/formats/dump';
 import type { TensorStore } from '../../engine/formats/safetensors';
 import { openTensorFile } from '../../engine/formats/tensorFile';
+import { stateSize } from '../../engine/model/config';
 import { loadModelFolder } from '../../engine/model/load';
 import { PRECISIONS } from '../../engine/reference/precision';
 import { DISCRETIZATIONS, SCAN_MODES, type ScanVariant } from '../../engine/reference/scanVariants';
@@ -67,10 +68,10 @@ export const rescan: Command = {
       precision: oneOf(args, 'precision', PRECISIONS, 'fp64'),
       mode: oneOf(args, 'mode', SCAN_MODES, 'sequential'),
       zoh: oneOf(args, 'zoh', DISCRETIZATIONS, 'euler'),
-      chunkSize: positiveInt(args, 'chunk-size') ?? model.layers[0]?.scanView().chunkSize ?? DEFAULT_CHUNK,
+      chunkSize: positiveInt(args, 'chunk-size') ?? model.layers[0]?.scanView()?.chunkSize ?? DEFAULT_CHUNK,
     };
     const chosen = layers ?? rescannableLayers(dump);
-    budget.plan([{ name: 'rescan', work: chosen.reduce((sum, l) => sum + rescanWork(dump, l, model.config.dState), 0), rate: RATES.rescanStep }], 'rescan fewer layers (--layer)');
+    budget.plan([{ name: 'rescan', work: chosen.reduce((sum, l) => sum + rescanWork(dump, l, stateSize(model.config)), 0), rate: RATES.rescanStep }], 'rescan fewer layers (--layer)');
     const result = await budget.phase('rescan', chosen.length, async (tick) => {
       const out: LayerRescan[] = [];
       // One layer at a time, to tick between them.

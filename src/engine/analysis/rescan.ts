@@ -14,6 +14,7 @@ import type { Precision } from '../reference/precision';
 import { gatedOutput, scanVariant, type ScanInputs, type ScanVariant } from '../reference/scanVariants';
 import { shapeString } from '../tensor';
 import { diffArrays, loosest, tensorToleranceClass, toleranceWith, type Divergence, type Tolerance, type ToleranceClass, type ToleranceOverride } from './compare';
+import { scanOf } from '../layers/kind';
 
 export interface QuantityError {
   readonly normalizedError: number;
@@ -54,7 +55,7 @@ function layerScan(model: LoadedModel<'float64'>, layer: number, source: string)
   if (layer >= layers.length) {
     throw new InputError(source, layers.length === 1 ? `has layer ${layer} but the model has one layer` : `has layer ${layer} but the model has ${layers.length} layers`);
   }
-  return layers[layer].scanView();
+  return scanOf(layers[layer]);
 }
 
 function checkShape(store: TensorStore, name: string, got: readonly number[], want: readonly number[]): void {

@@ -15,6 +15,7 @@ import { InputError } from '../errors';
 import type { LoadedModel } from '../model/graph';
 import { negExp } from '../reference/scan';
 import type { Tensor } from '../tensor';
+import { scanOf } from '../layers/kind';
 
 export const DEFAULT_THRESHOLD = 0.05;
 
@@ -45,7 +46,7 @@ export function layerDecay(model: LoadedModel<'float64'>, layer: number): LayerD
   if (!Number.isInteger(layer) || layer < 0 || layer >= layers.length) {
     throw new RangeError(`layer ${layer} is outside a ${layers.length}-layer model`);
   }
-  const { aLog, groups } = layers[layer].scanView();
+  const { aLog, groups } = scanOf(layers[layer]);
   return { A: negExp(aLog), groups };
 }
 

@@ -9,6 +9,7 @@ import type { LanguageModel } from '../model/graph';
 import { layerEdits } from '../interventions';
 import { referenceForward, referenceForwardIntervened } from '../reference/forward';
 import { interventionEffect } from './effect';
+import { scanOf } from '../layers/kind';
 
 export interface SweepOptions {
   /** Layers swept (default all). */
@@ -33,7 +34,7 @@ export function ablationSweep(model: LanguageModel<'float64'>, ids: ArrayLike<nu
   const layers = options.layers ?? model.layers.map((l) => l.index);
   const tokens = options.tokens ?? Array.from({ length: L }, (_, t) => t);
   const clean = referenceForward(model, ids, { layers: [] });
-  const shape = { layers: model.layers.length, deltaColumns: model.layers[0].scanView().deltaWidth, dModel: model.config.dModel };
+  const shape = { layers: model.layers.length, deltaColumns: scanOf(model.layers[0]).deltaWidth, dModel: model.config.dModel };
   const meanKl = new Float64Array(layers.length * tokens.length);
   const meanDLoss = new Float64Array(layers.length * tokens.length);
   let done = 0;

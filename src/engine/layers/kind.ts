@@ -9,7 +9,9 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../internals';
 import type { LayerEdit } from '../interventions';
+import { InputError } from '../errors';
 import type { ModelConfig } from '../model/config';
+import type { HybridLayerConfig } from './hybrid/config';
 import type { Param, ParamReader, Precision } from '../model/params';
 import type { F64 } from '../reference/ops';
 import type { TfUploader, WeightLayout } from '../tfjs/ops';
@@ -75,6 +77,11 @@ export interface LayerCarry {
   readonly conv?: F64;
 }
 
+/** What a layer may read of the whole forward besides its input: the embedding output (Zamba2's shared block concatenates it). */
+export interface ReferenceRun {
+  readonly embeddings: F64;
+}
+
 /** The float64 layer step: its output, internals and the carry for the next chunk. */
 export type ReferenceStep = LayerStep<F64> & { readonly carry: LayerCarry };
 
@@ -101,28 +108,35 @@ export interface TfjsEntry<C, S, T extends TfWeights> {
  * A kind: C its config, S its parameter specs, T its weights on tfjs, G its weights on WebGPU.
  * A kind without a `webgpu` entry runs on the reference and tfjs engines only.
  */
-export interface LayerKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G = unknown> {
+/** What a layer kind is bound to: a model's config, or one layer's of a hybrid model (each layer its own composition). */
+export type LayerConfig = ModelConfig | HybridLayerConfig;
+
+export interface LayerKind<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights, G = unknown> {
   /** Names the kind in messages ("config (mamba1) implies …"). */
   readonly id: string;
   /** For people: "Mamba-1 mixer". */
   readonly label: string;
+  /** What one layer of the kind is, when its config says more than `label` ("attention + MoE"). */
+  describe?(c: C): string;
   /** Whether config.json describes layers of this kind. */
-  accepts(config: ModelConfig): config is C;
-  readonly params: S;
+  accepts(config: LayerConfig): config is C;
+  /** Its parameters: the same for every layer of the kind, or (a hybrid layer) what the layer's config composes. */
+  readonly params: S | ((c: C) => S);
   internals(c: C): InternalShapes;
-  scanView<P extends Precision>(c: C, p: ParamsOf<S, P>): ScanView<P>;
+  /** The layer's selective scan; none for a layer without one (a hybrid's attention or MLP block). */
+  scanView<P extends Precision>(c: C, p: ParamsOf<S, P>): ScanView<P> | undefined;
   /**
    * The float64 forward on the stream entering the layer: the oracle the other engines are tested
    * against. `carry`: the layer's state after the previous chunk of the sequence (none: its start).
    * `edit`: the interventions on this layer (../interventions.ts), on Δ and in the scan.
    */
-  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array, carry?: LayerCarry, edit?: LayerEdit): ReferenceStep;
+  reference(c: C, p: ParamsOf<S, 'float64'>, x: F64, at: Int32Array, carry?: LayerCarry, edit?: LayerEdit, run?: ReferenceRun): ReferenceStep;
   readonly tfjs: TfjsEntry<C, S, T>;
   readonly webgpu?: WebGpuEntry<C, ParamsOf<S, 'float32'>, G>;
 }
 
 /** Any kind, its own types hidden: what `open` hands a caller, to use with the kind's types intact. */
-export type OpenLayer<P extends Precision, R> = <C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C, params: ParamsOf<S, P>) => R;
+export type OpenLayer<P extends Precision, R> = <C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C, params: ParamsOf<S, P>) => R;
 
 /** One layer of a loaded model: its kind bound to the model's config and to the layer's parameters. */
 export interface ModelLayer<P extends Precision> {
@@ -130,16 +144,23 @@ export interface ModelLayer<P extends Precision> {
   readonly kind: ConfiguredKind;
   /** Values in its parameters (what a forward multiplies each token by, about once each). */
   readonly parameters: number;
-  scanView(): ScanView<P>;
+  scanView(): ScanView<P> | undefined;
   /** Calls `use` with the layer's kind, config and parameters, their types matched: how the forwards reach a kind's engine entries. */
   open<R>(use: OpenLayer<P, R>): R;
+}
+
+/** The layer's selective scan, for the analyses that read one: an error naming the layer when it has none. */
+export function scanOf<P extends Precision>(layer: ModelLayer<P>): ScanView<P> {
+  const view = layer.scanView();
+  if (!view) throw new InputError(`layer ${layer.index}`, `is a ${layer.kind.label} without a selective scan: choose a Mamba layer`);
+  return view;
 }
 
 /**
  * The layer's config and parameters, with `kind`'s types, when it is a layer of that kind: for
  * code written for one kind (its tests; an engine that has no entry in every kind yet).
  */
-export function asKind<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G, P extends Precision>(
+export function asKind<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights, G, P extends Precision>(
   layer: ModelLayer<P>,
   kind: LayerKind<C, S, T, G>,
 ): { readonly config: C; readonly params: ParamsOf<S, P> } | undefined {
@@ -159,14 +180,15 @@ export interface ConfiguredKind {
   load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>>;
 }
 
-export function configure<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C): ConfiguredKind {
+export function configure<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights, G>(kind: LayerKind<C, S, T, G>, config: C): ConfiguredKind {
+  const specs = typeof kind.params === 'function' ? kind.params(config) : kind.params;
   const configured: ConfiguredKind = {
     id: kind.id,
-    label: kind.label,
+    label: kind.describe?.(config) ?? kind.label,
     internals: kind.internals(config),
-    parameterValues: Object.values<ParamSpec<C>>(kind.params).reduce((sum, spec) => (spec.when && !spec.when(config) ? sum : sum + spec.shape(config).reduce((a, b) => a * b, 1)), 0),
+    parameterValues: Object.values<ParamSpec<C>>(specs).reduce((sum, spec) => (spec.when && !spec.when(config) ? sum : sum + spec.shape(config).reduce((a, b) => a * b, 1)), 0),
     async load<P extends Precision>(reader: ParamReader<P>, prefix: string, index: number): Promise<ModelLayer<P>> {
-      const params = await readParams(reader, kind.params, config, prefix);
+      const params = await readParams(reader, specs, config, prefix);
       const parameters = Object.values<Param<P> | undefined>(params).reduce((sum, p) => sum + (p?.data.length ?? 0), 0);
       return { index, kind: configured, parameters, scanView: () => kind.scanView(config, params), open: (use) => use(kind, config, params) };
     },

@@ -1,11 +1,13 @@
 /**
  * config.json → one normalized description per architecture. Reads transformers' Mamba
- * (`model_type: "mamba"`), Mamba-2 (`"mamba2"`) and the original state-spaces layout
- * (`d_model`, `n_layer`, `ssm_cfg`). transformers writes non-finite floats as
+ * (`model_type: "mamba"`), Mamba-2 (`"mamba2"`), the hybrid families (families/) and the
+ * original state-spaces layout (`d_model`, `n_layer`, `ssm_cfg`). transformers writes non-finite floats as
  * {"__float__": "Infinity"}; those are decoded, never eval'd.
  */
 import { InputError } from '../errors';
 import { decodeUtf8, type FileStore } from '../io';
+import { mambaOp, type HybridLayerConfig } from '../layers/hybrid/config';
+import { HYBRID_FAMILIES } from './families';
 
 export interface Mamba1Config {
   readonly arch: 'mamba1';
@@ -63,10 +65,50 @@ export interface SeedBlockConfig {
   readonly dState: number;
 }
 
-export type ModelConfig = Mamba1Config | Mamba2Config | SeedBlockConfig;
+/**
+ * A hybrid model (Jamba, Bamba, Granite 4.0-H, Nemotron-H, Zamba2, Falcon-H1: model/families/):
+ * each layer its own composition of Mamba, attention, MLP and MoE operations
+ * (layers/hybrid/config.ts), every weight named by its full checkpoint key.
+ */
+export interface HybridConfig {
+  readonly arch: 'hybrid';
+  /** transformers' model_type. */
+  readonly family: string;
+  readonly dModel: number;
+  readonly nLayer: number;
+  readonly vocabSize: number;
+  /** The final norm's. */
+  readonly eps: number;
+  readonly tieEmbeddings: boolean;
+  /** The embedding and the final norm's weights; lm_head.weight when not tied. */
+  readonly backbone: { readonly embedding: string; readonly finalNorm: string };
+  /** The embedding output and the logits are multiplied by these (Granite's and Falcon-H1's µP multipliers; 1 elsewhere). */
+  readonly embeddingScale: number;
+  readonly logitsScale: number;
+  readonly layers: readonly HybridLayerConfig[];
+}
+
+export type ModelConfig = Mamba1Config | Mamba2Config | HybridConfig | SeedBlockConfig;
 
 /** A language model: token embedding, layers, final norm and lm_head over a vocabulary. */
-export type LanguageModelConfig = Mamba1Config | Mamba2Config;
+export type LanguageModelConfig = Mamba1Config | Mamba2Config | HybridConfig;
+
+/** A model whose every layer is one Mamba block: what the tfjs and WebGPU engines and the long-context runs take. */
+export type MambaConfig = Mamba1Config | Mamba2Config;
+
+/**
+ * N of the model's scans (a hybrid's largest over its Mamba layers; 0 with none): what the
+ * estimates of the scan analyses multiply by.
+ */
+export function stateSize(config: ModelConfig): number {
+  if (config.arch !== 'hybrid') return config.dState;
+  return Math.max(0, ...config.layers.map((l) => mambaOp(l)?.dState ?? 0));
+}
+
+/** The architecture, for people and dump metadata: mamba1, mamba2, seed, or a hybrid's family (jamba, zamba2, …). */
+export function archName(config: ModelConfig): string {
+  return config.arch === 'hybrid' ? config.family : config.arch;
+}
 
 /** The simplified block has no vocabulary: it maps hidden states to hidden states. */
 export function isLanguageModelConfig(config: ModelConfig): config is LanguageModelConfig {
@@ -106,7 +148,7 @@ export function parseConfigJson(text: string, source: string): Record<string, un
 }
 
 /** Reads typed fields with one clear error per missing or wrong value. */
-class Fields {
+export class ConfigFields {
   constructor(private readonly obj: Record<string, unknown>, private readonly source: string) {}
 
   has(key: string): boolean {
@@ -135,10 +177,10 @@ class Fields {
     return v;
   }
 
-  sub(key: string): Fields {
+  sub(key: string): ConfigFields {
     const v = this.obj[key] ?? {};
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InputError(this.source, `"${key}" must be an object`);
-    return new Fields(v as Record<string, unknown>, `${this.source} ${key}`);
+    return new ConfigFields(v as Record<string, unknown>, `${this.source} ${key}`);
   }
 
   raw(key: string): unknown {
@@ -148,17 +190,19 @@ class Fields {
 
 export function parseModelConfig(text: string, source: string): ModelConfig {
   const obj = parseConfigJson(text, source);
-  const f = new Fields(obj, source);
+  const f = new ConfigFields(obj, source);
   const modelType = obj.model_type;
+  const family = typeof modelType === 'string' && Object.hasOwn(HYBRID_FAMILIES, modelType) ? HYBRID_FAMILIES[modelType] : undefined;
+  if (family) return family(f, source);
   if (modelType === 'mamba') return mamba1FromTransformers(f);
   if (modelType === 'falcon_mamba') return { ...mamba1FromTransformers(f), dtBcNormEps: f.num('mixer_rms_eps', 1e-6) };
   if (modelType === 'mamba2') return mamba2FromTransformers(f, source);
   if (f.has('d_model') && f.has('n_layer')) return fromStateSpaces(f, source);
   if (obj.architecture === 'seed-simple' || modelType === 'seed-simple') return { arch: 'seed', dModel: f.int('d_model'), dState: f.int('d_state') };
-  throw new InputError(source, `model_type ${JSON.stringify(modelType)} is not a Mamba config (expected "mamba", "falcon_mamba", "mamba2" or a state-spaces config with d_model and n_layer)`);
+  throw new InputError(source, `model_type ${JSON.stringify(modelType)} is not a Mamba config (expected "mamba", "falcon_mamba", "mamba2", a hybrid (${Object.keys(HYBRID_FAMILIES).map((k) => `"${k}"`).join(', ')}) or a state-spaces config with d_model and n_layer)`);
 }
 
-function mamba1FromTransformers(f: Fields): Mamba1Config {
+function mamba1FromTransformers(f: ConfigFields): Mamba1Config {
   const dModel = f.int('hidden_size');
   const dInner = f.int('intermediate_size', f.int('expand', 2) * dModel);
   const dtRankRaw = f.raw('time_step_rank');
@@ -186,7 +230,7 @@ function timeStepLimit(v: unknown, source: string): readonly [number, number] {
   return [v[0], v[1]];
 }
 
-function mamba2FromTransformers(f: Fields, source: string): Mamba2Config {
+function mamba2FromTransformers(f: ConfigFields, source: string): Mamba2Config {
   const dModel = f.int('hidden_size');
   const nHeads = f.int('num_heads');
   const headDim = f.int('head_dim', 64);
@@ -219,7 +263,7 @@ function mamba2FromTransformers(f: Fields, source: string): Mamba2Config {
  * attention layers and give wrong numbers with exit 0. Fields that only change training or
  * precision (residual_in_fp32, fused_add_norm, dt_min…) mean the same thing here and pass.
  */
-function refuseUnsupportedStateSpaces(f: Fields, ssm: Fields, layer: unknown, source: string): void {
+function refuseUnsupportedStateSpaces(f: ConfigFields, ssm: ConfigFields, layer: unknown, source: string): void {
   const refuse = (field: string, value: unknown, what: string) => {
     throw new InputError(source, `${field} = ${JSON.stringify(value)} (${what}) is not supported yet: only plain Mamba blocks are; its results would be wrong`);
   };
@@ -236,7 +280,7 @@ function refuseUnsupportedStateSpaces(f: Fields, ssm: Fields, layer: unknown, so
 }
 
 /** mamba_ssm's MambaConfig: the vocabulary is padded to pad_vocab_size_multiple. */
-function fromStateSpaces(f: Fields, source: string): ModelConfig {
+function fromStateSpaces(f: ConfigFields, source: string): ModelConfig {
   const dModel = f.int('d_model');
   const ssm = f.sub('ssm_cfg');
   refuseUnsupportedStateSpaces(f, ssm, ssm.raw('layer') ?? 'Mamba1', source);

@@ -7,7 +7,8 @@ import { InputError } from '../errors';
 import { openCheckpoint } from '../formats/checkpoint';
 import type { TensorStore } from '../formats/safetensors';
 import type { FileStore } from '../io';
-import { kindFor } from '../layers';
+import { kindFor, layerKinds } from '../layers';
+import { layerOps, opWidth } from '../layers/hybrid/config';
 import type { ModelLayer } from '../layers/kind';
 import { seedConfigFromShapes } from '../layers/seedBlock/params';
 import { isLanguageModelConfig, readConfig, withGatedNorm, type GatedNorm, type LanguageModelConfig, type ModelConfig } from './config';
@@ -51,25 +52,34 @@ export interface StreamedModel<P extends Precision> {
 }
 
 export async function openModel<P extends Precision>(config: LanguageModelConfig, store: TensorStore, precision: P): Promise<StreamedModel<P>> {
-  const kind = kindFor(config);
-  const r = new ParamReader(store, precision, `config (${kind.id})`);
-  const { prefix, embeddingKey } = findBackbone(r);
+  const kinds = layerKinds(config);
+  const r = new ParamReader(store, precision, `config (${config.arch === 'hybrid' ? config.family : kinds[0].id})`);
+  // A hybrid family names its backbone's keys, and its layers' in full; Mamba checkpoints come in three layouts (findBackbone).
+  const { prefix, embeddingKey, normKey } = config.arch === 'hybrid'
+    ? { prefix: undefined, embeddingKey: config.backbone.embedding, normKey: config.backbone.finalNorm }
+    : (({ prefix, embeddingKey }) => ({ prefix, embeddingKey, normKey: `${prefix}norm_f.weight` }))(findBackbone(r));
   const embedding = await r.get(embeddingKey, [config.vocabSize, config.dModel]);
-  const normF = await r.get(`${prefix}norm_f.weight`, [config.dModel]);
+  const normF = await r.get(normKey, [config.dModel]);
   const lmHead = r.has('lm_head.weight') ? await r.get('lm_head.weight', [config.vocabSize, config.dModel]) : embedding;
-  return { config, embedding, normF, lmHead, layerCount: config.nLayer, layer: (i) => kind.load(r, `${prefix}layers.${i}.`, i) };
+  return { config, embedding, normF, lmHead, layerCount: config.nLayer, layer: (i) => kinds[i].load(r, prefix === undefined ? '' : `${prefix}layers.${i}.`, i) };
 }
 
-/** Values a forward's stream through one layer holds over `tokens` tokens: in_proj's output and a few [L, d_inner] temporaries. */
+/**
+ * Values a forward's stream through one layer holds over `tokens` tokens: in_proj's output and a
+ * few [L, d_inner] temporaries (a hybrid's widest operation; its attention also holds one row of
+ * scores per head, never the [L, L] pattern).
+ */
 export function streamValues(config: LanguageModelConfig, tokens: number): number {
-  return 8 * tokens * config.dInner;
+  if (config.arch !== 'hybrid') return 8 * tokens * config.dInner;
+  const widest = Math.max(2 * config.dModel, ...config.layers.flatMap((l) => layerOps(l).map(opWidth)));
+  return 4 * tokens * widest + 4 * tokens * config.dModel;
 }
 
-/** Values a language model's weights hold: the backbone's, and one layer's (every layer of a model has one kind). */
+/** Values a language model's weights hold: the backbone's, the largest layer's (what a streamed forward holds at once), and all. */
 export function weightValues(config: LanguageModelConfig): { backbone: number; layer: number; total: number } {
-  const layer = kindFor(config).parameterValues;
+  const layers = layerKinds(config).map((k) => k.parameterValues);
   const backbone = (config.tieEmbeddings ? 1 : 2) * config.vocabSize * config.dModel + config.dModel;
-  return { backbone, layer, total: backbone + config.nLayer * layer };
+  return { backbone, layer: Math.max(...layers), total: backbone + layers.reduce((a, b) => a + b, 0) };
 }
 
 /** The simplified block stored alone (block.safetensors): no config.json, shapes from A_log. */

@@ -5,12 +5,27 @@
  * are here.
  */
 import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
-import type { LayerCarry, ModelLayer } from '../layers/kind';
+import type { LayerCarry, ModelLayer, ReferenceRun } from '../layers/kind';
 import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
 import type { LayerEdit } from '../interventions';
 import { nextTokenLoss } from '../predictions';
 import type { StreamedModel } from '../model/load';
-import { embed, linear, rmsNorm, type F64 } from './ops';
+import type { LanguageModelConfig } from '../model/config';
+import { embed, linear, map, rmsNorm, type F64 } from './ops';
+
+/** The embedding output: the table's rows, times a hybrid family's embedding multiplier (Granite's, Falcon-H1's). */
+export function embedTokens(config: LanguageModelConfig, ids: ArrayLike<number>, table: F64): F64 {
+  const e = embed(ids, table);
+  const s = config.arch === 'hybrid' ? config.embeddingScale : 1;
+  return s === 1 ? e : map(e, (v) => v * s);
+}
+
+/** Logits from the stream leaving the last layer: the final RMSNorm, lm_head, and a hybrid family's logits multiplier (Granite divides by logits_scaling). */
+export function headLogits(config: LanguageModelConfig, hidden: F64, normF: F64, lmHead: F64): F64 {
+  const logits = linear(rmsNorm(hidden, normF, config.eps), lmHead);
+  const s = config.arch === 'hybrid' ? config.logitsScale : 1;
+  return s === 1 ? logits : map(logits, (v) => v * s);
+}
 
 export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
   return referenceForwardIntervened(model, ids, new Map(), options);
@@ -19,8 +34,8 @@ export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<n
 /** The forward with interventions (../interventions.ts: layerEdits), layer by layer: steering on the stream entering a layer, the rest on its Δ and in its scan. */
 export function referenceForwardIntervened(model: LoadedModel<'float64'>, ids: ArrayLike<number>, edits: ReadonlyMap<number, LayerEdit>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
   if (!isLanguageModel(model)) throw new Error('the simplified block takes a hidden-state input, not token ids: use referenceLayers');
-  const { hidden, layers } = walk(model, embed(ids, model.embedding), options, edits);
-  return { logits: linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead), layers };
+  const { hidden, layers } = walk(model, embedTokens(model.config, ids, model.embedding), options, edits);
+  return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
 
 /** The layers alone, on a hidden-state input [L, d_model] (the simplified block's run-block). */
@@ -33,14 +48,15 @@ export function referenceLayers(model: LoadedModel<'float64'>, x: F64, options: 
  * reaches it and let go after, so the weights held are the backbone's and one layer's.
  */
 export async function referenceForwardStreamed(model: StreamedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): Promise<ForwardResult<Float64Array>> {
-  let hidden = embed(ids, model.embedding);
-  const at = resolvePositions(options.statesAt ?? [], hidden.shape[0]);
+  const embeddings = embedTokens(model.config, ids, model.embedding);
+  const at = resolvePositions(options.statesAt ?? [], embeddings.shape[0]);
   const layers: LayerInternals<Float64Array>[] = [];
+  let hidden = embeddings;
   for (let i = 0; i < model.layerCount; i++) {
     options.checkCancelled?.();
-    hidden = runLayer(await model.layer(i), hidden, at, options, layers);
+    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings });
   }
-  return { logits: linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead), layers };
+  return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
 
 export interface ChunkedRunOptions {
@@ -84,14 +100,15 @@ export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: Ar
   let p = 0;
   for (let start = 0; start < L; start += chunk) {
     const end = Math.min(L, start + chunk);
-    let hidden = embed(Array.prototype.slice.call(ids, start, end), model.embedding);
+    const embeddings = embedTokens(model.config, Array.prototype.slice.call(ids, start, end), model.embedding);
+    let hidden = embeddings;
     model.layers.forEach((layer, i) => {
       options.checkCancelled?.();
-      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, carries[i]));
+      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, carries[i], undefined, { embeddings }));
       carries[i] = step.carry;
       hidden = step.next;
     });
-    const rows = linear(rmsNorm(hidden, model.normF, model.config.eps), model.lmHead);
+    const rows = headLogits(model.config, hidden, model.normF, model.lmHead);
     for (let t = start; t < end; t++) {
       if (t + 1 < L) nll[t] = nextTokenLoss(rows, t - start, ids[t + 1]);
       if (positions[p] === t) logits.set(rows.data.subarray((t - start) * V, (t - start + 1) * V), V * p++);
@@ -107,7 +124,7 @@ function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions
   const layers: LayerInternals<Float64Array>[] = [];
   for (const layer of model.layers) {
     options.checkCancelled?.();
-    hidden = runLayer(layer, hidden, at, options, layers, edits.get(layer.index));
+    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input }, edits.get(layer.index));
   }
   return { hidden, layers };
 }
@@ -124,9 +141,9 @@ function steered(hidden: F64, edit?: LayerEdit): F64 {
 }
 
 /** One layer on the stream entering it (edited as `edit` says); keeps its internals in `kept` when the options ask. Returns the stream leaving it. */
-function runLayer(layer: ModelLayer<'float64'>, input: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[], edit?: LayerEdit): F64 {
+function runLayer(layer: ModelLayer<'float64'>, input: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[], run: ReferenceRun, edit?: LayerEdit): F64 {
   const hidden = steered(input, edit);
-  const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, undefined, edit));
+  const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, undefined, edit, run));
   if (wantsLayer(options, layer.index)) {
     const { h, ...rest } = step.internals;
     const tensors = at.length && h ? { ...rest, h } : rest;

@@ -25,7 +25,6 @@ export function linear(x: F64, w: F64, b?: F64): F64 {
   return { shape: [L, outDim], data: y };
 }
 
-/** RMSNorm over the last axis, in groups of `groupSize` (the whole row by default). */
 /** RMSNorm over groups of `groupSize` columns; without `weight`, the weightless norm (FalconMamba's dt, B, C). */
 export function rmsNorm(x: F64, weight: F64 | undefined, eps: number, groupSize = x.shape[1]): F64 {
   const [L, H] = x.shape;
@@ -50,6 +49,27 @@ export function silu(v: number): number {
   return v / (1 + Math.exp(-v));
 }
 
+/**
+ * The error function, to about 1e-15: erf(x) = 2/√π · e^(−x²) · Σₙ 2ⁿ x^(2n+1) / (1·3···(2n+1)),
+ * a series of positive terms (no cancellation); past |x| = 6, erf is ±1 in float64. JavaScript
+ * has no Math.erf; GELU (Zamba2's MLP) needs it.
+ */
+export function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 6) return Math.sign(x);
+  let term = a, sum = a;
+  for (let n = 1; term > 1e-17 * sum; n++) {
+    term *= (2 * a * a) / (2 * n + 1);
+    sum += term;
+  }
+  return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * Math.exp(-a * a) * sum;
+}
+
+/** GELU as torch's default (approximate="none"): x · Φ(x) with the exact erf. */
+export function gelu(v: number): number {
+  return 0.5 * v * (1 + erf(v / Math.SQRT2));
+}
+
 export function map(x: F64, f: (v: number) => number): F64 {
   return { shape: x.shape, data: x.data.map(f) };
 }
@@ -63,11 +83,8 @@ export function columns(x: F64, start: number, width: number): F64 {
 }
 
 /**
- * Causal depthwise conv1d (left zero padding K−1), then SiLU: out[t,c] = silu(b[c] + Σ_k w[c,k]·x[t−K+1+k, c]).
- * (The cpu and wasm backends' float32 conv is tfjs/hostLoopScan.ts.)
- */
-/**
- * Causal depthwise conv1d + SiLU over x [L, C], weights [C, K]. `before` [K − 1, C]: the inputs
+ * Causal depthwise conv1d + SiLU over x [L, C], weights [C, K]: out[t,c] = silu(b[c] +
+ * Σ_k w[c,k]·x[t−K+1+k, c]) (the cpu and wasm backends' float32 conv is tfjs/hostLoopScan.ts). `before` [K − 1, C]: the inputs
  * that precede x (the previous chunk's last K − 1 rows; zeros at the start of a sequence), so a
  * sequence cut into chunks convolves exactly as one pass does.
  */
@@ -111,6 +128,18 @@ export function embed(ids: ArrayLike<number>, table: F64): F64 {
     y.set(table.data.subarray(id * H, id * H + H), l * H);
   }
   return { shape: [ids.length, H], data: y };
+}
+
+/** [a | b] along the columns of two [L, ·] tensors. */
+export function concatColumns(a: F64, b: F64): F64 {
+  const [L, A] = a.shape;
+  const B = b.shape[1];
+  const y = new Float64Array(L * (A + B));
+  for (let l = 0; l < L; l++) {
+    y.set(a.data.subarray(l * A, (l + 1) * A), l * (A + B));
+    y.set(b.data.subarray(l * B, (l + 1) * B), l * (A + B) + A);
+  }
+  return { shape: [L, A + B], data: y };
 }
 
 export function add(a: F64, b: F64): F64 {

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
-import type { LayerKind, LayerStep, ModelLayer, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
+import type { LayerConfig, LayerKind, LayerStep, ModelLayer, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
 import { isLanguageModelConfig, type ModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
@@ -69,7 +69,7 @@ async function* backendLayers(model: TfModel): AsyncGenerator<TfModelLayer> {
   }
 }
 
-function bindLayer<C extends ModelConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, index: number, weights: T): TfModelLayer {
+function bindLayer<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, index: number, weights: T): TfModelLayer {
   return {
     index,
     forward: (x, run) => kind.tfjs.forward(config, weights, x, run),

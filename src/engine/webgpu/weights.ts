@@ -5,7 +5,8 @@
  * Projections keep torch's [out, in] layout (matmul.ts reads W[n·K + k]), so a tied lm_head is
  * the embedding buffer itself.
  */
-import { isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
+import { MambaScopeError } from '../errors';
+import { isLanguageModelConfig, type MambaConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
@@ -19,7 +20,7 @@ export interface GpuLayer {
 
 export interface GpuWeights {
   readonly device: GPUDevice;
-  readonly config: LanguageModelConfig;
+  readonly config: MambaConfig;
   readonly embedding: GPUBuffer;
   readonly layers: readonly GpuLayer[];
   readonly normF: GPUBuffer;
@@ -41,6 +42,7 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
   if (!embeddingParam || !normParam || !headParam || !isLanguageModelConfig(config)) {
     throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
   }
+  if (config.arch === 'hybrid') throw new MambaScopeError('unsupported', `${config.family} (hybrid)`, 'has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use the float64 reference (mamba-scope inspect without --backend)');
   const owned: GPUBuffer[] = [];
   let bytes = 0;
   const upload = (label: string, data: ArrayLike<number>, Words: Float32ArrayConstructor | Uint32ArrayConstructor = Float32Array): GPUBuffer => {

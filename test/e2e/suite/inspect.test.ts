@@ -13,6 +13,7 @@ import { NodeFolderStore } from '../../../src/node/files';
 import { BACKENDS, fromTensorMessage, TOKEN_METRICS, type PanelDescription, type TokenMetric } from '../../../src/protocol';
 import type { InspectionResult } from '../../../src/extension/inspect';
 import { api, errorKind, EXTENSION_ID, waitFor, wsFile } from './helpers';
+import { scanOf } from '../../../src/engine/layers/kind';
 
 /** The protocol's per-token metrics computed straight from their definitions on float64 internals. */
 async function referenceMetrics(modelDir: string, ids: Int32Array): Promise<Record<TokenMetric, Float64Array>[]> {
@@ -22,7 +23,7 @@ async function referenceMetrics(modelDir: string, ids: Int32Array): Promise<Reco
   const { dInner: D, dState: N } = model.config;
   return layers.map(({ layer, tensors }) => {
     const delta = tensors.delta!.data, z = tensors.z!.data, u = tensors.u!.data, B = tensors.B!.data;
-    const A = model.layers[layer].scanView().aLog.data.map((a) => -Math.exp(a));
+    const A = scanOf(model.layers[layer]).aLog.data.map((a) => -Math.exp(a));
     const L = ids.length;
     const out = Object.fromEntries(TOKEN_METRICS.map((m) => [m, new Float64Array(L)])) as Record<TokenMetric, Float64Array>;
     for (let t = 0; t < L; t++) {

@@ -1,0 +1,71 @@
+/**
+ * A hybrid decoder layer in float64 (the oracle): each branch adds its operations' sum, scaled, to
+ * the stream: x ← x + scale · Σ op.outScale · op(op.inScale · norm(x)). Zamba2's shared block first
+ * runs on concat(x, embeddings) and its output, through the layer's linear, joins x before the
+ * branch's norm (not the residual). Every path's output is recorded (internals.ts).
+ */
+import type { InternalName } from '../../internals';
+import type { LayerEdit } from '../../interventions';
+import { add, concatColumns, linear, map, rmsNorm, type F64 } from '../../reference/ops';
+import { attentionReference } from '../attention/reference';
+import type { LayerCarry, ReferenceRun, ReferenceStep } from '../kind';
+import { mamba1Mixer } from '../mamba1/reference';
+import { mamba2Mixer } from '../mamba2/reference';
+import { mlpReference } from '../mlp/reference';
+import { moeReference } from '../moe/reference';
+import type { HybridLayerConfig, Op, SharedBlockSpec } from './config';
+import { mamba1MixerWeights, mamba2MixerWeights, type OpWeights } from './weights';
+
+const scaled = (x: F64, s: number): F64 => (s === 1 ? x : map(x, (v) => v * s));
+
+function sharedBlock(s: SharedBlockSpec, w: OpWeights, stream: F64, embeddings: F64): F64 {
+  const attention = attentionReference(s.attention, w, rmsNorm(concatColumns(stream, embeddings), w(s.inputNorm.key), s.inputNorm.eps)).out;
+  return mlpReference(s.mlp, w, rmsNorm(attention, w(s.ffNorm.key), s.ffNorm.eps));
+}
+
+export function hybridReference(c: HybridLayerConfig, p: Readonly<Record<string, F64>>, hidden: F64, at: Int32Array, carry?: LayerCarry, edit?: LayerEdit, run?: ReferenceRun): ReferenceStep {
+  const w: OpWeights = (key) => {
+    const t = p[key];
+    if (!t) throw new Error(`layer ${c.index} read weight "${key}", which its specs do not list`);
+    return t;
+  };
+  const internals: Partial<Record<InternalName, F64>> = { hidden_in: hidden };
+  let next: LayerCarry = { h: new Float64Array(0) };
+  const run1 = (op: Op, x: F64): F64 => {
+    switch (op.kind) {
+      case 'mamba1':
+      case 'mamba2': {
+        const step = op.kind === 'mamba1' ? mamba1Mixer(op, mamba1MixerWeights(op, w), x, at, carry, edit) : mamba2Mixer(op, mamba2MixerWeights(op, w), x, at, carry, edit);
+        Object.assign(internals, step.internals, { ssm_out: step.out });
+        next = step.carry;
+        return step.out;
+      }
+      case 'attention':
+        return (internals.attn_out = attentionReference(op, w, x).out);
+      case 'mlp':
+        return mlpReference(op, w, x);
+      case 'moe': {
+        const m = moeReference(op, w, x);
+        Object.assign(internals, { moe_experts: m.experts, moe_weights: m.weights });
+        return m.out;
+      }
+    }
+  };
+  let stream = hidden;
+  c.branches.forEach((b, i) => {
+    let input = stream;
+    if (b.shared) {
+      if (!run) throw new Error(`layer ${c.index}: Zamba2's shared block reads the embeddings, which the forward did not pass`);
+      input = add(stream, linear(sharedBlock(b.shared, w, stream, run.embeddings), w(b.shared.linearKey)));
+    }
+    const normed = rmsNorm(input, w(b.norm.key), b.norm.eps);
+    const outs = b.ops.map((op) => scaled(run1(op, scaled(normed, op.inScale)), op.outScale));
+    const sum = outs.reduce((a, o) => add(a, o));
+    const ffn = b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe');
+    if (ffn) internals.mlp_out = sum;
+    if (i === 0) internals.out = sum;
+    stream = add(stream, scaled(sum, b.scale));
+  });
+  internals.hidden_out = stream;
+  return { next: stream, internals, carry: next };
+}
