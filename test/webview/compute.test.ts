@@ -49,7 +49,7 @@ describe('compute session in Chromium', function () {
     assert.match(half.note ?? '', /^kept the internals of 1 of 2 layers \(0\): all of them would take 2 MB, over mambaScope\.runMemoryLimitMB \(1 MB\)$/);
     assert.equal(half.next!.ids.values.length, 192, 'the next-token view covers every token');
     const big = runParams('run-big', 'tiny', TEXT.repeat(8), tokenizer, { backend: 'wasm', memoryLimitMB: 0.05 });
-    await assert.rejects(panel.request('run', big), /run-big: 192 tokens keep 1 MB per layer for the panel's views, over its limit of 0\.05 MB: raise the setting mambaScope\.runMemoryLimitMB/);
+    await assert.rejects(panel.request('run', big), /run-big: 192 tokens keep 1 MB per layer for the panel's views, over mambaScope\.runMemoryLimitMB \(0\.05 MB\): raise the setting mambaScope\.runMemoryLimitMB/);
     assert.equal((await panel.request('describe', null)).runId, 'run-half');
   });
 
