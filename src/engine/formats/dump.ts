@@ -4,7 +4,9 @@
  *   input_ids [L] int32 · logits [L,V] (hf_logits in dumps written by transformers)
  *   layers.i.{hidden_in, z, u, delta, B, C, y, out, hidden_out} · layers.i.h [T,…] + h_tokens [T]
  *   layers.i.hidden_attention [L,L]
- * and metadata: format, layout, model, dtype, tokens (JSON list of vocabulary pieces).
+ *   hybrids: layers.i.{ssm_out, attn_out, mlp_out} [L,H] · layers.i.{moe_experts, moe_weights} [L,k]
+ * and metadata: format, layout, model, arch (mamba1, mamba2 or a hybrid's family), dtype, tokens
+ * (JSON list of vocabulary pieces).
  */
 import { InputError } from '../errors';
 import { INTERNAL_NAMES, type ForwardResult } from '../internals';
