@@ -127,7 +127,8 @@ export class App {
   show(data: PanelData, defaultLayer: number): void {
     this.data = data;
     const layers = data.layerNumbers;
-    this.layerSelect.replaceChildren(...layers.map((l) => option(String(l), `${l}`)));
+    const labels = data.model?.layerLabels;
+    this.layerSelect.replaceChildren(...layers.map((l) => option(String(l), labels?.[l] ? `${l} · ${labels[l]}` : `${l}`)));
     const cur = this.store.get();
     const layer = layers.includes(cur.layer) ? cur.layer : layers.includes(defaultLayer) ? defaultLayer : layers[0] ?? 0;
     const token = cur.token !== null && cur.token < data.inspection.length ? cur.token : null;

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LimitError, MambaScopeError, ModelReleasedError } from '../src/engine/errors';
 import { keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
+import { layerKinds } from '../src/engine/layers';
 import type { LoadedModel } from '../src/engine/model/graph';
 import { isLanguageModelConfig, type LanguageModelConfig, type ModelConfig } from '../src/engine/model/config';
 import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../src/engine/model/load';
@@ -134,7 +135,8 @@ export class ComputeSession {
       this.onLayerRead = (i) => ctx.progress({ stage: 'uploading weights', done: i, total: layerCount });
       try {
         const engine = await this.upload(model, backend, storedFormat(store));
-        const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans, vocab: params.vocab ?? null };
+        const layerLabels = layerKinds(model.config).map((k) => k.label);
+        const context: ModelContext = { id: params.modelId, name: params.name, config: model.config, scans, layerLabels, vocab: params.vocab ?? null };
         this.loaded = { context, engine, backend, streamed: !!params.streamed };
         return { backend: backend.info, uploadMs: performance.now() - start };
       } finally {
@@ -161,6 +163,10 @@ export class ComputeSession {
   private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend, weights: WeightFormat): Promise<Engine> {
     const { device, info } = backend;
     if (!device) return { kind: 'tfjs', model: createTfModel(model) };
+    const c = model.config;
+    if (c.arch === 'hybrid') {
+      throw new MambaScopeError('unsupported', c.family, 'is a hybrid: the native WebGPU engine has no attention, MLP or MoE layers yet. Set mambaScope.backend to "webgl" or "wasm": tfjs runs it');
+    }
     const native: Engine = { kind: 'webgpu-native', model: await WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter), weights }), device };
     // A lost device (driver reset, GPU process crash) takes the weights with it: the host sends them again.
     void device.lost.then(() => {

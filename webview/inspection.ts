@@ -64,6 +64,8 @@ export interface ModelContext {
   readonly config: ModelConfig;
   /** Each layer's scan as its kind describes it: A_log, the one weight the analyses need, and the widths it implies. */
   readonly scans: readonly (ScanView<'float32'> | undefined)[];
+  /** What each layer is, for people ("Mamba-2 + MLP", "attention + MoE"). */
+  readonly layerLabels?: readonly string[];
   readonly vocab: readonly string[] | null;
 }
 

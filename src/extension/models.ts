@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { InputError, MambaScopeError } from '../engine/errors';
+import { InputError } from '../engine/errors';
 import { openCheckpoint } from '../engine/formats/checkpoint';
 import { SafetensorsFile, type TensorStore } from '../engine/formats/safetensors';
 import { sha256Hex } from '../engine/annotations/sha256';
@@ -53,9 +53,6 @@ export class HostModel {
     const config = withGatedNorm(await readConfig(files), norm);
     if (!isLanguageModelConfig(config)) {
       throw new InputError(files.name, 'holds a simplified seed block, which has no tokenizer: inspect it with the CLI (mamba-scope run-block)');
-    }
-    if (config.arch === 'hybrid') {
-      throw new MambaScopeError('unsupported', files.name, `is a ${config.family} hybrid: the panel's engines (tfjs, WebGPU) have no attention, MLP or MoE layers yet; inspect it with the CLI's float64 reference (mamba-scope inspect --model ${files.name})`);
     }
     const checkpoint = isFile ? await SafetensorsFile.open(await openUri(ref.uri)) : await openCheckpoint(files);
     const tokenizerSource = await files.open('tokenizer.json');

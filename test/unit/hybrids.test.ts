@@ -3,7 +3,7 @@
  * random-weight models from the reference fixtures, their dumps cut to the first 48 of 160 tokens,
  * which a causal model computes the same): the float64 reference layer by layer — every hidden
  * state, each path's output (the Mamba mixer, the attention, the feed-forward branch) — and the
- * logits. The fixtures' mixers add little to the stream (|out| ~ 5e-4), so the paths are checked
+ * logits; the tfjs forward in fp32 on cpu and wasm. The fixtures' mixers add little to the stream (|out| ~ 5e-4), so the paths are checked
  * each on their own, by normalized error.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +18,9 @@ import { loadModel, loadModelFolder } from '../../src/engine/model/load';
 import { referenceForward } from '../../src/engine/reference/forward';
 import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
+import { predictionsFromLogits } from '../../src/engine/predictions';
+import { createTfModel, tfjsForward } from '../../src/engine/tfjs/forward';
+import { useNodeBackend } from '../../src/node/tfjsBackends';
 import { fixture, openSafetensors } from './fixtures';
 
 /** Which recorded path each dump key is: transformers' module outputs, before the residual and the family's multipliers. */
@@ -81,6 +84,36 @@ describe('hybrid families against transformers (float64 reference)', function ()
         paths++;
       }
       assert.ok(paths >= n, `${paths} paths checked`);
+      assert.deepEqual(errors, []);
+    });
+  }
+
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`${backend}: the tfjs forward in fp32 matches transformers' logits and hidden states within 1e-4 for every family, and its top-1 predictions its logits`, async () => {
+      await useNodeBackend(backend);
+      const errors: string[] = [];
+      for (const [family] of FAMILIES) {
+        const folder = fixture('families', family);
+        const dump = await openSafetensors(join(folder, 'dump.safetensors'));
+        const ids = (await dump.readNative('input_ids')).data as Int32Array;
+        const model = createTfModel(await loadModelFolder(new NodeFolderStore(folder), 'float32'));
+        try {
+          const r = await tfjsForward(model, ids);
+          const check = (name: string, actual: ArrayLike<number>, expected: ArrayLike<number>) => {
+            const e = normalizedError(actual, expected);
+            if (!(e <= 1e-4)) errors.push(`${family} ${name} ${e.toExponential(2)}`);
+          };
+          check('hf_logits', r.logits!.data, (await dump.readFloat('hf_logits', 'float64')).data);
+          for (let k = 1; k < r.layers.length; k++) check(`hidden_states.${k}`, r.layers[k - 1].tensors.hidden_out!.data, (await dump.readFloat(`hidden_states.${k}`, 'float64')).data);
+          // The device's top-k carries the family's logits multiplier (Granite divides by 8): its probabilities are the logits' softmax.
+          const p = (await tfjsForward(model, ids, { predictions: 3, layers: [] })).predictions!;
+          const fromLogits = predictionsFromLogits(r.logits!, ids, 3);
+          assert.deepEqual([...p.ids], [...fromLogits.ids], `${family}: top-3 ids`);
+          assert.ok(normalizedError(p.probs, fromLogits.probs) < 1e-5, `${family}: top-3 probabilities`);
+        } finally {
+          model.dispose();
+        }
+      }
       assert.deepEqual(errors, []);
     });
   }

@@ -43,6 +43,12 @@ export class LayerAnalysis {
   constructor(private readonly rec: LayerRecord, model: ModelContext | null) {
     this.layer = rec.layer;
     const { delta, u, B } = rec.tensors;
+    if (model?.scans.length && model.scans[rec.layer] === undefined && model.layerLabels) {
+      // A hybrid's attention or MLP layer: there is no scan to show, whatever was kept.
+      this.inputs = null;
+      this.why = `layer ${rec.layer} (${model.layerLabels[rec.layer]}) has no selective scan: Δ, the gates and the state exist in its Mamba layers`;
+      return;
+    }
     if (!delta || !u || !B) {
       this.inputs = null;
       this.why = `layer ${rec.layer} has no ${['delta', 'u', 'B'].filter((k) => !rec.tensors[k as 'delta']).join(', ')}: run the model, or dump these internals too`;
@@ -74,7 +80,7 @@ export class LayerAnalysis {
   private async compute(m: TokenMetric, scratch?: Float32Array): Promise<Matrix> {
     if (m === 'delta') {
       const d = this.rec.tensors.delta;
-      if (!d) throw new Unavailable(`layer ${this.layer} has no Δ (delta): run the model or dump it`);
+      if (!d) throw new Unavailable(this.inputs === null && this.why ? this.why : `layer ${this.layer} has no Δ (delta): run the model or dump it`);
       return { data: d.data, rows: d.shape[0], cols: d.shape[1] };
     }
     if (m === 'gate') {

@@ -1,5 +1,5 @@
 /**
- * Layer selector and per-layer summary: mean Δ and the share of near-reset steps (forget factor
+ * Layer selector and per-layer summary: each layer's kind, mean Δ and the share of near-reset steps (forget factor
  * meanₙ exp(Δ·A) < τ) for every layer, filled in as the background summaries arrive. A row is a
  * button: click or Enter selects the layer everywhere (↑/↓ also move it).
  */
@@ -24,7 +24,7 @@ class LayersView implements View {
     caption.textContent = 'Per-layer summary (click a row to select the layer)';
     const head = table.createTHead().insertRow();
     this.tauHeader = document.createElement('th');
-    for (const [text, cls] of [['layer', ''], ['mean Δ', ''], ['', 'tau']] as const) {
+    for (const [text, cls] of [['layer', ''], ['kind', ''], ['mean Δ', ''], ['', 'tau']] as const) {
       const th = cls === 'tau' ? this.tauHeader : document.createElement('th');
       if (text) th.textContent = text;
       th.scope = 'col';
@@ -69,9 +69,12 @@ class LayersView implements View {
       if (layer === selected) tr.classList.add('selected');
       const fraction = s?.threshold === threshold ? s.resetFraction : undefined;
       const noDelta = s !== undefined && s.perToken.delta === null;
+      // A hybrid's attention and MLP layers have no scan at all: say so rather than that Δ is missing.
+      const noScan = !!data.model?.layerLabels && data.model.scans.length > 0 && data.model.scans[layer] === undefined;
       const cells = [
         String(layer),
-        !s ? '…' : noDelta ? 'no Δ in the data' : formatValue(s.meanDelta),
+        data.model?.layerLabels?.[layer] ?? '',
+        !s ? '…' : noScan ? 'no selective scan' : noDelta ? 'no Δ in the data' : formatValue(s.meanDelta),
         fraction === undefined ? '…' : fraction !== null ? formatPercent(fraction) : noDelta ? '—' : 'needs the model (open it)',
       ];
       for (const c of cells) tr.insertCell().textContent = c;
@@ -79,7 +82,7 @@ class LayersView implements View {
         const bar = document.createElement('span');
         bar.className = 'fraction-bar';
         bar.style.width = `${Math.round(fraction * 100)}%`;
-        tr.cells[2].prepend(bar);
+        tr.cells[3].prepend(bar);
       }
       return tr;
     });

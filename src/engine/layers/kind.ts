@@ -94,12 +94,14 @@ export interface TfRun {
   readonly kernels: ScanKernels;
   /** Sorted token positions whose states are captured. */
   readonly at: Int32Array;
+  /** The embedding output (Zamba2's shared block reads it); absent for the simplified block. */
+  readonly embeddings?: tf.Tensor;
 }
 
 export interface TfjsEntry<C, S, T extends TfWeights> {
   upload(c: C, p: ParamsOf<S, 'float32'>, up: TfUploader): T;
-  /** Weights stored in the model's WeightLayout: a backend switch that changes the layout transposes them. */
-  readonly projections: readonly (keyof T & string)[];
+  /** Weights stored in the model's WeightLayout, by name or by a test of name and tensor: a backend switch that changes the layout transposes them. */
+  readonly projections: readonly (keyof T & string)[] | ((name: string, t: tf.Tensor) => boolean);
   /** Runs inside the walker's tf.tidy; frees its large intermediates as soon as it can. */
   forward(c: C, w: T, x: tf.Tensor, run: TfRun): LayerStep<tf.Tensor>;
 }

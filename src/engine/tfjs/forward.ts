@@ -75,7 +75,9 @@ function bindLayer<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfW
     forward: (x, run) => kind.tfjs.forward(config, weights, x, run),
     async moved(move, relayout) {
       const next: Record<string, W | undefined> = {};
-      for (const [name, t] of Object.entries(weights)) next[name] = t && (await move(t, relayout && (kind.tfjs.projections as readonly string[]).includes(name)));
+      const p = kind.tfjs.projections;
+      const isProjection = (name: string, t: W) => (typeof p === 'function' ? p(name, t) : (p as readonly string[]).includes(name));
+      for (const [name, t] of Object.entries(weights)) next[name] = t && (await move(t, relayout && isProjection(name, t)));
       // One entry per entry of `weights`, each the moved tensor: the same shape of record.
       return bindLayer(kind, config, index, next as T);
     },
@@ -122,13 +124,14 @@ export async function moveTfModel(model: TfModel): Promise<TfModel> {
   }
 }
 
-/** Logits of some rows: lm_head stays [V, H] in every layout (the embedding gather needs it so). */
-function headLogits(rows: W, lmHead: W, layout: WeightLayout): W {
-  return tf.tidy(() =>
-    layout === 'in-out'
+/** Logits of some rows (times a hybrid family's logits multiplier): lm_head stays [V, H] in every layout (the embedding gather needs it so). */
+function headLogits(rows: W, lmHead: W, layout: WeightLayout, scale = 1): W {
+  return tf.tidy(() => {
+    const logits = layout === 'in-out'
       ? tf.matMul(rows as tf.Tensor2D, lmHead as tf.Tensor2D, false, true)
-      : tf.transpose(tf.matMul(lmHead as tf.Tensor2D, tf.transpose(rows) as tf.Tensor2D)),
-  );
+      : tf.transpose(tf.matMul(lmHead as tf.Tensor2D, tf.transpose(rows) as tf.Tensor2D));
+    return scale === 1 ? logits : tf.mul(logits, scale);
+  });
 }
 
 // --- forward --------------------------------------------------------------------------------------
@@ -142,14 +145,18 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
     if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= vocab) throw new RangeError(`token id ${ids[i]} at position ${i} is outside the ${vocab}-token vocabulary`);
   }
   const idTensor = tf.tensor1d(Int32Array.from(ids), 'int32');
-  const input = tf.gather(embedding, idTensor);
+  const gathered = tf.gather(embedding, idTensor);
   idTensor.dispose();
+  // A hybrid family's embedding multiplier (Granite's, Falcon-H1's) scales the stream entering layer 0.
+  const input = c.arch === 'hybrid' && c.embeddingScale !== 1 ? tf.tidy(() => tf.mul(gathered, c.embeddingScale)) : gathered;
+  if (input !== gathered) gathered.dispose();
+  const logitsScale = c.arch === 'hybrid' ? c.logitsScale : 1;
   const { hidden, layers } = await walk(model, input, options);
   try {
     const normed = tf.tidy(() => rmsNorm(hidden, normF, c.eps));
     try {
-      if (options.predictions) return { predictions: await devicePredictions(normed, lmHead, model.layout, ids, options.predictions), layers };
-      const logits = headLogits(normed, lmHead, model.layout);
+      if (options.predictions) return { predictions: await devicePredictions(normed, lmHead, model.layout, ids, options.predictions, undefined, logitsScale), layers };
+      const logits = headLogits(normed, lmHead, model.layout, logitsScale);
       const data = (await logits.data()) as Float32Array;
       logits.dispose();
       return { logits: { shape: [ids.length, vocab], data }, layers };
@@ -170,7 +177,7 @@ export async function tfjsLayers(model: TfModel, x: Tensor<Float32Array>, option
 
 /** Runs every layer on `input` (which it frees); returns the stream leaving the last layer, still on the device. */
 async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<{ hidden: W; layers: LayerInternals<Float32Array>[] }> {
-  const run: TfRun = { layout: model.layout, kernels: scanKernelsFor(tf.getBackend()), at: resolvePositions(options.statesAt ?? [], input.shape[0]) };
+  const run: TfRun = { layout: model.layout, kernels: scanKernelsFor(tf.getBackend()), at: resolvePositions(options.statesAt ?? [], input.shape[0]), embeddings: input };
   let hidden = input;
   const layers: LayerInternals<Float32Array>[] = [];
   try {
@@ -181,26 +188,29 @@ async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<
         const s = layer.forward(hidden, run);
         return keepAll ? s : { next: s.next, internals: {} };
       });
-      if (keepAll) layers.push({ layer: layer.index, tensors: await download(step.internals, step.next, options.keep), hTokens: step.internals.h ? run.at : undefined });
+      // The embeddings stay until the end: later layers may read them (run.embeddings).
+      if (keepAll) layers.push({ layer: layer.index, tensors: await download(step.internals, [step.next, input], options.keep), hTokens: step.internals.h ? run.at : undefined });
       // The layer's input (download has freed it already when the layer records it as hidden_in).
-      hidden.dispose();
+      if (hidden !== input) hidden.dispose();
       hidden = step.next;
       await tf.nextFrame(); // lets the webview paint between layers
     }
   } catch (e) {
     hidden.dispose();
     throw e;
+  } finally {
+    if (hidden !== input) input.dispose();
   }
   return { hidden, layers };
 }
 
-/** Downloads the internals `keep` asks for and frees every one of them but `next`, the next layer's input. */
-async function download(captured: Partial<Record<InternalName, W>>, next: W, keep?: readonly InternalName[]): Promise<Partial<Record<InternalName, Tensor<Float32Array>>>> {
+/** Downloads the internals `keep` asks for and frees every one of them but those `alive` still needs (the next layer's input, the embeddings). */
+async function download(captured: Partial<Record<InternalName, W>>, alive: readonly W[], keep?: readonly InternalName[]): Promise<Partial<Record<InternalName, Tensor<Float32Array>>>> {
   const out: Partial<Record<InternalName, Tensor<Float32Array>>> = {};
-  for (const [name, t] of Object.entries(captured) as [InternalName, W][]) {
-    if (!keep || keep.includes(name)) out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
-    if (t !== next) t.dispose();
-  }
+  // One tensor may be recorded under two names (a hybrid branch's only path is also its `out`).
+  const entries = Object.entries(captured) as [InternalName, W][];
+  for (const [name, t] of entries) if (!keep || keep.includes(name)) out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
+  for (const t of new Set(entries.map(([, t]) => t))) if (!alive.includes(t)) t.dispose();
   return out;
 }
 
@@ -214,7 +224,7 @@ const PREDICTION_BLOCK_BYTES = 8e6;
  * Top-k and the following token's probability and rank per position, on the device, one block of
  * rows at a time; the small per-block results stay there and come down in four reads at the end.
  */
-export async function devicePredictions(normed: W, lmHead: W, layout: WeightLayout, ids: ArrayLike<number>, k: number, blockBytes = PREDICTION_BLOCK_BYTES): Promise<Predictions> {
+export async function devicePredictions(normed: W, lmHead: W, layout: WeightLayout, ids: ArrayLike<number>, k: number, blockBytes = PREDICTION_BLOCK_BYTES, logitsScale = 1): Promise<Predictions> {
   const L = ids.length;
   const V = lmHead.shape[0];
   const blockRows = Math.max(1, Math.floor(blockBytes / (4 * V)));
@@ -231,7 +241,7 @@ export async function devicePredictions(normed: W, lmHead: W, layout: WeightLayo
         pairs[2 * r + 1] = start + r + 1 < L ? ids[start + r + 1] : 0;
       }
       blocks.push(tf.tidy(() => {
-        const logits = headLogits(tf.slice(normed, start, rows), lmHead, layout);
+        const logits = headLogits(tf.slice(normed, start, rows), lmHead, layout, logitsScale);
         const probs = tf.softmax(logits);
         const top = tf.topk(probs, k);
         const at = tf.tensor2d(pairs, [rows, 2], 'int32');

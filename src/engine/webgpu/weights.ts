@@ -42,7 +42,7 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
   if (!embeddingParam || !normParam || !headParam || !isLanguageModelConfig(config)) {
     throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
   }
-  if (config.arch === 'hybrid') throw new MambaScopeError('unsupported', `${config.family} (hybrid)`, 'has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use the float64 reference (mamba-scope inspect without --backend)');
+  if (config.arch === 'hybrid') throw new MambaScopeError('unsupported', `${config.family} (hybrid)`, 'has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use a tfjs backend (wasm, cpu, webgl) or the float64 reference');
   const owned: GPUBuffer[] = [];
   let bytes = 0;
   const upload = (label: string, data: ArrayLike<number>, Words: Float32ArrayConstructor | Uint32ArrayConstructor = Float32Array): GPUBuffer => {

@@ -2,18 +2,18 @@
  * The hybrid decoder layer kind: one kind for every layer of Jamba, Bamba, Granite 4.0-H,
  * Nemotron-H, Zamba2 and Falcon-H1, each layer bound to its own composition (config.ts) read from
  * its family's config.json (model/families/). Its parameters are what the composition lists, by
- * full checkpoint key. The float64 reference runs it; the tfjs and WebGPU engines refuse it by
- * name until they have attention, MLP and MoE kernels.
+ * full checkpoint key. The float64 reference and tfjs run it; the native WebGPU engine refuses it
+ * by name until it has attention, MLP and MoE kernels.
  */
-import { MambaScopeError } from '../../errors';
 import type { Precision } from '../../model/params';
 import type { F64 } from '../../reference/ops';
 import { attentionWeights } from '../attention/reference';
-import type { InternalShapes, LayerKind, ParamSpec, ScanView, TfjsEntry } from '../kind';
+import type { InternalShapes, LayerKind, ParamSpec, ScanView } from '../kind';
 import { mlpWeights } from '../mlp/reference';
 import { moeWeights } from '../moe/reference';
 import { layerLabel, layerOps, mambaOp, type HybridLayerConfig, type Op } from './config';
 import { hybridReference } from './reference';
+import { hybridTfjs, type HybridTfWeights } from './tfjs';
 import { mamba1Weights, mamba2Weights, type WeightSpec } from './weights';
 
 function opWeights(op: Op, dModel: number): WeightSpec[] {
@@ -63,17 +63,7 @@ function scanView<P extends Precision>(c: HybridLayerConfig, p: Readonly<Record<
   return { aLog, D, groups: m.nGroups, channels: m.nHeads * m.headDim, deltaWidth: m.nHeads, deltaUnit: 'heads', stateWidth: m.nGroups * m.dState };
 }
 
-const refused = (c: HybridLayerConfig): never => {
-  throw new MambaScopeError('unsupported', `${c.family} layer ${c.index} (${layerLabel(c)})`, 'runs on the float64 reference only so far: the tfjs and WebGPU engines have no attention, MLP or MoE layers yet (use mamba-scope inspect without --backend)');
-};
-
-const tfjs: TfjsEntry<HybridLayerConfig, HybridParams, Record<string, never>> = {
-  upload: (c) => refused(c),
-  projections: [],
-  forward: (c) => refused(c),
-};
-
-export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, Record<string, never>> = {
+export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, HybridTfWeights> = {
   id: 'hybrid',
   label: 'hybrid decoder layer',
   describe: layerLabel,
@@ -82,5 +72,5 @@ export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, Record<stri
   internals,
   scanView: (c, p) => scanView(c, p as never),
   reference: (c, p, x, at, carry, edit, run) => hybridReference(c, p as Readonly<Record<string, F64>>, x, at, carry, edit, run),
-  tfjs,
+  tfjs: hybridTfjs,
 };

@@ -1,13 +1,14 @@
-/** The Mamba-1 layer on TensorFlow.js: the same computation as reference.ts, which it is tested against. */
+/** The Mamba-1 mixer and layer on TensorFlow.js: the same computation as reference.ts, which it is tested against. */
 import * as tf from '@tensorflow/tfjs-core';
+import type { InternalName } from '../../internals';
 import type { Mamba1Config } from '../../model/config';
 import { causalConvSilu, cols, linear, rmsNorm, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { MAMBA1_PARAMS, Mamba1LayerParams } from './params';
+import type { Mamba1MixerShape } from './reference';
 
-export interface Mamba1Weights extends TfConv {
-  readonly [name: string]: W | undefined;
-  readonly norm: W;
+/** The mixer's weights on the backend (a hybrid's Mamba-1 operation has the same, with its learned dt/B/C norms). */
+export interface Mamba1TfMixer extends TfConv {
   readonly inProjW: W;
   readonly inProjB?: W;
   readonly xProjW: W;
@@ -18,6 +19,14 @@ export interface Mamba1Weights extends TfConv {
   readonly D: W;
   readonly outProjW: W;
   readonly outProjB?: W;
+  readonly dtNorm?: W;
+  readonly bNorm?: W;
+  readonly cNorm?: W;
+}
+
+export interface Mamba1Weights extends Mamba1TfMixer {
+  readonly [name: string]: W | undefined;
+  readonly norm: W;
 }
 
 function upload(_c: Mamba1Config, l: Mamba1LayerParams<'float32'>, up: TfUploader): Mamba1Weights {
@@ -28,28 +37,39 @@ function upload(_c: Mamba1Config, l: Mamba1LayerParams<'float32'>, up: TfUploade
   };
 }
 
+/** The mixer's output on its input (the normed stream), and its internals. */
+export interface TfMixerStep {
+  readonly out: W;
+  readonly internals: Partial<Record<InternalName, W>>;
+}
+
 /**
  * Disposes each [L, D] intermediate as soon as it is used (proj, x, the gated output), not at the
  * end of the walker's tidy: a smaller peak per layer, and less wasm heap for good.
  */
-function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, { layout, kernels, at }: TfRun): LayerStep<W> {
-  const Dd = c.dInner, N = c.dState, R = c.dtRank;
-  const proj = linear(rmsNorm(hidden, w.norm, c.eps), w.inProjW, layout, w.inProjB);
+export function mamba1TfMixer(s: Mamba1MixerShape, w: Mamba1TfMixer, x: W, { layout, kernels, at }: TfRun): TfMixerStep {
+  const Dd = s.dInner, N = s.dState, R = s.dtRank;
+  const proj = linear(x, w.inProjW, layout, w.inProjB);
   const z = cols(proj, Dd, Dd);
-  const x = cols(proj, 0, Dd);
+  const xIn = cols(proj, 0, Dd);
   proj.dispose();
-  const u = causalConvSilu(x, w, kernels);
-  x.dispose();
+  const u = causalConvSilu(xIn, w, kernels);
+  xIn.dispose();
   const xdbl = linear(u, w.xProjW, layout);
-  const norm = (t: W) => (c.dtBcNormEps === undefined ? t : rmsNorm(t, undefined, c.dtBcNormEps));
-  const B = norm(cols(xdbl, R, N));
-  const C = norm(cols(xdbl, R + N, N));
-  const delta = softplus(linear(norm(cols(xdbl, 0, R)), w.dtProjW, layout, w.dtProjB));
-  const s = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at });
-  const out = linear(s.gated as W, w.outProjW, layout, w.outProjB);
-  s.gated?.dispose();
-  const hiddenOut = tf.add(hidden, out);
-  return { next: hiddenOut, internals: { hidden_in: hidden, z, u, delta, B, C, y: s.y, out, hidden_out: hiddenOut, ...(s.h ? { h: s.h } : {}) } };
+  const norm = (t: W, weight?: W) => (s.dtBcNormEps === undefined ? t : rmsNorm(t, weight, s.dtBcNormEps));
+  const B = norm(cols(xdbl, R, N), w.bNorm);
+  const C = norm(cols(xdbl, R + N, N), w.cNorm);
+  const delta = softplus(linear(norm(cols(xdbl, 0, R), w.dtNorm), w.dtProjW, layout, w.dtProjB));
+  const scan = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at });
+  const out = linear(scan.gated as W, w.outProjW, layout, w.outProjB);
+  scan.gated?.dispose();
+  return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}) } };
+}
+
+function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, run: TfRun): LayerStep<W> {
+  const step = mamba1TfMixer(c, w, rmsNorm(hidden, w.norm, c.eps), run);
+  const hiddenOut = tf.add(hidden, step.out);
+  return { next: hiddenOut, internals: { hidden_in: hidden, ...step.internals, out: step.out, hidden_out: hiddenOut } };
 }
 
 export const mamba1Tfjs: TfjsEntry<Mamba1Config, typeof MAMBA1_PARAMS, Mamba1Weights> = {

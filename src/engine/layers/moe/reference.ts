@@ -46,6 +46,17 @@ function slice(t: F64, e: number): F64 {
   return { shape: [rows, cols], data: t.data.subarray(e * rows * cols, (e + 1) * rows * cols) };
 }
 
+/** One token's routing from its router logits: the experts chosen (most weight first) and their weights. Both engines route here. */
+export function route(op: MoeOp, row: ArrayLike<number>): { chosen: number[]; share: number[] } {
+  if (op.routing === 'softmax-topk') {
+    const p = Float64Array.from(softmax(Array.from(row)));
+    const chosen = topK(p, op.topK);
+    return { chosen, share: chosen.map((e) => p[e]) };
+  }
+  const chosen = topK(Float64Array.from(row), op.topK);
+  return { chosen, share: softmax(chosen.map((e) => row[e])) };
+}
+
 export function moeReference(op: MoeOp, w: OpWeights, x: F64): MoeStep {
   const [L, H] = x.shape;
   const k = op.topK, E = op.experts;
@@ -53,16 +64,7 @@ export function moeReference(op: MoeOp, w: OpWeights, x: F64): MoeStep {
   const out = new Float64Array(L * H);
   const experts = new Float64Array(L * k), weights = new Float64Array(L * k);
   for (let t = 0; t < L; t++) {
-    const row = logits.data.subarray(t * E, (t + 1) * E);
-    let chosen: number[], share: number[];
-    if (op.routing === 'softmax-topk') {
-      const p = Float64Array.from(softmax([...row]));
-      chosen = topK(p, k);
-      share = chosen.map((e) => p[e]);
-    } else {
-      chosen = topK(row, k);
-      share = softmax(chosen.map((e) => row[e]));
-    }
+    const { chosen, share } = route(op, logits.data.subarray(t * E, (t + 1) * E));
     const xt: F64 = { shape: [1, H], data: x.data.subarray(t * H, (t + 1) * H) };
     chosen.forEach((e, j) => {
       const y = op.layout === 'fused'

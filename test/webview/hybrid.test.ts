@@ -1,0 +1,50 @@
+/**
+ * A hybrid model in the panel (Jamba: Mamba-1 layers with an MLP or MoE, an attention layer):
+ * tfjs runs it on wasm; the layer selector and the layer table name each layer's kind; the Mamba
+ * layers' views draw; the attention layer says it has no selective scan instead of failing; the
+ * next-token view covers the model.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { ViewSettings } from '../../src/protocol';
+import { loadModelParams, runParams } from './messages';
+import { Panel } from './panel';
+import { ROOT } from './server';
+
+const JAMBA = join(ROOT, 'test', 'fixtures', 'families', 'jamba');
+const TEXT = 'def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n';
+
+describe('a hybrid model (Jamba) in the panel', function () {
+  let panel: Panel;
+
+  before(async () => {
+    panel = await Panel.open({ withoutWebGpu: true });
+  });
+
+  after(async () => {
+    await panel?.close();
+  });
+
+  it('runs on wasm, names each layer by its kind, draws the Mamba layers and says the attention layer has no scan', async () => {
+    const settings: ViewSettings = { backend: 'wasm', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05, wasmPath: panel.server.wasmPath };
+    await panel.notify('setSettings', settings);
+    const { params, tokenizer } = await loadModelParams(JAMBA, 'jamba');
+    await panel.request('loadModel', params);
+    const summary = await panel.request('run', runParams('jamba-run', 'jamba', TEXT, tokenizer, { backend: 'wasm', memoryLimitMB: 1200 }));
+    assert.deepEqual(summary.layers, [0, 1, 2, 3]);
+    assert.equal(summary.next!.ids.values.length, tokenizer.encode(TEXT).ids.length);
+    await panel.waitForView('heatmap');
+    const options = await panel.page.locator('vscode-option').allTextContents();
+    assert.deepEqual(options.filter((o) => /^\d · /.test(o)), ['0 · Mamba-1 + MLP', '1 · Mamba-1 + MoE', '2 · attention + MLP', '3 · Mamba-1 + MoE']);
+    assert.ok((await panel.request('describe', null)).views.heatmap.drawn, 'layer 0 heatmap');
+
+    await panel.notify('selectToken', { runId: 'jamba-run', token: 5, layer: 2 });
+    await panel.page.waitForFunction(() => /has no selective scan/.test(document.querySelector('.view-heatmap')?.textContent ?? ''));
+    assert.match(await panel.page.locator('.view-heatmap').textContent() ?? '', /layer 2 \(attention \+ MLP\) has no selective scan: Δ, the gates and the state exist in its Mamba layers/);
+    await panel.page.locator('vscode-tab-header[data-view="layers"]').click();
+    await panel.waitForView('layers');
+    const row = await panel.page.locator('.layer-table tr[data-layer="2"]').textContent();
+    assert.match(row ?? '', /^2attention \+ MLPno selective scan/);
+    assert.deepEqual(panel.errors, []);
+  });
+});
