@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { LimitError, MambaScopeError, ModelReleasedError } from '../src/engine/errors';
-import { keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
+import { attentionPatternValues, keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
+import { ATTENTION_MAX_TOKENS } from './analysis/attention';
 import { layerKinds } from '../src/engine/layers';
 import type { LoadedModel } from '../src/engine/model/graph';
 import { isLanguageModelConfig, type LanguageModelConfig, type ModelConfig } from '../src/engine/model/config';
@@ -28,7 +29,12 @@ import { NEXT_TOKEN_K, type ModelContext } from './inspection';
  * no view draws it, and at mamba-130m × 2048 tokens it would cost 302 MB; `mamba-scope inspect`
  * writes it to a dump.
  */
-const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'h'];
+const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'h', 'attn_pattern'];
+
+/** A hybrid's attention layers keep their pattern for the attention view up to the length it draws. */
+function keepsPatterns(tokens: number): boolean {
+  return tokens <= ATTENTION_MAX_TOKENS;
+}
 
 /** The page's memory budget (issue 7: the webview stays under 2 GB), and what the page itself, the views' canvases and a run's passing copies take of it. */
 const PAGE_BYTES = 2e9;
@@ -210,7 +216,9 @@ export class ComputeSession {
     const config = loaded.context.config;
     const asked = params.settings.layers ?? Array.from({ length: layerCountOf(config) }, (_, i) => i);
     const states = new Set(params.settings.statesAt ?? []).size;
-    const perLayer = keptValues(config, { tokens, layers: 1, keep: PANEL_INTERNALS, states }) * Float32Array.BYTES_PER_ELEMENT;
+    // The largest layer's share: its internals, and its attention pattern when it has one (heads × L²).
+    const pattern = keepsPatterns(tokens) ? Math.max(0, ...asked.map((l) => attentionPatternValues(config, tokens, [l]))) : 0;
+    const perLayer = (keptValues(config, { tokens, layers: 1, keep: PANEL_INTERNALS, states }) + pattern) * Float32Array.BYTES_PER_ELEMENT;
     const setting = params.settings.memoryLimitMB * 1e6;
     const beside = PAGE_BYTES - PAGE_RESERVE_BYTES - this.inPageBytes(loaded, tokens);
     const limit = Math.min(setting, beside);
@@ -257,6 +265,7 @@ export class ComputeSession {
       // A streamed model reads each layer from the host as the forward reaches it: the progress of a long run.
       this.onLayerRead = (i) => ctx.progress({ stage: 'forward pass', done: i, total: layerCount });
       const start = performance.now();
+      const ids = new Int32Array(params.ids);
       const options = {
         layers: plan.layers,
         statesAt: params.settings.statesAt,
@@ -264,8 +273,8 @@ export class ComputeSession {
         // What the views draw; hidden_in/out and the [L, V] logits stay off the heap.
         keep: PANEL_INTERNALS,
         predictions: NEXT_TOKEN_K,
+        attentionPattern: keepsPatterns(ids.length),
       };
-      const ids = new Int32Array(params.ids);
       try {
         const result = engine.kind === 'tfjs' ? await tfjsForward(engine.model, ids, options) : await engine.model.forward(ids, options);
         return { result, backend: backend.info, forwardMs: performance.now() - start, ...(plan.note ? { note: plan.note } : {}) };

@@ -15,7 +15,8 @@
  * Hybrid layers (layers/hybrid/) record hidden_in, hidden_out, the Mamba internals above when
  * they have a Mamba operation, and each path's output before its residual add (and before the
  * family's multipliers around it): ssm_out [L,H] the Mamba operation's, attn_out [L,H] the
- * attention's, mlp_out [L,H] the feed-forward branch's (MLP, or MoE plus a shared MLP);
+ * attention's (and, when ForwardOptions.attentionPattern asks, attn_pattern [L, heads, L] its
+ * softmax weights, query token first: row (t, head) over the positions ≤ t), mlp_out [L,H] the feed-forward branch's (MLP, or MoE plus a shared MLP);
  * moe_experts, moe_weights [L,k] the experts each token was routed to and their weights; out [L,H]
  * the mixer branch's sum as added (Falcon-H1: Mamba and attention after their multipliers).
  * Each layer kind (layers/) declares which of these it records and their per-token shapes.
@@ -26,7 +27,7 @@ import type { ModelConfig } from './model/config';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
-export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'ssm_out', 'attn_out', 'out', 'moe_experts', 'moe_weights', 'mlp_out', 'hidden_out'] as const;
+export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'ssm_out', 'attn_pattern', 'attn_out', 'out', 'moe_experts', 'moe_weights', 'mlp_out', 'hidden_out'] as const;
 export type InternalName = (typeof INTERNAL_NAMES)[number];
 
 export interface LayerInternals<F extends FloatArray = FloatArray> {
@@ -54,6 +55,19 @@ export interface ForwardOptions {
   readonly predictions?: number;
   /** Polled between layers; throw CancelledError to stop. */
   readonly checkCancelled?: () => void;
+  /**
+   * Attention layers also record attn_pattern [L, heads, L]. Off by default: O(L²) per head,
+   * and not in the per-token estimates (attentionPatternValues).
+   */
+  readonly attentionPattern?: boolean;
+}
+
+/** Values the attention patterns of a run hold: heads × L² for each kept layer's attention (Zamba2's shared block's is not recorded). */
+export function attentionPatternValues(config: ModelConfig, tokens: number, layers?: readonly number[]): number {
+  if (config.arch !== 'hybrid') return 0;
+  return config.layers
+    .filter((l) => !layers || layers.includes(l.index))
+    .reduce((sum, l) => sum + l.branches.flatMap((b) => b.ops).reduce((s, op) => s + (op.kind === 'attention' ? op.heads * tokens * tokens : 0), 0), 0);
 }
 
 export interface ForwardResult<F extends FloatArray = FloatArray> {

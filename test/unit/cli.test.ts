@@ -315,6 +315,31 @@ describe('cli inspect', function () {
       const e = normalizedError((await fp32.readFloat(key, 'float64')).data, (await dump.readFloat(key, 'float64')).data);
       assert.ok(e < 1e-5, `${key}: ${e}`);
     }
+    // --attention: the attention layer's own pattern, against softmax(q·kᵀ/4) of transformers' own q and k (Jamba has no RoPE; kv head ⌊h/2⌋).
+    const withPattern = await run('inspect', '--model', fixture('families', 'jamba'), '--ids', '5,17,300,9,41,7,2,99', '--attention', '--out', outFile('jamba-attn.safetensors'));
+    assert.equal(withPattern.code, 0, withPattern.err);
+    const pattern = await (await openSafetensors(outFile('jamba-attn.safetensors'))).readFloat('layers.2.attn_pattern', 'float64');
+    assert.deepEqual(pattern.shape, [8, 4, 8]);
+    const golden = await openSafetensors(fixture('families', 'jamba', 'dump.safetensors'));
+    const goldenIds = Array.from((await golden.readNative('input_ids')).data as Int32Array).slice(0, 8).join(',');
+    const own = await run('inspect', '--model', fixture('families', 'jamba'), '--ids', goldenIds, '--attention', '--out', outFile('jamba-attn-golden.safetensors'));
+    assert.equal(own.code, 0, own.err);
+    const ownPattern = await (await openSafetensors(outFile('jamba-attn-golden.safetensors'))).readFloat('layers.2.attn_pattern', 'float64');
+    const [q, k] = [await golden.readFloat('layers.2.self_attn.q_proj', 'float64'), await golden.readFloat('layers.2.self_attn.k_proj', 'float64')];
+    let worst = 0;
+    for (let t = 0; t < 8; t++) {
+      for (let h = 0; h < 4; h++) {
+        const scores = Array.from({ length: t + 1 }, (_, s) => {
+          let dot = 0;
+          for (let i = 0; i < 16; i++) dot += q.data[t * 64 + h * 16 + i] * k.data[s * 32 + Math.floor(h / 2) * 16 + i];
+          return dot / 4;
+        });
+        const max = Math.max(...scores);
+        const sum = scores.reduce((a, x) => a + Math.exp(x - max), 0);
+        for (let s = 0; s < 8; s++) worst = Math.max(worst, Math.abs(ownPattern.data[t * 32 + h * 8 + s] - (s <= t ? Math.exp(scores[s] - max) / sum : 0)));
+      }
+    }
+    assert.ok(worst < 1e-6, `attention pattern off by ${worst}`);
     const gpu = await run(...args, '--backend', 'webgpu', '--out', outFile('jamba-gpu.safetensors'));
     assert.equal(gpu.code, 1);
     assert.match(gpu.err, /jamba \(hybrid\): has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use a tfjs backend/);

@@ -1,13 +1,17 @@
 /**
  * A hybrid model in the panel (Jamba: Mamba-1 layers with an MLP or MoE, an attention layer):
  * tfjs runs it on wasm; the layer selector and the layer table name each layer's kind; the Mamba
- * layers' views draw; the attention layer says it has no selective scan instead of failing; the
- * next-token view covers the model.
+ * layers' views draw; the attention layer says it has no selective scan instead of failing, and
+ * its attention tab shows its own attention (the reference's, averaged over heads); the next-token
+ * view covers the model.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { ViewSettings } from '../../src/protocol';
 import { loadModelParams, runParams } from './messages';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { referenceForward } from '../../src/engine/reference/forward';
+import { NodeFolderStore } from '../../src/node/files';
 import { Panel } from './panel';
 import { ROOT } from './server';
 
@@ -41,6 +45,22 @@ describe('a hybrid model (Jamba) in the panel', function () {
     await panel.notify('selectToken', { runId: 'jamba-run', token: 5, layer: 2 });
     await panel.page.waitForFunction(() => /has no selective scan/.test(document.querySelector('.view-heatmap')?.textContent ?? ''));
     assert.match(await panel.page.locator('.view-heatmap').textContent() ?? '', /layer 2 \(attention \+ MLP\) has no selective scan: Δ, the gates and the state exist in its Mamba layers/);
+    // Its attention tab shows the layer's own attention, the mean over its heads: the float64 reference's, within fp32.
+    await panel.page.locator('vscode-tab-header[data-view="attention"]').click();
+    await panel.waitForView('attention');
+    assert.match(await panel.page.locator('.view-attention .view-title').textContent() ?? '', /^Attention · layer 2 · mean over heads · token \(row\) × attended token$/);
+    const ids = tokenizer.encode(TEXT).ids;
+    const ref = referenceForward(await loadModelFolder(new NodeFolderStore(JAMBA), 'float64'), ids, { attentionPattern: true, layers: [2] });
+    const p = ref.layers[0].tensors.attn_pattern!;
+    const [L, heads] = p.shape;
+    const mean = Array.from({ length: L * L }, (_, i) => {
+      const [t, s] = [Math.floor(i / L), i % L];
+      let sum = 0;
+      for (let h = 0; h < heads; h++) sum += p.data[t * heads * L + h * L + s];
+      return sum / heads;
+    });
+    const shown = (await panel.request('describe', null)).views.attention;
+    assert.ok(shown.drawn && Math.abs(shown.max! - Math.max(...mean)) < 1e-5 && Math.abs(shown.min! - Math.min(...mean)) < 1e-6, `shown ${shown.min}…${shown.max}, expected ${Math.min(...mean)}…${Math.max(...mean)}`);
     await panel.page.locator('vscode-tab-header[data-view="layers"]').click();
     await panel.waitForView('layers');
     const row = await panel.page.locator('.layer-table tr[data-layer="2"]').textContent();

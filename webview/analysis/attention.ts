@@ -4,7 +4,8 @@
  * mean runs in a worker), one layer at a time, and refused above a token limit because the cost
  * is O(L²·D·N).
  * A dump that already holds layers.i.hidden_attention (inspect --attention) is read instead when
- * no model is loaded.
+ * no model is loaded. A hybrid's attention layer shows its own pattern (attn_pattern), averaged
+ * over its heads or one head; the rollout mixes the two kinds layer by layer.
  */
 import { attentionRollout, hiddenAttentionChannel } from '../../src/engine/analysis/attention';
 import type { Tensor } from '../../src/engine/tensor';
@@ -36,6 +37,13 @@ export class AttentionCache {
    */
   async map(layer: number, mode: AttentionMode, channel: number | null, stale: () => boolean = () => false, progress?: (what: string, done: number, total: number) => void): Promise<{ tensor: Tensor<Float64Array>; what: string }> {
     const L = this.data.inspection.length;
+    const pattern = this.data.record(layer)?.tensors.attn_pattern;
+    if (pattern && mode === 'channel') {
+      // An attention layer: the selected channel picks a head ([ and ] step through them).
+      const heads = pattern.shape[1];
+      const h = (channel ?? 0) % heads;
+      return { tensor: headPattern(pattern, h), what: `head ${h} of ${heads}` };
+    }
     if (L > ATTENTION_MAX_TOKENS) {
       throw new Unavailable(`Implicit attention is computed in the panel only up to ${ATTENTION_MAX_TOKENS} tokens (limit ATTENTION_MAX_TOKENS); this sample has ${L}. Inspect a shorter selection, or write it with “mamba-scope inspect --attention”.`);
     }
@@ -61,7 +69,7 @@ export class AttentionCache {
       }
       return { tensor: t, what: x.delta.shape[1] === x.channels ? `channel ${c}` : `head ${c} (channel ${channel})` };
     }
-    return { tensor: await this.mean(layer, stale, progress), what: 'mean over channels' };
+    return { tensor: await this.mean(layer, stale, progress), what: pattern ? 'mean over heads' : 'mean over channels' };
   }
 
   private async mean(layer: number, stale: () => boolean, progress?: (what: string, done: number, total: number) => void): Promise<Tensor<Float64Array>> {
@@ -69,6 +77,13 @@ export class AttentionCache {
     let t = this.maps.get(key);
     if (t) return t;
     const rec = this.data.record(layer);
+    const pattern = rec?.tensors.attn_pattern;
+    if (pattern) {
+      // An attention layer's own weights, averaged over its heads: the same [L, L] as the implicit attention.
+      t = headPattern(pattern, null);
+      this.maps.set(key, t);
+      return t;
+    }
     const { why } = rec ? decayFor(this.data.model, rec) : { why: null };
     if (why && this.data.inspection.index.has(`layers.${layer}.hidden_attention`)) {
       // No usable model: the dump's own map (inspect --attention / the fixtures) is the answer.
@@ -92,6 +107,19 @@ export class AttentionCache {
     if (!decay) throw new Unavailable(`Implicit attention ${why}.`);
     return { delta: delta!, B: B!, C: C!, A: decay.A, groups: decay.groups, channels: rec.tensors.u?.shape[1] ?? delta!.shape[1] };
   }
+}
+
+/** One head's [L, L] of an attention pattern [L, heads, L], or (head null) the mean over heads. */
+function headPattern(p: Tensor<Float32Array>, head: number | null): Tensor<Float64Array> {
+  const [L, heads] = p.shape;
+  const out = new Float64Array(L * L);
+  for (let t = 0; t < L; t++) {
+    for (let h = head ?? 0; h < (head === null ? heads : head + 1); h++) {
+      for (let s = 0; s <= t; s++) out[t * L + s] += p.data[t * heads * L + h * L + s];
+    }
+  }
+  if (head === null) for (let i = 0; i < out.length; i++) out[i] /= heads;
+  return { shape: [L, L], data: out };
 }
 
 /** Lets the frame show “busy” before a computation that holds the thread for a while. */

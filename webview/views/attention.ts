@@ -1,6 +1,7 @@
 /**
- * Implicit attention of the selected layer: an [L, L] heatmap, query token t down, attended
- * token s across (causal: zero right of the diagonal). The mode picks the channel mean, the
+ * Implicit attention of the selected layer (a hybrid's attention layer: its own attention, per
+ * head or averaged): an [L, L] heatmap, query token t down, attended token s across (causal:
+ * zero right of the diagonal). The mode picks the channel mean, the
  * selected channel's α_d, or the rollout across layers. The selected token's row is highlighted
  * and a click on a cell selects the attended token s in every view. A long computation shows its
  * progress with a Cancel button; a cancelled one leaves the other views as they are and offers
@@ -124,8 +125,9 @@ class AttentionView implements View {
       const L = tensor.shape[0];
       colourHeatmap(this.heatmap, state, ID);
       this.heatmap.setData({ data: tensor.data, width: L, height: L, xStride: 1, yStride: L });
-      this.heatmap.setLabels(`implicit attention heatmap, layer ${state.layer}, ${what}`, 'α', 'token');
-      this.title.textContent = `Implicit attention · layer ${state.layer} · ${what} · token (row) × attended token`;
+      const kind = data.record(state.layer)?.tensors.attn_pattern && mode !== 'rollout' ? 'Attention' : 'Implicit attention';
+      this.heatmap.setLabels(`${kind.toLowerCase()} heatmap, layer ${state.layer}, ${what}`, 'α', 'token');
+      this.title.textContent = `${kind} · layer ${state.layer} · ${what} · token (row) × attended token`;
       this.shown = { key, values: tensor.data, L, name: `layer${state.layer}-attention-${mode}${channel === null ? '' : `-channel${channel}`}` };
     }
     colourHeatmap(this.heatmap, state, ID);
@@ -177,6 +179,6 @@ export const attentionView: ViewSpec = {
   title: 'Attention',
   area: 'main',
   empty: 'No inspection yet: run “Mamba Scope: Inspect Selection” to see the implicit attention of each layer.',
-  when: (data) => data.inspection.layers.some((l) => !!l.tensors.delta),
+  when: (data) => data.inspection.layers.some((l) => !!l.tensors.delta || !!l.tensors.attn_pattern),
   create: (ctx) => new AttentionView(ctx),
 };

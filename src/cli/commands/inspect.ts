@@ -6,7 +6,7 @@
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump, DUMP_FORMAT } from '../../engine/formats/dump';
-import { keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
+import { attentionPatternValues, keptValues, type ForwardOptions, type ForwardResult } from '../../engine/internals';
 import { kindFor, layerKinds } from '../../engine/layers';
 import { archName, GATED_NORMS, isLanguageModelConfig, stateSize, type LanguageModelConfig } from '../../engine/model/config';
 import type { LanguageModel } from '../../engine/model/graph';
@@ -47,7 +47,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 through Dawn: the GPU, or SwiftShader on a machine without one)
   --states-at   token positions whose state h is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
-  --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels
+  --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels;
+                a hybrid's attention layers add layers.i.attn_pattern [L, heads, L], their own
   --max-memory  the run's memory in MB (default 4096): weights, kept tensors and logits; when
                 the weights do not fit, the float64 reference streams the layers from disk
   --positions   a long run: the float64 reference in ${LONG_CHUNK}-token chunks, each layer's state
@@ -125,7 +126,8 @@ export const inspect: Command = {
     if (interventions.length && backend !== 'reference') throw new UsageError('--intervene runs in the float64 reference: leave out --backend and --precision');
     const layers = layerList(args, 'layers', config.nLayer);
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
-    const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length) };
+    // --attention: Mamba layers get their implicit attention after the forward, attention layers their own pattern from it.
+    const options: ForwardOptions = { layers, statesAt: checkPositions(statesAt, ids.length), attentionPattern: attention };
 
     const lens = flag(args, 'logit-lens');
     budget.plan(plan(config, backend, ids.length, layers.length, attention, lens), 'use fewer tokens (--max-tokens)' + (attention || lens ? ' or fewer layers (--layers)' : ''));
@@ -267,7 +269,8 @@ const WASM_HEAP_BYTES = 3.5 * 2 ** 30;
 function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number): 'resident' | 'streamed' {
   const bytes = run.precision === 'fp64' ? 8 : 4;
   const L = run.tokens;
-  const kept = (keptValues(config, { tokens: L, layers: run.layers, states: run.states }) + (run.attention ? run.layers * L * L : 0) + L * config.vocabSize) * bytes;
+  const patterns = run.attention ? run.layers * L * L + attentionPatternValues(config, L) : 0;
+  const kept = (keptValues(config, { tokens: L, layers: run.layers, states: run.states }) + patterns + L * config.vocabSize) * bytes;
   const stream = streamValues(config, L) * bytes;
   const w = weightValues(config);
   const limit = limitMb * 1e6;

@@ -80,6 +80,8 @@ export interface LayerCarry {
 /** What a layer may read of the whole forward besides its input: the embedding output (Zamba2's shared block concatenates it). */
 export interface ReferenceRun {
   readonly embeddings: F64;
+  /** Attention layers record their pattern (ForwardOptions.attentionPattern). */
+  readonly attentionPattern?: boolean;
 }
 
 /** The float64 layer step: its output, internals and the carry for the next chunk. */
@@ -96,6 +98,8 @@ export interface TfRun {
   readonly at: Int32Array;
   /** The embedding output (Zamba2's shared block reads it); absent for the simplified block. */
   readonly embeddings?: tf.Tensor;
+  /** Attention layers record their pattern (ForwardOptions.attentionPattern). */
+  readonly attentionPattern?: boolean;
 }
 
 export interface TfjsEntry<C, S, T extends TfWeights> {

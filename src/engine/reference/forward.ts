@@ -54,7 +54,7 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
   let hidden = embeddings;
   for (let i = 0; i < model.layerCount; i++) {
     options.checkCancelled?.();
-    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings });
+    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings, attentionPattern: options.attentionPattern });
   }
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
@@ -124,7 +124,7 @@ function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions
   const layers: LayerInternals<Float64Array>[] = [];
   for (const layer of model.layers) {
     options.checkCancelled?.();
-    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input }, edits.get(layer.index));
+    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input, attentionPattern: options.attentionPattern }, edits.get(layer.index));
   }
   return { hidden, layers };
 }

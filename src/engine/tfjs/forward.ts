@@ -177,7 +177,7 @@ export async function tfjsLayers(model: TfModel, x: Tensor<Float32Array>, option
 
 /** Runs every layer on `input` (which it frees); returns the stream leaving the last layer, still on the device. */
 async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<{ hidden: W; layers: LayerInternals<Float32Array>[] }> {
-  const run: TfRun = { layout: model.layout, kernels: scanKernelsFor(tf.getBackend()), at: resolvePositions(options.statesAt ?? [], input.shape[0]), embeddings: input };
+  const run: TfRun = { layout: model.layout, kernels: scanKernelsFor(tf.getBackend()), at: resolvePositions(options.statesAt ?? [], input.shape[0]), embeddings: input, attentionPattern: options.attentionPattern };
   let hidden = input;
   const layers: LayerInternals<Float32Array>[] = [];
   try {

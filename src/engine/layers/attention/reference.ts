@@ -4,7 +4,7 @@
  * the half-split (rotate_half) convention, the family's score scale, and Zamba2's per-use LoRA
  * adapters on q, k and v. A transcription of the families' attention modules (transformers 5.17),
  * the angles and the softmax in float64 (transformers rounds them to float32). The pattern
- * [heads, L, L] is returned only when asked for: it is O(L²).
+ * [L, heads, L] is returned only when asked for: it is O(L²).
  */
 import type { AdapterSpec, AttentionOp } from '../hybrid/config';
 import type { OpWeights, WeightSpec } from '../hybrid/weights';
@@ -57,7 +57,7 @@ function rotate(x: F64, heads: number, d: number, dims: number, theta: number): 
 
 export interface AttentionStep {
   readonly out: F64;
-  /** [heads, L, L], row t the weights over positions ≤ t; only when asked for. */
+  /** [L, heads, L] (the query token first, as every dump tensor), row (t, h) the weights over positions ≤ t; only when asked for. */
   readonly pattern?: F64;
 }
 
@@ -90,11 +90,11 @@ export function attentionReference(op: AttentionOp, w: OpWeights, x: F64, keepPa
       for (let s = 0; s <= t; s++) sum += (scores[s] = Math.exp(scores[s] - max));
       for (let s = 0; s <= t; s++) {
         const p = scores[s] / sum;
-        if (pattern) pattern[h * L * L + t * L + s] = p;
+        if (pattern) pattern[t * heads * L + h * L + s] = p;
         for (let i = 0; i < d; i++) o[t * heads * d + h * d + i] += p * v.data[s * kvHeads * d + g * d + i];
       }
     }
   }
   const out = linear({ shape: [L, heads * d], data: o }, w(`${op.key}o_proj.weight`));
-  return pattern ? { out, pattern: { shape: [heads, L, L], data: pattern } } : { out };
+  return pattern ? { out, pattern: { shape: [L, heads, L], data: pattern } } : { out };
 }

@@ -28,7 +28,8 @@ function rotate(x: W, dims: number, theta: number): W {
   });
 }
 
-export function attentionTf(op: AttentionOp, w: TfOpWeights, x: W, layout: WeightLayout): W {
+/** The attention's output, and its pattern [L, heads, L] when `keepPattern`. */
+export function attentionTf(op: AttentionOp, w: TfOpWeights, x: W, layout: WeightLayout, keepPattern = false): { out: W; pattern?: W } {
   return tf.tidy(() => {
     const [L] = x.shape;
     const { heads, kvHeads, headDim: d } = op;
@@ -44,6 +45,7 @@ export function attentionTf(op: AttentionOp, w: TfOpWeights, x: W, layout: Weigh
     const causal = tf.linalg.bandPart(tf.ones([L, L]), -1, 0);
     const probs = tf.softmax(tf.where(tf.cast(causal, 'bool'), scores, tf.fill(scores.shape, -Infinity)));
     const o = tf.reshape(tf.transpose(tf.matMul(probs as tf.Tensor3D, vh as tf.Tensor3D), [1, 0, 2]), [L, heads * d]);
-    return linear(o, w(`${op.key}o_proj.weight`), layout);
+    const out = linear(o, w(`${op.key}o_proj.weight`), layout);
+    return keepPattern ? { out, pattern: tf.transpose(probs, [1, 0, 2]) } : { out };
   });
 }

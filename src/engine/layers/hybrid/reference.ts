@@ -40,8 +40,11 @@ export function hybridReference(c: HybridLayerConfig, p: Readonly<Record<string,
         next = step.carry;
         return step.out;
       }
-      case 'attention':
-        return (internals.attn_out = attentionReference(op, w, x).out);
+      case 'attention': {
+        const a = attentionReference(op, w, x, run?.attentionPattern);
+        if (a.pattern) internals.attn_pattern = a.pattern;
+        return (internals.attn_out = a.out);
+      }
       case 'mlp':
         return mlpReference(op, w, x);
       case 'moe': {

@@ -74,7 +74,7 @@ function conv(k: string, w: TfOpWeights, has: (key: string) => boolean): TfConv 
 
 function sharedBlock(s: SharedBlockSpec, w: TfOpWeights, stream: W, embeddings: W, run: TfRun): W {
   return tf.tidy(() => {
-    const attention = attentionTf(s.attention, w, rmsNorm(tf.concat([stream, embeddings], 1), w(s.inputNorm.key), s.inputNorm.eps), run.layout);
+    const attention = attentionTf(s.attention, w, rmsNorm(tf.concat([stream, embeddings], 1), w(s.inputNorm.key), s.inputNorm.eps), run.layout).out;
     return mlpTf(s.mlp, w, rmsNorm(attention, w(s.ffNorm.key), s.ffNorm.eps), run.layout);
   });
 }
@@ -96,8 +96,11 @@ function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run:
         Object.assign(internals, step.internals, { ssm_out: step.out });
         return step.out;
       }
-      case 'attention':
-        return (internals.attn_out = attentionTf(op, w, x, run.layout));
+      case 'attention': {
+        const a = attentionTf(op, w, x, run.layout, run.attentionPattern);
+        if (a.pattern) internals.attn_pattern = a.pattern;
+        return (internals.attn_out = a.out);
+      }
       case 'mlp':
         return mlpTf(op, w, x, run.layout);
       case 'moe': {
