@@ -1,8 +1,8 @@
 /**
- * A hybrid decoder layer in float64 (the oracle): each branch adds its operations' sum, scaled, to
- * the stream: x ← x + scale · Σ op.outScale · op(op.inScale · norm(x)). Zamba2's shared block first
- * runs on concat(x, embeddings) and its output, through the layer's linear, joins x before the
- * branch's norm (not the residual). Every path's output is recorded (internals.ts).
+ * A hybrid decoder layer in float64 (the oracle): compose.ts's composition over the operations'
+ * reference forwards. Zamba2's shared block runs on concat(x, embeddings) and its output, through
+ * the layer's linear, joins x before the branch's norm (not the residual). Every path's output is
+ * recorded (internals.ts).
  */
 import type { InternalName } from '../../internals';
 import type { LayerEdit } from '../../interventions';
@@ -13,6 +13,7 @@ import { mamba1Mixer } from '../mamba1/reference';
 import { mamba2Mixer } from '../mamba2/reference';
 import { mlpReference } from '../mlp/reference';
 import { moeReference } from '../moe/reference';
+import { composeLayer } from './compose';
 import type { HybridLayerConfig, Op, SharedBlockSpec } from './config';
 import { mamba1MixerWeights, mamba2MixerWeights, type OpWeights } from './weights';
 
@@ -54,21 +55,16 @@ export function hybridReference(c: HybridLayerConfig, p: Readonly<Record<string,
       }
     }
   };
-  let stream = hidden;
-  c.branches.forEach((b, i) => {
-    let input = stream;
-    if (b.shared) {
+  const stream = composeLayer(c, hidden, {
+    add,
+    scale: scaled,
+    norm: (x, b) => rmsNorm(x, w(b.norm.key), b.norm.eps),
+    shared: (x, b) => {
       if (!run) throw new Error(`layer ${c.index}: Zamba2's shared block reads the embeddings, which the forward did not pass`);
-      input = add(stream, linear(sharedBlock(b.shared, w, stream, run.embeddings), w(b.shared.linearKey)));
-    }
-    const normed = rmsNorm(input, w(b.norm.key), b.norm.eps);
-    const outs = b.ops.map((op) => scaled(run1(op, scaled(normed, op.inScale)), op.outScale));
-    const sum = outs.reduce((a, o) => add(a, o));
-    const ffn = b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe');
-    if (ffn) internals.mlp_out = sum;
-    if (i === 0) internals.out = sum;
-    stream = add(stream, scaled(sum, b.scale));
-  });
+      return add(x, linear(sharedBlock(b.shared!, w, x, run.embeddings), w(b.shared!.linearKey)));
+    },
+    op: run1,
+  }, (name, t) => (internals[name] = t));
   internals.hidden_out = stream;
   return { next: stream, internals, carry: next };
 }

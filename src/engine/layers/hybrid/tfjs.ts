@@ -13,7 +13,9 @@ import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import { mamba1TfMixer, type Mamba1TfMixer, type TfMixerStep } from '../mamba1/tfjs';
 import { mamba2TfMixer, type Mamba2TfMixer } from '../mamba2/tfjs';
 import { mlpTf } from '../mlp/tfjs';
+import { expertSlice } from '../moe/reference';
 import { moeTf } from '../moe/tfjs';
+import { composeLayer } from './compose';
 import { layerOps, type HybridLayerConfig, type Mamba1Op, type Mamba2Op, type Op, type SharedBlockSpec } from './config';
 import type { ParamSpec } from '../kind';
 
@@ -34,13 +36,9 @@ function upload(c: HybridLayerConfig, p: Readonly<Record<string, Param<'float32'
     if (op.kind !== 'moe' || op.layout !== 'fused') continue;
     // [E, 2I, H] and [E, H, I]: each expert's [2I, H] and [H, I] as projections of their own.
     const [input, output] = [p[`${op.key}input_linear.weight`], p[`${op.key}output_linear.weight`]];
-    const slice = (t: Param<'float32'>, e: number): Param<'float32'> => {
-      const [, rows, cols] = t.shape;
-      return { shape: [rows, cols], data: t.data.subarray(e * rows * cols, (e + 1) * rows * cols) };
-    };
     for (let e = 0; e < op.experts; e++) {
-      out[`${op.key}experts.${e}.gate_up`] = up.projection(slice(input, e));
-      out[`${op.key}experts.${e}.down`] = up.projection(slice(output, e));
+      out[`${op.key}experts.${e}.gate_up`] = up.projection(expertSlice(input, e));
+      out[`${op.key}experts.${e}.down`] = up.projection(expertSlice(output, e));
     }
     taken.add(`${op.key}input_linear.weight`).add(`${op.key}output_linear.weight`);
   }
@@ -110,19 +108,16 @@ function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run:
       }
     }
   };
-  let stream = hidden;
-  c.branches.forEach((b, i) => {
-    let input = stream;
-    if (b.shared) {
+  const stream = composeLayer<W>(c, hidden, {
+    add: (a, b) => tf.add(a, b),
+    scale: scaled,
+    norm: (x, b) => rmsNorm(x, w(b.norm.key), b.norm.eps),
+    shared: (x, b) => {
       if (!run.embeddings) throw new Error(`layer ${c.index}: Zamba2's shared block reads the embeddings, which the forward did not pass`);
-      input = tf.add(stream, linear(sharedBlock(b.shared, w, stream, run.embeddings, run), w(b.shared.linearKey), run.layout));
-    }
-    const normed = rmsNorm(input, w(b.norm.key), b.norm.eps);
-    const sum = b.ops.map((op) => scaled(runOp(op, scaled(normed, op.inScale)), op.outScale)).reduce((a, o) => tf.add(a, o));
-    if (b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe')) internals.mlp_out = sum;
-    if (i === 0) internals.out = sum;
-    stream = tf.add(stream, scaled(sum, b.scale));
-  });
+      return tf.add(x, linear(sharedBlock(b.shared!, w, x, run.embeddings, run), w(b.shared!.linearKey), run.layout));
+    },
+    op: runOp,
+  }, (name, t) => (internals[name] = t));
   internals.hidden_out = stream;
   return { next: stream, internals };
 }

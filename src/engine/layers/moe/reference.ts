@@ -8,6 +8,7 @@
 import type { MoeOp } from '../hybrid/config';
 import type { OpWeights, WeightSpec } from '../hybrid/weights';
 import { linear, type F64 } from '../../reference/ops';
+import type { Tensor } from '../../tensor';
 import { swiglu } from '../mlp/reference';
 
 export function moeWeights(op: MoeOp, dModel: number): WeightSpec[] {
@@ -40,10 +41,10 @@ function softmax(v: readonly number[]): number[] {
   return e.map((x) => x / sum);
 }
 
-/** A [rows, cols] view of slice e of a [E, rows, cols] tensor. */
-function slice(t: F64, e: number): F64 {
+/** A [rows, cols] view of expert e's slice of a fused [E, rows, cols] tensor. */
+export function expertSlice<T extends Float32Array | Float64Array>(t: Tensor<T>, e: number): Tensor<T> {
   const [, rows, cols] = t.shape;
-  return { shape: [rows, cols], data: t.data.subarray(e * rows * cols, (e + 1) * rows * cols) };
+  return { shape: [rows, cols], data: t.data.subarray(e * rows * cols, (e + 1) * rows * cols) as T };
 }
 
 /** One token's routing from its router logits: the experts chosen (most weight first) and their weights. Both engines route here. */
@@ -68,7 +69,7 @@ export function moeReference(op: MoeOp, w: OpWeights, x: F64): MoeStep {
     const xt: F64 = { shape: [1, H], data: x.data.subarray(t * H, (t + 1) * H) };
     chosen.forEach((e, j) => {
       const y = op.layout === 'fused'
-        ? swiglu(xt, { fused: slice(w(`${op.key}input_linear.weight`), e) }, slice(w(`${op.key}output_linear.weight`), e))
+        ? swiglu(xt, { fused: expertSlice(w(`${op.key}input_linear.weight`), e) }, expertSlice(w(`${op.key}output_linear.weight`), e))
         : swiglu(xt, { gate: w(`${op.key}experts.${e}.gate_proj.weight`), up: w(`${op.key}experts.${e}.up_proj.weight`) }, w(`${op.key}experts.${e}.down_proj.weight`));
       for (let i = 0; i < H; i++) out[t * H + i] += share[j] * y.data[i];
       experts[t * k + j] = e;
