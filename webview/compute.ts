@@ -25,11 +25,12 @@ import { isSoftwareAdapter, selectBackend, type SelectedBackend } from './backen
 import { NEXT_TOKEN_K, type ModelContext } from './inspection';
 
 /**
- * The internals the views use (the state view rescans from delta, u and B). y is not among them:
+ * The internals the views use (the state view rescans from delta, u and B; a hybrid's paths and
+ * attention patterns, which pure Mamba layers do not record, feed the paths and attention views). y is not among them:
  * no view draws it, and at mamba-130m × 2048 tokens it would cost 302 MB; `mamba-scope inspect`
  * writes it to a dump.
  */
-const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'h', 'attn_pattern'];
+const PANEL_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C', 'h', 'attn_pattern', 'ssm_out', 'attn_out', 'mlp_out', 'moe_experts', 'moe_weights'];
 
 /** A hybrid's attention layers keep their pattern for the attention view up to the length it draws. */
 function keepsPatterns(tokens: number): boolean {

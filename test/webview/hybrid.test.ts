@@ -2,8 +2,8 @@
  * A hybrid model in the panel (Jamba: Mamba-1 layers with an MLP or MoE, an attention layer):
  * tfjs runs it on wasm; the layer selector and the layer table name each layer's kind; the Mamba
  * layers' views draw; the attention layer says it has no selective scan instead of failing, and
- * its attention tab shows its own attention (the reference's, averaged over heads); the next-token
- * view covers the model.
+ * its attention tab shows its own attention (the reference's, averaged over heads); the paths tab
+ * shows each path's output norm and the MoE routing; the next-token view covers the model.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -61,6 +61,17 @@ describe('a hybrid model (Jamba) in the panel', function () {
     });
     const shown = (await panel.request('describe', null)).views.attention;
     assert.ok(shown.drawn && Math.abs(shown.max! - Math.max(...mean)) < 1e-5 && Math.abs(shown.min! - Math.min(...mean)) < 1e-6, `shown ${shown.min}…${shown.max}, expected ${Math.min(...mean)}…${Math.max(...mean)}`);
+    // Layer 1 (Mamba-1 + MoE): each path's output norm per token, and the experts each token went to.
+    await panel.notify('selectToken', { runId: 'jamba-run', token: 5, layer: 1 });
+    await panel.page.locator('vscode-tab-header[data-view="paths"]').click();
+    await panel.waitForView('paths');
+    assert.match(await panel.page.locator('.view-paths .view-title').first().textContent() ?? '', /^Paths · layer 1 \(Mamba-1 \+ MoE\)/);
+    assert.match(await panel.page.locator('.view-paths .view-title').nth(1).textContent() ?? '', /^Experts each token was routed to · weight \(top 2 of 4\)$/);
+    const r1 = referenceForward(await loadModelFolder(new NodeFolderStore(JAMBA), 'float64'), ids, { layers: [1] }).layers[0].tensors;
+    const rowNorms = (t: { shape: readonly number[]; data: Float64Array }) => Array.from({ length: t.shape[0] }, (_, i) => Math.hypot(...t.data.subarray(i * t.shape[1], (i + 1) * t.shape[1])));
+    const norms = [...rowNorms(r1.ssm_out!), ...rowNorms(r1.mlp_out!)];
+    const paths = (await panel.request('describe', null)).views.paths;
+    assert.ok(paths.drawn && Math.abs(paths.max! - Math.max(...norms)) <= 1e-5 * Math.max(...norms) && Math.abs(paths.min! - Math.min(...norms)) <= 1e-5 * Math.max(...norms), `shown ${paths.min}…${paths.max}, expected ${Math.min(...norms)}…${Math.max(...norms)}`);
     await panel.page.locator('vscode-tab-header[data-view="layers"]').click();
     await panel.waitForView('layers');
     const row = await panel.page.locator('.layer-table tr[data-layer="2"]').textContent();

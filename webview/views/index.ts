@@ -9,9 +9,10 @@ import { layersView } from './layers';
 import { metricHeatmapView } from './metricHeatmap';
 import { nextTokenView } from './nextToken';
 import { numericsView } from './numerics';
+import { pathsView } from './paths';
 import { stateView } from './state';
 import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, numericsView, tensorsView, stateView, layersView, annotationsView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, stateView, layersView, annotationsView, nextTokenView];
