@@ -114,6 +114,7 @@ export class App {
     root.append(header, toolbar, areas.get('strip')!, grid);
 
     this.store.subscribe((state, changed) => {
+      if (changed.has('layer')) this.showAttentionOfAttentionLayer();
       for (const f of this.frames) f.refresh(this.data, state, changed);
     });
     bindKeyboard(this.store, {
@@ -139,6 +140,7 @@ export class App {
     this.titleEl.textContent = `Mamba Scope — ${parts.join(' · ')}`;
     // Dumps without layer internals open on the tensor browser.
     if (data.inspection.kind === 'dump' && !data.inspection.layers.some((l) => l.tensors.delta)) this.selectTab('tensors');
+    this.showAttentionOfAttentionLayer();
     for (const f of this.frames) f.refresh(data, this.store.get(), null);
   }
 
@@ -234,6 +236,18 @@ export class App {
     sync(0);
     this.tabs.set(area, tabs);
     container.append(tabs);
+  }
+
+  /**
+   * On a hybrid's attention layer the Δ heatmap and the gates have nothing to draw: when one of
+   * them is the main tab, the attention tab (the layer's own pattern) takes its place.
+   */
+  private showAttentionOfAttentionLayer(): void {
+    const rec = this.data?.record(this.store.get().layer);
+    if (!rec?.tensors.attn_pattern || rec.tensors.delta) return;
+    const main = this.frames.filter((f) => f.spec.area === 'main');
+    const shown = main[this.tabs.get('main')?.selectedIndex ?? 0]?.spec.id;
+    if (shown === 'heatmap' || shown === 'gates') this.selectTab('attention');
   }
 
   /** Shows the tab of a view (a dump without internals opens on the tensor browser). */

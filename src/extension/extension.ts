@@ -24,8 +24,8 @@ export interface MambaScopeApi {
   describePanel(): Promise<PanelDescription>;
   /** Tokens decorated in the editor by level, after the last render. */
   decorationStats(): { decorated: number; levels: number[] };
-  /** As if the editor's cursor moved onto `token` of the current inspection. */
-  selectToken(token: number): void;
+  /** As if the editor's cursor moved onto `token` of the current inspection (and, given `layer`, as if that layer were picked). */
+  selectToken(token: number, layer?: number): void;
   lastSelection(): Selection | undefined;
   exportView(kind: ExportKind, target: vscode.Uri): Promise<string | null>;
   /** What the tensor viewer of `uri` shows (it must be open). */
@@ -195,9 +195,9 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       return panel ? panel.describe() : Promise.reject(new Error('no Mamba Scope panel is open'));
     },
     decorationStats: () => decorations.lastRender,
-    selectToken: (token) => {
+    selectToken: (token, layer) => {
       const panel = InspectorPanel.current;
-      if (panel?.lastRun) panel.rpc.notify('selectToken', { runId: panel.lastRun.params.runId, token });
+      if (panel?.lastRun) panel.rpc.notify('selectToken', { runId: panel.lastRun.params.runId, token, ...(layer === undefined ? {} : { layer }) });
     },
     lastSelection: () => lastSelection,
     exportView: (kind, target) => exportView(kind, target),

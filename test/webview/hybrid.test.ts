@@ -42,11 +42,8 @@ describe('a hybrid model (Jamba) in the panel', function () {
     assert.deepEqual(options.filter((o) => /^\d · /.test(o)), ['0 · Mamba-1 + MLP', '1 · Mamba-1 + MoE', '2 · attention + MLP', '3 · Mamba-1 + MoE']);
     assert.ok((await panel.request('describe', null)).views.heatmap.drawn, 'layer 0 heatmap');
 
+    // Selecting the attention layer turns the main tab to the attention view, which draws the layer's own attention.
     await panel.notify('selectToken', { runId: 'jamba-run', token: 5, layer: 2 });
-    await panel.page.waitForFunction(() => /has no selective scan/.test(document.querySelector('.view-heatmap')?.textContent ?? ''));
-    assert.match(await panel.page.locator('.view-heatmap').textContent() ?? '', /layer 2 \(attention \+ MLP\) has no selective scan: Δ, the gates and the state exist in its Mamba layers/);
-    // Its attention tab shows the layer's own attention, the mean over its heads: the float64 reference's, within fp32.
-    await panel.page.locator('vscode-tab-header[data-view="attention"]').click();
     await panel.waitForView('attention');
     assert.match(await panel.page.locator('.view-attention .view-title').textContent() ?? '', /^Attention · layer 2 · mean over heads · token \(row\) × attended token$/);
     const ids = tokenizer.encode(TEXT).ids;
@@ -72,6 +69,11 @@ describe('a hybrid model (Jamba) in the panel', function () {
     const norms = [...rowNorms(r1.ssm_out!), ...rowNorms(r1.mlp_out!)];
     const paths = (await panel.request('describe', null)).views.paths;
     assert.ok(paths.drawn && Math.abs(paths.max! - Math.max(...norms)) <= 1e-5 * Math.max(...norms) && Math.abs(paths.min! - Math.min(...norms)) <= 1e-5 * Math.max(...norms), `shown ${paths.min}…${paths.max}, expected ${Math.min(...norms)}…${Math.max(...norms)}`);
+    // Back on the Δ heatmap, the attention layer says it has no scan.
+    await panel.notify('selectToken', { runId: 'jamba-run', token: 5, layer: 2 });
+    await panel.page.locator('vscode-tab-header[data-view="heatmap"]').click();
+    await panel.page.waitForFunction(() => /has no selective scan/.test(document.querySelector('.view-heatmap')?.textContent ?? ''));
+    assert.match(await panel.page.locator('.view-heatmap').textContent() ?? '', /layer 2 \(attention \+ MLP\) has no selective scan: Δ, the gates and the state exist in its Mamba layers/);
     await panel.page.locator('vscode-tab-header[data-view="layers"]').click();
     await panel.waitForView('layers');
     const row = await panel.page.locator('.layer-table tr[data-layer="2"]').textContent();

@@ -259,6 +259,34 @@ describe('Inspect: failures and cancellation', function () {
   });
 });
 
+describe('a hybrid model (Jamba) in real VS Code', function () {
+  it('runs on the panel\'s tfjs backend: a Mamba layer draws its Δ heatmap, the attention layer its own attention', async () => {
+    const a = await api();
+    const ref = await vscode.commands.executeCommand<{ label: string } | undefined>('mambaScope.openModel', wsFile('jamba'));
+    assert.equal(ref?.label, 'jamba');
+    try {
+      const r = await a.inspect(wsFile('demo0.py'));
+      assert.deepEqual([...r.summary.layers], [0, 1, 2, 3]);
+      a.selectToken(3, 0);
+      const mamba = await waitFor('the Δ heatmap of Mamba layer 0', async () => {
+        const d = await a.describePanel();
+        return d.selection?.layer === 0 && d.views.heatmap?.drawn ? d : undefined;
+      });
+      assert.ok(mamba.views.heatmap.distinctColors > 8);
+      // Layer 2 is attention: the main tab turns to the attention view, which draws the layer's own pattern (row sums 1, so max ≤ 1).
+      a.selectToken(3, 2);
+      const attention = await waitFor('the attention of layer 2', async () => {
+        const d = await a.describePanel();
+        return d.selection?.layer === 2 && d.views.attention?.drawn ? d : undefined;
+      });
+      assert.ok(attention.views.attention.max <= 1 + 1e-6 && attention.views.attention.max > 0.1, `attention max ${attention.views.attention.max}`);
+    } finally {
+      const bundled = vscode.Uri.joinPath(vscode.extensions.getExtension(EXTENSION_ID)!.extensionUri, 'assets', 'mamba1-demo');
+      await vscode.commands.executeCommand('mambaScope.openModel', bundled);
+    }
+  });
+});
+
 describe('Open Model', function () {
   it('switches to another model folder: weights go to the panel again and the run has its layers', async () => {
     const a = await api();
