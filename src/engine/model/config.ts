@@ -6,6 +6,7 @@
  */
 import { InputError } from '../errors';
 import { decodeUtf8, type FileStore } from '../io';
+import { ConfigFields, timeStepLimit } from './configFields';
 import { mambaOp, type HybridLayerConfig } from '../layers/hybrid/config';
 import { HYBRID_FAMILIES } from './families';
 
@@ -147,47 +148,6 @@ export function parseConfigJson(text: string, source: string): Record<string, un
   return parsed as Record<string, unknown>;
 }
 
-/** Reads typed fields with one clear error per missing or wrong value. */
-export class ConfigFields {
-  constructor(private readonly obj: Record<string, unknown>, private readonly source: string) {}
-
-  has(key: string): boolean {
-    return this.obj[key] !== undefined && this.obj[key] !== null;
-  }
-
-  int(key: string, fallback?: number, min = 1): number {
-    const v = this.obj[key] ?? fallback;
-    if (v === undefined) throw new InputError(this.source, `is missing "${key}"`);
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-      throw new InputError(this.source, `"${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-    }
-    if (v > 1 << 24) throw new InputError(this.source, `"${key}" = ${v} is implausibly large for a Mamba model`);
-    return v;
-  }
-
-  num(key: string, fallback: number): number {
-    const v = this.obj[key] ?? fallback;
-    if (typeof v !== 'number' || Number.isNaN(v)) throw new InputError(this.source, `"${key}" must be a number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  bool(key: string, fallback: boolean): boolean {
-    const v = this.obj[key] ?? fallback;
-    if (typeof v !== 'boolean') throw new InputError(this.source, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  sub(key: string): ConfigFields {
-    const v = this.obj[key] ?? {};
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InputError(this.source, `"${key}" must be an object`);
-    return new ConfigFields(v as Record<string, unknown>, `${this.source} ${key}`);
-  }
-
-  raw(key: string): unknown {
-    return this.obj[key];
-  }
-}
-
 export function parseModelConfig(text: string, source: string): ModelConfig {
   const obj = parseConfigJson(text, source);
   const f = new ConfigFields(obj, source);
@@ -205,7 +165,6 @@ export function parseModelConfig(text: string, source: string): ModelConfig {
 function mamba1FromTransformers(f: ConfigFields): Mamba1Config {
   const dModel = f.int('hidden_size');
   const dInner = f.int('intermediate_size', f.int('expand', 2) * dModel);
-  const dtRankRaw = f.raw('time_step_rank');
   return {
     arch: 'mamba1',
     dModel,
@@ -213,21 +172,13 @@ function mamba1FromTransformers(f: ConfigFields): Mamba1Config {
     dInner,
     dState: f.int('state_size', 16),
     dConv: f.int('conv_kernel', 4),
-    dtRank: dtRankRaw === 'auto' || dtRankRaw === undefined ? Math.ceil(dModel / 16) : f.int('time_step_rank'),
+    dtRank: f.intOrAuto('time_step_rank', Math.ceil(dModel / 16)),
     vocabSize: f.int('vocab_size'),
     eps: f.num('layer_norm_epsilon', 1e-5),
     convBias: f.bool('use_conv_bias', true),
     projBias: f.bool('use_bias', false),
     tieEmbeddings: f.bool('tie_word_embeddings', true),
   };
-}
-
-function timeStepLimit(v: unknown, source: string): readonly [number, number] {
-  if (v === undefined || v === null) return [0, Infinity];
-  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number') || !(v[0] <= v[1])) {
-    throw new InputError(source, `"time_step_limit" must be [min, max], got ${JSON.stringify(v)}`);
-  }
-  return [v[0], v[1]];
 }
 
 function mamba2FromTransformers(f: ConfigFields, source: string): Mamba2Config {
@@ -299,13 +250,12 @@ function fromStateSpaces(f: ConfigFields, source: string): ModelConfig {
     tieEmbeddings: f.bool('tie_embeddings', true),
   };
   if (layer === 'Mamba1') {
-    const rank = ssm.raw('dt_rank');
     return {
       arch: 'mamba1',
       ...common,
       dInner: expand * dModel,
       dState: ssm.int('d_state', 16),
-      dtRank: rank === undefined || rank === 'auto' ? Math.ceil(dModel / 16) : ssm.int('dt_rank'),
+      dtRank: ssm.intOrAuto('dt_rank', Math.ceil(dModel / 16)),
     };
   }
   if (layer === 'Mamba2') {

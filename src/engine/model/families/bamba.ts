@@ -7,8 +7,9 @@
  * embeddings, each branch and the logits. transformers' modeling_bamba.py, modeling_granitemoehybrid.py.
  */
 import type { Branch, MlpOp, MoeOp, Op } from '../../layers/hybrid/config';
-import type { ConfigFields, HybridConfig } from '../config';
-import { attentionOp, dtLimit, layerTypes, mamba2Op, mlpOp, norm, ropeTheta } from './common';
+import type { HybridConfig } from '../config';
+import { timeStepLimit, type ConfigFields } from '../configFields';
+import { attentionOp, layerTypes, mamba2Op, mlpOp, norm, ropeTheta } from './common';
 
 function mixer(f: ConfigFields, at: string, attention: boolean, eps: number, rope: { dims: number; theta: number } | undefined, scale: number | undefined, source: string): Op {
   const H = f.int('hidden_size');
@@ -16,10 +17,10 @@ function mixer(f: ConfigFields, at: string, attention: boolean, eps: number, rop
   if (attention) return attentionOp(`${at}self_attn.`, { inDim: H, heads, kvHeads: f.int('num_key_value_heads', heads), headDim: H / heads, rope, scale }, source);
   const dInner = f.int('mamba_expand', 2) * H;
   const mHeads = f.int('mamba_n_heads', 128);
-  const headDim = f.raw('mamba_d_head') === 'auto' || f.raw('mamba_d_head') === undefined ? dInner / mHeads : f.int('mamba_d_head');
+  const headDim = f.intOrAuto('mamba_d_head', dInner / mHeads);
   return mamba2Op(`${at}mamba.`, {
     heads: mHeads, headDim, dState: f.int('mamba_d_state', 256), groups: f.int('mamba_n_groups', 1), dConv: f.int('mamba_d_conv', 4),
-    convBias: f.bool('mamba_conv_bias', true), projBias: f.bool('mamba_proj_bias', false), dtLimit: dtLimit(f.raw('time_step_limit'), source),
+    convBias: f.bool('mamba_conv_bias', true), projBias: f.bool('mamba_proj_bias', false), dtLimit: timeStepLimit(f.raw('time_step_limit'), source),
     // transformers' gated norm: the gate first, then one RMS over all of d_inner, with the model's rms_norm_eps.
     gatedNorm: { eps, groupSize: mHeads * headDim, beforeGate: false },
   }, source);

@@ -4,7 +4,7 @@
  */
 import { InputError } from '../../errors';
 import type { AttentionOp, Mamba2Op, MlpOp, NormSpec } from '../../layers/hybrid/config';
-import type { ConfigFields } from '../config';
+import type { ConfigFields } from '../configFields';
 
 /** transformers' layer types, its legacy names mapped as remap_legacy_layer_types does ("mamba" → "linear_attention"). */
 export type LayerType = 'linear_attention' | 'full_attention' | 'mlp' | 'moe' | 'hybrid';
@@ -23,15 +23,6 @@ export function layerTypes(raw: unknown, field: string, allowed: readonly LayerT
 }
 
 export const norm = (key: string, eps: number): NormSpec => ({ key, eps });
-
-/** The [min, max] Δ is clamped to; transformers writes infinity as {"__float__": "Infinity"} (decoded by parseConfigJson). */
-export function dtLimit(v: unknown, source: string): readonly [number, number] {
-  if (v === undefined || v === null) return [0, Infinity];
-  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number') || !(v[0] <= v[1])) {
-    throw new InputError(source, `"time_step_limit" must be [min, max], got ${JSON.stringify(v)}`);
-  }
-  return [v[0], v[1]];
-}
 
 export interface Mamba2Fields {
   readonly heads: number;

@@ -7,8 +7,9 @@
  */
 import { InputError } from '../../errors';
 import type { Branch } from '../../layers/hybrid/config';
-import type { ConfigFields, HybridConfig } from '../config';
-import { attentionOp, dtLimit, mamba2Op, mlpOp, norm, ropeTheta } from './common';
+import type { HybridConfig } from '../config';
+import { timeStepLimit, type ConfigFields } from '../configFields';
+import { attentionOp, mamba2Op, mlpOp, norm, ropeTheta } from './common';
 
 function numbers(f: ConfigFields, key: string, count: number, source: string): number[] {
   const v = f.raw(key) ?? Array.from({ length: count }, () => 1);
@@ -23,7 +24,7 @@ export function falconH1Config(f: ConfigFields, source: string): HybridConfig {
   const headDim = f.int('head_dim', H / heads);
   const dInner = f.has('mamba_d_ssm') ? f.int('mamba_d_ssm') : f.int('mamba_expand', 2) * H;
   const mHeads = f.int('mamba_n_heads', 128);
-  const mHeadDim = f.raw('mamba_d_head') === 'auto' || f.raw('mamba_d_head') === undefined ? dInner / mHeads : f.int('mamba_d_head');
+  const mHeadDim = f.intOrAuto('mamba_d_head', dInner / mHeads);
   const groups = f.int('mamba_n_groups', 1);
   const [z, x, B, C, dt] = numbers(f, 'ssm_multipliers', 5, source);
   const [gateScale, downScale] = numbers(f, 'mlp_multipliers', 2, source);
@@ -33,7 +34,7 @@ export function falconH1Config(f: ConfigFields, source: string): HybridConfig {
     const mamba = mamba2Op(`${at}mamba.`, {
       heads: mHeads, headDim: mHeadDim, dState: f.int('mamba_d_state', 256), groups, dConv: f.int('mamba_d_conv', 4),
       convBias: f.bool('mamba_conv_bias', true), projBias: f.bool('mamba_proj_bias', false), outProjBias: f.bool('projectors_bias', false),
-      dtLimit: dtLimit(f.raw('time_step_limit'), source),
+      dtLimit: timeStepLimit(f.raw('time_step_limit'), source),
       gatedNorm: f.bool('mamba_rms_norm', false) ? { eps, groupSize: dInner / groups, beforeGate: f.bool('mamba_norm_before_gate', true) } : undefined,
       segmentScales: [z, x, B, C, dt], inScale: f.num('ssm_in_multiplier', 1), outScale: f.num('ssm_out_multiplier', 1),
     }, source);

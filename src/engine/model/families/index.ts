@@ -1,5 +1,6 @@
 /** The hybrid families, by transformers' model_type: each reads its config.json into a HybridConfig. */
-import type { ConfigFields, HybridConfig } from '../config';
+import type { HybridConfig } from '../config';
+import type { ConfigFields } from '../configFields';
 import { bambaConfig, graniteHybridConfig } from './bamba';
 import { falconH1Config } from './falconH1';
 import { jambaConfig } from './jamba';

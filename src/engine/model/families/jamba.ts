@@ -5,7 +5,8 @@
  * them, the top k kept and not renormalised). transformers' modeling_jamba.py.
  */
 import type { Branch } from '../../layers/hybrid/config';
-import type { ConfigFields, HybridConfig } from '../config';
+import type { HybridConfig } from '../config';
+import type { ConfigFields } from '../configFields';
 import { attentionOp, mlpOp, norm } from './common';
 
 export function jambaConfig(f: ConfigFields, source: string): HybridConfig {
@@ -14,7 +15,6 @@ export function jambaConfig(f: ConfigFields, source: string): HybridConfig {
   const eps = f.num('rms_norm_eps', 1e-6);
   const heads = f.int('num_attention_heads');
   const experts = f.int('num_experts', f.int('num_local_experts', 16));
-  const dtRank = f.raw('mamba_dt_rank');
   const intermediate = f.int('intermediate_size');
   const layers = Array.from({ length: nLayer }, (_, i) => {
     const at = `model.layers.${i}.`;
@@ -25,7 +25,7 @@ export function jambaConfig(f: ConfigFields, source: string): HybridConfig {
       : {
           kind: 'mamba1' as const, key: `${at}mamba.`, inScale: 1, outScale: 1,
           dInner: f.int('mamba_expand', 2) * H, dState: f.int('mamba_d_state', 16), dConv: f.int('mamba_d_conv', 4),
-          dtRank: dtRank === undefined || dtRank === 'auto' ? Math.ceil(H / 16) : f.int('mamba_dt_rank'),
+          dtRank: f.intOrAuto('mamba_dt_rank', Math.ceil(H / 16)),
           convBias: f.bool('mamba_conv_bias', true), projBias: f.bool('mamba_proj_bias', false), dtBcNormEps: eps,
         };
     const ffn = moe

@@ -7,7 +7,8 @@
  */
 import { InputError } from '../../errors';
 import type { Op } from '../../layers/hybrid/config';
-import type { ConfigFields, HybridConfig } from '../config';
+import type { HybridConfig } from '../config';
+import type { ConfigFields } from '../configFields';
 import { attentionOp, layerTypes, mamba2Op, mlpOp, norm, type LayerType } from './common';
 
 const PATTERN: Readonly<Record<string, LayerType>> = { M: 'linear_attention', '-': 'mlp', '*': 'full_attention', E: 'moe' };

@@ -6,7 +6,8 @@
  * Zamba2Config recomputes its derived sizes from hidden_size, as here. transformers' modeling_zamba2.py.
  */
 import type { Branch, SharedBlockSpec } from '../../layers/hybrid/config';
-import type { ConfigFields, HybridConfig } from '../config';
+import type { HybridConfig } from '../config';
+import type { ConfigFields } from '../configFields';
 import { activation, attentionOp, layerTypes, mamba2Op, mlpOp, norm, ropeTheta } from './common';
 
 export function zamba2Config(f: ConfigFields, source: string): HybridConfig {
