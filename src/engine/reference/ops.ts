@@ -74,6 +74,11 @@ export function map(x: F64, f: (v: number) => number): F64 {
   return { shape: x.shape, data: x.data.map(f) };
 }
 
+/** x · s (x itself when s is 1): the hybrid families' µP multipliers. */
+export function scaled(x: F64, s: number): F64 {
+  return s === 1 ? x : map(x, (v) => v * s);
+}
+
 /** Columns [start, start + width) of a [L, C] tensor. */
 export function columns(x: F64, start: number, width: number): F64 {
   const [L, C] = x.shape;

@@ -15,7 +15,7 @@ import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
-import { layoutFor, rmsNorm, TfUploader, type W, type WeightLayout } from './ops';
+import { layoutFor, rmsNorm, scaled, TfUploader, type W, type WeightLayout } from './ops';
 import { scanKernelsFor } from './scan';
 
 /** One layer's weights on the backend, bound to its kind's tfjs forward. */
@@ -130,7 +130,7 @@ function headLogits(rows: W, lmHead: W, layout: WeightLayout, scale = 1): W {
     const logits = layout === 'in-out'
       ? tf.matMul(rows as tf.Tensor2D, lmHead as tf.Tensor2D, false, true)
       : tf.transpose(tf.matMul(lmHead as tf.Tensor2D, tf.transpose(rows) as tf.Tensor2D));
-    return scale === 1 ? logits : tf.mul(logits, scale);
+    return scaled(logits, scale);
   });
 }
 
@@ -148,7 +148,7 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
   const gathered = tf.gather(embedding, idTensor);
   idTensor.dispose();
   // A hybrid family's embedding multiplier (Granite's, Falcon-H1's) scales the stream entering layer 0.
-  const input = c.arch === 'hybrid' && c.embeddingScale !== 1 ? tf.tidy(() => tf.mul(gathered, c.embeddingScale)) : gathered;
+  const input = scaled(gathered, c.arch === 'hybrid' ? c.embeddingScale : 1);
   if (input !== gathered) gathered.dispose();
   const logitsScale = c.arch === 'hybrid' ? c.logitsScale : 1;
   const { hidden, layers } = await walk(model, input, options);

@@ -88,6 +88,11 @@ export function rmsNorm(x: W, weight: W | undefined, eps: number, groups = 1): W
   });
 }
 
+/** x · s (x itself when s is 1): the hybrid families' µP multipliers. */
+export function scaled(x: W, s: number): W {
+  return s === 1 ? x : tf.mul(x, s);
+}
+
 export function silu(x: W): W {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 }

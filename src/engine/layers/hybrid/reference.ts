@@ -6,7 +6,7 @@
  */
 import type { InternalName } from '../../internals';
 import type { LayerEdit } from '../../interventions';
-import { add, concatColumns, linear, map, rmsNorm, type F64 } from '../../reference/ops';
+import { add, concatColumns, linear, rmsNorm, scaled, type F64 } from '../../reference/ops';
 import { attentionReference } from '../attention/reference';
 import type { LayerCarry, ReferenceRun, ReferenceStep } from '../kind';
 import { mamba1Mixer } from '../mamba1/reference';
@@ -16,8 +16,6 @@ import { moeReference } from '../moe/reference';
 import { composeLayer } from './compose';
 import type { HybridLayerConfig, Op, SharedBlockSpec } from './config';
 import { mamba1MixerWeights, mamba2MixerWeights, type OpWeights } from './weights';
-
-const scaled = (x: F64, s: number): F64 => (s === 1 ? x : map(x, (v) => v * s));
 
 function sharedBlock(s: SharedBlockSpec, w: OpWeights, stream: F64, embeddings: F64): F64 {
   const attention = attentionReference(s.attention, w, rmsNorm(concatColumns(stream, embeddings), w(s.inputNorm.key), s.inputNorm.eps)).out;

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../../internals';
 import type { Param } from '../../model/params';
-import { linear, rmsNorm, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
+import { linear, rmsNorm, scaled, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import { attentionTf, type TfOpWeights } from '../attention/tfjs';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import { mamba1TfMixer, type Mamba1TfMixer, type TfMixerStep } from '../mamba1/tfjs';
@@ -85,7 +85,6 @@ function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run:
     return t;
   };
   const internals: Partial<Record<InternalName, W>> = { hidden_in: hidden };
-  const scaled = (x: W, s: number) => (s === 1 ? x : tf.mul(x, s));
   const runOp = (op: Op, x: W): W => {
     switch (op.kind) {
       case 'mamba1':

@@ -6,7 +6,7 @@
  */
 import type { Activation, MlpOp } from '../hybrid/config';
 import type { OpWeights, WeightSpec } from '../hybrid/weights';
-import { add, columns, gelu, linear, map, silu, type F64 } from '../../reference/ops';
+import { add, columns, gelu, linear, map, scaled, silu, type F64 } from '../../reference/ops';
 
 const ACTIVATIONS: Readonly<Record<Activation, (v: number) => number>> = {
   silu,
@@ -32,10 +32,6 @@ export function mlpWeights(op: MlpOp, dModel: number): WeightSpec[] {
   return [{ key: `${op.key}${input}.weight`, shape: [2 * I, dModel] }, { key: `${op.key}${output}.weight`, shape: [dModel, I] }, ...adapter];
 }
 
-function times(x: F64, s: number): F64 {
-  return s === 1 ? x : map(x, (v) => v * s);
-}
-
 /** act(gate) ⊙ up. */
 function glu(gate: F64, up: F64, act: (v: number) => number): F64 {
   return { shape: up.shape, data: up.data.map((u, i) => act(gate.data[i]) * u) };
@@ -45,9 +41,9 @@ export function mlpReference(op: MlpOp, w: OpWeights, x: F64): F64 {
   const act = ACTIVATIONS[op.act];
   if (op.layout === 'ungated') return linear(map(linear(x, w(`${op.key}up_proj.weight`)), act), w(`${op.key}down_proj.weight`));
   if (op.layout === 'separate') {
-    const gate = times(linear(x, w(`${op.key}gate_proj.weight`)), op.gateScale);
+    const gate = scaled(linear(x, w(`${op.key}gate_proj.weight`)), op.gateScale);
     const hidden = glu(gate, linear(x, w(`${op.key}up_proj.weight`)), act);
-    return times(linear(hidden, w(`${op.key}down_proj.weight`)), op.downScale);
+    return scaled(linear(hidden, w(`${op.key}down_proj.weight`)), op.downScale);
   }
   const [input, output] = op.fusedNames ?? ['input_linear', 'output_linear'];
   let gu = linear(x, w(`${op.key}${input}.weight`));

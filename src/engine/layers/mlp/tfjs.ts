@@ -1,7 +1,7 @@
 /** The families' MLPs on TensorFlow.js: the same computation as reference.ts, which they are tested against. */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Activation, MlpOp } from '../hybrid/config';
-import { cols, linear, silu, type W, type WeightLayout } from '../../tfjs/ops';
+import { cols, linear, scaled, silu, type W, type WeightLayout } from '../../tfjs/ops';
 import type { TfOpWeights } from '../attention/tfjs';
 
 const ACTIVATIONS: Readonly<Record<Activation, (x: W) => W>> = {
@@ -21,7 +21,7 @@ export function gluTf(x: W, gateUp: W | [W, W], down: W, layout: WeightLayout, a
       const I = gu.shape[1]! / 2;
       [gate, up] = [cols(gu, 0, I), cols(gu, I, I)];
     }
-    return linear(tf.mul(ACTIVATIONS[act](gateScale === 1 ? gate : tf.mul(gate, gateScale)), up), down, layout);
+    return linear(tf.mul(ACTIVATIONS[act](scaled(gate, gateScale)), up), down, layout);
   });
 }
 
@@ -30,7 +30,7 @@ export function mlpTf(op: MlpOp, w: TfOpWeights, x: W, layout: WeightLayout): W 
     if (op.layout === 'ungated') return linear(ACTIVATIONS[op.act](linear(x, w(`${op.key}up_proj.weight`), layout)), w(`${op.key}down_proj.weight`), layout);
     if (op.layout === 'separate') {
       const y = gluTf(x, [w(`${op.key}gate_proj.weight`), w(`${op.key}up_proj.weight`)], w(`${op.key}down_proj.weight`), layout, op.act, op.gateScale);
-      return op.downScale === 1 ? y : tf.mul(y, op.downScale);
+      return scaled(y, op.downScale);
     }
     const [input, output] = op.fusedNames ?? ['input_linear', 'output_linear'];
     if (!op.adapter) return gluTf(x, w(`${op.key}${input}.weight`), w(`${op.key}${output}.weight`), layout, op.act);
