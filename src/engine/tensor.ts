@@ -86,3 +86,15 @@ export function mean(data: ArrayLike<number>): number {
   for (let i = 0; i < data.length; i++) s += data[i];
   return data.length ? s / data.length : NaN;
 }
+
+/** The Euclidean norm of each row of a [rows, cols] tensor (a hybrid path's output per token). */
+export function rowNorms(t: Tensor<Float32Array | Float64Array>): Float64Array {
+  const [rows, cols] = t.shape;
+  const out = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let ss = 0;
+    for (let j = 0; j < cols; j++) ss += t.data[i * cols + j] ** 2;
+    out[i] = Math.sqrt(ss);
+  }
+  return out;
+}

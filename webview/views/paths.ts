@@ -4,7 +4,7 @@
  * mixture-of-experts layer, which experts each token was routed to, with their weights. Tokens
  * run along x as in the other heatmaps; a click selects the token everywhere.
  */
-import type { Tensor } from '../../src/engine/tensor';
+import { rowNorms, type Tensor } from '../../src/engine/tensor';
 import { Unavailable } from '../analysis/layerAnalysis';
 import type { LayerRecord } from '../inspection';
 import { Heatmap } from '../render/heatmap';
@@ -20,15 +20,7 @@ function pathNorms(rec: LayerRecord): { data: Float32Array; rows: string[]; L: n
   if (!present.length) return null;
   const L = rec.tensors[present[0][0]]!.shape[0];
   const data = new Float32Array(present.length * L);
-  present.forEach(([k], p) => {
-    const t = rec.tensors[k]!;
-    const H = t.shape[1];
-    for (let i = 0; i < L; i++) {
-      let ss = 0;
-      for (let j = 0; j < H; j++) ss += t.data[i * H + j] ** 2;
-      data[p * L + i] = Math.sqrt(ss);
-    }
-  });
+  present.forEach(([k], p) => data.set(rowNorms(rec.tensors[k]!), p * L));
   return { data, rows: present.map(([, name]) => name), L };
 }
 

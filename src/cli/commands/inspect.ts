@@ -20,7 +20,7 @@ import { NodeFileSource } from '../../node/files';
 import { referenceForward, referenceForwardIntervened, referenceForwardStreamed } from '../../engine/reference/forward';
 import { negExp } from '../../engine/reference/scan';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
-import { mean, type Tensor } from '../../engine/tensor';
+import { mean, rowNorms, type Tensor } from '../../engine/tensor';
 import { WebGpuModel } from '../../engine/webgpu/model';
 import { storedFormat, WEIGHT_FORMATS, type WeightFormat } from '../../engine/webgpu/weightFormat';
 import { useNodeBackend } from '../../node/tfjsBackends';
@@ -300,20 +300,8 @@ function layerLine(label: string, t: ForwardResult['layers'][number]['tensors'])
   const parts = [label.padEnd(20)];
   if (t.delta) parts.push(`mean Δ ${mean(t.delta.data).toPrecision(4)}`);
   const paths = ([['ssm', t.ssm_out], ['attention', t.attn_out], ['mlp', t.mlp_out]] as const).filter(([, x]) => x);
-  if (paths.length) parts.push(`‖out‖ ${paths.map(([name, x]) => `${name} ${meanRowNorm(x!).toPrecision(3)}`).join(', ')}`);
+  if (paths.length) parts.push(`‖out‖ ${paths.map(([name, x]) => `${name} ${mean(rowNorms(x!)).toPrecision(3)}`).join(', ')}`);
   return parts.join('  ');
-}
-
-/** Mean over rows of each row's Euclidean norm. */
-function meanRowNorm(x: Tensor): number {
-  const [L, H] = x.shape;
-  let sum = 0;
-  for (let t = 0; t < L; t++) {
-    let ss = 0;
-    for (let j = 0; j < H; j++) ss += Number(x.data[t * H + j]) ** 2;
-    sum += Math.sqrt(ss);
-  }
-  return sum / Math.max(1, L);
 }
 
 /** Channels of the implicit attention: the columns of Δ (Mamba-1's D channels, Mamba-2's heads; a hybrid's widest Mamba layer's). */
