@@ -152,7 +152,6 @@ export class ComputeSession {
     });
   }
 
-  /** `weights`: how the native engine stores the projections (a 16-bit checkpoint in its own format: its exact values in half the GPU memory). */
   /*
    * The two functions a streamed model keeps for good (the store's reader and the layer hook) are
    * made here, not in loadModel: closures share their function's context, and loadModel's holds
@@ -167,6 +166,7 @@ export class ComputeSession {
     return (layer) => this.onLayerRead?.(layer);
   }
 
+  /** `weights`: how the native engine stores the projections (a 16-bit checkpoint in its own format: its exact values in half the GPU memory). */
   private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend, weights: WeightFormat): Promise<Engine> {
     const { device, info } = backend;
     if (!device) return { kind: 'tfjs', model: createTfModel(model) };

@@ -112,8 +112,7 @@ export async function moveTfModel(model: TfModel): Promise<TfModel> {
   const dispose = () => moved.forEach((t) => t.dispose());
   try {
     // A streamed model's layers are not on any backend: the next forward uploads them in the new layout.
-    const layers: TfModelLayer[] | LayerSource = 'layerCount' in model.layers ? model.layers : [];
-    if (Array.isArray(layers)) for (const layer of model.layers as readonly TfModelLayer[]) layers.push(await layer.moved(move, relayout));
+    const layers = 'layerCount' in model.layers ? model.layers : await movedLayers(model.layers, move, relayout);
     const [embedding, normF, lmHead] = [await moveOptional(model.embedding), await moveOptional(model.normF), await moveOptional(model.lmHead)];
     return { config: model.config, layout, embedding, normF, lmHead, layers, dispose };
   } catch (e) {
@@ -122,6 +121,13 @@ export async function moveTfModel(model: TfModel): Promise<TfModel> {
     model.dispose();
     throw e;
   }
+}
+
+/** Resident layers moved one after another (each move may read a tensor back from the old backend). */
+async function movedLayers(layers: readonly TfModelLayer[], move: (t: W, transpose: boolean) => Promise<W>, relayout: boolean): Promise<TfModelLayer[]> {
+  const out: TfModelLayer[] = [];
+  for (const layer of layers) out.push(await layer.moved(move, relayout));
+  return out;
 }
 
 /** Logits of some rows (times a hybrid family's logits multiplier): lm_head stays [V, H] in every layout (the embedding gather needs it so). */
