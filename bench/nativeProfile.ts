@@ -76,7 +76,9 @@ export async function profileForward(plan: ForwardPlan, ids: Int32Array<ArrayBuf
       byKernel.set(k, entry);
     }),
   );
-  const cost = kernelCosts(plan.weights.config, plan.tokens, plan.k);
+  // The roofline costs are the pure Mamba layers'; a hybrid's kernels are reported by time alone.
+  const config = plan.weights.config;
+  const cost = config.arch === 'hybrid' ? () => ({}) : kernelCosts(config, plan.tokens, plan.k);
   return [...byKernel].map(([kernel, e]) => ({ kernel, count: e.count, ms: median(e.ms), ...cost(kernel, e.count) }));
 }
 

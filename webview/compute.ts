@@ -170,10 +170,6 @@ export class ComputeSession {
   private async upload(model: LoadedModel<'float32'> | StreamedModel<'float32'>, backend: SelectedBackend, weights: WeightFormat): Promise<Engine> {
     const { device, info } = backend;
     if (!device) return { kind: 'tfjs', model: createTfModel(model) };
-    const c = model.config;
-    if (c.arch === 'hybrid') {
-      throw new MambaScopeError('unsupported', c.family, 'is a hybrid: the native WebGPU engine has no attention, MLP or MoE layers yet. Set mambaScope.backend to "webgl" or "wasm": tfjs runs it');
-    }
     const native: Engine = { kind: 'webgpu-native', model: await WebGpuModel.upload(device, model, { software: !!info.adapter && isSoftwareAdapter(info.adapter), weights }), device };
     // A lost device (driver reset, GPU process crash) takes the weights with it: the host sends them again.
     void device.lost.then(() => {

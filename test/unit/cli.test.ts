@@ -295,7 +295,7 @@ describe('cli inspect', function () {
     for (const key of c.names()) assert.deepEqual((await d.readNative(key)).data, (await c.readNative(key)).data, key);
   });
 
-  it('inspects a hybrid (Jamba): each layer named by its kind, its paths in the dump; on wasm within fp32 tolerance; the native WebGPU engine refused by name', async () => {
+  it('inspects a hybrid (Jamba): each layer named by its kind, its paths in the dump; on wasm and the native WebGPU engine within fp32 tolerance', async () => {
     const args = ['inspect', '--model', fixture('families', 'jamba'), '--ids', '5,17,300,9,41,7,2,99', '--states-at', '-1'];
     const r = await run(...args, '--out', outFile('jamba.safetensors'));
     assert.equal(r.code, 0, r.err);
@@ -340,9 +340,15 @@ describe('cli inspect', function () {
       }
     }
     assert.ok(worst < 1e-6, `attention pattern off by ${worst}`);
-    const gpu = await run(...args, '--backend', 'webgpu', '--out', outFile('jamba-gpu.safetensors'));
-    assert.equal(gpu.code, 1);
-    assert.match(gpu.err, /jamba \(hybrid\): has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use a tfjs backend/);
+    // The native engine (SwiftShader here): the same paths, and the attention pattern, as the float64 run.
+    const gpu = await run(...args, '--backend', 'webgpu', '--attention', '--out', outFile('jamba-gpu.safetensors'));
+    assert.equal(gpu.code, 0, gpu.err);
+    const [native, reference] = [await openSafetensors(outFile('jamba-gpu.safetensors')), await openSafetensors(outFile('jamba-attn.safetensors'))];
+    for (const key of ['logits', 'layers.1.ssm_out', 'layers.1.moe_weights', 'layers.2.attn_out', 'layers.2.attn_pattern', 'layers.3.mlp_out', 'layers.3.hidden_out']) {
+      const e = normalizedError((await native.readFloat(key, 'float64')).data, (await reference.readFloat(key, 'float64')).data);
+      assert.ok(e < 1e-4, `webgpu ${key}: ${e}`);
+    }
+    assert.deepEqual([...(await native.readFloat('layers.1.moe_experts', 'float64')).data], [...(await reference.readFloat('layers.1.moe_experts', 'float64')).data]);
     const long = await run('inspect', '--model', fixture('families', 'jamba'), '--ids', '5,17,300', '--positions', '-1', '--out', outFile('jamba-long.safetensors'));
     assert.equal(long.code, 2);
     assert.match(long.err, /jamba's attention layers have no fixed-size state/);

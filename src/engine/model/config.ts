@@ -106,6 +106,15 @@ export function stateSize(config: ModelConfig): number {
   return Math.max(0, ...config.layers.map((l) => mambaOp(l)?.dState ?? 0));
 }
 
+/** Channels of the model's widest scan (d_inner; a hybrid's largest over its Mamba layers, 0 with none): what the GPU scan's chunking divides. */
+export function scanChannels(config: LanguageModelConfig): number {
+  if (config.arch !== 'hybrid') return config.dInner;
+  return Math.max(0, ...config.layers.map((l) => {
+    const m = mambaOp(l);
+    return !m ? 0 : m.kind === 'mamba1' ? m.dInner : m.nHeads * m.headDim;
+  }));
+}
+
 /** The architecture, for people and dump metadata: mamba1, mamba2, seed, or a hybrid's family (jamba, zamba2, …). */
 export function archName(config: ModelConfig): string {
   return config.arch === 'hybrid' ? config.family : config.arch;

@@ -9,13 +9,13 @@ import type { Param } from '../model/params';
 import type { BufferRange, Dispatch } from './kernel';
 import { matmulDispatches, type MatmulOptions, type MatmulScratch } from './matmul';
 import { planeRange, type PlaneLayout } from './planes';
-import { residualAddKernel, ADD_THREADS } from './residualAdd';
+import { combineKernel, ELEMENTWISE_THREADS } from './elementwise';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { scanChunking, scanScratch } from './selectiveScan';
 import type { WeightFormat } from './weightFormat';
 
 /** The internals a plan can copy out, with the names and shapes of ../internals.ts. */
-export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out'] as const;
+export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out', 'ssm_out', 'attn_out', 'attn_pattern', 'mlp_out', 'moe_experts', 'moe_weights'] as const;
 export type CaptureName = (typeof CAPTURE_NAMES)[number];
 
 export interface CaptureSource {
@@ -27,6 +27,15 @@ export interface LayerBuild {
   readonly dispatches: readonly Dispatch[];
   /** Where each internal is once the layer's dispatches ran ('h' and 'out' only when the layer was asked for them). */
   readonly sources: Readonly<Partial<Record<CaptureName, CaptureSource>>>;
+}
+
+/** A Mamba mixer's dispatches on its input, up to out_proj, which its caller runs (into the residual, or into a hybrid branch's sum). */
+export interface GpuMixer {
+  readonly dispatches: readonly Dispatch[];
+  /** z, u, delta, B, C, y, and h when the scan writes states. */
+  readonly sources: Readonly<Partial<Record<CaptureName, CaptureSource>>>;
+  /** out_proj's input, the element where its [L, K] rows start, and K. */
+  readonly outProjInput: { readonly input: GPUBuffer; readonly aOffset: number; readonly K: number };
 }
 
 /** How a kind's entry puts its weights on the device (weights.ts). */
@@ -41,9 +50,8 @@ export interface GpuUploader {
   scanParams(label: string, aLog: Param<'float32'>, D: Param<'float32'>): GPUBuffer;
 }
 
-/** What both Mamba mixers keep on the device: the pre-norm, in_proj, conv1d, the scan's [A | D] and out_proj. */
+/** What both Mamba mixers keep on the device: in_proj, conv1d, the scan's [A | D] and out_proj. */
 export interface MixerGpuWeights {
-  readonly norm: GPUBuffer;
   readonly inProjW: GPUBuffer;
   readonly inProjB?: GPUBuffer;
   readonly convW: GPUBuffer;
@@ -56,12 +64,23 @@ export interface MixerGpuWeights {
 
 type F32 = Param<'float32'>;
 
-/** Uploads what both mixers have, under their parameter names. */
-export function uploadMixer(p: { norm: F32; inProjW: F32; inProjB?: F32; convW: F32; convB?: F32; A_log: F32; D: F32; outProjW: F32; outProjB?: F32 }, up: GpuUploader): MixerGpuWeights {
+/** What both mixers have, under their parameter names. */
+export interface MixerParams {
+  readonly inProjW: F32;
+  readonly inProjB?: F32;
+  readonly convW: F32;
+  readonly convB?: F32;
+  readonly A_log: F32;
+  readonly D: F32;
+  readonly outProjW: F32;
+  readonly outProjB?: F32;
+}
+
+/** Uploads what both mixers have; `inProj` replaces in_proj's weight and bias (Falcon-H1's multipliers folded in). */
+export function uploadMixer(p: MixerParams, up: GpuUploader, inProj?: { weight: ArrayLike<number>; bias?: ArrayLike<number> }): MixerGpuWeights {
   return {
-    norm: up.upload('norm', p.norm.data),
-    inProjW: up.projection('in_proj', p.inProjW.data),
-    inProjB: up.optional('in_proj bias', p.inProjB),
+    inProjW: up.projection('in_proj', inProj?.weight ?? p.inProjW.data),
+    inProjB: inProj?.bias ? up.upload('in_proj bias', inProj.bias) : up.optional('in_proj bias', p.inProjB),
     convW: up.upload('conv1d', p.convW.data),
     convB: up.optional('conv1d bias', p.convB),
     scanParams: up.scanParams('A|D', p.A_log, p.D),
@@ -79,6 +98,10 @@ export interface LayerIo {
   readonly states: boolean;
   /** The mixer output is kept apart from the residual add. */
   readonly out: boolean;
+  /** An attention layer writes its [L, heads, L] pattern (attn_pattern). */
+  readonly pattern: boolean;
+  /** The embedding output [L, H], for a layer that reads it (Zamba2's shared block); undefined when no layer of the model does. */
+  readonly embeddings?: GPUBuffer;
 }
 
 export interface LayerContext extends MatmulScratch {
@@ -93,11 +116,14 @@ export interface LayerContext extends MatmulScratch {
   readonly statesAt: Int32Array;
   /** A storage buffer of `elements` f32 owned by the plan. */
   allocate(label: string, elements: number): GPUBuffer;
+  /** A storage buffer owned by the plan holding `data` (tables computed on the host: RoPE's angles). */
+  constant(label: string, data: Float32Array<ArrayBuffer>): GPUBuffer;
   /**
    * What layers of one kind share within a plan (activations, scan scratch: they run one after
-   * another), made by the first layer that asks. `owner` names the sharing: the kind's entry.
+   * another), made by the first layer that asks. `owner` names the sharing (the kind's entry), and
+   * `key` tells apart what it shares among layers of different shapes (a hybrid's operations).
    */
-  shared<T>(owner: object, make: () => T): T;
+  shared<T>(owner: object, make: () => T, key?: string): T;
   /** A copy of a layer's [A | D] with one slot per token after it (the statesAt index, or −1), for a scan that writes states. */
   withStateSlots(params: GPUBuffer, aAndD: number): GPUBuffer;
 }
@@ -106,6 +132,8 @@ export interface LayerContext extends MatmulScratch {
 export interface WebGpuEntry<C, P, G> {
   upload(c: C, p: P, up: GpuUploader): G;
   build(c: C, w: G, io: LayerIo, ctx: LayerContext): LayerBuild;
+  /** Whether the layer reads the embedding output (LayerIo.embeddings; Zamba2's shared block); none by default. */
+  readsEmbeddings?(c: C): boolean;
 }
 
 export const whole = (buffer: GPUBuffer, elements: number): Required<BufferRange> => ({ buffer, offset: 0, size: 4 * elements });
@@ -120,6 +148,40 @@ export function scanScratchBuffers(ctx: LayerContext, g: ScanGeometry) {
     ends: s.ends ? { buffer: ctx.allocate('scan chunk ends', s.ends) } : undefined,
     carried: s.carried ? { buffer: ctx.allocate('scan carried states', s.carried) } : undefined,
   };
+}
+
+/**
+ * Buffers for one layer's intermediates (a hybrid layer's: each step writes a new one): the n-th
+ * request of a layer reuses the n-th buffer of an earlier layer of the same size, since layers run
+ * one after another and each layer's captures are copied out before the next layer runs.
+ */
+export type LayerScratch = (label: string, elements: number) => GPUBuffer;
+
+export function layerScratch(ctx: LayerContext, owner: object): LayerScratch {
+  let n = 0;
+  return (label, elements) => ctx.shared(owner, () => ctx.allocate(label, elements), `${n++}:${elements}`);
+}
+
+export interface Projection {
+  /** Its input [M, K] from element `aOffset` (default 0). */
+  readonly x: GPUBuffer;
+  readonly aOffset?: number;
+  readonly weight: GPUBuffer;
+  readonly bias?: GPUBuffer;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly out: GPUBuffer;
+  /** Added to the output (a plain [M, N] tensor). */
+  readonly residual?: GPUBuffer;
+  /** Output column planes (default one of width N). */
+  readonly planes?: readonly number[];
+}
+
+/** x · Wᵀ (+ bias) (+ residual) into `out`: a linear layer in the model's weight format. */
+export function projectionDispatches(ctx: LayerContext, label: string, p: Projection): Dispatch[] {
+  return matmulDispatches(ctx, label, { bias: !!p.bias, softplus: false, residual: !!p.residual, planes: p.planes ?? [p.N], software: ctx.software, weights: ctx.weights }, { M: p.M, N: p.N, K: p.K, aOffset: p.aOffset ?? 0 },
+    { X: { buffer: p.x }, W: { buffer: p.weight }, ...(p.bias ? { Bias: { buffer: p.bias } } : {}), ...(p.residual ? { Residual: { buffer: p.residual } } : {}), Y: { buffer: p.out } });
 }
 
 /** The layer's pre-norm of the residual stream into `normed`. */
@@ -154,7 +216,7 @@ export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: 
   return {
     dispatches: [
       ...matmulDispatches(ctx, `${label} out_proj`, options(false), shape, { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Y: { buffer: out } }),
-      cache.dispatch(`${label} residual`, residualAddKernel(), cache.flatWorkgroups(L * p.H, ADD_THREADS), { Residual: { buffer: io.hIn }, Out: { buffer: out }, result: { buffer: io.hOut } }, { total: L * p.H }),
+      cache.dispatch(`${label} residual`, combineKernel(true), cache.flatWorkgroups(L * p.H, ELEMENTWISE_THREADS), { A: { buffer: io.hIn }, B: { buffer: out }, result: { buffer: io.hOut } }, { total: L * p.H, alpha: 1, beta: 1 }),
     ],
     out: { range: whole(out, L * p.H), shape: [L, p.H] },
   };

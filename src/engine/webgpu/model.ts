@@ -45,7 +45,8 @@ export class WebGpuModel {
   async forward(ids: ArrayLike<number>, options: ForwardOptions = {}): Promise<ForwardResult<Float32Array>> {
     const L = ids.length;
     const layers = options.layers ?? Array.from({ length: this.config.nLayer }, (_, i) => i);
-    const quantities = (options.keep ?? INTERNAL_NAMES).filter((q): q is CaptureName => (CAPTURE_NAMES as readonly string[]).includes(q));
+    // The attention pattern is O(L²): only when asked for, as on the other engines.
+    const quantities = (options.keep ?? INTERNAL_NAMES).filter((q): q is CaptureName => (CAPTURE_NAMES as readonly string[]).includes(q) && (q !== 'attn_pattern' || !!options.attentionPattern));
     const planOptions: ForwardPlanOptions = {
       tokens: L,
       // Without `predictions` the caller wants the logits; a top-1 is the least the head computes.

@@ -5,6 +5,7 @@
  * readback buffer: the next-token predictions, followed by the internals asked for at plan time.
  */
 import { resolvePositions } from '../internals';
+import { scanChannels } from '../model/config';
 import { defaultChunkLength } from './selectiveScan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
 import { KernelCache, type Dispatch, type PipelineCache } from './kernel';
@@ -133,7 +134,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     cache.uniformBuffers.forEach((b) => b.destroy());
   };
   const software = options.software ?? false;
-  const sharedByOwner = new Map<object, unknown>();
+  const sharedByOwner = new Map<object, Map<string, unknown>>();
   // One encoder for the plan's own copies (each state-capturing layer's [A | D] into its slots buffer).
   const setup = device.createCommandEncoder({ label: 'forward plan set-up' });
   const slots = new Float32Array(L).fill(-1);
@@ -144,12 +145,19 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     software,
     weights: weights.format,
     statesAt,
-    chunkLen: options.chunkLength ?? defaultChunkLength(L, c.dInner, software),
+    chunkLen: options.chunkLength ?? defaultChunkLength(L, Math.max(1, scanChannels(c)), software),
     allocate: (label, elements) => allocate(label, elements),
-    shared<T>(owner: object, make: () => T): T {
+    constant(label, data) {
+      const b = allocate(label, data.length);
+      device.queue.writeBuffer(b, 0, data);
+      return b;
+    },
+    shared<T>(owner: object, make: () => T, key = ''): T {
       // Each owner stores one type of value, made by its own `make`.
-      if (!sharedByOwner.has(owner)) sharedByOwner.set(owner, make());
-      return sharedByOwner.get(owner) as T;
+      let byKey = sharedByOwner.get(owner);
+      if (!byKey) sharedByOwner.set(owner, (byKey = new Map()));
+      if (!byKey.has(key)) byKey.set(key, make());
+      return byKey.get(key) as T;
     },
     partials(elements) {
       // The split-K products run one after another: one scratch buffer per size serves them all.
@@ -169,13 +177,17 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const build = (): ForwardPlan => {
     const ids = allocate('token ids', L);
     const hidden = [allocate('hidden A', L * H), allocate('hidden B', L * H)] as const;
-    const embed = [cache.dispatch('embedding', embeddingKernel(weights.format), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: hidden[0] } }, { rows: L, width: H })];
+    // A model whose layers read the embedding output keeps it in a buffer of its own, layer 0's input; else it is hidden A.
+    const embeddings = weights.layers.some((l) => l.readsEmbeddings) ? allocate('embeddings', L * H) : undefined;
+    const input = (i: number) => (embeddings ? (i === 0 ? embeddings : hidden[(i - 1) % 2]) : hidden[i % 2]);
+    const output = (i: number) => (embeddings ? hidden[i % 2] : hidden[(i + 1) % 2]);
+    const embed = [cache.dispatch('embedding', embeddingKernel(weights.format), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: input(0) } }, { rows: L, width: H, scale: weights.embeddingScale })];
     const built = weights.layers.map((layer, i) => {
       const keep = captured.has(i);
-      return layer.build({ index: i, hIn: hidden[i % 2], hOut: hidden[(i + 1) % 2], states: keep && statesAt.length > 0, out: keep && quantities.has('out') }, ctx);
+      return layer.build({ index: i, hIn: input(i), hOut: output(i), states: keep && statesAt.length > 0, out: keep && quantities.has('out'), pattern: keep && quantities.has('attn_pattern'), embeddings }, ctx);
     });
 
-    const last = hidden[c.nLayer % 2];
+    const last = output(c.nLayer - 1);
     const normedF = allocate('norm_f', L * H);
     const blockBytes = Math.min(options.logitsBlockBytes ?? DEFAULT_LOGITS_BLOCK_BYTES, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const blockRows = Math.max(1, Math.min(L, Math.floor(blockBytes / (4 * V))));

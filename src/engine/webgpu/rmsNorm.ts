@@ -2,24 +2,26 @@
  * RMSNorm over groups of `groupSize` columns: one workgroup per (group, row) sums the squares
  * in f32 with a tree reduction. 'gated' normalizes y ⊙ silu(z) instead of X (Mamba-2's gated
  * norm, per group as the reference forward does: mamba_ssm's RMSNormGated with group_size
- * d_inner / ngroups); 'weightless' has no scale (FalconMamba's norms on dt, B and C).
+ * d_inner / ngroups); 'gateAfter' normalizes Y and then multiplies by silu(Z) (Falcon-H1's
+ * norm_before_gate); 'weightless' has no scale (FalconMamba's norms on dt, B and C).
  */
 import { barrier, cooperativeThreads, type KernelSpec } from './kernel';
 import { MATH_WGSL } from './math';
 
 export interface RmsNormOptions {
   readonly gated?: boolean;
+  readonly gateAfter?: boolean;
   readonly weightless?: boolean;
   readonly software: boolean;
 }
 
-export function rmsNormKernel({ gated = false, weightless = false, software }: RmsNormOptions): KernelSpec {
+export function rmsNormKernel({ gated = false, gateAfter = false, weightless = false, software }: RmsNormOptions): KernelSpec {
   const THREADS = cooperativeThreads(software, 64);
   const sync = barrier(THREADS);
-  const valueAt = gated ? '(Y[i] * siluOf(Z[i]))' : 'X[i]';
+  const valueAt = gated ? '(Y[i] * siluOf(Z[i]))' : gateAfter ? 'Y[i]' : 'X[i]';
   return {
     storage: [
-      ...(gated ? [{ name: 'Y', type: 'f32' } as const, { name: 'Z', type: 'f32' } as const] : [{ name: 'X', type: 'f32' } as const]),
+      ...(gated || gateAfter ? [{ name: 'Y', type: 'f32' } as const, { name: 'Z', type: 'f32' } as const] : [{ name: 'X', type: 'f32' } as const]),
       ...(weightless ? [] : [{ name: 'Weight', type: 'f32' } as const]),
       { name: 'result', type: 'f32', write: true },
     ],
@@ -47,7 +49,7 @@ fn main(group : vec3<u32>, local : u32) {
   let r = 1.0 / sqrt(partial[0] / f32(size) + uniforms.eps);
   for (var j = i32(local); j < size; j = j + ${THREADS}) {
     let i = base + j;
-    result[i] = ${valueAt} * r${weightless ? '' : ' * Weight[first + j]'};
+    result[i] = ${valueAt} * r${weightless ? '' : ' * Weight[first + j]'}${gateAfter ? ' * siluOf(Z[i])' : ''};
   }
 }`,
   };

@@ -5,8 +5,7 @@
  * Projections keep torch's [out, in] layout (matmul.ts reads W[n·K + k]), so a tied lm_head is
  * the embedding buffer itself.
  */
-import { MambaScopeError } from '../errors';
-import { isLanguageModelConfig, type MambaConfig } from '../model/config';
+import { isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
@@ -15,14 +14,19 @@ import { packHalves, type WeightFormat } from './weightFormat';
 /** One layer on the device: its kind's weights, bound to the kind's builder. */
 export interface GpuLayer {
   readonly index: number;
+  /** It reads the embedding output (Zamba2's shared block): the plan keeps it apart from the stream. */
+  readonly readsEmbeddings: boolean;
   build(io: LayerIo, ctx: LayerContext): LayerBuild;
 }
 
 export interface GpuWeights {
   readonly device: GPUDevice;
-  readonly config: MambaConfig;
+  readonly config: LanguageModelConfig;
   readonly embedding: GPUBuffer;
+  /** The embedding output is multiplied by this (a hybrid's µP embedding multiplier; 1 elsewhere). */
+  readonly embeddingScale: number;
   readonly layers: readonly GpuLayer[];
+  /** The final norm's weight, times the logits multiplier of the family (so lm_head's output is the logits). */
   readonly normF: GPUBuffer;
   /** The embedding buffer when tied. */
   readonly lmHead: GPUBuffer;
@@ -42,7 +46,6 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
   if (!embeddingParam || !normParam || !headParam || !isLanguageModelConfig(config)) {
     throw new Error('the native WebGPU forward runs language models (token ids in, logits out), not the simplified block');
   }
-  if (config.arch === 'hybrid') throw new MambaScopeError('unsupported', `${config.family} (hybrid)`, 'has attention, MLP or MoE layers, which the native WebGPU engine does not run yet: use a tfjs backend (wasm, cpu, webgl) or the float64 reference');
   const owned: GPUBuffer[] = [];
   let bytes = 0;
   const upload = (label: string, data: ArrayLike<number>, Words: Float32ArrayConstructor | Uint32ArrayConstructor = Float32Array): GPUBuffer => {
@@ -68,7 +71,9 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
   });
   try {
     const embedding = weight('embedding', embeddingParam.data);
-    const normF = upload('norm_f', normParam.data);
+    // logits = lm_head(norm_f(x)) · s = lm_head((s · weight) ⊙ x̂): the multiplier folds into the norm's weight, rounded once.
+    const logitsScale = config.arch === 'hybrid' ? config.logitsScale : 1;
+    const normF = upload('norm_f', logitsScale === 1 ? normParam.data : normParam.data.map((v) => v * logitsScale));
     const lmHead = headParam === embeddingParam ? embedding : weight('lm_head', headParam.data);
     const layers: GpuLayer[] = [];
     const count = 'layers' in model ? model.layers.length : model.layerCount;
@@ -78,10 +83,10 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
         const entry = kind.webgpu;
         if (!entry) throw new Error(`the native WebGPU forward has no ${kind.label} layers yet (layer ${layer.index})`);
         const weights = entry.upload(layerConfig, params, uploader(`layer ${layer.index}`));
-        return { index: layer.index, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
+        return { index: layer.index, readsEmbeddings: entry.readsEmbeddings?.(layerConfig) ?? false, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
       }));
     }
-    return { device, config, embedding, layers, normF, lmHead, format, bytes, destroy };
+    return { device, config, embedding, embeddingScale: config.arch === 'hybrid' ? config.embeddingScale : 1, layers, normF, lmHead, format, bytes, destroy };
   } catch (e) {
     destroy();
     throw e;

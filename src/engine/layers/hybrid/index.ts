@@ -2,8 +2,7 @@
  * The hybrid decoder layer kind: one kind for every layer of Jamba, Bamba, Granite 4.0-H,
  * Nemotron-H, Zamba2 and Falcon-H1, each layer bound to its own composition (config.ts) read from
  * its family's config.json (model/families/). Its parameters are what the composition lists, by
- * full checkpoint key. The float64 reference and tfjs run it; the native WebGPU engine refuses it
- * by name until it has attention, MLP and MoE kernels.
+ * full checkpoint key. The float64 reference, tfjs and the native WebGPU engine run it.
  */
 import type { Precision } from '../../model/params';
 import type { F64 } from '../../reference/ops';
@@ -14,6 +13,7 @@ import { moeWeights } from '../moe/reference';
 import { layerLabel, layerOps, mambaOp, type HybridLayerConfig, type Op } from './config';
 import { hybridReference } from './reference';
 import { hybridTfjs, type HybridTfWeights } from './tfjs';
+import { hybridWebGpu, type HybridGpuWeights } from './webgpu';
 import { mamba1Weights, mamba2Weights, type WeightSpec } from './weights';
 
 function opWeights(op: Op, dModel: number): WeightSpec[] {
@@ -63,7 +63,7 @@ function scanView<P extends Precision>(c: HybridLayerConfig, p: Readonly<Record<
   return { aLog, D, groups: m.nGroups, channels: m.nHeads * m.headDim, deltaWidth: m.nHeads, deltaUnit: 'heads', stateWidth: m.nGroups * m.dState };
 }
 
-export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, HybridTfWeights> = {
+export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, HybridTfWeights, HybridGpuWeights> = {
   id: 'hybrid',
   label: 'hybrid decoder layer',
   describe: layerLabel,
@@ -73,4 +73,5 @@ export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, HybridTfWei
   scanView: (c, p) => scanView(c, p as never),
   reference: (c, p, x, at, carry, edit, run) => hybridReference(c, p as Readonly<Record<string, F64>>, x, at, carry, edit, run),
   tfjs: hybridTfjs,
+  webgpu: hybridWebGpu as LayerKind<HybridLayerConfig, HybridParams, HybridTfWeights, HybridGpuWeights>['webgpu'],
 };

@@ -1,0 +1,63 @@
+/**
+ * The families' MLPs on WebGPU, in the order of the float64 reference (./reference.ts, the
+ * oracle): the gate and up projections (one fused projection written as two planes [gate | up],
+ * + Zamba2's adapter), act(gate) ⊙ up, the down projection (+ Falcon-H1's down multiplier).
+ */
+import type { MlpOp } from '../hybrid/config';
+import type { GpuOpWeights } from '../attention/webgpu';
+import { activationKernel, combineKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
+import type { BufferRange, Dispatch } from '../../webgpu/kernel';
+import { plane, projectionDispatches, type LayerContext, type LayerScratch } from '../../webgpu/layer';
+import { planeLayout } from '../../webgpu/planes';
+
+/** act(gateScale · gate) (⊙ up) into `out`. */
+export function activationDispatch(ctx: LayerContext, label: string, act: MlpOp['act'], gate: BufferRange, up: BufferRange | undefined, gateScale: number, out: GPUBuffer, total: number): Dispatch {
+  return ctx.cache.dispatch(`${label} ${act}`, activationKernel(act, !!up), ctx.cache.flatWorkgroups(total, ELEMENTWISE_THREADS), { G: gate, ...(up ? { U: up } : {}), result: { buffer: out } }, { total, gateScale });
+}
+
+export function mlpGpu(op: MlpOp, w: GpuOpWeights, x: GPUBuffer, H: number, label: string, ctx: LayerContext, scratch: LayerScratch): { dispatches: Dispatch[]; out: GPUBuffer } {
+  const { L } = ctx;
+  const I = op.intermediate;
+  const hidden = scratch(`${label} hidden`, L * I);
+  const out = scratch(`${label} down`, L * H);
+  const dispatches: Dispatch[] = [];
+  let downKey: string;
+  if (op.layout === 'ungated') {
+    const up = scratch(`${label} up`, L * I);
+    dispatches.push(...projectionDispatches(ctx, `${label} up_proj`, { x, weight: w(`${op.key}up_proj.weight`), M: L, N: I, K: H, out: up }), activationDispatch(ctx, label, op.act, { buffer: up }, undefined, 1, hidden, L * I));
+    downKey = `${op.key}down_proj.weight`;
+  } else if (op.layout === 'separate') {
+    const [gate, up] = [scratch(`${label} gate`, L * I), scratch(`${label} up`, L * I)];
+    dispatches.push(
+      ...projectionDispatches(ctx, `${label} gate_proj`, { x, weight: w(`${op.key}gate_proj.weight`), M: L, N: I, K: H, out: gate }),
+      ...projectionDispatches(ctx, `${label} up_proj`, { x, weight: w(`${op.key}up_proj.weight`), M: L, N: I, K: H, out: up }),
+      activationDispatch(ctx, label, op.act, { buffer: gate }, { buffer: up }, op.gateScale, hidden, L * I),
+    );
+    downKey = `${op.key}down_proj.weight`;
+  } else {
+    // One projection holding [gate; up], written as two planes of one buffer.
+    const [input, output] = op.fusedNames ?? ['input_linear', 'output_linear'];
+    const planes = planeLayout(L, [I, I]);
+    const gu = scratch(`${label} [gate | up]`, planes.size);
+    let residual: GPUBuffer | undefined;
+    if (op.adapter) {
+      const at = `${op.key}${input}_adapter_list.${op.adapter.index}.`;
+      const low = scratch(`${label} adapter in`, L * op.adapter.rank);
+      residual = scratch(`${label} adapter out`, L * 2 * I);
+      dispatches.push(
+        ...projectionDispatches(ctx, `${label} adapter A₀`, { x, weight: w(`${at}0.weight`), M: L, N: op.adapter.rank, K: H, out: low }),
+        ...projectionDispatches(ctx, `${label} adapter A₁`, { x: low, weight: w(`${at}1.weight`), M: L, N: 2 * I, K: op.adapter.rank, out: residual }),
+      );
+    }
+    dispatches.push(
+      ...projectionDispatches(ctx, `${label} ${input}`, { x, weight: w(`${op.key}${input}.weight`), M: L, N: 2 * I, K: H, out: gu, planes: [I, I], residual }),
+      activationDispatch(ctx, label, op.act, plane(gu, planes, 0), plane(gu, planes, 1), op.gateScale, hidden, L * I),
+    );
+    downKey = `${op.key}${output}.weight`;
+  }
+  dispatches.push(...projectionDispatches(ctx, `${label} down_proj`, { x: hidden, weight: w(downKey), M: L, N: H, K: I, out }));
+  if (op.downScale === 1) return { dispatches, out };
+  const scaled = scratch(`${label} down scaled`, L * H);
+  dispatches.push(ctx.cache.dispatch(`${label} down multiplier`, combineKernel(false), ctx.cache.flatWorkgroups(L * H, ELEMENTWISE_THREADS), { A: { buffer: out }, result: { buffer: scaled } }, { total: L * H, alpha: op.downScale, beta: 0 }));
+  return { dispatches, out: scaled };
+}
