@@ -7,7 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { ViewSettings } from '../../src/protocol';
+import { TOKEN_METRICS, type ViewSettings } from '../../src/protocol';
+import { layerLabel, layerOps, mambaOp } from '../../src/engine/layers/hybrid/config';
+import type { HybridConfig } from '../../src/engine/model/config';
 import { loadModelParams, runParams } from './messages';
 import { loadModelFolder } from '../../src/engine/model/load';
 import { referenceForward } from '../../src/engine/reference/forward';
@@ -80,4 +82,83 @@ describe('a hybrid model (Jamba) in the panel', function () {
     assert.match(row ?? '', /^2attention \+ MLPno selective scan/);
     assert.deepEqual(panel.errors, []);
   });
+});
+
+/** Every family on the native engine (SwiftShader): each view of a Mamba layer, an attention layer's own pattern, an MoE layer's routing, the paths, the layer table and the next-token view. */
+describe('every hybrid family in the panel, on the native WebGPU engine', function () {
+  let panel: Panel;
+  const FAMILIES = ['jamba', 'bamba', 'granitemoehybrid', 'nemotron_h', 'zamba2', 'falcon_h1'];
+
+  before(async () => {
+    panel = await Panel.open();
+  });
+
+  after(async () => {
+    await panel?.close();
+  });
+
+  /** Drawn, and a canvas view in more than one colour (the next-token view and the token strip are text). */
+  const drawn = async (view: string, canvas = true) => {
+    await panel.waitForView(view);
+    const d = (await panel.request('describe', null)).views[view];
+    return d.drawn && (!canvas || d.distinctColors > 1);
+  };
+
+  for (const family of FAMILIES) {
+    it(`${family}: every view draws`, async () => {
+      const settings: ViewSettings = { backend: 'webgpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+      await panel.notify('setSettings', settings);
+      const dir = join(ROOT, 'test', 'fixtures', 'families', family);
+      const { params, tokenizer } = await loadModelParams(dir, family, undefined, JAMBA);
+      const config = params.config as HybridConfig;
+      await panel.request('loadModel', params);
+      const summary = await panel.request('run', runParams(`${family}-run`, family, TEXT, tokenizer, { backend: 'webgpu', memoryLimitMB: 1200 }));
+      assert.equal((await panel.request('describe', null)).engine, 'webgpu-native');
+      assert.deepEqual(summary.layers, config.layers.map((_, i) => i));
+      const runId = `${family}-run`;
+      const problems: string[] = [];
+      const expect = (ok: boolean, what: string) => ok || problems.push(what);
+
+      // A Mamba layer: the Δ heatmap under every metric, the gates, the implicit attention, the state, the paths.
+      const mamba = config.layers.findIndex((l) => mambaOp(l));
+      await panel.notify('selectToken', { runId, token: 5, layer: mamba });
+      for (const metric of TOKEN_METRICS) {
+        await panel.notify('setSettings', { ...settings, metric });
+        await panel.page.locator('vscode-tab-header[data-view="heatmap"]').click();
+        expect(await drawn('heatmap'), `layer ${mamba} heatmap (${metric})`);
+      }
+      await panel.notify('setSettings', settings);
+      for (const view of ['gates', 'attention', 'paths']) {
+        await panel.page.locator(`vscode-tab-header[data-view="${view}"]`).click();
+        expect(await drawn(view), `layer ${mamba} ${view}`);
+      }
+      expect(await drawn('state'), `layer ${mamba} state`);
+      // The token strip tints each token by the metric of the selected layer (a layer without a scan leaves it untinted).
+      expect(await drawn('tokens', false), `layer ${mamba} token strip`);
+      // An attention layer: its own pattern, averaged over heads.
+      const attention = config.layers.findIndex((l) => l.branches.some((b) => b.ops.some((op) => op.kind === 'attention')));
+      if (attention >= 0) {
+        await panel.notify('selectToken', { runId, token: 5, layer: attention });
+        await panel.page.locator('vscode-tab-header[data-view="attention"]').click();
+        await panel.page.waitForFunction((l) => new RegExp(`^Attention · layer ${l} · mean over heads`).test(document.querySelector('.view-attention .view-title')?.textContent ?? ''), attention);
+        expect(await drawn('attention'), `layer ${attention} attention pattern`);
+      }
+      // An MoE layer: the experts each token went to, under the paths.
+      const moe = config.layers.findIndex((l) => layerOps(l).some((op) => op.kind === 'moe'));
+      if (moe >= 0) {
+        await panel.notify('selectToken', { runId, token: 5, layer: moe });
+        await panel.page.locator('vscode-tab-header[data-view="paths"]').click();
+        expect(await drawn('paths'), `layer ${moe} paths`);
+        expect(/^Experts each token was routed to/.test(await panel.page.locator('.view-paths .view-title').nth(1).textContent() ?? ''), `layer ${moe} routing`);
+      }
+      await panel.page.locator('vscode-tab-header[data-view="layers"]').click();
+      await panel.waitForView('layers');
+      for (const [i, l] of config.layers.entries()) {
+        expect((await panel.page.locator(`.layer-table tr[data-layer="${i}"]`).textContent() ?? '').startsWith(`${i}${layerLabel(l)}`), `layer table row ${i}`);
+      }
+      expect(await drawn('next', false), 'next-token view');
+      assert.deepEqual(problems, []);
+      assert.deepEqual(panel.errors, []);
+    });
+  }
 });

@@ -19,11 +19,12 @@ export const DEMO_MODEL = join(ROOT, 'assets', 'mamba1-demo');
 export const TINY_MODEL = join(ROOT, 'test', 'fixtures', 'mamba1-tiny');
 export const SAMPLE1_DUMP = join(ROOT, 'test', 'fixtures', 'dumps', 'mamba1-sample1.safetensors');
 
-export async function loadModelParams(dir: string, modelId = dir, budget?: number): Promise<{ params: LoadModelParams; tokenizer: MambaTokenizer; checkpoint: TensorStore }> {
+/** `tokenizerDir`: where tokenizer.json is, when the model's folder has none (the family fixtures share Jamba's). */
+export async function loadModelParams(dir: string, modelId = dir, budget?: number, tokenizerDir = dir): Promise<{ params: LoadModelParams; tokenizer: MambaTokenizer; checkpoint: TensorStore }> {
   const files = new NodeFolderStore(dir);
   const config = await readConfig(files);
   if (config.arch === 'seed') throw new Error(`${dir} is a seed block: the panel loads models with a tokenizer`);
-  const tokenizer = MambaTokenizer.fromJson(readFileSync(join(dir, 'tokenizer.json'), 'utf8'), 'tokenizer.json');
+  const tokenizer = MambaTokenizer.fromJson(readFileSync(join(tokenizerDir, 'tokenizer.json'), 'utf8'), 'tokenizer.json');
   const checkpoint = await openCheckpoint(files);
   const model = { id: modelId, label: dir.split('/').pop()!, config, tokenizer, checkpoint };
   return { params: await weightsMessage(model, new AbortController().signal, () => {}, budget), tokenizer, checkpoint };

@@ -29,7 +29,8 @@ export async function loadModel<P extends Precision>(config: ModelConfig, store:
     const kind = kindFor(config);
     return { config, layers: [await kind.load(new ParamReader(store, precision, `config (${kind.id})`), '', 0)] };
   }
-  const { layer, layerCount, ...backbone } = await openModel(config, store, precision);
+  // Resident: a tensor two layers share is read once and held once.
+  const { layer, layerCount, ...backbone } = await openModel(config, store, precision, true);
   const layers: ModelLayer<P>[] = [];
   for (let i = 0; i < layerCount; i++) layers.push(await layer(i));
   return { ...backbone, layers };
@@ -51,9 +52,10 @@ export interface StreamedModel<P extends Precision> {
   layer(i: number): Promise<ModelLayer<P>>;
 }
 
-export async function openModel<P extends Precision>(config: LanguageModelConfig, store: TensorStore, precision: P): Promise<StreamedModel<P>> {
+/** `shareReads`: every layer read is kept (loadModel), so a tensor two layers name is read once (ParamReader). */
+export async function openModel<P extends Precision>(config: LanguageModelConfig, store: TensorStore, precision: P, shareReads = false): Promise<StreamedModel<P>> {
   const kinds = layerKinds(config);
-  const r = new ParamReader(store, precision, `config (${config.arch === 'hybrid' ? config.family : kinds[0].id})`);
+  const r = new ParamReader(store, precision, `config (${config.arch === 'hybrid' ? config.family : kinds[0].id})`, shareReads);
   // A hybrid family names its backbone's keys, and its layers' in full; Mamba checkpoints come in three layouts (findBackbone).
   const { prefix, embeddingKey, normKey } = config.arch === 'hybrid'
     ? { prefix: undefined, embeddingKey: config.backbone.embedding, normKey: config.backbone.finalNorm }

@@ -12,7 +12,16 @@ export type FloatOf<P extends Precision> = P extends 'float64' ? Float64Array : 
 export type Param<P extends Precision> = Tensor<FloatOf<P>>;
 
 export class ParamReader<P extends Precision> {
-  constructor(readonly store: TensorStore, readonly precision: P, private readonly configName: string) {}
+  /** Tensors read so far, when reads are shared (`shareReads`). */
+  private readonly read: Map<string, Promise<Tensor>> | undefined;
+
+  /**
+   * `shareReads`: a key read again gives the tensor read the first time (Zamba2's shared block is
+   * in every layer that uses it: one copy in memory, one read of the checkpoint or the host).
+   */
+  constructor(readonly store: TensorStore, readonly precision: P, private readonly configName: string, shareReads = false) {
+    this.read = shareReads ? new Map() : undefined;
+  }
 
   has(key: string): boolean {
     return this.store.info(key) !== undefined;
@@ -27,7 +36,12 @@ export class ParamReader<P extends Precision> {
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new InputError(this.store.name, `tensor "${key}" has shape ${shapeString(info.shape)} but ${this.configName} implies ${shapeString(shape)}`);
     }
-    const t = (await this.store.readFloat(key, this.precision)) as Param<P>;
+    let pending = this.read?.get(key);
+    if (!pending) {
+      pending = this.store.readFloat(key, this.precision);
+      this.read?.set(key, pending);
+    }
+    const t = (await pending) as Param<P>;
     return as ? { shape: as, data: t.data } : t;
   }
 
