@@ -38,13 +38,15 @@ describe('hybrid families on the native WebGPU engine (Dawn + SwiftShader)', fun
     device?.destroy();
   });
 
-  for (const family of FAMILIES) {
-    it(`${family}: every internal of every layer matches the float64 reference, and the logits and hidden states transformers' within ${TOL}`, async () => {
+  // The device's own kernels, and (on SwiftShader) the GPU's: 64-thread workgroups sharing keys and partial sums through workgroup memory.
+  const kernels: [string, (software: boolean) => boolean][] = [['device default', (s) => s], ['GPU kernels', () => false]];
+  for (const [kernelName, asSoftware] of kernels) for (const family of FAMILIES) {
+    it(`${family} (${kernelName}): every internal of every layer matches the float64 reference, and the logits and hidden states transformers' within ${TOL}`, async () => {
       const folder = fixture('families', family);
       const dump = await openSafetensors(join(folder, 'dump.safetensors'));
       const ids = (await dump.readNative('input_ids')).data as Int32Array;
       const ref = referenceForward(await loadModelFolder(new NodeFolderStore(folder), 'float64'), ids, { statesAt: STATES_AT, attentionPattern: true });
-      const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software });
+      const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software: asSoftware(software) });
       try {
         const got = await model.forward(ids, { statesAt: STATES_AT, attentionPattern: true });
         const errors: string[] = [];
@@ -73,11 +75,37 @@ describe('hybrid families on the native WebGPU engine (Dawn + SwiftShader)', fun
           }
         }
         assert.ok(compared >= 4 * ref.layers.length, `${compared} internals compared`);
-        report.push(`${family}: ${worst.toExponential(1)} over ${compared} internals`);
+        report.push(`${family} (${kernelName}): ${worst.toExponential(1)} over ${compared} internals`);
         assert.deepEqual(errors, []);
       } finally {
         model.dispose();
       }
     });
   }
+
+  it('the GPU kernels over more keys than a workgroup holds (144 tokens, 3 blocks of 64): attention, its pattern and the logits match the reference (bamba, falcon_h1, jamba)', async () => {
+    const errors: string[] = [];
+    for (const family of ['bamba', 'falcon_h1', 'jamba']) {
+      const folder = fixture('families', family);
+      const dump = await openSafetensors(join(folder, 'dump.safetensors'));
+      const base = (await dump.readNative('input_ids')).data as Int32Array;
+      const ids = Int32Array.from({ length: 3 * base.length }, (_, i) => base[i % base.length]);
+      const ref = referenceForward(await loadModelFolder(new NodeFolderStore(folder), 'float64'), ids, { attentionPattern: true });
+      const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(folder), 'float32'), { software: false });
+      try {
+        const got = await model.forward(ids, { attentionPattern: true, keep: ['attn_out', 'attn_pattern', 'hidden_out'] });
+        const check = (name: string, a: ArrayLike<number>, b: ArrayLike<number>) => {
+          const e = normalizedError(a, b);
+          if (!(e <= TOL)) errors.push(`${family} ${name} ${e.toExponential(2)}`);
+        };
+        check('logits', got.logits!.data, ref.logits!.data);
+        for (const l of ref.layers) {
+          for (const name of ['attn_out', 'attn_pattern', 'hidden_out'] as const) if (l.tensors[name]) check(`layer ${l.layer} ${name}`, got.layers[l.layer].tensors[name]!.data, l.tensors[name]!.data);
+        }
+      } finally {
+        model.dispose();
+      }
+    }
+    assert.deepEqual(errors, []);
+  });
 });
