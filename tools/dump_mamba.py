@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Write a mamba-dump/1 file from a PyTorch Mamba model, for Mamba Scope.
 
-Attaches forward hooks to a transformers MambaForCausalLM / Mamba2ForCausalLM (or a bare
-MambaModel / Mamba2Model), or a mamba_ssm MambaLMHeadModel, runs one forward pass and writes
-what the model computed, in the layout the extension and `mamba-scope compare` / `rescan` read:
+Attaches forward hooks to a transformers MambaForCausalLM / Mamba2ForCausalLM / FalconMamba (or a
+bare MambaModel / Mamba2Model), a transformers hybrid (see below), or a mamba_ssm MambaLMHeadModel,
+runs one forward pass and writes what the model computed, in the layout the extension and `mamba-scope compare` / `rescan` read:
 
   input_ids [L] int32 · logits [L, V]
   layers.i.hidden_in [L, H]   residual stream entering layer i
@@ -17,14 +17,31 @@ what the model computed, in the layout the extension and `mamba-scope compare` /
   metadata: format "mamba-dump/1", layout "LD", model "mamba1"|"mamba2", dtype (the model's),
             tokens (JSON list of token strings), source, recomputed (see below)
 
+Hybrid transformers models (model_type jamba, bamba, granitemoehybrid, nemotron_h, zamba2,
+falcon_h1) write, per decoder layer i, hidden_in / hidden_out as above and:
+  layers.i.out [L, H]         the first residual branch as the layer adds it, before a residual
+                              multiplier (Granite); Falcon-H1: its parallel Mamba and attention
+                              outputs after their multipliers, summed
+  layers.i.ssm_out [L, H]     the Mamba mixer's output, with the Mamba internals above (z ... h)
+  layers.i.attn_out [L, H]    the attention's output (o_proj) · layers.i.attn_pattern [L, heads, L]
+                              its softmax weights, query token first (--attention: eager attention)
+  layers.i.mlp_out [L, H]     the feed-forward branch (MLP or MoE; Granite: MoE + shared MLP)
+  layers.i.moe_experts, layers.i.moe_weights [L, k]   routed experts, most weight first, and their
+                              weights (both float32)
+  metadata model and arch: the model_type; not_captured: per layer, what could not be captured.
+Zamba2's shared transformer block belongs to the hybrid layer that runs it: its attention and MLP
+outputs are that layer's attn_out / mlp_out, and its output joins that layer's Mamba input.
+
 Tensors are stored as float32 (a bf16/fp16 model's values are exact in float32); the metadata
 "dtype" tells `mamba-scope compare` which tolerance applies.
 
 What is captured and what is recomputed. Hooks catch the model's own numbers wherever a module is
 called: block input/output, mixer input/output, in_proj, x_proj's input (u) and output (Δ's
-low-rank part, B, C), the first SiLU (the conv output), dt_proj, Mamba-2's gated norm input (y). Fused CUDA paths (mamba_ssm kernels) skip some
-modules; those quantities are then recomputed from the captured upstream values in float64 with
-the layer's weights. The states h are never reachable by hooks: they are always recomputed in
+low-rank part, B, C; Jamba and FalconMamba: the RMSNorms applied to them), the first SiLU (the
+conv output), dt_proj, Mamba-2's gated norm input (y). Fused CUDA paths (mamba_ssm kernels), and
+models that apply a weight directly (Jamba's and FalconMamba's dt_proj) skip some modules; those
+quantities are then recomputed from the captured upstream values in float64 with the layer's
+weights. The states h are never reachable by hooks: they are always recomputed in
 float64 from the dump's own u, Δ, B, C with A = −exp(A_log) (and so is Mamba-1's y, which exists
 only inside the scan). Every captured value is checked against its float64 recomputation (a
 hook on the wrong call would disagree completely); metadata "recomputed" lists what was
@@ -36,17 +53,21 @@ the tokenizers package only to tokenize --text.
 Usage:
   python tools/dump_mamba.py --model <hf-folder> --text sample.py --out dump.safetensors
          [--states 0,57,-1] [--dtype float32|bfloat16|float16] [--device cuda|cpu]
-         [--ids 1,2,3 | --ids-from other-dump.safetensors] [--mamba-ssm] [--allow-tf32]
+         [--ids 1,2,3 | --ids-from other-dump.safetensors] [--mamba-ssm] [--allow-tf32] [--attention]
 
   --states    token positions whose states h are written (negative counts from the end; default -1)
   --dtype     load the model in this dtype (default float32)
   --ids-from  reuse the exact input_ids (and token strings) of another dump, to compare runs
   --mamba-ssm load the folder with mamba_ssm's MambaLMHeadModel instead of transformers
   --allow-tf32  keep TF32 matmuls/convolutions on (default off, so a float32 dump is float32)
+  --attention hybrid models: load eager attention and also write attn_pattern
 
 From Python (any model object of the kinds above, already loaded):
   from dump_mamba import dump_model
   dump_model(model, input_ids, "dump.safetensors", states_at=[0, -1], tokens=None)
+  (attention_pattern=True for attn_pattern, on a hybrid model loaded with attn_implementation="eager")
+
+tools/test_dump_families.py checks the dumps against transformers' outputs in test/fixtures/families.
 """
 import argparse
 import json
@@ -96,6 +117,29 @@ def _hidden_arg(args, kwargs):
     return args[0] if args else kwargs.get("hidden_states")
 
 
+def hook_mixer(mixer, keep, hook_act=True):
+    """Hooks one Mamba mixer's sub-modules; `keep(key, value)` receives what they compute."""
+    handles = [
+        mixer.register_forward_pre_hook(lambda _m, a, k: keep("mixer_in", _hidden_arg(a, k)), with_kwargs=True),
+        mixer.register_forward_hook(lambda _m, _a, out: keep("out", out[0] if isinstance(out, tuple) else out)),
+    ]
+    # Jamba and FalconMamba normalize Δ's low-rank part, B and C between x_proj and the scan.
+    for name in ("in_proj", "x_proj", "dt_proj", "dt_layernorm", "b_layernorm", "c_layernorm"):
+        module = getattr(mixer, name, None)
+        if isinstance(module, torch.nn.Module):
+            handles.append(module.register_forward_hook(lambda _m, _a, out, name=name: keep(name, out)))
+    if isinstance(getattr(mixer, "x_proj", None), torch.nn.Module):
+        # x_proj's input is u itself (Mamba-1), also when the conv runs in a fused kernel.
+        handles.append(mixer.x_proj.register_forward_pre_hook(lambda _m, a, k: keep("x_proj_in", _hidden_arg(a, k)), with_kwargs=True))
+    act = getattr(mixer, "act", None)
+    if isinstance(act, torch.nn.Module) and hook_act:
+        handles.append(act.register_forward_hook(lambda _m, _a, out: keep("act", out)))
+    norm = getattr(mixer, "norm", None)
+    if isinstance(norm, torch.nn.Module) and mixer.A_log.dim() == 1:
+        handles.append(norm.register_forward_pre_hook(lambda _m, a, k: keep("norm_in", _hidden_arg(a, k)), with_kwargs=True))
+    return handles
+
+
 def attach(model):
     """Registers the hooks; returns (per-layer captures, hook handles)."""
     layers = find_layers(model)
@@ -104,7 +148,6 @@ def attach(model):
     act_ids = [id(getattr(layer.mixer, "act", None)) for layer in layers]
     shared_act = len(set(act_ids)) != len(act_ids)
     for cap, layer in zip(captures, layers):
-        mixer = layer.mixer
 
         def block_pre(_m, args, kwargs, cap=cap):
             hs = _hidden_arg(args, kwargs)
@@ -120,21 +163,8 @@ def attach(model):
 
         handles.append(layer.register_forward_pre_hook(block_pre, with_kwargs=True))
         handles.append(layer.register_forward_hook(block_post, with_kwargs=True))
-        handles.append(mixer.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("mixer_in", _hidden_arg(a, k)), with_kwargs=True))
-        handles.append(mixer.register_forward_hook(lambda _m, _a, out, cap=cap: cap.keep("out", out[0] if isinstance(out, tuple) else out)))
-        for name in ("in_proj", "x_proj", "dt_proj"):
-            module = getattr(mixer, name, None)
-            if isinstance(module, torch.nn.Module):
-                handles.append(module.register_forward_hook(lambda _m, _a, out, cap=cap, name=name: cap.keep(name, out)))
-        if isinstance(getattr(mixer, "x_proj", None), torch.nn.Module):
-            # x_proj's input is u itself (Mamba-1), also when the conv runs in a fused kernel.
-            handles.append(mixer.x_proj.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("x_proj_in", _hidden_arg(a, k)), with_kwargs=True))
-        act = getattr(mixer, "act", None)
-        if isinstance(act, torch.nn.Module) and not shared_act:
-            handles.append(act.register_forward_hook(lambda _m, _a, out, cap=cap: cap.keep("act", out)))
-        norm = getattr(mixer, "norm", None)
-        if isinstance(norm, torch.nn.Module) and mixer.A_log.dim() == 1:
-            handles.append(norm.register_forward_pre_hook(lambda _m, a, k, cap=cap: cap.keep("norm_in", _hidden_arg(a, k)), with_kwargs=True))
+        # A shared activation module fires in every layer: its first value would be layer 0's.
+        handles += hook_mixer(layer.mixer, cap.keep, hook_act=not shared_act)
     return captures, handles
 
 
@@ -181,6 +211,13 @@ def _pick(name, captured, recomputed, recomputed_names):
 def _linear(x, module):
     y = x @ _f64(module.weight).T
     return y + _f64(module.bias) if module.bias is not None else y
+
+
+def _rms_norm(x, norm):
+    """Jamba's RMSNorm (weight, variance_epsilon) or FalconMamba's weightless one (eps; its weight buffer is unused)."""
+    if hasattr(norm, "variance_epsilon"):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon) * _f64(norm.weight)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
 def _causal_conv_silu(x, conv):
@@ -230,11 +267,18 @@ def scan_mamba2(u, delta, A, B, C, D, groups, at):
 
 
 def layer_internals(mixer, cap, length, at):
-    """The dump tensors of one layer (float64) and the names of those recomputed."""
+    """The Mamba internals of one layer (float64), the mixer kind and the names of those recomputed."""
     recomputed = []
     xn = _f64(cap.get("mixer_in")[0])
-    proj_rec = _linear(xn, mixer.in_proj)
-    proj = _pick("in_proj", _ld(cap.get("in_proj"), length, proj_rec.shape[1]), proj_rec, recomputed)
+    # Falcon-H1 scales in_proj's input by ssm_in_multiplier and its output by the µP vector
+    # (z, x, B, C, Δ segments); the scan sees the scaled projection, so the dump does too.
+    proj_rec = _linear(xn * getattr(mixer, "ssm_in_multiplier", 1.0), mixer.in_proj)
+    native_proj = _oriented(cap.get("in_proj"), length, proj_rec.shape[1])
+    mup = getattr(mixer, "mup_vector", None)
+    if mup is not None:
+        proj_rec = proj_rec * _f64(mup).reshape(-1)
+        native_proj = None if native_proj is None else native_proj * mup.reshape(-1)
+    proj = _pick("in_proj", None if native_proj is None else _f64(native_proj), proj_rec, recomputed)
     A = -torch.exp(_f64(mixer.A_log))
     D = _f64(mixer.D)
     if mixer.A_log.dim() == 2:
@@ -244,12 +288,18 @@ def layer_internals(mixer, cap, length, at):
         u_captured = _ld(cap.get("x_proj_in"), length, channels)
         u = _pick("u", u_captured if u_captured is not None else _ld(cap.get("act"), length, channels), _causal_conv_silu(x, mixer.conv1d), recomputed)
         xdbl = _pick("x_proj", _ld(cap.get("x_proj"), length, R + 2 * N), _linear(u, mixer.x_proj), recomputed)
-        dt_rec = _linear(xdbl[:, :R], mixer.dt_proj)
+        dt_low, B, C = xdbl[:, :R], xdbl[:, R : R + N], xdbl[:, R + N :]
+        if isinstance(getattr(mixer, "dt_layernorm", None), torch.nn.Module):
+            # Jamba and FalconMamba: RMSNorms on Δ's low-rank part, B and C. (Jamba then applies
+            # dt_proj's weight directly, with no dt_proj call to hook, so its Δ is recomputed.)
+            dt_low = _pick("dt_layernorm", _ld(cap.get("dt_layernorm"), length, R), _rms_norm(dt_low, mixer.dt_layernorm), recomputed)
+            B = _pick("b_layernorm", _ld(cap.get("b_layernorm"), length, N), _rms_norm(B, mixer.b_layernorm), recomputed)
+            C = _pick("c_layernorm", _ld(cap.get("c_layernorm"), length, N), _rms_norm(C, mixer.c_layernorm), recomputed)
+        dt_rec = _linear(dt_low, mixer.dt_proj)
         dt_cap = cap.get("dt_proj")
         dt = _pick("dt_proj", _ld(dt_cap, length, channels), dt_rec, recomputed)
         # softplus in the model's own dtype when its dt_proj output was captured, as the model does.
         delta = _ld(F.softplus(dt_cap), length, channels) if "dt_proj" not in recomputed else F.softplus(dt)
-        B, C = xdbl[:, R : R + N], xdbl[:, R + N :]
         y, h = scan_mamba1(u, delta, A, B, C, D, at)
         recomputed.append("y")
         model = "mamba1"
@@ -270,22 +320,169 @@ def layer_internals(mixer, cap, length, at):
             delta = torch.clamp(F.softplus(dt_raw + _f64(mixer.dt_bias)), lo, hi)
         else:
             # Δ in the model's own dtype, as the model computes it from its captured in_proj output.
-            native = _oriented(cap.get("in_proj"), length, proj.shape[1])[:, -heads:]
+            native = native_proj[:, -heads:]
             delta = _f64(torch.clamp(F.softplus(native + mixer.dt_bias.to(native.dtype)), lo, hi))
         y_rec, h = scan_mamba2(u, delta, A, B, C, D, groups, at)
         y = _pick("y", _ld(cap.get("norm_in"), length, d_inner), y_rec, recomputed)
         model = "mamba2"
-    H = xn.shape[1]
-    tensors = {"hidden_in": _ld(cap.get("hidden_in"), length, H), "z": z, "u": u, "delta": delta, "B": B, "C": C, "y": y}
-    tensors.update({"out": _ld(cap.get("out"), length, H), "hidden_out": _ld(cap.get("hidden_out"), length, H)})
+    tensors = {"z": z, "u": u, "delta": delta, "B": B, "C": C, "y": y}
     if h is not None:
         tensors["h"] = h
     # Name the dump quantities that were recomputed, not the projections they come from.
-    dump_names = {"in_proj": "z", "x_proj": "B, C", "dt_proj": "delta"}
+    dump_names = {"in_proj": "z", "x_proj": "B, C", "dt_proj": "delta", "dt_layernorm": "delta", "b_layernorm": "B", "c_layernorm": "C"}
     names = {dump_names.get(r, r) for r in recomputed}
     if h is not None:
         names.add("h")
     return model, tensors, sorted(names)
+
+
+# --- hybrid families (transformers) -------------------------------------------------------------
+
+HYBRID_FAMILIES = ("jamba", "bamba", "granitemoehybrid", "nemotron_h", "zamba2", "falcon_h1")
+
+
+def hybrid_family(model):
+    """The model_type of a transformers hybrid model, else None."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return model_type if model_type in HYBRID_FAMILIES else None
+
+
+def find_decoder_layers(model):
+    for path in ("model.layers", "layers"):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return list(obj)
+    raise ValueError("no decoder layers found (expected .model.layers or .layers)")
+
+
+def layer_parts(layer):
+    """A hybrid decoder layer's modules by role: (Mamba mixer or None, attention or None, feed-forward modules).
+
+    Zamba2's hybrid layer runs the shared transformer block (attention, then MLP), and its output
+    joins the input of the layer's own Mamba decoder (mamba_decoder.mamba). Nemotron-H has a single
+    `mixer` per layer, of whichever kind. Granite's feed-forward is block_sparse_moe + shared_mlp.
+    """
+    host = getattr(layer, "shared_transformer", None) or layer
+    mamba = getattr(getattr(layer, "mamba_decoder", layer), "mamba", None)
+    attention = getattr(host, "self_attn", None)
+    ffn = [m for m in (getattr(host, name, None) for name in ("feed_forward", "block_sparse_moe", "shared_mlp")) if m is not None]
+    mixer = getattr(layer, "mixer", None)
+    if mixer is not None:
+        if hasattr(mixer, "A_log"):
+            mamba = mixer
+        elif hasattr(mixer, "o_proj"):
+            attention = mixer
+        else:
+            ffn = [mixer]
+    return mamba, attention, ffn
+
+
+def attach_hybrid(model):
+    """Registers the hooks on a hybrid model; returns (per-layer captures, hook handles).
+
+    Every module hook writes into the capture of the decoder layer running at that moment, so a
+    module shared by several layers (Zamba2's shared transformer block) is hooked once and its
+    values land in the layer that called it.
+    """
+    layers = find_decoder_layers(model)
+    captures = [Capture() for _ in layers]
+    current = [None]
+    handles = []
+    hooked = set()
+
+    def keep(key, value):
+        if current[0] is not None:
+            current[0].keep(key, value)
+
+    def hook_once(module, register):
+        if id(module) not in hooked:
+            hooked.add(id(module))
+            handles.extend(register(module))
+
+    def attention_post(_m, _args, output):
+        # Attention modules return (o_proj output, softmax weights, None unless eager).
+        keep("attn_out", output[0])
+        keep("attn_weights", output[1])
+
+    def topk_pre(_m, args, kwargs):
+        # transformers' experts modules take (hidden_states, top_k_index, top_k_weights).
+        keep("moe_index", args[1] if len(args) > 1 else kwargs.get("top_k_index"))
+        keep("moe_weights", args[2] if len(args) > 2 else kwargs.get("top_k_weights"))
+
+    for cap, layer in zip(captures, layers):
+
+        def enter(_m, args, kwargs, cap=cap):
+            current[0] = cap
+            cap.keep("hidden_in", _hidden_arg(args, kwargs))
+
+        def leave(_m, _args, _kwargs, output, cap=cap):
+            cap.keep("hidden_out", output[0] if isinstance(output, tuple) else output)
+            current[0] = None
+
+        handles.append(layer.register_forward_pre_hook(enter, with_kwargs=True))
+        handles.append(layer.register_forward_hook(leave, with_kwargs=True))
+        mamba, attention, ffn = layer_parts(layer)
+        if mamba is not None:
+            hook_once(mamba, lambda m: hook_mixer(m, keep))
+        if attention is not None:
+            hook_once(attention, lambda m: [m.register_forward_hook(attention_post)])
+        for j, module in enumerate(ffn):
+            hook_once(module, lambda m, j=j: [m.register_forward_hook(lambda _m, _a, out: keep(f"ffn.{j}", out))])
+            experts = getattr(module, "experts", None)
+            if isinstance(experts, torch.nn.Module):
+                hook_once(experts, lambda m: [m.register_forward_pre_hook(topk_pre, with_kwargs=True)])
+    return captures, handles
+
+
+def hybrid_layer_tensors(layer, cap, length, at, attention_pattern):
+    """One hybrid layer's dump tensors and the names of those recomputed / not captured."""
+    mamba, attention, ffn = layer_parts(layer)
+    H = cap.get("hidden_in").shape[-1]
+    tensors = {"hidden_in": cap.get("hidden_in"), "hidden_out": cap.get("hidden_out")}
+    recomputed, not_captured = [], []
+    if mamba is not None:
+        if cap.get("mixer_in") is None:
+            raise RuntimeError("the Mamba mixer's hook never fired")
+        _kind, internals, recomputed = layer_internals(mamba, cap, length, at)
+        tensors.update(internals)
+        tensors["ssm_out"] = cap.get("out")
+    if attention is not None:
+        tensors["attn_out"] = cap.get("attn_out")
+        if attention_pattern:
+            weights = cap.get("attn_weights")  # [1, heads, L, L]
+            if weights is None:
+                not_captured.append("attn_pattern")  # not eager attention: no weights returned
+            else:
+                tensors["attn_pattern"] = weights[0].transpose(0, 1)
+    if ffn:
+        parts = [cap.get(f"ffn.{j}") for j in range(len(ffn))]
+        if any(p is None for p in parts):
+            raise RuntimeError("a feed-forward hook never fired")
+        tensors["mlp_out"] = sum(parts[1:], parts[0])
+        if any(isinstance(getattr(m, "experts", None), torch.nn.Module) for m in ffn):
+            index, weights = cap.get("moe_index"), cap.get("moe_weights")
+            if index is None or weights is None:
+                not_captured += ["moe_experts", "moe_weights"]
+            else:
+                # Most weight first, whatever order the router returned them in.
+                weights, order = weights.float().sort(dim=-1, descending=True, stable=True)
+                tensors["moe_experts"] = index.gather(-1, order)
+                tensors["moe_weights"] = weights
+    if mamba is not None and hasattr(layer, "attn_out_multiplier"):
+        # Falcon-H1 runs Mamba and attention in parallel and adds both, after their multipliers.
+        tensors["out"] = cap.get("out") * layer.ssm_out_multiplier + cap.get("attn_out") * layer.attn_out_multiplier
+    else:
+        # The first residual branch, before any residual multiplier (Granite) the layer applies; a
+        # copy, as safetensors refuses two names for one storage.
+        tensors["out"] = tensors.get("ssm_out", tensors.get("attn_out", tensors.get("mlp_out"))).clone()
+    for name in ("hidden_in", "hidden_out", "ssm_out", "attn_out", "mlp_out", "out"):
+        if name in tensors:
+            tensors[name] = _oriented(tensors[name], length, H)
+    return tensors, recomputed, not_captured
 
 
 def _resolve(positions, length):
@@ -299,14 +496,19 @@ def _resolve(positions, length):
 
 
 @torch.no_grad()
-def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metadata=None):
-    """Runs `model` on `input_ids` (a list or 1-D tensor) and writes the dump to `path`."""
+def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metadata=None, attention_pattern=False):
+    """Runs `model` on `input_ids` (a list or 1-D tensor) and writes the dump to `path`.
+
+    attention_pattern: also write attention layers' softmax weights (hybrid models loaded with
+    attn_implementation="eager"; other attention implementations do not return them).
+    """
     ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1)
     length = ids.shape[1]
     at = _resolve(states_at, length)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    captures, handles = attach(model)
+    family = hybrid_family(model)
+    captures, handles = attach_hybrid(model) if family else attach(model)
     try:
         try:
             output = model(input_ids=ids.to(device), use_cache=False)
@@ -317,12 +519,24 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
             handle.remove()
     logits = output.logits if hasattr(output, "logits") else output[0]
     tensors = {"input_ids": ids[0].to(torch.int32).cpu(), "logits": logits[0].float().cpu()}
-    recomputed = {}
-    model_kind = None
-    for i, (layer, cap) in enumerate(zip(find_layers(model), captures)):
-        if cap.get("mixer_in") is None:
-            raise RuntimeError(f"layer {i}: the mixer hook never fired (is this a Mamba model?)")
-        model_kind, internals, names = layer_internals(layer.mixer, cap, length, at)
+    recomputed, not_captured = {}, {}
+    model_kind = family
+    layers = find_decoder_layers(model) if family else find_layers(model)
+    for i, (layer, cap) in enumerate(zip(layers, captures)):
+        if family:
+            try:
+                internals, names, missing = hybrid_layer_tensors(layer, cap, length, at, attention_pattern)
+            except RuntimeError as err:
+                raise RuntimeError(f"layer {i}: {err}") from None
+            if missing:
+                not_captured[str(i)] = missing
+        else:
+            if cap.get("mixer_in") is None:
+                raise RuntimeError(f"layer {i}: the mixer hook never fired (is this a Mamba model?)")
+            model_kind, internals, names = layer_internals(layer.mixer, cap, length, at)
+            H = cap.get("mixer_in").shape[-1]
+            for name in ("hidden_in", "out", "hidden_out"):
+                internals[name] = _ld(cap.get(name), length, H)
         for name, value in internals.items():
             if value is None:
                 continue
@@ -341,6 +555,8 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
         "recomputed": json.dumps(recomputed),
         **(extra_metadata or {}),
     }
+    if family:
+        metadata.update({"arch": family, "not_captured": json.dumps(not_captured)})
     save_file(tensors, path, metadata=metadata)
     return tensors, metadata
 
@@ -348,17 +564,19 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
 # --- command line -------------------------------------------------------------------------------
 
 
-def _load_model(folder, dtype, device, use_mamba_ssm):
+def _load_model(folder, dtype, device, use_mamba_ssm, eager_attention=False):
     if use_mamba_ssm:
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
 
         return MambaLMHeadModel.from_pretrained(folder, device=device, dtype=dtype).eval()
     from transformers import AutoModelForCausalLM
 
+    # Only eager attention returns the softmax weights that --attention writes.
+    options = {"attn_implementation": "eager"} if eager_attention else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)
     except TypeError:  # transformers < 4.56 calls it torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, **options)
     return model.to(device).eval()
 
 
@@ -404,14 +622,16 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--mamba-ssm", action="store_true")
     p.add_argument("--allow-tf32", action="store_true")
+    p.add_argument("--attention", action="store_true", help="hybrid models: also write attn_pattern (loads eager attention)")
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
     torch.backends.cudnn.allow_tf32 = args.allow_tf32
-    model = _load_model(args.model, getattr(torch, args.dtype), args.device, args.mamba_ssm)
+    model = _load_model(args.model, getattr(torch, args.dtype), args.device, args.mamba_ssm, args.attention)
     ids, tokens = _input(args)
     states = [int(s) for s in args.states.split(",")] if args.states else []
-    tensors, metadata = dump_model(model, ids, args.out, states, tokens)
-    print(f"wrote {args.out}: {len(ids)} tokens, {len(tensors)} tensors, model {metadata['model']}, dtype {metadata['dtype']}, recomputed {metadata['recomputed']}")
+    tensors, metadata = dump_model(model, ids, args.out, states, tokens, attention_pattern=args.attention)
+    missing = f", not captured {metadata['not_captured']}" if "not_captured" in metadata else ""
+    print(f"wrote {args.out}: {len(ids)} tokens, {len(tensors)} tensors, model {metadata['model']}, dtype {metadata['dtype']}, recomputed {metadata['recomputed']}{missing}")
 
 
 if __name__ == "__main__":
