@@ -73,5 +73,5 @@ export const hybridLayer: LayerKind<HybridLayerConfig, HybridParams, HybridTfWei
   scanView: (c, p) => scanView(c, p as never),
   reference: (c, p, x, at, carry, edit, run) => hybridReference(c, p as Readonly<Record<string, F64>>, x, at, carry, edit, run),
   tfjs: hybridTfjs,
-  webgpu: hybridWebGpu as LayerKind<HybridLayerConfig, HybridParams, HybridTfWeights, HybridGpuWeights>['webgpu'],
+  webgpu: hybridWebGpu,
 };
