@@ -64,7 +64,7 @@ export interface MixerGpuWeights {
 
 type F32 = Param<'float32'>;
 
-/** What both mixers have, under their parameter names. */
+/** What both Mamba layer kinds have, under their parameter names. */
 export interface MixerParams {
   readonly inProjW: F32;
   readonly inProjB?: F32;
@@ -76,11 +76,11 @@ export interface MixerParams {
   readonly outProjB?: F32;
 }
 
-/** Uploads what both mixers have; `inProj` replaces in_proj's weight and bias (Falcon-H1's multipliers folded in). */
-export function uploadMixer(p: MixerParams, up: GpuUploader, inProj?: { weight: ArrayLike<number>; bias?: ArrayLike<number> }): MixerGpuWeights {
+/** Uploads what both mixers have, under their parameter names. */
+export function uploadMixer(p: MixerParams, up: GpuUploader): MixerGpuWeights {
   return {
-    inProjW: up.projection('in_proj', inProj?.weight ?? p.inProjW.data),
-    inProjB: inProj?.bias ? up.upload('in_proj bias', inProj.bias) : up.optional('in_proj bias', p.inProjB),
+    inProjW: up.projection('in_proj', p.inProjW.data),
+    inProjB: up.optional('in_proj bias', p.inProjB),
     convW: up.upload('conv1d', p.convW.data),
     convB: up.optional('conv1d bias', p.convB),
     scanParams: up.scanParams('A|D', p.A_log, p.D),
