@@ -130,17 +130,20 @@ fn main(group : vec3<u32>, local : u32) {
   };
 }
 
-/** x · Wᵀ into `out`, plus the adapter's x · A₀ᵀ · A₁ᵀ when the op has one. */
-function project(ctx: LayerContext, scratch: LayerScratch, label: string, w: GpuOpWeights, x: GPUBuffer, inDim: number, key: string, adapterList: string, adapter: AdapterSpec | undefined, N: number, out: GPUBuffer): Dispatch[] {
+/**
+ * x · Wᵀ into `out` (in `planes` when given), plus Zamba2's low-rank adapter x · A₀ᵀ · A₁ᵀ when
+ * the op has one (`<adapterList><index>.{0,1}.weight`), added by the projection's residual epilogue.
+ */
+export function adaptedProjection(ctx: LayerContext, scratch: LayerScratch, label: string, w: GpuOpWeights, x: GPUBuffer, inDim: number, key: string, adapterList: string, adapter: AdapterSpec | undefined, N: number, out: GPUBuffer, planes?: readonly number[]): Dispatch[] {
   const { L: M } = ctx;
-  if (!adapter) return projectionDispatches(ctx, label, { x, weight: w(key), M, N, K: inDim, out });
+  if (!adapter) return projectionDispatches(ctx, label, { x, weight: w(key), M, N, K: inDim, out, planes });
   const at = `${adapterList}${adapter.index}.`;
   const low = scratch(`${label} adapter in`, M * adapter.rank);
   const lifted = scratch(`${label} adapter out`, M * N);
   return [
     ...projectionDispatches(ctx, `${label} adapter A₀`, { x, weight: w(`${at}0.weight`), M, N: adapter.rank, K: inDim, out: low }),
     ...projectionDispatches(ctx, `${label} adapter A₁`, { x: low, weight: w(`${at}1.weight`), M, N, K: adapter.rank, out: lifted }),
-    ...projectionDispatches(ctx, label, { x, weight: w(key), M, N, K: inDim, out, residual: lifted }),
+    ...projectionDispatches(ctx, label, { x, weight: w(key), M, N, K: inDim, out, planes, residual: lifted }),
   ];
 }
 
@@ -156,9 +159,9 @@ export function attentionGpu(op: AttentionOp, w: GpuOpWeights, x: GPUBuffer, H: 
   const d = op.headDim, q = op.heads * d, kv = op.kvHeads * d;
   const raw = { q: scratch(`${label} q`, L * q), k: scratch(`${label} k`, L * kv), v: scratch(`${label} v`, L * kv) };
   const dispatches: Dispatch[] = [
-    ...project(ctx, scratch, `${label} q_proj`, w, x, op.inDim, `${op.key}q_proj.weight`, `${op.key}linear_q_adapter_list.`, op.adapter, q, raw.q),
-    ...project(ctx, scratch, `${label} k_proj`, w, x, op.inDim, `${op.key}k_proj.weight`, `${op.key}linear_k_adapter_list.`, op.adapter, kv, raw.k),
-    ...project(ctx, scratch, `${label} v_proj`, w, x, op.inDim, `${op.key}v_proj.weight`, `${op.key}linear_v_adapter_list.`, op.adapter, kv, raw.v),
+    ...adaptedProjection(ctx, scratch, `${label} q_proj`, w, x, op.inDim, `${op.key}q_proj.weight`, `${op.key}linear_q_adapter_list.`, op.adapter, q, raw.q),
+    ...adaptedProjection(ctx, scratch, `${label} k_proj`, w, x, op.inDim, `${op.key}k_proj.weight`, `${op.key}linear_k_adapter_list.`, op.adapter, kv, raw.k),
+    ...adaptedProjection(ctx, scratch, `${label} v_proj`, w, x, op.inDim, `${op.key}v_proj.weight`, `${op.key}linear_v_adapter_list.`, op.adapter, kv, raw.v),
   ];
   let [qs, ks] = [raw.q, raw.k];
   if (op.rope || op.keyScale !== 1) {

@@ -4,7 +4,7 @@
  * + Zamba2's adapter), act(gate) ⊙ up, the down projection (+ Falcon-H1's down multiplier).
  */
 import type { MlpOp } from '../hybrid/config';
-import type { GpuOpWeights } from '../attention/webgpu';
+import { adaptedProjection, type GpuOpWeights } from '../attention/webgpu';
 import { activationKernel, combineKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
 import type { BufferRange, Dispatch } from '../../webgpu/kernel';
 import { plane, projectionDispatches, type LayerContext, type LayerScratch } from '../../webgpu/layer';
@@ -39,18 +39,8 @@ export function mlpGpu(op: MlpOp, w: GpuOpWeights, x: GPUBuffer, H: number, labe
     const [input, output] = op.fusedNames ?? ['input_linear', 'output_linear'];
     const planes = planeLayout(L, [I, I]);
     const gu = scratch(`${label} [gate | up]`, planes.size);
-    let residual: GPUBuffer | undefined;
-    if (op.adapter) {
-      const at = `${op.key}${input}_adapter_list.${op.adapter.index}.`;
-      const low = scratch(`${label} adapter in`, L * op.adapter.rank);
-      residual = scratch(`${label} adapter out`, L * 2 * I);
-      dispatches.push(
-        ...projectionDispatches(ctx, `${label} adapter A₀`, { x, weight: w(`${at}0.weight`), M: L, N: op.adapter.rank, K: H, out: low }),
-        ...projectionDispatches(ctx, `${label} adapter A₁`, { x: low, weight: w(`${at}1.weight`), M: L, N: 2 * I, K: op.adapter.rank, out: residual }),
-      );
-    }
     dispatches.push(
-      ...projectionDispatches(ctx, `${label} ${input}`, { x, weight: w(`${op.key}${input}.weight`), M: L, N: 2 * I, K: H, out: gu, planes: [I, I], residual }),
+      ...adaptedProjection(ctx, scratch, `${label} ${input}`, w, x, H, `${op.key}${input}.weight`, `${op.key}${input}_adapter_list.`, op.adapter, 2 * I, gu, [I, I]),
       activationDispatch(ctx, label, op.act, plane(gu, planes, 0), plane(gu, planes, 1), op.gateScale, hidden, L * I),
     );
     downKey = `${op.key}${output}.weight`;
