@@ -13,7 +13,7 @@ import '@tensorflow/tfjs-backend-webgl';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { requestComputeDevice } from '../src/engine/webgpu/device';
 import { KernelCache, record } from '../src/engine/webgpu/kernel';
-import { combineKernel, ELEMENTWISE_THREADS } from '../src/engine/webgpu/elementwise';
+import { combineDispatch } from '../src/engine/webgpu/elementwise';
 import { BACKENDS, type Backend, type BackendInfo, type BackendPreference } from '../src/protocol';
 
 /** The chosen backend; for 'webgpu', the device the native engine runs on. */
@@ -57,7 +57,7 @@ async function webgpuDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const cache = new KernelCache(device);
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();
-  record(pass, [cache.dispatch('probe', combineKernel(true), cache.flatWorkgroups(2, ELEMENTWISE_THREADS), { A: { buffer: input([1, 2]) }, B: { buffer: input([1, 1]) }, result: { buffer: result } }, { total: 2, alpha: 1, beta: 1 })]);
+  record(pass, [combineDispatch(cache, 'probe', 2, { buffer: input([1, 2]) }, 1, { buffer: result }, { range: { buffer: input([1, 1]) }, beta: 1 })]);
   pass.end();
   encoder.copyBufferToBuffer(result, 0, read, 0, 8);
   device.queue.submit([encoder.finish()]);

@@ -4,13 +4,13 @@
  * Falcon-H1's norm-less Mamba-2 (act(s·G) ⊙ U), and the concat of two [L, ·] tensors (Zamba2's
  * stream and embeddings). Each is one flat invocation per output element.
  */
-import type { KernelSpec } from './kernel';
+import type { BufferRange, Dispatch, KernelCache, KernelSpec } from './kernel';
 import { MATH_WGSL } from './math';
 
 export const ELEMENTWISE_THREADS = 64;
 
 /** result = alpha · A (+ beta · B). */
-export function combineKernel(withB: boolean): KernelSpec {
+function combineKernel(withB: boolean): KernelSpec {
   return {
     storage: [{ name: 'A', type: 'f32' }, ...(withB ? [{ name: 'B', type: 'f32' } as const] : []), { name: 'result', type: 'f32', write: true }],
     uniforms: [['total', 'i32'], ['alpha', 'f32'], ['beta', 'f32']],
@@ -22,6 +22,11 @@ fn main(index : i32) {
   result[index] = uniforms.alpha * A[index]${withB ? ' + uniforms.beta * B[index]' : ''};
 }`,
   };
+}
+
+/** result = alpha · A (+ beta · B), over `total` elements. */
+export function combineDispatch(cache: KernelCache, label: string, total: number, a: BufferRange, alpha: number, result: BufferRange, b?: { range: BufferRange; beta: number }): Dispatch {
+  return cache.dispatch(label, combineKernel(!!b), cache.flatWorkgroups(total, ELEMENTWISE_THREADS), { A: a, ...(b ? { B: b.range } : {}), result }, { total, alpha, beta: b?.beta ?? 0 });
 }
 
 export type GpuActivation = 'silu' | 'gelu' | 'relu2';
@@ -48,7 +53,7 @@ const ACTIVATION_CALL: Readonly<Record<GpuActivation, (v: string) => string>> = 
 };
 
 /** result = act(gateScale · G) (⊙ U when `gated`): an MLP's hidden layer, or y ⊙ silu(z) with G = z, U = y. */
-export function activationKernel(act: GpuActivation, gated: boolean): KernelSpec {
+function activationKernel(act: GpuActivation, gated: boolean): KernelSpec {
   return {
     storage: [{ name: 'G', type: 'f32' }, ...(gated ? [{ name: 'U', type: 'f32' } as const] : []), { name: 'result', type: 'f32', write: true }],
     uniforms: [['total', 'i32'], ['gateScale', 'f32']],
@@ -61,6 +66,11 @@ fn main(index : i32) {
   result[index] = ${ACTIVATION_CALL[act]('g')}${gated ? ' * U[index]' : ''};
 }`,
   };
+}
+
+/** result = act(gateScale · G) (⊙ U), over `total` elements. */
+export function activationDispatch(cache: KernelCache, label: string, total: number, act: GpuActivation, gate: BufferRange, up: BufferRange | undefined, gateScale: number, result: BufferRange): Dispatch {
+  return cache.dispatch(`${label} ${act}`, activationKernel(act, !!up), cache.flatWorkgroups(total, ELEMENTWISE_THREADS), { G: gate, ...(up ? { U: up } : {}), result }, { total, gateScale });
 }
 
 /** result[t] = [A[t] | B[t]]: rows of widths wa and wb side by side. */

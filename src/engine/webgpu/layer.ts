@@ -9,7 +9,7 @@ import type { Param } from '../model/params';
 import type { BufferRange, Dispatch } from './kernel';
 import { matmulDispatches, type MatmulOptions, type MatmulScratch } from './matmul';
 import { planeRange, type PlaneLayout } from './planes';
-import { combineKernel, ELEMENTWISE_THREADS } from './elementwise';
+import { combineDispatch } from './elementwise';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { scanChunking, scanScratch } from './selectiveScan';
 import type { WeightFormat } from './weightFormat';
@@ -216,7 +216,7 @@ export function outProjection(ctx: LayerContext, label: string, io: LayerIo, p: 
   return {
     dispatches: [
       ...matmulDispatches(ctx, `${label} out_proj`, options(false), shape, { X: { buffer: p.input }, W: { buffer: p.weight }, ...bias, Y: { buffer: out } }),
-      cache.dispatch(`${label} residual`, combineKernel(true), cache.flatWorkgroups(L * p.H, ELEMENTWISE_THREADS), { A: { buffer: io.hIn }, B: { buffer: out }, result: { buffer: io.hOut } }, { total: L * p.H, alpha: 1, beta: 1 }),
+      combineDispatch(cache, `${label} residual`, L * p.H, { buffer: io.hIn }, 1, { buffer: io.hOut }, { range: { buffer: out }, beta: 1 }),
     ],
     out: { range: whole(out, L * p.H), shape: [L, p.H] },
   };

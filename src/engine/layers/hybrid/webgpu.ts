@@ -8,7 +8,7 @@
  * Granite's fused experts sliced per expert.
  */
 import type { Param } from '../../model/params';
-import { combineKernel, concatKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
+import { combineDispatch, concatKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
 import type { Dispatch } from '../../webgpu/kernel';
 import { layerScratch, projectionDispatches, streamSources, whole, type CaptureName, type CaptureSource, type GpuUploader, type LayerBuild, type LayerContext, type LayerIo, type LayerScratch, type WebGpuEntry } from '../../webgpu/layer';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
@@ -111,9 +111,7 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
   const sources: Partial<Record<CaptureName, CaptureSource>> = streamSources(io, L, H);
   const value = (buffer: GPUBuffer, width = H): GpuValue => ({ buffer, width, factor: 1 });
   const combine = (label: string, a: GpuValue, b?: GpuValue, into = scratch(label, L * a.width)): GpuValue => {
-    const total = L * a.width;
-    dispatches.push(cache.dispatch(`${at} ${label}`, combineKernel(!!b), cache.flatWorkgroups(total, ELEMENTWISE_THREADS),
-      { A: { buffer: a.buffer }, ...(b ? { B: { buffer: b.buffer } } : {}), result: { buffer: into } }, { total, alpha: a.factor, beta: b?.factor ?? 0 }));
+    dispatches.push(combineDispatch(cache, `${at} ${label}`, L * a.width, { buffer: a.buffer }, a.factor, { buffer: into }, b ? { range: { buffer: b.buffer }, beta: b.factor } : undefined));
     return value(into, a.width);
   };
   /** The value's buffer with its pending scale applied. */

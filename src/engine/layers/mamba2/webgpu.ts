@@ -12,7 +12,7 @@ import type { Mamba2Config } from '../../model/config';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
-import { activationKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
+import { activationDispatch } from '../../webgpu/elementwise';
 import type { Dispatch } from '../../webgpu/kernel';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, uploadMixer, whole, type GpuMixer, type LayerContext, type MixerGpuWeights, type WebGpuEntry } from '../../webgpu/layer';
 import { matmulDispatches } from '../../webgpu/matmul';
@@ -62,7 +62,7 @@ export function mamba2GpuMixer(s: Mamba2MixerShape, w: Mamba2MixerGpuWeights, x:
   const z = plane(b.proj, b.projPlanes, 0);
   const n = s.gatedNorm;
   const gateStep: Dispatch = !n
-    ? cache.dispatch(`${label} gate`, activationKernel('silu', true), cache.flatWorkgroups(L * Din, ELEMENTWISE_THREADS), { G: z, U: whole(b.scanOut, L * Din), result: { buffer: b.gatedNormed } }, { total: L * Din, gateScale: 1 })
+    ? activationDispatch(cache, `${label} gate`, L * Din, 'silu', z, whole(b.scanOut, L * Din), 1, { buffer: b.gatedNormed })
     : cache.dispatch(`${label} gated norm`, rmsNormKernel({ gated: !n.beforeGate, gateAfter: n.beforeGate, software }), rmsNormWorkgroups(L, Din, n.groupSize),
       { Y: { buffer: b.scanOut }, Z: z, Weight: { buffer: w.gatedNorm! }, result: { buffer: b.gatedNormed } }, { width: Din, groupSize: n.groupSize, eps: n.eps });
   const dispatches = [

@@ -5,15 +5,10 @@
  */
 import type { MlpOp } from '../hybrid/config';
 import { adaptedProjection, type GpuOpWeights } from '../attention/webgpu';
-import { activationKernel, combineKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
-import type { BufferRange, Dispatch } from '../../webgpu/kernel';
+import { activationDispatch, combineDispatch } from '../../webgpu/elementwise';
+import type { Dispatch } from '../../webgpu/kernel';
 import { plane, projectionDispatches, type LayerContext, type LayerScratch } from '../../webgpu/layer';
 import { planeLayout } from '../../webgpu/planes';
-
-/** act(gateScale · gate) (⊙ up) into `out`. */
-export function activationDispatch(ctx: LayerContext, label: string, act: MlpOp['act'], gate: BufferRange, up: BufferRange | undefined, gateScale: number, out: GPUBuffer, total: number): Dispatch {
-  return ctx.cache.dispatch(`${label} ${act}`, activationKernel(act, !!up), ctx.cache.flatWorkgroups(total, ELEMENTWISE_THREADS), { G: gate, ...(up ? { U: up } : {}), result: { buffer: out } }, { total, gateScale });
-}
 
 export function mlpGpu(op: MlpOp, w: GpuOpWeights, x: GPUBuffer, H: number, label: string, ctx: LayerContext, scratch: LayerScratch): { dispatches: Dispatch[]; out: GPUBuffer } {
   const { L } = ctx;
@@ -24,14 +19,14 @@ export function mlpGpu(op: MlpOp, w: GpuOpWeights, x: GPUBuffer, H: number, labe
   let downKey: string;
   if (op.layout === 'ungated') {
     const up = scratch(`${label} up`, L * I);
-    dispatches.push(...projectionDispatches(ctx, `${label} up_proj`, { x, weight: w(`${op.key}up_proj.weight`), M: L, N: I, K: H, out: up }), activationDispatch(ctx, label, op.act, { buffer: up }, undefined, 1, hidden, L * I));
+    dispatches.push(...projectionDispatches(ctx, `${label} up_proj`, { x, weight: w(`${op.key}up_proj.weight`), M: L, N: I, K: H, out: up }), activationDispatch(ctx.cache, label, L * I, op.act, { buffer: up }, undefined, 1, { buffer: hidden }));
     downKey = `${op.key}down_proj.weight`;
   } else if (op.layout === 'separate') {
     const [gate, up] = [scratch(`${label} gate`, L * I), scratch(`${label} up`, L * I)];
     dispatches.push(
       ...projectionDispatches(ctx, `${label} gate_proj`, { x, weight: w(`${op.key}gate_proj.weight`), M: L, N: I, K: H, out: gate }),
       ...projectionDispatches(ctx, `${label} up_proj`, { x, weight: w(`${op.key}up_proj.weight`), M: L, N: I, K: H, out: up }),
-      activationDispatch(ctx, label, op.act, { buffer: gate }, { buffer: up }, op.gateScale, hidden, L * I),
+      activationDispatch(ctx.cache, label, L * I, op.act, { buffer: gate }, { buffer: up }, op.gateScale, { buffer: hidden }),
     );
     downKey = `${op.key}down_proj.weight`;
   } else {
@@ -41,13 +36,13 @@ export function mlpGpu(op: MlpOp, w: GpuOpWeights, x: GPUBuffer, H: number, labe
     const gu = scratch(`${label} [gate | up]`, planes.size);
     dispatches.push(
       ...adaptedProjection(ctx, scratch, `${label} ${input}`, w, x, H, `${op.key}${input}.weight`, `${op.key}${input}_adapter_list.`, op.adapter, 2 * I, gu, [I, I]),
-      activationDispatch(ctx, label, op.act, plane(gu, planes, 0), plane(gu, planes, 1), op.gateScale, hidden, L * I),
+      activationDispatch(ctx.cache, label, L * I, op.act, plane(gu, planes, 0), plane(gu, planes, 1), op.gateScale, { buffer: hidden }),
     );
     downKey = `${op.key}${output}.weight`;
   }
   dispatches.push(...projectionDispatches(ctx, `${label} down_proj`, { x: hidden, weight: w(downKey), M: L, N: H, K: I, out }));
   if (op.downScale === 1) return { dispatches, out };
   const scaled = scratch(`${label} down scaled`, L * H);
-  dispatches.push(ctx.cache.dispatch(`${label} down multiplier`, combineKernel(false), ctx.cache.flatWorkgroups(L * H, ELEMENTWISE_THREADS), { A: { buffer: out }, result: { buffer: scaled } }, { total: L * H, alpha: op.downScale, beta: 0 }));
+  dispatches.push(combineDispatch(ctx.cache, `${label} down multiplier`, L * H, { buffer: out }, op.downScale, { buffer: scaled }));
   return { dispatches, out: scaled };
 }

@@ -8,8 +8,7 @@
  */
 import type { MoeOp } from '../hybrid/config';
 import type { GpuOpWeights } from '../attention/webgpu';
-import { activationDispatch } from '../mlp/webgpu';
-import { ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
+import { activationDispatch, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
 import type { Dispatch, KernelSpec } from '../../webgpu/kernel';
 import { plane, projectionDispatches, whole, type CaptureSource, type LayerContext, type LayerScratch } from '../../webgpu/layer';
 import { planeLayout } from '../../webgpu/planes';
@@ -111,7 +110,7 @@ export function moeGpu(op: MoeOp, w: GpuOpWeights, x: GPUBuffer, H: number, labe
     }
     const down = gu ? fusedExpertKey(op, e, 'down') : `${op.key}experts.${e}.down_proj.weight`;
     dispatches.push(
-      activationDispatch(ctx, at, 'silu', gateOut, upOut, 1, hidden, L * I),
+      activationDispatch(cache, at, L * I, 'silu', gateOut, upOut, 1, { buffer: hidden }),
       ...projectionDispatches(ctx, `${at} down`, { x: hidden, weight: w(down), M: L, N: H, K: I, out: y }),
       cache.dispatch(`${at} weighted`, accumulateKernel(E, e === 0), cache.flatWorkgroups(L * H, ELEMENTWISE_THREADS), { Gate: { buffer: gate }, Y: { buffer: y }, Out: { buffer: out } }, { rows: L, width: H, expert: e }),
     );
