@@ -106,6 +106,11 @@ export function stateSize(config: ModelConfig): number {
   return Math.max(0, ...config.layers.map((l) => mambaOp(l)?.dState ?? 0));
 }
 
+/** The embedding output's and the logits' multipliers (a hybrid family's µP: Granite's, Falcon-H1's; 1 and 1 elsewhere). */
+export function backboneScales(config: LanguageModelConfig): { readonly embedding: number; readonly logits: number } {
+  return config.arch === 'hybrid' ? { embedding: config.embeddingScale, logits: config.logitsScale } : { embedding: 1, logits: 1 };
+}
+
 /** Channels of the model's widest scan (d_inner; a hybrid's largest over its Mamba layers, 0 with none): what the GPU scan's chunking divides. */
 export function scanChannels(config: LanguageModelConfig): number {
   if (config.arch !== 'hybrid') return config.dInner;

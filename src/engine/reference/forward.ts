@@ -10,17 +10,17 @@ import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/
 import type { LayerEdit } from '../interventions';
 import { nextTokenLoss } from '../predictions';
 import type { StreamedModel } from '../model/load';
-import type { LanguageModelConfig } from '../model/config';
+import { backboneScales, type LanguageModelConfig } from '../model/config';
 import { embed, linear, rmsNorm, scaled, type F64 } from './ops';
 
 /** The embedding output: the table's rows, times a hybrid family's embedding multiplier (Granite's, Falcon-H1's). */
 export function embedTokens(config: LanguageModelConfig, ids: ArrayLike<number>, table: F64): F64 {
-  return scaled(embed(ids, table), config.arch === 'hybrid' ? config.embeddingScale : 1);
+  return scaled(embed(ids, table), backboneScales(config).embedding);
 }
 
 /** Logits from the stream leaving the last layer: the final RMSNorm, lm_head, and a hybrid family's logits multiplier (Granite divides by logits_scaling). */
 export function headLogits(config: LanguageModelConfig, hidden: F64, normF: F64, lmHead: F64): F64 {
-  return scaled(linear(rmsNorm(hidden, normF, config.eps), lmHead), config.arch === 'hybrid' ? config.logitsScale : 1);
+  return scaled(linear(rmsNorm(hidden, normF, config.eps), lmHead), backboneScales(config).logits);
 }
 
 export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult<Float64Array> {

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
 import type { LayerConfig, LayerKind, LayerStep, ModelLayer, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
-import { isLanguageModelConfig, type ModelConfig } from '../model/config';
+import { backboneScales, isLanguageModelConfig, type ModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { Predictions } from '../predictions';
@@ -154,15 +154,15 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
   const gathered = tf.gather(embedding, idTensor);
   idTensor.dispose();
   // A hybrid family's embedding multiplier (Granite's, Falcon-H1's) scales the stream entering layer 0.
-  const input = scaled(gathered, c.arch === 'hybrid' ? c.embeddingScale : 1);
+  const scales = backboneScales(c);
+  const input = scaled(gathered, scales.embedding);
   if (input !== gathered) gathered.dispose();
-  const logitsScale = c.arch === 'hybrid' ? c.logitsScale : 1;
   const { hidden, layers } = await walk(model, input, options);
   try {
     const normed = tf.tidy(() => rmsNorm(hidden, normF, c.eps));
     try {
-      if (options.predictions) return { predictions: await devicePredictions(normed, lmHead, model.layout, ids, options.predictions, undefined, logitsScale), layers };
-      const logits = headLogits(normed, lmHead, model.layout, logitsScale);
+      if (options.predictions) return { predictions: await devicePredictions(normed, lmHead, model.layout, ids, options.predictions, undefined, scales.logits), layers };
+      const logits = headLogits(normed, lmHead, model.layout, scales.logits);
       const data = (await logits.data()) as Float32Array;
       logits.dispose();
       return { logits: { shape: [ids.length, vocab], data }, layers };

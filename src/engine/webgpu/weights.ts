@@ -5,7 +5,7 @@
  * Projections keep torch's [out, in] layout (matmul.ts reads W[n·K + k]), so a tied lm_head is
  * the embedding buffer itself.
  */
-import { isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
+import { backboneScales, isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import type { GpuUploader, LayerBuild, LayerContext, LayerIo } from './layer';
@@ -72,8 +72,8 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
   try {
     const embedding = weight('embedding', embeddingParam.data);
     // logits = lm_head(norm_f(x)) · s = lm_head((s · weight) ⊙ x̂): the multiplier folds into the norm's weight, rounded once.
-    const logitsScale = config.arch === 'hybrid' ? config.logitsScale : 1;
-    const normF = upload('norm_f', logitsScale === 1 ? normParam.data : normParam.data.map((v) => v * logitsScale));
+    const scales = backboneScales(config);
+    const normF = upload('norm_f', scales.logits === 1 ? normParam.data : normParam.data.map((v) => v * scales.logits));
     const lmHead = headParam === embeddingParam ? embedding : weight('lm_head', headParam.data);
     const layers: GpuLayer[] = [];
     const count = 'layers' in model ? model.layers.length : model.layerCount;
@@ -86,7 +86,7 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
         return { index: layer.index, readsEmbeddings: entry.readsEmbeddings?.(layerConfig) ?? false, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
       }));
     }
-    return { device, config, embedding, embeddingScale: config.arch === 'hybrid' ? config.embeddingScale : 1, layers, normF, lmHead, format, bytes, destroy };
+    return { device, config, embedding, embeddingScale: scales.embedding, layers, normF, lmHead, format, bytes, destroy };
   } catch (e) {
     destroy();
     throw e;
