@@ -24,6 +24,7 @@
 import { layerKinds } from './layers';
 import { keptPerLayer } from './layers/kind';
 import type { ModelConfig } from './model/config';
+import type { LayerEdit } from './interventions';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
@@ -60,6 +61,11 @@ export interface ForwardOptions {
    * and not in the per-token estimates (attentionPatternValues).
    */
   readonly attentionPattern?: boolean;
+  /**
+   * Interventions, per layer index, positions resolved (interventions.ts: layerEdits). Every
+   * engine applies them as docs/INTERVENTIONS.md defines them, or refuses the run in one line.
+   */
+  readonly edits?: ReadonlyMap<number, LayerEdit>;
 }
 
 /** Values the attention patterns of a run hold: heads × L² for each kept layer's attention (Zamba2's shared block's is not recorded). */

@@ -1,7 +1,7 @@
 /**
  * Interventions on a forward (issue 16): what a researcher changes inside the recurrence to see
  * what the model uses. Each is defined exactly in docs/INTERVENTIONS.md; the float64 reference
- * applies them (reference/forward.ts: referenceForwardIntervened), and the tests check each
+ * applies them (reference/forward.ts, through ForwardOptions.edits), and the tests check each
  * against a direct recomputation of its definition.
  *
  *   ablate-write layer=ℓ tokens=s[,…]          h_s = exp(Δ_s·A) ⊙ h_{s−1}: token s writes nothing

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { layerEdits, parseIntervention, type Intervention } from '../../src/engine/interventions';
 import type { LoadedModel } from '../../src/engine/model/graph';
 import { loadModelFolder } from '../../src/engine/model/load';
-import { referenceForward, referenceForwardIntervened } from '../../src/engine/reference/forward';
+import { referenceForward } from '../../src/engine/reference/forward';
 import type { F64 } from '../../src/engine/reference/ops';
 import { negExp, selectiveScan, selectiveScanHeads } from '../../src/engine/reference/scan';
 import { normalizedError } from '../../src/engine/tensor';
@@ -42,7 +42,7 @@ for (const name of ['mamba1-tiny', 'mamba2-tiny'] as const) {
       const list = texts.map(parseIntervention);
       const deltaColumns = clean.layers[0].tensors.delta!.shape[1];
       const dModel = clean.layers[0].tensors.hidden_in!.shape[1];
-      return referenceForwardIntervened(model, ids, layerEdits(list, L, { layers: model.layers.length, deltaColumns, dModel }, new Map(list.filter((i) => i.kind === 'steer').map((i) => [i, steerVector(dModel)] as [Intervention, Float64Array]))));
+      return referenceForward(model, ids, { edits: layerEdits(list, L, { layers: model.layers.length, deltaColumns, dModel }, new Map(list.filter((i) => i.kind === 'steer').map((i) => [i, steerVector(dModel)] as [Intervention, Float64Array]))) });
     };
     const steerVector = (H: number) => Float64Array.from({ length: H }, (_, j) => Math.sin(j));
     /** The plain scan (no edit) of layer ℓ on the given inputs, Mamba-1 or Mamba-2. */

@@ -8,7 +8,7 @@ import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
 import { interventionEffect } from '../../engine/analysis/effect';
 import { layerEdits } from '../../engine/interventions';
-import { referenceForward, referenceForwardIntervened } from '../../engine/reference/forward';
+import { referenceForward } from '../../engine/reference/forward';
 import { stateSize } from '../../engine/model/config';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
@@ -135,7 +135,7 @@ export const forgotten: Command = {
           tokens: l.tokens.map((t) => {
             if (t.forgottenAt === null) return t;
             const edits = layerEdits([{ kind: 'ablate-write', layer: l.layer, tokens: [t.index] }], L, { layers: model.config.nLayer, deltaColumns: channels, dModel: model.config.dModel });
-            const kl = interventionEffect(clean, referenceForwardIntervened(model, encoded.ids, edits, { layers: [] }).logits!, encoded.ids).kl.subarray(t.forgottenAt);
+            const kl = interventionEffect(clean, referenceForward(model, encoded.ids, { layers: [], edits }).logits!, encoded.ids).kl.subarray(t.forgottenAt);
             const effect = kl.reduce((a, b) => a + b, 0) / kl.length;
             tick(++done);
             return { ...t, effectAfterForgotten: effect, causallyForgotten: effect < causal };

@@ -17,7 +17,7 @@ import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
 import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../engine/interventions';
 import { openTensorFile } from '../../engine/formats/tensorFile';
 import { NodeFileSource } from '../../node/files';
-import { referenceForward, referenceForwardIntervened, referenceForwardStreamed } from '../../engine/reference/forward';
+import { referenceForward, referenceForwardStreamed } from '../../engine/reference/forward';
 import { negExp } from '../../engine/reference/scan';
 import { createTfModel, tfjsForward } from '../../engine/tfjs/forward';
 import { mean, rowNorms, type Tensor } from '../../engine/tensor';
@@ -141,7 +141,7 @@ export const inspect: Command = {
       io.err(`note: the weights (${mb(weightValues(config).total * (precision === 'fp64' ? 8 : 4))} MB in ${floats}) do not fit ${backend === 'wasm' ? '--max-memory or the wasm heap' : '--max-memory'}: the layers are read from the checkpoint one at a time${where}`);
     }
     const result = await budget.phase('forward', config.nLayer, (tick) =>
-      edits.size ? referenceForwardIntervened(model as LanguageModel<'float64'>, ids, edits, { ...options, checkCancelled: layerTicks(tick) }) : forward(model, backend, ids, { ...options, checkCancelled: layerTicks(tick) }, gpuWeights));
+      forward(model, backend, ids, { ...options, ...(edits.size ? { edits } : {}), checkCancelled: layerTicks(tick) }, gpuWeights));
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
     let extrasOnly: Map<number, Record<string, Tensor>> | undefined;
     if (lens) {

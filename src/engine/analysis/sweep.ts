@@ -7,7 +7,7 @@
  */
 import type { LanguageModel } from '../model/graph';
 import { layerEdits } from '../interventions';
-import { referenceForward, referenceForwardIntervened } from '../reference/forward';
+import { referenceForward } from '../reference/forward';
 import { interventionEffect } from './effect';
 import { scanOf } from '../layers/kind';
 
@@ -41,7 +41,7 @@ export function ablationSweep(model: LanguageModel<'float64'>, ids: ArrayLike<nu
   layers.forEach((layer, i) => {
     tokens.forEach((s, j) => {
       const edits = layerEdits([{ kind: 'ablate-write', layer, tokens: [s] }], L, shape);
-      const run = referenceForwardIntervened(model, ids, edits, { layers: [] });
+      const run = referenceForward(model, ids, { layers: [], edits });
       const e = interventionEffect(clean.logits!, run.logits!, ids);
       const mean = (x: Float64Array, from: number) => (x.length > from ? x.subarray(from).reduce((a, b) => a + b, 0) / (x.length - from) : 0);
       meanKl[i * tokens.length + j] = mean(e.kl, s);

@@ -23,14 +23,13 @@ export function headLogits(config: LanguageModelConfig, hidden: F64, normF: F64,
   return scaled(linear(rmsNorm(hidden, normF, config.eps), lmHead), backboneScales(config).logits);
 }
 
+/**
+ * The forward, with options.edits' interventions (../interventions.ts: layerEdits) applied layer
+ * by layer: steering on the stream entering a layer, the rest on its Δ and in its scan.
+ */
 export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
-  return referenceForwardIntervened(model, ids, new Map(), options);
-}
-
-/** The forward with interventions (../interventions.ts: layerEdits), layer by layer: steering on the stream entering a layer, the rest on its Δ and in its scan. */
-export function referenceForwardIntervened(model: LoadedModel<'float64'>, ids: ArrayLike<number>, edits: ReadonlyMap<number, LayerEdit>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
   if (!isLanguageModel(model)) throw new Error('the simplified block takes a hidden-state input, not token ids: use referenceLayers');
-  const { hidden, layers } = walk(model, embedTokens(model.config, ids, model.embedding), options, edits);
+  const { hidden, layers } = walk(model, embedTokens(model.config, ids, model.embedding), options);
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
 
@@ -50,7 +49,7 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
   let hidden = embeddings;
   for (let i = 0; i < model.layerCount; i++) {
     options.checkCancelled?.();
-    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings, attentionPattern: options.attentionPattern });
+    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings, attentionPattern: options.attentionPattern }, options.edits?.get(i));
   }
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
@@ -114,13 +113,13 @@ export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: Ar
   return { positions, logits: { shape: [positions.length, V], data: logits }, nll, final: carries as LayerCarry[] };
 }
 
-function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions, edits: ReadonlyMap<number, LayerEdit> = new Map()): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
+function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
   const at = resolvePositions(options.statesAt ?? [], input.shape[0]);
   let hidden = input;
   const layers: LayerInternals<Float64Array>[] = [];
   for (const layer of model.layers) {
     options.checkCancelled?.();
-    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input, attentionPattern: options.attentionPattern }, edits.get(layer.index));
+    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input, attentionPattern: options.attentionPattern }, options.edits?.get(layer.index));
   }
   return { hidden, layers };
 }
