@@ -36,6 +36,8 @@ export interface LayerInternals<F extends FloatArray = FloatArray> {
   readonly tensors: Partial<Record<InternalName, Tensor<F>>>;
   /** Token positions of the states in tensors.h. */
   readonly hTokens?: Int32Array;
+  /** With ForwardOptions.logitLens: the stream leaving this layer through the final norm and lm_head, as next-token predictions. */
+  readonly lens?: Predictions;
 }
 
 export interface ForwardOptions {
@@ -66,6 +68,12 @@ export interface ForwardOptions {
    * engine applies them as docs/INTERVENTIONS.md defines them, or refuses the run in one line.
    */
   readonly edits?: ReadonlyMap<number, LayerEdit>;
+  /**
+   * With k, each kept layer also gets `lens`: its output stream (hidden_out) through the final
+   * RMSNorm and the lm_head (and the logits multiplier), reduced to the top-k and the next
+   * token's probability and rank at every position, as `predictions` is for the last layer.
+   */
+  readonly logitLens?: number;
 }
 
 /** Values the attention patterns of a run hold: heads × L² for each kept layer's attention (Zamba2's shared block's is not recorded). */

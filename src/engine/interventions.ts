@@ -32,9 +32,30 @@ export interface ScanEdit {
   readonly knockout?: { readonly source: number; readonly from: number };
 }
 
+/**
+ * patch-state: another run's state and conv context after token `token`. The scan's state after
+ * that token's update becomes `h` (the layer's state shape, [D, N] or [heads, P, N], flattened),
+ * and the conv of positions token+1 … token+K−1 reads `conv` ([K − 1, conv channels], the
+ * pre-conv inputs of positions token−K+2 … token, oldest first) where it would read this run's.
+ */
+export interface StatePatch {
+  readonly token: number;
+  readonly h: Float64Array;
+  readonly conv: Float64Array;
+}
+
+/** ablate-path (hybrid layers): a branch's output replaced by zero, or by its mean over the sample's positions. */
+export interface PathAblation {
+  readonly path: 'ssm' | 'attention' | 'mlp';
+  readonly mode: 'zero' | 'mean';
+}
+
 /** Everything one layer is told to change. */
 export interface LayerEdit {
   readonly scan: ScanEdit;
+  /** One per layer. */
+  readonly patch?: StatePatch;
+  readonly ablatePath?: readonly PathAblation[];
   /** Δ multiplied by `factor` at these tokens, in these columns of Δ (all when absent). */
   readonly deltaScale?: readonly { readonly tokens: ReadonlySet<number>; readonly factor: number; readonly columns?: ReadonlySet<number> }[];
   /** Added to the stream entering the layer at these tokens. */
