@@ -71,7 +71,11 @@ export function longRun(model: LanguageModel<'float64'>, ids: Int32Array, positi
   return referenceForwardChunked(model, ids, { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress });
 }
 
-/** The dump's tensors: input_ids, positions, logits [P, V], nll [L − 1], and per layer h [1, …] at h_tokens [L − 1] and conv_context [K − 1, C]. */
+/**
+ * The dump's tensors: input_ids, positions, logits [P, V], nll [L − 1], and per layer h [1, …] and
+ * conv_state [1, K − 1, C] at h_tokens [L − 1]: the states a short dump holds at --states-at, so
+ * a patch-state can continue from the end of a long run.
+ */
 export function longRunEntries(ids: Int32Array, run: ChunkedRun, stateShape: readonly number[]): NamedTensor[] {
   const last = Int32Array.of(ids.length - 1);
   return [
@@ -82,7 +86,7 @@ export function longRunEntries(ids: Int32Array, run: ChunkedRun, stateShape: rea
     ...run.final.flatMap((carry, i): NamedTensor[] => [
       { name: dumpKey(i, 'h'), tensor: { shape: [1, ...stateShape], data: carry.h } },
       { name: dumpKey(i, 'h_tokens'), tensor: { shape: [1], data: last } },
-      ...(carry.conv ? [{ name: dumpKey(i, 'conv_context'), tensor: carry.conv }] : []),
+      ...(carry.conv ? [{ name: dumpKey(i, 'conv_state'), tensor: { shape: [1, ...carry.conv.shape], data: carry.conv.data } }] : []),
     ]),
   ];
 }

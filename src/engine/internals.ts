@@ -7,10 +7,12 @@
  *   z [L,D] gate branch (before SiLU) · u [L,D] scan input (after conv + SiLU)
  *   delta [L,D] Δ after softplus · B, C [L,N] · y [L,D] scan output incl. D·u, before the gate
  *   out [L,H] mixer output (out_proj) · hidden_out [L,H] residual stream after the layer
- *   h [T,D,N] state after token t for t in h_tokens [T]
+ *   h [T,D,N] state after token t for t in h_tokens [T] · conv_state [T,K−1,D] the conv's context
+ *   after token t (the K − 1 pre-conv inputs ending at t, oldest first; the float64 reference
+ *   records it with h: a patch-state's source)
  * Mamba-2 (heads Hd, head dim P, groups G; D = Hd·P):
  *   z, u, y [L,D] as above (u is x after conv + SiLU) · delta [L,Hd] per head · B, C [L,G·N]
- *   h [T,Hd,P,N] · out, hidden_out, hidden_in as above.
+ *   h [T,Hd,P,N] · conv_state [T,K−1,D+2·G·N] (the conv covers x | B | C) · out, hidden_out, hidden_in as above.
  * The seed block (no residual) records u = x_in, z = res and out = y ⊙ silu(z).
  * Hybrid layers (layers/hybrid/) record hidden_in, hidden_out, the Mamba internals above when
  * they have a Mamba operation, and each path's output before its residual add (and before the
@@ -28,7 +30,7 @@ import type { LayerEdit } from './interventions';
 import type { Predictions } from './predictions';
 import type { FloatArray, Tensor } from './tensor';
 
-export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'ssm_out', 'attn_pattern', 'attn_out', 'out', 'moe_experts', 'moe_weights', 'mlp_out', 'hidden_out'] as const;
+export const INTERNAL_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'conv_state', 'ssm_out', 'attn_pattern', 'attn_out', 'out', 'moe_experts', 'moe_weights', 'mlp_out', 'hidden_out'] as const;
 export type InternalName = (typeof INTERNAL_NAMES)[number];
 
 export interface LayerInternals<F extends FloatArray = FloatArray> {

@@ -9,7 +9,10 @@
  *   zero-state   layer=ℓ token=t               h_t = 0 after token t's update (a forced reset)
  *   knockout     layer=ℓ from=s to=t0          token s's term C_t·(∏_{s<k≤t} Ā_k)·B̄_s·u_s left out of y_t, t ≥ t0
  *   steer        layer=ℓ tokens=… vector=FILE:KEY scale=α   α·v added to the stream entering layer ℓ
+ *   patch-state  layer=ℓ token=t from=DUMP     h_t and the conv context after t replaced by DUMP's (another run's)
+ *   ablate-path  layer=ℓ path=ssm|attention|mlp mode=zero|mean   a hybrid layer's path output replaced by 0 or its mean over positions
  * Token lists take positions and ranges start:end (end exclusive); negative positions count from the end.
+ * What steer and patch-state read from files is read by interventionInputs.ts and handed to layerEdits.
  */
 import { InputError } from './errors';
 
@@ -18,9 +21,13 @@ export type Intervention =
   | { readonly kind: 'scale-delta'; readonly layer: number; readonly tokens: readonly number[]; readonly factor: number; readonly channels?: readonly number[] }
   | { readonly kind: 'zero-state'; readonly layer: number; readonly token: number }
   | { readonly kind: 'knockout'; readonly layer: number; readonly from: number; readonly to: number }
-  | { readonly kind: 'steer'; readonly layer: number; readonly tokens: readonly number[]; readonly vector: { readonly file: string; readonly key: string }; readonly scale: number };
+  | { readonly kind: 'steer'; readonly layer: number; readonly tokens: readonly number[]; readonly vector: { readonly file: string; readonly key: string }; readonly scale: number }
+  | { readonly kind: 'patch-state'; readonly layer: number; readonly token: number; readonly from: string }
+  | { readonly kind: 'ablate-path'; readonly layer: number; readonly path: PathAblation['path']; readonly mode: PathAblation['mode'] };
 
-export const INTERVENTION_KINDS = ['ablate-write', 'scale-delta', 'zero-state', 'knockout', 'steer'] as const;
+export const INTERVENTION_KINDS = ['ablate-write', 'scale-delta', 'zero-state', 'knockout', 'steer', 'patch-state', 'ablate-path'] as const;
+export const ABLATED_PATHS = ['ssm', 'attention', 'mlp'] as const;
+export const PATH_ABLATION_MODES = ['zero', 'mean'] as const;
 
 /** What the scan of one layer is told to change (token positions resolved). */
 export interface ScanEdit {
@@ -46,8 +53,8 @@ export interface StatePatch {
 
 /** ablate-path (hybrid layers): a branch's output replaced by zero, or by its mean over the sample's positions. */
 export interface PathAblation {
-  readonly path: 'ssm' | 'attention' | 'mlp';
-  readonly mode: 'zero' | 'mean';
+  readonly path: (typeof ABLATED_PATHS)[number];
+  readonly mode: (typeof PATH_ABLATION_MODES)[number];
 }
 
 /** Everything one layer is told to change. */
@@ -66,6 +73,11 @@ const int = (source: string, what: string, s: string | undefined): number => {
   if (s === undefined || !/^-?\d+$/.test(s)) throw new InputError(source, `${what} must be an integer, got ${JSON.stringify(s ?? '')}`);
   return Number(s);
 };
+
+function oneOf<T extends string>(source: string, what: string, values: readonly T[], s: string | undefined): T {
+  if (!values.includes(s as T)) throw new InputError(source, `needs ${what}=${values.join('|')}, got ${JSON.stringify(s ?? '')}`);
+  return s as T;
+}
 
 /** "3,7,10:20" → [3, 7, 10 … 19], unresolved (negative positions stay negative). */
 function tokenList(source: string, s: string | undefined): number[] {
@@ -96,6 +108,8 @@ export function parseIntervention(text: string): Intervention {
     'zero-state': ['layer', 'token'],
     knockout: ['layer', 'from', 'to'],
     steer: ['layer', 'tokens', 'vector', 'scale'],
+    'patch-state': ['layer', 'token', 'from'],
+    'ablate-path': ['layer', 'path', 'mode'],
   };
   const keys = allowed[kind];
   if (!keys) throw new InputError(source, `"${kind}" is not an intervention (${INTERVENTION_KINDS.join(', ')})`);
@@ -114,6 +128,13 @@ export function parseIntervention(text: string): Intervention {
       return { kind, layer, token: int(source, 'token', fields.get('token')) };
     case 'knockout':
       return { kind, layer, from: int(source, 'from', fields.get('from')), to: int(source, 'to', fields.get('to')) };
+    case 'patch-state': {
+      const from = fields.get('from');
+      if (!from) throw new InputError(source, 'needs from=DUMP (a dump written with inspect --states-at holding the token)');
+      return { kind, layer, token: int(source, 'token', fields.get('token')), from };
+    }
+    case 'ablate-path':
+      return { kind, layer, path: oneOf(source, 'path', ABLATED_PATHS, fields.get('path')), mode: oneOf(source, 'mode', PATH_ABLATION_MODES, fields.get('mode') ?? 'zero') };
     default: {
       const vector = fields.get('vector') ?? '';
       const colon = vector.lastIndexOf(':');
@@ -133,6 +154,8 @@ export function describeIntervention(i: Intervention): string {
     case 'zero-state': return `zero-state layer=${i.layer} token=${i.token}`;
     case 'knockout': return `knockout layer=${i.layer} from=${i.from} to=${i.to}`;
     case 'steer': return `steer layer=${i.layer} tokens=${i.tokens.join(',')} vector=${i.vector.file}:${i.vector.key} scale=${i.scale}`;
+    case 'patch-state': return `patch-state layer=${i.layer} token=${i.token} from=${i.from}`;
+    case 'ablate-path': return `ablate-path layer=${i.layer} path=${i.path} mode=${i.mode}`;
   }
 }
 
@@ -142,15 +165,20 @@ export interface EditedModel {
   /** Columns of Δ: Mamba-1's channels, Mamba-2's heads. */
   readonly deltaColumns: number;
   readonly dModel: number;
+  /** The paths each layer records (a hybrid layer's ssm_out, attn_out, mlp_out), by layer index: what ablate-path may replace. None: a pure Mamba model's. */
+  readonly paths?: readonly (readonly PathAblation['path'][])[];
 }
+
+/** What the interventions read from files, each intervention's own: a steer's vector, a patch-state's state (interventionInputs.ts). */
+export type InterventionInputs = ReadonlyMap<Intervention, Float64Array | StatePatch>;
 
 /**
  * The edits each layer gets, positions resolved against the sequence and checked against the
- * model; `vectors` holds each steer's vector (read by the caller).
+ * model; `inputs` holds what each steer and patch-state read (interventionInputs.ts).
  */
-export function layerEdits(interventions: readonly Intervention[], L: number, model: EditedModel, vectors: ReadonlyMap<Intervention, Float64Array> = new Map()): Map<number, LayerEdit> {
+export function layerEdits(interventions: readonly Intervention[], L: number, model: EditedModel, inputs: InterventionInputs = new Map()): Map<number, LayerEdit> {
   const { layers, deltaColumns } = model;
-  const edits = new Map<number, { noWrite: Set<number>; reset: Set<number>; knockout?: { source: number; from: number }; deltaScale: NonNullable<LayerEdit['deltaScale']>[number][]; steer: NonNullable<LayerEdit['steer']>[number][] }>();
+  const edits = new Map<number, { noWrite: Set<number>; reset: Set<number>; knockout?: { source: number; from: number }; patch?: StatePatch; ablatePath: PathAblation[]; deltaScale: NonNullable<LayerEdit['deltaScale']>[number][]; steer: NonNullable<LayerEdit['steer']>[number][] }>();
   for (const i of interventions) {
     const source = `intervention "${describeIntervention(i)}"`;
     if (!Number.isInteger(i.layer) || i.layer < 0 || i.layer >= layers) throw new InputError(source, `layer ${i.layer} is outside the model's ${layers} layers`);
@@ -160,7 +188,7 @@ export function layerEdits(interventions: readonly Intervention[], L: number, mo
       return q;
     };
     let e = edits.get(i.layer);
-    if (!e) edits.set(i.layer, (e = { noWrite: new Set(), reset: new Set(), deltaScale: [], steer: [] }));
+    if (!e) edits.set(i.layer, (e = { noWrite: new Set(), reset: new Set(), ablatePath: [], deltaScale: [], steer: [] }));
     if (i.kind === 'ablate-write') i.tokens.forEach((t) => e.noWrite.add(at(t)));
     if (i.kind === 'zero-state') e.reset.add(at(i.token));
     if (i.kind === 'scale-delta') {
@@ -176,15 +204,32 @@ export function layerEdits(interventions: readonly Intervention[], L: number, mo
       if (t0 < s) throw new InputError(source, `to=${i.to} comes before from=${i.from}: token s only reaches later positions`);
       e.knockout = { source: s, from: t0 };
     }
+    if (i.kind === 'patch-state') {
+      const patch = inputs.get(i);
+      if (!patch || patch instanceof Float64Array) throw new InputError(source, 'its dump was not read');
+      if (e.patch) throw new InputError(source, `layer ${i.layer} already has a patch-state: one per layer`);
+      e.patch = patch;
+    }
+    if (i.kind === 'ablate-path') {
+      const paths = model.paths?.[i.layer] ?? [];
+      if (!paths.includes(i.path)) throw new InputError(source, paths.length ? `layer ${i.layer} has no ${i.path} path (its paths: ${paths.join(', ')})` : `layer ${i.layer} has no paths to ablate: ablate-path is for a hybrid model's layers`);
+      if (e.ablatePath.some((a) => a.path === i.path)) throw new InputError(source, `layer ${i.layer}'s ${i.path} path is already ablated`);
+      e.ablatePath.push({ path: i.path, mode: i.mode });
+    }
     if (i.kind === 'steer') {
-      const vector = vectors.get(i);
-      if (!vector) throw new InputError(source, 'its vector was not read');
+      const vector = inputs.get(i);
+      if (!(vector instanceof Float64Array)) throw new InputError(source, 'its vector was not read');
       if (vector.length !== model.dModel) throw new InputError(source, `the vector ${i.vector.key} has ${vector.length} values; the stream has d_model ${model.dModel}`);
       e.steer.push({ tokens: new Set(i.tokens.map(at)), vector, scale: i.scale });
     }
   }
+  for (const [layer, e] of edits) {
+    if (e.patch && e.reset.has(e.patch.token)) throw new InputError(`layer ${layer}`, `has both a zero-state and a patch-state at token ${e.patch.token}: choose one`);
+  }
   return new Map([...edits].map(([layer, e]) => [layer, {
     scan: { ...(e.noWrite.size ? { noWrite: e.noWrite } : {}), ...(e.reset.size ? { reset: e.reset } : {}), ...(e.knockout ? { knockout: e.knockout } : {}) },
+    ...(e.patch ? { patch: e.patch } : {}),
+    ...(e.ablatePath.length ? { ablatePath: e.ablatePath } : {}),
     ...(e.deltaScale.length ? { deltaScale: e.deltaScale } : {}),
     ...(e.steer.length ? { steer: e.steer } : {}),
   }]));

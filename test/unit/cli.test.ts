@@ -152,7 +152,7 @@ describe('cli inspect', function () {
       assert.ok(Math.abs(nll[t] - want) < 1e-12, `nll at ${t}: ${nll[t]} vs ${want}`);
     }
     for (const i of [0, 1]) assert.deepEqual((await b.readFloat(`layers.${i}.h`, 'float64')).data, (await a.readFloat(`layers.${i}.h`, 'float64')).data);
-    assert.deepEqual((await b.readNative('layers.1.conv_context')).shape, [3, 256]);
+    assert.deepEqual((await b.readNative('layers.1.conv_state')).shape, [1, 3, 256]);
     assert.equal(b.info('layers.0.delta'), undefined, 'no per-token internals in the long mode');
     const bad = await run(...base, '--out', outFile('bad.safetensors'), '--positions', '0:5000:0');
     assert.equal(bad.code, 2);
@@ -197,6 +197,28 @@ describe('cli inspect', function () {
     assert.match(text.out, /first change at position 40 \(of 80\)/);
     assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=9 tokens=1')).code, 1);
     assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=1 tokens=1', '--backend', 'wasm')).code, 2);
+  });
+
+  it('--intervene "patch-state …from=DUMP": a run of other tokens continues from the dump\'s state (--states-at writes conv_state beside h); a dump without the token is refused in one line', async () => {
+    const cleanDump = outFile('patch-source.safetensors');
+    const source = await run('inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '40', '--states-at', '5,20', '--out', cleanDump);
+    assert.equal(source.code, 0, source.err);
+    const d = await openSafetensors(cleanDump);
+    assert.deepEqual(d.info('layers.1.conv_state')?.shape, [2, 3, 256]);
+    const corrupted = ['inspect', '--model', fixture('mamba1-tiny'), '--ids', Array.from({ length: 30 }, (_, i) => (i * 7 + 3) % 1000).join(',')];
+    const r = await run(...corrupted, '--out', outFile('patched.safetensors'), '--intervene', `patch-state layer=1 token=20 from=${cleanDump}`);
+    assert.equal(r.code, 0, r.err);
+    const patched = await openSafetensors(outFile('patched.safetensors'));
+    assert.equal(patched.metadata.interventions, JSON.stringify([`patch-state layer=1 token=20 from=${cleanDump}`]));
+    // The patched layer's y from token 21 on is the patch test's business (interventions.patch.test.ts); here: it moved, and only from 20 on.
+    const plain = await run(...corrupted, '--out', outFile('unpatched.safetensors'));
+    assert.equal(plain.code, 0, plain.err);
+    const [y0, y1] = [await (await openSafetensors(outFile('unpatched.safetensors'))).readFloat('layers.1.y', 'float64'), await patched.readFloat('layers.1.y', 'float64')];
+    assert.deepEqual(y1.data.subarray(0, 20 * 256), y0.data.subarray(0, 20 * 256));
+    assert.ok(normalizedError(y1.data.subarray(20 * 256), y0.data.subarray(20 * 256)) > 1e-3);
+    const bad = await run(...corrupted, '--out', outFile('x.safetensors'), '--intervene', `patch-state layer=1 token=7 from=${cleanDump}`);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.err, `mamba-scope inspect: ${cleanDump}: holds layer 1's state after tokens 5, 20, not after token 7: write it with the float64 reference's inspect --states-at 7`);
   });
 
   it('--logit-lens: each layer\'s stream through the final norm and lm_head; at the last layer it is the model\'s own next-token distribution', async () => {

@@ -129,7 +129,7 @@ describe('intervention specs', () => {
     assert.deepEqual(parseIntervention('ablate-write layer=1 tokens=3,5:7,-1'), { kind: 'ablate-write', layer: 1, tokens: [3, 5, 6, -1] });
     assert.deepEqual(parseIntervention('knockout layer=0 from=2 to=9'), { kind: 'knockout', layer: 0, from: 2, to: 9 });
     for (const [text, message] of [
-      ['erase layer=1', /"erase" is not an intervention \(ablate-write, scale-delta, zero-state, knockout, steer\)/],
+      ['erase layer=1', /"erase" is not an intervention \(ablate-write, scale-delta, zero-state, knockout, steer, patch-state, ablate-path\)/],
       ['ablate-write layer=1 token=3', /ablate-write takes layer, tokens, not token/],
       ['ablate-write tokens=3', /layer must be an integer/],
       ['scale-delta layer=0 tokens=1 factor=abc', /needs factor=<a finite number>/],

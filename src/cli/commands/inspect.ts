@@ -14,7 +14,8 @@ import type { Precision } from '../../engine/model/params';
 import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../../engine/model/load';
 import { predictionsFromLogits, topK } from '../../engine/predictions';
 import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
-import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../engine/interventions';
+import { describeIntervention, layerEdits, parseIntervention } from '../../engine/interventions';
+import { editedModel, readInterventionInputs } from '../../engine/interventionInputs';
 import { openTensorFile } from '../../engine/formats/tensorFile';
 import { NodeFileSource } from '../../node/files';
 import { referenceForward, referenceForwardStreamed } from '../../engine/reference/forward';
@@ -45,7 +46,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --precision   fp64 = float64 reference (default; backend "reference"), fp32 = the others
   --backend     for fp32: tfjs cpu (default) or wasm, or webgpu (the native WebGPU forward,
                 through Dawn: the GPU, or SwiftShader on a machine without one)
-  --states-at   token positions whose state h is saved; negative counts from the end
+  --states-at   token positions whose state h (and, on the reference, the conv context conv_state)
+                is saved; negative counts from the end
   --max-tokens  keep only the first N tokens
   --attention   add layers.i.hidden_attention [L, L]: the implicit attention, mean over channels;
                 a hybrid's attention layers add layers.i.attn_pattern [L, heads, L], their own
@@ -54,11 +56,13 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
   --positions   a long run: the float64 reference in ${LONG_CHUNK}-token chunks, each layer's state
                 carried, holding one chunk whatever the length; the dump gets positions,
                 logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
-                nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_context
+                nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_state
   --intervene   an intervention in the float64 reference (repeatable; docs/INTERVENTIONS.md):
                 "ablate-write layer=L tokens=S[,…]", "scale-delta layer=L tokens=… factor=F [channels=…]",
                 "zero-state layer=L token=T", "knockout layer=L from=S to=T0",
-                "steer layer=L tokens=… vector=FILE:KEY scale=A"; the dump is an ordinary one:
+                "steer layer=L tokens=… vector=FILE:KEY scale=A", "patch-state layer=L token=T from=DUMP"
+                (DUMP written with --states-at T), "ablate-path layer=L path=ssm|attention|mlp mode=zero|mean"
+                (hybrids); the dump is an ordinary one:
                 mamba-scope effect <clean> <intervened> measures what changed
   --logit-lens  each kept layer's output stream through the final norm and lm_head: per position
                 layers.i.lens_ids and lens_probs (the top 5) and lens_next_prob, lens_next_rank
@@ -133,7 +137,7 @@ export const inspect: Command = {
     budget.plan(plan(config, backend, ids.length, layers.length, attention, lens), 'use fewer tokens (--max-tokens)' + (attention || lens ? ' or fewer layers (--layers)' : ''));
 
     if (interventions.length && residence === 'streamed') throw new LimitError('inspect', 'the weights do not fit --max-memory resident, and interventions run on a resident model: raise --max-memory');
-    const edits = layerEdits(interventions, ids.length, { layers: config.nLayer, deltaColumns: channelsOf(config), dModel: config.dModel }, await steeringVectors(interventions));
+    const edits = layerEdits(interventions, ids.length, editedModel(config), await readInterventionInputs(interventions, ids.length, config, openTensorPath));
     const floats = precision === 'fp64' ? 'float64' : 'float32';
     const model = residence === 'streamed' ? await openModel(config, store, floats) : await loadModel(config, store, floats);
     if (residence === 'streamed') {
@@ -218,16 +222,9 @@ async function logitLens(model: LanguageModel | StreamedModel<Precision>, result
   return out;
 }
 
-/** Each steer's vector, read from its safetensors file (FILE:KEY, any shape of d_model values). */
-async function steeringVectors(interventions: readonly Intervention[]): Promise<Map<Intervention, Float64Array>> {
-  const vectors = new Map<Intervention, Float64Array>();
-  for (const i of interventions) {
-    if (i.kind !== 'steer') continue;
-    const store = await openTensorFile(await NodeFileSource.open(i.vector.file));
-    if (!store.info(i.vector.key)) throw new InputError(i.vector.file, `has no tensor "${i.vector.key}" (it has ${store.names().join(', ')})`);
-    vectors.set(i, Float64Array.from((await store.readFloat(i.vector.key, 'float64')).data));
-  }
-  return vectors;
+/** A tensor file from disk, for what the interventions read (steering vectors, patch-state's dumps). */
+async function openTensorPath(path: string) {
+  return openTensorFile(await NodeFileSource.open(path));
 }
 
 /** The native WebGPU forward through Dawn: the GPU if the machine has one, else SwiftShader. */

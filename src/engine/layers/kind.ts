@@ -35,7 +35,7 @@ export type ParamsOf<S, P extends Precision> = {
   readonly [K in keyof S]: S[K] extends { readonly when: unknown } ? Param<P> | undefined : Param<P>;
 };
 
-/** Per-token shape of each internal a layer records (for h: per captured state). */
+/** Per-token shape of each internal a layer records (for h and conv_state: per captured state). */
 export type InternalShapes = Readonly<Partial<Record<InternalName, readonly number[]>>>;
 
 /**
@@ -212,10 +212,10 @@ async function readParams<C, S extends ParamSpecs<C>, P extends Precision>(reade
   return params as ParamsOf<S, P>;
 }
 
-/** Values a run keeps per layer of a kind: each kept internal's per-token shape, times the tokens (states for h). */
+/** Values a run keeps per layer of a kind: each kept internal's per-token shape, times the tokens (states for h and conv_state). */
 export function keptPerLayer(shapes: InternalShapes, tokens: number, states: number, keep: readonly InternalName[]): number {
   return keep.reduce((sum, name) => {
     const shape = shapes[name];
-    return shape ? sum + (name === 'h' ? states : tokens) * shape.reduce((a, b) => a * b, 1) : sum;
+    return shape ? sum + (name === 'h' || name === 'conv_state' ? states : tokens) * shape.reduce((a, b) => a * b, 1) : sum;
   }, 0);
 }

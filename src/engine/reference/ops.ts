@@ -88,39 +88,63 @@ export function columns(x: F64, start: number, width: number): F64 {
 }
 
 /**
+ * patch-state's conv context (interventions.ts StatePatch is one): positions after `token` read `conv`
+ * ([K − 1, C], the inputs of positions token − K + 2 … token, oldest first) in place of those
+ * positions' own inputs, as a run continuing from another run's state after `token` would.
+ */
+export interface ConvPatch {
+  readonly token: number;
+  readonly conv: Float64Array;
+}
+
+/**
+ * Input channel c of position `src` as the conv at position `reader` sees it: x, the context
+ * `before` x (zeros at a sequence's start), or a patch's rows once the reader is past its token.
+ */
+function convInput(x: F64, K: number, src: number, c: number, reader: number, before?: F64, patch?: ConvPatch): number {
+  const C = x.shape[1];
+  if (patch && reader > patch.token && src <= patch.token && src > patch.token - K + 1) return patch.conv[(src - patch.token + K - 2) * C + c];
+  if (src >= 0) return x.data[src * C + c];
+  return before ? before.data[(K - 1 + src) * C + c] : 0;
+}
+
+/**
  * Causal depthwise conv1d + SiLU over x [L, C], weights [C, K]: out[t,c] = silu(b[c] +
  * Σ_k w[c,k]·x[t−K+1+k, c]) (the cpu and wasm backends' float32 conv is tfjs/hostLoopScan.ts). `before` [K − 1, C]: the inputs
  * that precede x (the previous chunk's last K − 1 rows; zeros at the start of a sequence), so a
- * sequence cut into chunks convolves exactly as one pass does.
+ * sequence cut into chunks convolves exactly as one pass does. `patch`: patch-state's context.
  */
-export function causalConvSilu(x: F64, w: F64, b?: F64, before?: F64): F64 {
+export function causalConvSilu(x: F64, w: F64, b?: F64, before?: F64, patch?: ConvPatch): F64 {
   const [L, C] = x.shape;
   const K = w.shape[1];
   const y = new Float64Array(L * C);
   for (let t = 0; t < L; t++) {
     for (let c = 0; c < C; c++) {
       let s = b ? b.data[c] : 0;
-      for (let k = 0; k < K; k++) {
-        const src = t - K + 1 + k;
-        if (src >= 0) s += w.data[c * K + k] * x.data[src * C + c];
-        else if (before) s += w.data[c * K + k] * before.data[(K - 1 + src) * C + c];
-      }
+      for (let k = 0; k < K; k++) s += w.data[c * K + k] * convInput(x, K, t - K + 1 + k, c, t, before, patch);
       y[t * C + c] = silu(s);
     }
   }
   return { shape: [L, C], data: y };
 }
 
-/** The conv's context for the next chunk: the last K − 1 input rows of `before` then x. */
-export function convContext(x: F64, K: number, before?: F64): F64 {
-  const [L, C] = x.shape;
+/**
+ * The conv's context after position t: the K − 1 inputs ending at t, as position t + 1 reads
+ * them ([K − 1, C], oldest first). After the last position it is what the next chunk starts from.
+ */
+export function convWindow(x: F64, K: number, t: number, before?: F64, patch?: ConvPatch): F64 {
+  const C = x.shape[1];
   const rows = new Float64Array((K - 1) * C);
-  for (let r = 0; r < K - 1; r++) {
-    const t = L - (K - 1) + r;
-    if (t >= 0) rows.set(x.data.subarray(t * C, (t + 1) * C), r * C);
-    else if (before) rows.set(before.data.subarray((K - 1 + t) * C, (K + t) * C), r * C);
-  }
+  for (let r = 0; r < K - 1; r++) for (let c = 0; c < C; c++) rows[r * C + c] = convInput(x, K, t - K + 2 + r, c, t + 1, before, patch);
   return { shape: [K - 1, C], data: rows };
+}
+
+/** The conv's context after each position in `at`: [T, K − 1, C] (patch-state's source, with the states h at the same positions). */
+export function convWindows(x: F64, K: number, at: Int32Array, before?: F64, patch?: ConvPatch): F64 {
+  const C = x.shape[1];
+  const out = new Float64Array(at.length * (K - 1) * C);
+  at.forEach((t, i) => out.set(convWindow(x, K, t, before, patch).data, i * (K - 1) * C));
+  return { shape: [at.length, K - 1, C], data: out };
 }
 
 export function embed(ids: ArrayLike<number>, table: F64): F64 {

@@ -5,7 +5,7 @@
  * B/C per group, shared by the heads of the group.
  */
 import { stateSlots } from '../internals';
-import type { ScanEdit } from '../interventions';
+import type { ScanEdit, StatePatch } from '../interventions';
 import type { FloatArray, Tensor } from '../tensor';
 import type { F64 } from './ops';
 
@@ -24,9 +24,11 @@ export interface CarriedScan extends ScanResult {
 
 /**
  * Mamba-1: u, delta [L, D]; A [D, N] (already −exp(A_log)); B, C [L, N]; Dskip [D].
- * (The cpu and wasm backends' float32 loop is tfjs/hostLoopScan.ts.)
+ * (The cpu and wasm backends' float32 loop is tfjs/hostLoopScan.ts.) `edit` and `patch`: the
+ * layer's interventions (interventions.ts); the patched state replaces the state after its
+ * token's update, as zero-state's zero does, so y at that token reads it.
  */
-export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, h0?: Float64Array, edit?: ScanEdit): CarriedScan {
+export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, at: Int32Array, h0?: Float64Array, edit?: ScanEdit, patch?: StatePatch): CarriedScan {
   const [L, D] = u.shape;
   const N = A.shape[1];
   const h = h0 ? Float64Array.from(h0) : new Float64Array(D * N);
@@ -40,6 +42,7 @@ export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, 
     const Bt = t * N;
     const writes = !edit?.noWrite?.has(t);
     const reset = edit?.reset?.has(t) ?? false;
+    const patched = patch?.token === t ? patch.h : undefined;
     for (let d = 0; d < D; d++) {
       const dt = delta.data[t * D + d];
       const du = writes ? dt * u.data[t * D + d] : 0;
@@ -47,10 +50,11 @@ export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, 
       for (let n = 0; n < N; n++) {
         const i = d * N + n;
         const decay = Math.exp(dt * A.data[i]);
-        h[i] = reset ? 0 : decay * h[i] + du * B.data[Bt + n];
+        h[i] = reset ? 0 : patched ? patched[i] : decay * h[i] + du * B.data[Bt + n];
         acc += h[i] * C.data[Bt + n];
+        // A reset or a patch replaces the state, and with it what the knocked-out token left in it.
         if (g && t >= ko!.source) {
-          g[i] = reset ? 0 : t === ko!.source ? du * B.data[Bt + n] : decay * g[i];
+          g[i] = reset || patched ? 0 : t === ko!.source ? du * B.data[Bt + n] : decay * g[i];
           if (t >= ko!.from) acc -= g[i] * C.data[Bt + n];
         }
       }
@@ -65,7 +69,7 @@ export function selectiveScan(u: In, delta: In, A: In, B: In, C: In, Dskip: In, 
  * Mamba-2: x [L, heads·P]; delta [L, heads]; A [heads]; B, C [L, G·N]; Dskip [heads].
  * Head k reads group floor(k / (heads / G)).
  */
-export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, h0?: Float64Array, edit?: ScanEdit): CarriedScan {
+export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip: In, groups: number, at: Int32Array, h0?: Float64Array, edit?: ScanEdit, patch?: StatePatch): CarriedScan {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
@@ -81,6 +85,7 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
   for (let t = 0; t < L; t++) {
     const writes = !edit?.noWrite?.has(t);
     const reset = edit?.reset?.has(t) ?? false;
+    const patched = patch?.token === t ? patch.h : undefined;
     for (let k = 0; k < heads; k++) {
       const dt = delta.data[t * heads + k];
       const decay = Math.exp(dt * A.data[k]);
@@ -93,10 +98,10 @@ export function selectiveScanHeads(x: In, delta: In, A: In, B: In, C: In, Dskip:
         let acc = 0;
         for (let n = 0; n < N; n++) {
           const i = c * N + n;
-          h[i] = reset ? 0 : decay * h[i] + dx * B.data[bOff + n];
+          h[i] = reset ? 0 : patched ? patched[i] : decay * h[i] + dx * B.data[bOff + n];
           acc += h[i] * C.data[bOff + n];
           if (own && t >= ko!.source) {
-            own[i] = reset ? 0 : t === ko!.source ? dx * B.data[bOff + n] : decay * own[i];
+            own[i] = reset || patched ? 0 : t === ko!.source ? dx * B.data[bOff + n] : decay * own[i];
             if (t >= ko!.from) acc -= own[i] * C.data[bOff + n];
           }
         }

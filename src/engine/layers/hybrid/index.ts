@@ -43,10 +43,10 @@ function internals(c: HybridLayerConfig): InternalShapes {
   const ops = layerOps(c);
   const shapes: Record<string, readonly number[]> = { hidden_in: [H], out: [H], hidden_out: [H] };
   const m = mambaOp(c);
-  if (m?.kind === 'mamba1') Object.assign(shapes, { z: [m.dInner], u: [m.dInner], delta: [m.dInner], B: [m.dState], C: [m.dState], y: [m.dInner], h: [m.dInner, m.dState], ssm_out: [H] });
+  if (m?.kind === 'mamba1') Object.assign(shapes, { z: [m.dInner], u: [m.dInner], delta: [m.dInner], B: [m.dState], C: [m.dState], y: [m.dInner], h: [m.dInner, m.dState], conv_state: [m.dConv - 1, m.dInner], ssm_out: [H] });
   if (m?.kind === 'mamba2') {
     const Din = m.nHeads * m.headDim, GN = m.nGroups * m.dState;
-    Object.assign(shapes, { z: [Din], u: [Din], delta: [m.nHeads], B: [GN], C: [GN], y: [Din], h: [m.nHeads, m.headDim, m.dState], ssm_out: [H] });
+    Object.assign(shapes, { z: [Din], u: [Din], delta: [m.nHeads], B: [GN], C: [GN], y: [Din], h: [m.nHeads, m.headDim, m.dState], conv_state: [m.dConv - 1, Din + 2 * GN], ssm_out: [H] });
   }
   if (ops.some((op) => op.kind === 'attention')) shapes.attn_out = [H];
   if (c.branches.some((b) => b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe'))) shapes.mlp_out = [H];

@@ -13,7 +13,7 @@ export const mamba1: LayerKind<Mamba1Config, typeof MAMBA1_PARAMS, Mamba1Weights
   params: MAMBA1_PARAMS,
   internals: (c) => {
     const H = [c.dModel], D = [c.dInner], N = [c.dState];
-    return { hidden_in: H, z: D, u: D, delta: D, B: N, C: N, y: D, h: [c.dInner, c.dState], out: H, hidden_out: H };
+    return { hidden_in: H, z: D, u: D, delta: D, B: N, C: N, y: D, h: [c.dInner, c.dState], conv_state: [c.dConv - 1, c.dInner], out: H, hidden_out: H };
   },
   scanView: (c, p) => ({ aLog: p.A_log, D: p.D, groups: 1, channels: c.dInner, deltaWidth: c.dInner, deltaUnit: 'channels', stateWidth: c.dState }),
   reference: mamba1Reference,

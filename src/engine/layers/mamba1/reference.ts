@@ -4,7 +4,7 @@
  * ones), the oracle of the other engines. The mixer alone is also Jamba's Mamba operation.
  */
 import type { Mamba1Config } from '../../model/config';
-import { add, causalConvSilu, columns, convContext, gate, linear, map, rmsNorm, softplus, type F64 } from '../../reference/ops';
+import { add, causalConvSilu, columns, convWindow, convWindows, gate, linear, map, rmsNorm, softplus, type F64 } from '../../reference/ops';
 import { negExp, selectiveScan } from '../../reference/scan';
 import type { LayerCarry, ReferenceStep } from '../kind';
 import { scaledDelta, type LayerEdit } from '../../interventions';
@@ -43,15 +43,17 @@ export function mamba1Mixer(s: Mamba1MixerShape, w: Mamba1MixerWeights, x: F64, 
   const proj = linear(x, w.inProjW, w.inProjB);
   const z = columns(proj, D, D);
   const xIn = columns(proj, 0, D);
-  const u = causalConvSilu(xIn, w.convW, w.convB, carry?.conv);
+  const u = causalConvSilu(xIn, w.convW, w.convB, carry?.conv, edit?.patch);
   const xdbl = linear(u, w.xProjW);
   const norm = (t: F64, weight?: F64) => (s.dtBcNormEps === undefined ? t : rmsNorm(t, weight, s.dtBcNormEps));
   const B = norm(columns(xdbl, R, N), w.bNorm);
   const C = norm(columns(xdbl, R + N, N), w.cNorm);
   const delta = scaledDelta(map(linear(norm(columns(xdbl, 0, R), w.dtNorm), w.dtProjW, w.dtProjB), softplus), edit);
-  const { y, h, last } = selectiveScan(u, delta, negExp(w.A_log), B, C, w.D, at, carry?.h, edit?.scan);
+  const { y, h, last } = selectiveScan(u, delta, negExp(w.A_log), B, C, w.D, at, carry?.h, edit?.scan, edit?.patch);
   const out = linear(gate(y, z), w.outProjW, w.outProjB);
-  return { out, internals: { z, u, delta, B, C, y, h }, carry: { h: last, conv: convContext(xIn, s.dConv, carry?.conv) } };
+  // With the states, the conv's context at the same positions: what a patch-state from this run needs.
+  const convState = at.length ? { conv_state: convWindows(xIn, s.dConv, at, carry?.conv, edit?.patch) } : {};
+  return { out, internals: { z, u, delta, B, C, y, h, ...convState }, carry: { h: last, conv: convWindow(xIn, s.dConv, xIn.shape[0] - 1, carry?.conv, edit?.patch) } };
 }
 
 export function mamba1Reference(c: Mamba1Config, p: Mamba1LayerParams<'float64'>, hidden: F64, at: Int32Array, carry?: LayerCarry, edit?: LayerEdit): ReferenceStep {

@@ -13,7 +13,7 @@ export const mamba2: LayerKind<Mamba2Config, typeof MAMBA2_PARAMS, Mamba2Weights
   params: MAMBA2_PARAMS,
   internals: (c) => {
     const H = [c.dModel], D = [c.dInner], GN = [c.nGroups * c.dState];
-    return { hidden_in: H, z: D, u: D, delta: [c.nHeads], B: GN, C: GN, y: D, h: [c.nHeads, c.headDim, c.dState], out: H, hidden_out: H };
+    return { hidden_in: H, z: D, u: D, delta: [c.nHeads], B: GN, C: GN, y: D, h: [c.nHeads, c.headDim, c.dState], conv_state: [c.dConv - 1, c.dInner + 2 * c.nGroups * c.dState], out: H, hidden_out: H };
   },
   scanView: (c, p) => ({
     aLog: p.A_log, D: p.D, groups: c.nGroups, channels: c.dInner, deltaWidth: c.nHeads, deltaUnit: 'heads', stateWidth: c.nGroups * c.dState, chunkSize: c.chunkSize,

@@ -5,7 +5,7 @@
  * the gated norm and the µP multipliers those families add.
  */
 import type { Mamba2Config } from '../../model/config';
-import { add, causalConvSilu, columns, convContext, gate, linear, rmsNorm, softplus, type F64 } from '../../reference/ops';
+import { add, causalConvSilu, columns, convWindow, convWindows, gate, linear, rmsNorm, softplus, type F64 } from '../../reference/ops';
 import { negExp, selectiveScanHeads } from '../../reference/scan';
 import type { InternalName } from '../../internals';
 import type { LayerCarry, ReferenceStep } from '../kind';
@@ -75,7 +75,7 @@ export function mamba2Mixer(s: Mamba2MixerShape, w: Mamba2MixerWeights, x: F64, 
   const proj = scaleSegments(linear(x, w.inProjW, w.inProjB), s);
   const z = columns(proj, 0, Din);
   const xBCin = columns(proj, Din, convDim);
-  const xBC = causalConvSilu(xBCin, w.convW, w.convB, carry?.conv);
+  const xBC = causalConvSilu(xBCin, w.convW, w.convB, carry?.conv, edit?.patch);
   const u = columns(xBC, 0, Din);
   const B = columns(xBC, Din, GN);
   const C = columns(xBC, Din + GN, GN);
@@ -84,11 +84,13 @@ export function mamba2Mixer(s: Mamba2MixerShape, w: Mamba2MixerWeights, x: F64, 
     shape: dtRaw.shape,
     data: dtRaw.data.map((v, j) => Math.min(hi, Math.max(lo, softplus(v + w.dtBias.data[j % s.nHeads])))),
   }, edit);
-  const { y, h, last } = selectiveScanHeads(u, delta, negExp(w.A_log), B, C, w.D, s.nGroups, at, carry?.h, edit?.scan);
+  const { y, h, last } = selectiveScanHeads(u, delta, negExp(w.A_log), B, C, w.D, s.nGroups, at, carry?.h, edit?.scan, edit?.patch);
   const n = s.gatedNorm;
   const gated = !n ? gate(y, z) : n.beforeGate ? gate(rmsNorm(y, w.gatedNorm, n.eps, n.groupSize), z) : rmsNorm(gate(y, z), w.gatedNorm, n.eps, n.groupSize);
   const out = linear(gated, w.outProjW, w.outProjB);
-  return { out, internals: { z, u, delta, B, C, y, h }, carry: { h: last, conv: convContext(xBCin, s.dConv, carry?.conv) } };
+  // With the states, the conv's context (x | B | C before the conv) at the same positions: what a patch-state from this run needs.
+  const convState = at.length ? { conv_state: convWindows(xBCin, s.dConv, at, carry?.conv, edit?.patch) } : {};
+  return { out, internals: { z, u, delta, B, C, y, h, ...convState }, carry: { h: last, conv: convWindow(xBCin, s.dConv, xBCin.shape[0] - 1, carry?.conv, edit?.patch) } };
 }
 
 /** The Mamba-2 kind's mixer shape: transformers' Mamba2 gates, then normalizes per config.normGroupSize. */

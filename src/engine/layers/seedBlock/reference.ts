@@ -15,7 +15,7 @@ export function seedBlockReference(c: SeedBlockConfig, p: SeedBlockParams<'float
   const B = columns(params, 0, N);
   const C = columns(params, N, N);
   const delta = scaledDelta(map(linear(columns(params, 2 * N, 1), p.dtProjW, p.dtProjB), softplus), edit);
-  const { y, h, last } = selectiveScan(xIn, delta, negExp(p.A_log), B, C, p.D, at, carry?.h, edit?.scan);
+  const { y, h, last } = selectiveScan(xIn, delta, negExp(p.A_log), B, C, p.D, at, carry?.h, edit?.scan, edit?.patch);
   const out = gate(y, res);
   return { next: out, internals: { u: xIn, z: res, B, C, delta, y, out, h }, carry: { h: last } };
 }
