@@ -106,8 +106,11 @@ export interface TfjsEntry<C, S, T extends TfWeights> {
   upload(c: C, p: ParamsOf<S, 'float32'>, up: TfUploader): T;
   /** Weights stored in the model's WeightLayout, by name or by a test of name and tensor: a backend switch that changes the layout transposes them. */
   readonly projections: readonly (keyof T & string)[] | ((name: string, t: tf.Tensor) => boolean);
-  /** Runs inside the walker's tf.tidy; frees its large intermediates as soon as it can. */
-  forward(c: C, w: T, x: tf.Tensor, run: TfRun): LayerStep<tf.Tensor>;
+  /**
+   * Runs inside the walker's tf.tidy; frees its large intermediates as soon as it can. `edit`: the
+   * interventions on this layer, applied as the reference applies them.
+   */
+  forward(c: C, w: T, x: tf.Tensor, run: TfRun, edit?: LayerEdit): LayerStep<tf.Tensor>;
 }
 
 /**

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
+import type { LayerEdit } from '../interventions';
 import type { LayerConfig, LayerKind, LayerStep, ModelLayer, ParamSpecs, TfRun, TfWeights } from '../layers/kind';
 import { backboneScales, isLanguageModelConfig, type ModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
@@ -21,7 +22,7 @@ import { scanKernelsFor } from './scan';
 /** One layer's weights on the backend, bound to its kind's tfjs forward. */
 export interface TfModelLayer {
   readonly index: number;
-  forward(x: W, run: TfRun): LayerStep<W>;
+  forward(x: W, run: TfRun, edit?: LayerEdit): LayerStep<W>;
   /** The same layer over its weights moved by `move`; `relayout` turns the projections to a new WeightLayout. */
   moved(move: (t: W, transpose: boolean) => Promise<W>, relayout: boolean): Promise<TfModelLayer>;
 }
@@ -72,7 +73,7 @@ async function* backendLayers(model: TfModel): AsyncGenerator<TfModelLayer> {
 function bindLayer<C extends LayerConfig, S extends ParamSpecs<C>, T extends TfWeights>(kind: LayerKind<C, S, T>, config: C, index: number, weights: T): TfModelLayer {
   return {
     index,
-    forward: (x, run) => kind.tfjs.forward(config, weights, x, run),
+    forward: (x, run, edit) => kind.tfjs.forward(config, weights, x, run, edit),
     async moved(move, relayout) {
       const next: Record<string, W | undefined> = {};
       const p = kind.tfjs.projections;
@@ -157,7 +158,9 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
   const scales = backboneScales(c);
   const input = scaled(gathered, scales.embedding);
   if (input !== gathered) gathered.dispose();
-  const { hidden, layers } = await walk(model, input, options);
+  // The logit lens reads each kept layer's stream through the same head as the predictions.
+  const lens = options.logitLens ? (stream: W) => headPredictions(stream, normF, lmHead, c.eps, model.layout, ids, options.logitLens!, scales.logits) : undefined;
+  const { hidden, layers } = await walk(model, input, options, lens);
   try {
     const normed = tf.tidy(() => rmsNorm(hidden, normF, c.eps));
     try {
@@ -174,15 +177,29 @@ export async function tfjsForward(model: TfModel, ids: ArrayLike<number>, option
   }
 }
 
+/** The stream's predictions through the final norm and the lm_head: the logit lens of one layer. */
+async function headPredictions(stream: W, normF: W, lmHead: W, eps: number, layout: WeightLayout, ids: ArrayLike<number>, k: number, logitsScale: number): Promise<Predictions> {
+  const normed = tf.tidy(() => rmsNorm(stream, normF, eps));
+  try {
+    return await devicePredictions(normed, lmHead, layout, ids, k, undefined, logitsScale);
+  } finally {
+    normed.dispose();
+  }
+}
+
 /** The layers alone, on a hidden-state input [L, d_model] (the simplified block's run-block). */
 export async function tfjsLayers(model: TfModel, x: Tensor<Float32Array>, options: ForwardOptions = {}): Promise<ForwardResult<Float32Array>> {
+  if (options.logitLens) throw new Error('the logit lens reads the lm_head, which the simplified block has not');
   const { hidden, layers } = await walk(model, tf.tensor(x.data, [...x.shape]), options);
   hidden.dispose();
   return { layers };
 }
 
-/** Runs every layer on `input` (which it frees); returns the stream leaving the last layer, still on the device. */
-async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<{ hidden: W; layers: LayerInternals<Float32Array>[] }> {
+/**
+ * Runs every layer on `input` (which it frees), each with its edits (options.edits); returns the
+ * stream leaving the last layer, still on the device. `lens` turns a kept layer's output stream into its logit lens.
+ */
+async function walk(model: TfModel, input: W, options: ForwardOptions, lens?: (stream: W) => Promise<Predictions>): Promise<{ hidden: W; layers: LayerInternals<Float32Array>[] }> {
   const run: TfRun = { layout: model.layout, kernels: scanKernelsFor(tf.getBackend()), at: resolvePositions(options.statesAt ?? [], input.shape[0]), embeddings: input, attentionPattern: options.attentionPattern };
   let hidden = input;
   const layers: LayerInternals<Float32Array>[] = [];
@@ -190,12 +207,16 @@ async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<
     for await (const layer of backendLayers(model)) {
       options.checkCancelled?.();
       const keepAll = wantsLayer(options, layer.index);
+      const edit = options.edits?.get(layer.index);
       const step = tf.tidy(() => {
-        const s = layer.forward(hidden, run);
+        const s = layer.forward(steered(hidden, edit), run, edit);
         return keepAll ? s : { next: s.next, internals: {} };
       });
       // The embeddings stay until the end: later layers may read them (run.embeddings).
-      if (keepAll) layers.push({ layer: layer.index, tensors: await download(step.internals, [step.next, input], options.keep), hTokens: step.internals.h ? run.at : undefined });
+      if (keepAll) {
+        const tensors = await download(step.internals, [step.next, input], options.keep);
+        layers.push({ layer: layer.index, tensors, hTokens: step.internals.h ? run.at : undefined, ...(lens ? { lens: await lens(step.next) } : {}) });
+      }
       // The layer's input (download has freed it already when the layer records it as hidden_in).
       if (hidden !== input) hidden.dispose();
       hidden = step.next;
@@ -208,6 +229,18 @@ async function walk(model: TfModel, input: W, options: ForwardOptions): Promise<
     if (hidden !== input) input.dispose();
   }
   return { hidden, layers };
+}
+
+/**
+ * The stream entering a layer with the edit's steering vectors added at their tokens (steer in
+ * docs/INTERVENTIONS.md): the stream itself without any, so an unsteered run adds nothing.
+ */
+function steered(hidden: W, edit?: LayerEdit): W {
+  if (!edit?.steer) return hidden;
+  const [L, H] = hidden.shape;
+  const offsets = new Float32Array(L * H);
+  for (const s of edit.steer) for (const t of s.tokens) for (let j = 0; j < H; j++) offsets[t * H + j] += s.scale * s.vector[j];
+  return tf.tidy(() => tf.add(hidden, tf.tensor2d(offsets, [L, H])));
 }
 
 /** Downloads the internals `keep` asks for and frees every one of them but those `alive` still needs (the next layer's input, the embeddings). */

@@ -14,10 +14,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { stateSlots } from '../internals';
+import type { ScanEdit, StatePatch } from '../interventions';
 import type { Tensor } from '../tensor';
 import type { ScanKernels } from './scan';
 
 type F32 = Tensor<Float32Array>;
+/** patch-state's state (its conv context is the conv's). */
+type PatchedState = Pick<StatePatch, 'token' | 'h'>;
 
 const f = Math.fround;
 
@@ -29,24 +32,38 @@ function upload<R extends tf.Rank>(t: F32): tf.Tensor<R> {
   return tf.tensor(t.data, [...t.shape] as tf.ShapeMap[R], 'float32') as tf.Tensor<R>;
 }
 
-/** Mamba-1: h_t = exp(Δ_t·A) ⊙ h_{t−1} + (Δ_t·u_t)·B_t, y_t = C_t·h_t + D·u_t; states at `at`, in its order. */
-export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, at: Int32Array): { y: F32; h: F32 } {
+/**
+ * Mamba-1: h_t = exp(Δ_t·A) ⊙ h_{t−1} + (Δ_t·u_t)·B_t, y_t = C_t·h_t + D·u_t; states at `at`, in its order.
+ * `edit` and `patch`: the interventions in the scan, applied as the reference's selectiveScan applies them.
+ */
+export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, at: Int32Array, edit?: ScanEdit, patch?: PatchedState): { y: F32; h: F32 } {
   const [L, D] = u.shape;
   const N = A.shape[1];
   const h = new Float32Array(D * N);
   const y = new Float32Array(L * D);
   const states = new Float32Array(at.length * D * N);
   const slots = stateSlots(at, L);
+  // The knocked-out token's own term in the state: its write, decayed since.
+  const ko = edit?.knockout;
+  const g = ko ? new Float32Array(D * N) : undefined;
   for (let t = 0; t < L; t++) {
     const Bt = t * N;
+    const writes = !edit?.noWrite?.has(t);
+    const reset = edit?.reset?.has(t) ?? false;
+    const patched = patch?.token === t ? patch.h : undefined;
     for (let d = 0; d < D; d++) {
       const dt = delta.data[t * D + d];
-      const du = f(dt * u.data[t * D + d]);
+      const du = writes ? f(dt * u.data[t * D + d]) : 0;
       let acc = 0;
       for (let n = 0; n < N; n++) {
         const i = d * N + n;
-        h[i] = f(f(f(Math.exp(f(dt * A.data[i]))) * h[i]) + f(du * B.data[Bt + n]));
+        const decay = f(Math.exp(f(dt * A.data[i])));
+        h[i] = reset ? 0 : patched ? f(patched[i]) : f(f(decay * h[i]) + f(du * B.data[Bt + n]));
         acc = f(acc + f(h[i] * C.data[Bt + n]));
+        if (g && t >= ko!.source) {
+          g[i] = reset || patched ? 0 : t === ko!.source ? f(du * B.data[Bt + n]) : f(decay * g[i]);
+          if (t >= ko!.from) acc = f(acc - f(g[i] * C.data[Bt + n]));
+        }
       }
       y[t * D + d] = f(acc + f(Dskip.data[d] * u.data[t * D + d]));
     }
@@ -55,8 +72,8 @@ export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dsk
   return { y: { shape: [L, D], data: y }, h: { shape: [at.length, D, N], data: states } };
 }
 
-/** Mamba-2: scalar A and Δ per head, B/C per group (head k reads group floor(k / (heads / G))). */
-export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, groups: number, at: Int32Array): { y: F32; h: F32 } {
+/** Mamba-2: scalar A and Δ per head, B/C per group (head k reads group floor(k / (heads / G))); `edit` as in selectiveScanF32. */
+export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, groups: number, at: Int32Array, edit?: ScanEdit, patch?: PatchedState): { y: F32; h: F32 } {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
@@ -67,7 +84,12 @@ export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32
   const y = new Float32Array(L * heads * P);
   const states = new Float32Array(at.length * h.length);
   const slots = stateSlots(at, L);
+  const ko = edit?.knockout;
+  const own = ko ? new Float32Array(h.length) : undefined;
   for (let t = 0; t < L; t++) {
+    const writes = !edit?.noWrite?.has(t);
+    const reset = edit?.reset?.has(t) ?? false;
+    const patched = patch?.token === t ? patch.h : undefined;
     for (let k = 0; k < heads; k++) {
       const dt = delta.data[t * heads + k];
       const decay = f(Math.exp(f(dt * A.data[k])));
@@ -75,12 +97,16 @@ export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32
       for (let p = 0; p < P; p++) {
         const c = k * P + p;
         const xv = x.data[t * heads * P + c];
-        const dx = f(dt * xv);
+        const dx = writes ? f(dt * xv) : 0;
         let acc = 0;
         for (let n = 0; n < N; n++) {
           const i = c * N + n;
-          h[i] = f(f(decay * h[i]) + f(dx * B.data[bOff + n]));
+          h[i] = reset ? 0 : patched ? f(patched[i]) : f(f(decay * h[i]) + f(dx * B.data[bOff + n]));
           acc = f(acc + f(h[i] * C.data[bOff + n]));
+          if (own && t >= ko!.source) {
+            own[i] = reset || patched ? 0 : t === ko!.source ? f(dx * B.data[bOff + n]) : f(decay * own[i]);
+            if (t >= ko!.from) acc = f(acc - f(own[i] * C.data[bOff + n]));
+          }
         }
         y[t * heads * P + c] = f(acc + f(Dskip.data[k] * xv));
       }
@@ -109,8 +135,8 @@ export function causalConvSiluF32(x: F32, w: F32, b?: F32): F32 {
 }
 
 export const hostLoopKernels: ScanKernels = {
-  scan: ({ u, delta, A, B, C, D, z, statesAt }) => {
-    const r = selectiveScanF32(read(u), read(delta), read(A), read(B), read(C), read(D), statesAt);
+  scan: ({ u, delta, A, B, C, D, z, statesAt, edit, patch }) => {
+    const r = selectiveScanF32(read(u), read(delta), read(A), read(B), read(C), read(D), statesAt, edit, patch);
     const y = upload<tf.Rank.R2>(r.y);
     return {
       y,
@@ -118,8 +144,8 @@ export const hostLoopKernels: ScanKernels = {
       h: statesAt.length ? upload<tf.Rank.R3>(r.h) : undefined,
     };
   },
-  headScan: ({ x, delta, A, B, C, D, groups, statesAt }) => {
-    const r = selectiveScanHeadsF32(read(x), read(delta), read(A), read(B), read(C), read(D), groups, statesAt);
+  headScan: ({ x, delta, A, B, C, D, groups, statesAt, edit, patch }) => {
+    const r = selectiveScanHeadsF32(read(x), read(delta), read(A), read(B), read(C), read(D), groups, statesAt, edit, patch);
     return { y: upload<tf.Rank.R2>(r.y), h: statesAt.length ? upload<tf.Rank.R4>(r.h) : undefined };
   },
   convSilu: (x, w, b) => upload<tf.Rank.R2>(causalConvSiluF32(read(x), read(w), b && read(b))),

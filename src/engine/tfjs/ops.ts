@@ -8,6 +8,7 @@
  * never shrinks, so a layer's peak of temporaries stays in the panel for good.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { scaledDelta as scaledDeltaF64, type LayerEdit, type StatePatch } from '../interventions';
 import type { Param } from '../model/params';
 import type { ScanKernels } from './scan';
 
@@ -102,6 +103,17 @@ export function softplus(x: W): W {
   return tf.tidy(() => tf.where(tf.greater(x, 20), x, tf.log1p(tf.exp(tf.minimum(x, 20)))));
 }
 
+/**
+ * Δ [L, columns] times the edit's scale-delta factors (Δ itself without any). The factors are the
+ * reference's scaledDelta of ones: one definition of which cells a scaling reaches.
+ */
+export function scaledDelta(delta: W, edit?: LayerEdit): W {
+  if (!edit?.deltaScale) return delta;
+  const [L, columns] = delta.shape;
+  const factors = scaledDeltaF64({ shape: [L, columns], data: new Float64Array(L * columns).fill(1) }, edit).data;
+  return tf.tidy(() => tf.mul(delta, tf.tensor2d(Float32Array.from(factors), [L, columns])));
+}
+
 /** A causal conv1d's weights on the backend, as fields of a layer's weights: [C, K], and as the depthwise filter [K, 1, C, 1]. */
 export interface TfConv {
   readonly convW: W;
@@ -109,8 +121,28 @@ export interface TfConv {
   readonly convB?: W;
 }
 
-/** Causal depthwise conv1d over tokens (left zero padding K−1), then SiLU: the backend's fused kernel when it has one. */
-export function causalConvSilu(x: W, conv: TfConv, kernels: ScanKernels): W {
+/**
+ * Causal depthwise conv1d over tokens (left zero padding K−1), then SiLU: the backend's fused
+ * kernel when it has one. With a patch-state, positions token + 1 … token + K − 1 read the
+ * patch's context (another run's inputs up to its token) where they would read x's: those rows are
+ * the conv of [context; x after the token], the others are x's own.
+ */
+export function causalConvSilu(x: W, conv: TfConv, kernels: ScanKernels, patch?: Pick<StatePatch, 'token' | 'conv'>): W {
+  const plain = convSilu(x, conv, kernels);
+  const [L, C] = x.shape;
+  const [, K] = conv.convW.shape;
+  const [from, to] = patch ? [patch.token + 1, Math.min(L, patch.token + K)] : [0, 0];
+  if (!patch || from >= to) return plain;
+  const patched = tf.tidy(() => {
+    const context = tf.tensor2d(Float32Array.from(patch.conv), [K - 1, C]);
+    const window = convSilu(tf.concat([context, tf.slice(x, from, to - from)]), conv, kernels);
+    return tf.concat([tf.slice(plain, 0, from), tf.slice(window, K - 1), tf.slice(plain, to)]);
+  });
+  plain.dispose();
+  return patched;
+}
+
+function convSilu(x: W, conv: TfConv, kernels: ScanKernels): W {
   if (kernels.convSilu) return kernels.convSilu(x as tf.Tensor2D, conv.convW as tf.Tensor2D, conv.convB as tf.Tensor1D | undefined);
   return depthwiseConvSilu(x, conv.convFilter, conv.convB);
 }

@@ -8,9 +8,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { stateSlots } from '../internals';
+import type { ScanEdit, StatePatch } from '../interventions';
 import { hostLoopKernels } from './hostLoopScan';
 
-export interface TfScanInputs {
+/** What a scan is told to change (../interventions.ts); absent, the scan is the plain one, at no extra cost. */
+export interface TfScanEdits {
+  readonly edit?: ScanEdit;
+  /** patch-state: the state after `patch.token`'s update is `patch.h` (its conv context is the mixer's). */
+  readonly patch?: Pick<StatePatch, 'token' | 'h'>;
+}
+
+export interface TfScanInputs extends TfScanEdits {
   readonly u: tf.Tensor2D; // [L, D]
   readonly delta: tf.Tensor2D; // [L, D]
   readonly A: tf.Tensor2D; // [D, N], already −exp(A_log)
@@ -32,7 +40,7 @@ export interface TfScanOutputs {
 export type TfScan = (inputs: TfScanInputs) => TfScanOutputs;
 
 /** Mamba-2: scalar A per head, B/C per group. */
-export interface TfHeadScanInputs {
+export interface TfHeadScanInputs extends TfScanEdits {
   readonly x: tf.Tensor2D; // [L, heads·P]
   readonly delta: tf.Tensor2D; // [L, heads]
   readonly A: tf.Tensor1D; // [heads]
@@ -122,19 +130,90 @@ function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: 
   return { y, h };
 }
 
-export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt }) => {
+/**
+ * Per-token factors of one pass of the prefix scan: a_t ← a_t·a[t], b_t ← b_t·b[t] (+ `state` at
+ * its token), and the pass's output C_t·h_t ← C_t·h_t·y[t]; each absent when it is all ones.
+ */
+interface PairMasks {
+  readonly a?: Float32Array;
+  readonly b?: Float32Array;
+  readonly y?: Float32Array;
+  /** Added to b at `token` (where a and b are zero): the state after that token is `h`. */
+  readonly state?: { readonly token: number; readonly h: Float32Array };
+}
+
+/**
+ * ablate-write is b_t = 0 (h_t = Ā_t·h_{t−1}); zero-state is (a_t, b_t) = (0, 0): h_t = 0, and
+ * nothing before t reaches past it; patch-state is (a_t, b_t) = (0, h'): h_t = h'.
+ */
+function editMasks(L: number, edit?: ScanEdit, patch?: TfScanEdits['patch']): PairMasks {
+  if (!edit?.noWrite && !edit?.reset && !patch) return {};
+  const b = new Float32Array(L).fill(1);
+  edit?.noWrite?.forEach((t) => (b[t] = 0));
+  if (!edit?.reset && !patch) return { b };
+  const a = new Float32Array(L).fill(1);
+  edit?.reset?.forEach((t) => (a[t] = b[t] = 0));
+  if (!patch) return { a, b };
+  a[patch.token] = b[patch.token] = 0;
+  return { a, b, state: { token: patch.token, h: Float32Array.from(patch.h) } };
+}
+
+/**
+ * The knocked-out token's own term: the same decays over its write alone, b = one-hot(source)·B̄u,
+ * its C·g kept from `from` on (what is subtracted from y there). A reset or a patch (a = 0) ends it.
+ */
+function knockoutMasks(L: number, main: PairMasks, ko: NonNullable<ScanEdit['knockout']>): PairMasks {
+  const b = new Float32Array(L);
+  b[ko.source] = main.b?.[ko.source] ?? 1;
+  const y = new Float32Array(L).fill(1, ko.from);
+  return { a: main.a, b, y };
+}
+
+/** x times the chunk's rows of `mask` (x itself without one), broadcast over x's other axes. */
+function masked(x: tf.Tensor, mask: Float32Array | undefined, start: number, T: number): tf.Tensor {
+  return mask ? tf.mul(x, tf.tensor(mask.subarray(start, start + T), [T, ...x.shape.slice(1).map(() => 1)])) : x;
+}
+
+/** The chunk's b_t [T, …state] under the masks: scaled, and the patched state added at its token when the chunk holds it. */
+function maskedWrites(b: tf.Tensor, masks: PairMasks, start: number, T: number): tf.Tensor {
+  const scaledB = masked(b, masks.b, start, T);
+  const s = masks.state;
+  if (!s || s.token < start || s.token >= start + T) return scaledB;
+  const row = new Float32Array(T);
+  row[s.token - start] = 1;
+  const stateShape = b.shape.slice(1);
+  return tf.add(scaledB, tf.mul(tf.tensor(row, [T, ...stateShape.map(() => 1)]), tf.tensor(s.h, [1, ...stateShape])));
+}
+
+/** One pass of a chunked prefix scan under `masks`: its C·h [L, channels], and the states at `at`. */
+type ScanPass = (masks: PairMasks, at: Int32Array) => { y: tf.Tensor; h?: tf.Tensor };
+
+/** C·h with the edits applied: the pass under the edits' masks, less a knocked-out token's term (a second pass). */
+function editedPasses(pass: ScanPass, L: number, statesAt: Int32Array, { edit, patch }: TfScanEdits): { y: tf.Tensor; h?: tf.Tensor } {
+  const masks = editMasks(L, edit, patch);
+  const main = pass(masks, statesAt);
+  if (!edit?.knockout) return main;
+  const own = pass(knockoutMasks(L, masks, edit.knockout), new Int32Array(0));
+  const y = tf.sub(main.y, own.y);
+  main.y.dispose();
+  own.y.dispose();
+  return { y, h: main.h };
+}
+
+export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt, ...edits }) => {
   const [L, Dd] = u.shape;
   const N = A.shape[1];
   const A3 = tf.reshape(A, [1, Dd, N]);
-  const scanned = chunked(L, statesAt, (start, T, carry, capture) => {
+  const pass: ScanPass = (masks, at) => chunked(L, at, (start, T, carry, capture) => {
     const dt = tf.reshape(tf.slice(delta, start, T), [T, Dd, 1]);
-    const a = tf.exp(tf.mul(dt, A3));
+    const a = masked(tf.exp(tf.mul(dt, A3)), masks.a, start, T);
     const du = tf.mul(dt, tf.reshape(tf.slice(u, start, T), [T, Dd, 1]));
-    const states = linearRecurrence(a, tf.mul(du, tf.reshape(tf.slice(B, start, T), [T, 1, N])), carry);
+    const states = linearRecurrence(a, maskedWrites(tf.mul(du, tf.reshape(tf.slice(B, start, T), [T, 1, N])), masks, start, T), carry);
     capture(states);
-    const y = tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2);
+    const y = masked(tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
   });
+  const scanned = editedPasses(pass, L, statesAt, edits);
   A3.dispose();
   const y = tf.tidy(() => tf.add(scanned.y, tf.mul(u, tf.reshape(D, [1, Dd]))) as tf.Tensor2D);
   scanned.y.dispose();
@@ -142,7 +221,7 @@ export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt }) => {
   return { y, gated, h: scanned.h as tf.Tensor3D | undefined };
 };
 
-export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, statesAt }) => {
+export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, statesAt, ...edits }) => {
   const L = x.shape[0];
   const heads = A.shape[0];
   const P = x.shape[1] / heads;
@@ -151,15 +230,16 @@ export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, stat
   // B and C per head: repeat each group's row for the heads that share it.
   const perHead = (m: tf.Tensor2D, start: number, T: number) =>
     tf.reshape(tf.tile(tf.reshape(tf.slice(m, start, T), [T, groups, 1, 1, N]), [1, 1, perGroup, 1, 1]), [T, heads, 1, N]);
-  const scanned = chunked(L, statesAt, (start, T, carry, capture) => {
+  const pass: ScanPass = (masks, at) => chunked(L, at, (start, T, carry, capture) => {
     const dt = tf.reshape(tf.slice(delta, start, T), [T, heads, 1, 1]);
-    const a = tf.exp(tf.mul(dt, tf.reshape(A, [1, heads, 1, 1])));
+    const a = masked(tf.exp(tf.mul(dt, tf.reshape(A, [1, heads, 1, 1]))), masks.a, start, T);
     const dx = tf.mul(dt, tf.reshape(tf.slice(x, start, T), [T, heads, P, 1]));
-    const states = linearRecurrence(a, tf.mul(dx, perHead(B, start, T)), carry);
+    const states = linearRecurrence(a, maskedWrites(tf.mul(dx, perHead(B, start, T)), masks, start, T), carry);
     capture(states);
-    const y = tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]);
+    const y = masked(tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
   });
+  const scanned = editedPasses(pass, L, statesAt, edits);
   const y = tf.tidy(() => {
     const skip = tf.reshape(tf.mul(tf.reshape(x, [L, heads, P]), tf.reshape(D, [1, heads, 1])), [L, heads * P]);
     return tf.add(scanned.y, skip) as tf.Tensor2D;

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../../internals';
+import type { LayerEdit } from '../../interventions';
 import type { Param } from '../../model/params';
 import { linear, rmsNorm, scaled, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import { attentionTf, type TfOpWeights } from '../attention/tfjs';
@@ -77,7 +78,8 @@ function sharedBlock(s: SharedBlockSpec, w: TfOpWeights, stream: W, embeddings: 
   });
 }
 
-function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run: TfRun): LayerStep<W> {
+/** The layer on the stream entering it; `edit`: in its Mamba operation, as in a pure Mamba layer. */
+function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {
   const has = (key: string) => weights[key] !== undefined;
   const w: TfOpWeights = (key) => {
     const t = weights[key];
@@ -89,7 +91,7 @@ function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run:
     switch (op.kind) {
       case 'mamba1':
       case 'mamba2': {
-        const step: TfMixerStep = op.kind === 'mamba1' ? mamba1TfMixer(op, mamba1Weights(op, w, has), x, run) : mamba2TfMixer(op, mamba2Weights(op, w, has), x, run);
+        const step: TfMixerStep = op.kind === 'mamba1' ? mamba1TfMixer(op, mamba1Weights(op, w, has), x, run, edit) : mamba2TfMixer(op, mamba2Weights(op, w, has), x, run, edit);
         Object.assign(internals, step.internals, { ssm_out: step.out });
         return step.out;
       }

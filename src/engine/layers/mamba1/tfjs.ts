@@ -1,8 +1,9 @@
 /** The Mamba-1 mixer and layer on TensorFlow.js: the same computation as reference.ts, which it is tested against. */
 import * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../../internals';
+import type { LayerEdit } from '../../interventions';
 import type { Mamba1Config } from '../../model/config';
-import { causalConvSilu, cols, linear, rmsNorm, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
+import { causalConvSilu, cols, linear, rmsNorm, scaledDelta, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { MAMBA1_PARAMS, Mamba1LayerParams } from './params';
 import type { Mamba1MixerShape } from './reference';
@@ -45,29 +46,29 @@ export interface TfMixerStep {
 
 /**
  * Disposes each [L, D] intermediate as soon as it is used (proj, x, the gated output), not at the
- * end of the walker's tidy: a smaller peak per layer, and less wasm heap for good.
+ * end of the walker's tidy: a smaller peak per layer, and less wasm heap for good. `edit`: on Δ and in the scan.
  */
-export function mamba1TfMixer(s: Mamba1MixerShape, w: Mamba1TfMixer, x: W, { layout, kernels, at }: TfRun): TfMixerStep {
+export function mamba1TfMixer(s: Mamba1MixerShape, w: Mamba1TfMixer, x: W, { layout, kernels, at }: TfRun, edit?: LayerEdit): TfMixerStep {
   const Dd = s.dInner, N = s.dState, R = s.dtRank;
   const proj = linear(x, w.inProjW, layout, w.inProjB);
   const z = cols(proj, Dd, Dd);
   const xIn = cols(proj, 0, Dd);
   proj.dispose();
-  const u = causalConvSilu(xIn, w, kernels);
+  const u = causalConvSilu(xIn, w, kernels, edit?.patch);
   xIn.dispose();
   const xdbl = linear(u, w.xProjW, layout);
   const norm = (t: W, weight?: W) => (s.dtBcNormEps === undefined ? t : rmsNorm(t, weight, s.dtBcNormEps));
   const B = norm(cols(xdbl, R, N), w.bNorm);
   const C = norm(cols(xdbl, R + N, N), w.cNorm);
-  const delta = softplus(linear(norm(cols(xdbl, 0, R), w.dtNorm), w.dtProjW, layout, w.dtProjB));
-  const scan = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at });
+  const delta = scaledDelta(softplus(linear(norm(cols(xdbl, 0, R), w.dtNorm), w.dtProjW, layout, w.dtProjB)), edit);
+  const scan = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at, edit: edit?.scan, patch: edit?.patch });
   const out = linear(scan.gated as W, w.outProjW, layout, w.outProjB);
   scan.gated?.dispose();
   return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}) } };
 }
 
-function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, run: TfRun): LayerStep<W> {
-  const step = mamba1TfMixer(c, w, rmsNorm(hidden, w.norm, c.eps), run);
+function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {
+  const step = mamba1TfMixer(c, w, rmsNorm(hidden, w.norm, c.eps), run, edit);
   const hiddenOut = tf.add(hidden, step.out);
   return { next: hiddenOut, internals: { hidden_in: hidden, ...step.internals, out: step.out, hidden_out: hiddenOut } };
 }

@@ -1,7 +1,8 @@
 /** The Mamba-2 mixer and layer on TensorFlow.js: the same computation as reference.ts, which it is tested against. */
 import * as tf from '@tensorflow/tfjs-core';
+import type { LayerEdit } from '../../interventions';
 import type { Mamba2Config } from '../../model/config';
-import { causalConvSilu, cols, linear, rmsNorm, silu, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
+import { causalConvSilu, cols, linear, rmsNorm, scaledDelta, silu, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { TfMixerStep } from '../mamba1/tfjs';
 import type { MAMBA2_PARAMS, Mamba2LayerParams } from './params';
@@ -46,25 +47,26 @@ function scaleSegments(proj: W, s: Mamba2MixerShape): W {
   return scaled;
 }
 
-export function mamba2TfMixer(s: Mamba2MixerShape, w: Mamba2TfMixer, x: W, { layout, kernels, at }: TfRun): TfMixerStep {
+/** The mixer on its input (the normed stream); `edit`: on Δ and in the scan. */
+export function mamba2TfMixer(s: Mamba2MixerShape, w: Mamba2TfMixer, x: W, { layout, kernels, at }: TfRun, edit?: LayerEdit): TfMixerStep {
   const Din = s.nHeads * s.headDim, GN = s.nGroups * s.dState, convDim = Din + 2 * GN;
   const proj = scaleSegments(linear(x, w.inProjW, layout, w.inProjB), s);
   const z = cols(proj, 0, Din);
-  const xBC = causalConvSilu(cols(proj, Din, convDim), w, kernels);
+  const xBC = causalConvSilu(cols(proj, Din, convDim), w, kernels, edit?.patch);
   const u = cols(xBC, 0, Din);
   const B = cols(xBC, Din, GN);
   const C = cols(xBC, Din + GN, GN);
   const [lo, hi] = s.dtLimit;
-  const delta = tf.clipByValue(softplus(tf.add(cols(proj, Din + convDim, s.nHeads), w.dtBias)), lo, Number.isFinite(hi) ? hi : 3.4e38);
-  const scan = kernels.headScan({ x: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor1D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, groups: s.nGroups, statesAt: at });
+  const delta = scaledDelta(tf.clipByValue(softplus(tf.add(cols(proj, Din + convDim, s.nHeads), w.dtBias)), lo, Number.isFinite(hi) ? hi : 3.4e38), edit);
+  const scan = kernels.headScan({ x: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor1D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, groups: s.nGroups, statesAt: at, edit: edit?.scan, patch: edit?.patch });
   const n = s.gatedNorm;
   const gated = !n ? tf.mul(scan.y, silu(z)) : n.beforeGate ? tf.mul(rmsNorm(scan.y, w.gatedNorm, n.eps, Din / n.groupSize), silu(z)) : rmsNorm(tf.mul(scan.y, silu(z)), w.gatedNorm, n.eps, Din / n.groupSize);
   const out = linear(gated, w.outProjW, layout, w.outProjB);
   return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}) } };
 }
 
-function forward(c: Mamba2Config, w: Mamba2Weights, hidden: W, run: TfRun): LayerStep<W> {
-  const step = mamba2TfMixer(mamba2Shape(c), w, rmsNorm(hidden, w.norm, c.eps), run);
+function forward(c: Mamba2Config, w: Mamba2Weights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {
+  const step = mamba2TfMixer(mamba2Shape(c), w, rmsNorm(hidden, w.norm, c.eps), run, edit);
   const hiddenOut = tf.add(hidden, step.out);
   return { next: hiddenOut, internals: { hidden_in: hidden, ...step.internals, out: step.out, hidden_out: hiddenOut } };
 }

@@ -1,7 +1,8 @@
 /** The simplified block on TensorFlow.js: the same computation as reference.ts, which it is tested against. */
 import type * as tf from '@tensorflow/tfjs-core';
+import type { LayerEdit } from '../../interventions';
 import type { SeedBlockConfig } from '../../model/config';
-import { cols, linear, softplus, type TfUploader, type W } from '../../tfjs/ops';
+import { cols, linear, scaledDelta, softplus, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { SEED_BLOCK_PARAMS, SeedBlockParams } from './params';
 
@@ -25,7 +26,7 @@ function upload(_c: SeedBlockConfig, p: SeedBlockParams<'float32'>, up: TfUpload
   };
 }
 
-function forward(c: SeedBlockConfig, w: SeedBlockWeights, x: W, { layout, kernels, at }: TfRun): LayerStep<W> {
+function forward(c: SeedBlockConfig, w: SeedBlockWeights, x: W, { layout, kernels, at }: TfRun, edit?: LayerEdit): LayerStep<W> {
   const D = c.dModel, N = c.dState;
   const proj = linear(x, w.inProjW, layout, w.inProjB);
   const xIn = cols(proj, 0, D);
@@ -33,8 +34,8 @@ function forward(c: SeedBlockConfig, w: SeedBlockWeights, x: W, { layout, kernel
   const params = linear(xIn, w.xProjW, layout, w.xProjB);
   const B = cols(params, 0, N);
   const C = cols(params, N, N);
-  const delta = softplus(linear(cols(params, 2 * N, 1), w.dtProjW, layout, w.dtProjB));
-  const s = kernels.scan({ u: xIn as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: res as tf.Tensor2D, statesAt: at });
+  const delta = scaledDelta(softplus(linear(cols(params, 2 * N, 1), w.dtProjW, layout, w.dtProjB)), edit);
+  const s = kernels.scan({ u: xIn as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: res as tf.Tensor2D, statesAt: at, edit: edit?.scan, patch: edit?.patch });
   const out = s.gated as W;
   return { next: out, internals: { u: xIn, z: res, B, C, delta, y: s.y, out, ...(s.h ? { h: s.h } : {}) } };
 }

@@ -1,0 +1,138 @@
+/**
+ * Interventions and the logit lens in the tfjs forward (fp32), against the float64 reference with
+ * the same edits (the oracle: test/unit/interventions.test.ts checks it against the definitions):
+ * logits and every internal the tfjs forward records within 1e-4 normalized, and everything
+ * before the edited token exactly the clean tfjs run's. On both tfjs scans: the cpu/wasm host
+ * loop (hostLoopScan.ts, the cpu backend) and the chunked prefix scan webgl runs (scan.ts), here
+ * on the cpu kernels under another backend name, so the forward picks it as it does for webgl.
+ */
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { ForwardOptions, ForwardResult } from '../../src/engine/internals';
+import { layerEdits, parseIntervention, type Intervention, type LayerEdit, type StatePatch } from '../../src/engine/interventions';
+import { isLanguageModel, type LanguageModel } from '../../src/engine/model/graph';
+import { loadModelFolder } from '../../src/engine/model/load';
+import { referenceForward } from '../../src/engine/reference/forward';
+import { createTfModel, tfjsForward, type TfModel } from '../../src/engine/tfjs/forward';
+import { normalizedError } from '../../src/engine/tensor';
+import { NodeFolderStore } from '../../src/node/files';
+import { useNodeBackend } from '../../src/node/tfjsBackends';
+import { fixture } from './fixtures';
+
+/** A backend running the cpu kernels under a name that is neither cpu nor wasm: scanKernelsFor gives it the prefix scan, as webgl. */
+const PREFIX_SCAN_BACKEND = 'cpu-prefix-scan';
+
+async function usePrefixScanBackend(): Promise<void> {
+  await useNodeBackend('cpu');
+  if (!tf.findBackend(PREFIX_SCAN_BACKEND)) {
+    for (const k of tf.getKernelsForBackend('cpu')) tf.registerKernel({ ...k, backendName: PREFIX_SCAN_BACKEND });
+    tf.registerBackend(PREFIX_SCAN_BACKEND, () => new MathBackendCPU());
+  }
+  if (!(await tf.setBackend(PREFIX_SCAN_BACKEND))) throw new Error('the prefix-scan backend could not start');
+}
+
+const SCANS = [
+  ['host loop (cpu)', () => useNodeBackend('cpu')],
+  ['prefix scan (webgl path)', usePrefixScanBackend],
+] as const;
+
+/** Normalized error of a tfjs result against the reference's; a failure names each tensor that is off. */
+function offTensors(got: ForwardResult<Float32Array>, want: ForwardResult<Float64Array>, tol: number): string[] {
+  const errors: string[] = [];
+  const check = (name: string, a: ArrayLike<number>, b: ArrayLike<number>) => {
+    const e = normalizedError(a, b);
+    if (!(e <= tol)) errors.push(`${name} ${e.toExponential(2)}`);
+  };
+  check('logits', got.logits!.data, want.logits!.data);
+  got.layers.forEach((l, i) => {
+    for (const [name, t] of Object.entries(l.tensors)) check(`layer ${l.layer} ${name}`, t!.data, want.layers[i].tensors[name as keyof typeof l.tensors]!.data);
+  });
+  return errors;
+}
+
+/** Rows [0, end) of a [L, …] tensor. */
+const rowsBefore = (t: { shape: readonly number[]; data: Float32Array }, end: number) => t.data.subarray(0, end * (t.data.length / t.shape[0]));
+
+interface Loaded {
+  readonly f64: LanguageModel<'float64'>;
+  readonly tf: TfModel;
+  readonly ids: number[];
+}
+
+/**
+ * The edits of `texts` on `m`. A steer's vector is made here; a patch-state's state is another
+ * run's (the sample reversed, the "clean" run patched into this one), read from its reference run.
+ */
+function editsOf(m: Loaded, clean: ForwardResult<Float64Array>, texts: readonly string[]): Map<number, LayerEdit> {
+  const list = texts.map(parseIntervention);
+  const inputs = new Map<Intervention, Float64Array | StatePatch>();
+  const H = m.f64.config.dModel;
+  for (const i of list) {
+    if (i.kind === 'steer') inputs.set(i, Float64Array.from({ length: H }, (_, j) => Math.sin(j)));
+    if (i.kind === 'patch-state') {
+      const other = referenceForward(m.f64, [...m.ids].reverse(), { layers: [i.layer], statesAt: [i.token] }).layers[0].tensors;
+      inputs.set(i, { token: i.token, h: other.h!.data, conv: other.conv_state!.data });
+    }
+  }
+  const delta = clean.layers[list[0].layer].tensors.delta;
+  return layerEdits(list, m.ids.length, { layers: m.f64.layers.length, deltaColumns: delta?.shape[1] ?? 0, dModel: H }, inputs);
+}
+
+/** One intervention case: its specs, and the first token it may change. */
+type Case = readonly [texts: readonly string[], first: number];
+
+function interventionCases(name: string, load: () => Promise<Loaded>, cases: readonly Case[]) {
+  for (const [scan, use] of SCANS) {
+    describe(`interventions on ${name}, tfjs ${scan}`, function () {
+      this.timeout(120_000);
+      let m: Loaded;
+      let clean64: ForwardResult<Float64Array>;
+      let clean32: ForwardResult<Float32Array>;
+      before(async () => {
+        await use();
+        m = await load();
+        clean64 = referenceForward(m.f64, m.ids);
+        clean32 = await tfjsForward(m.tf, m.ids);
+      });
+      after(() => m?.tf.dispose());
+
+      for (const [texts, first] of cases) {
+        it(`${texts.join(' + ')}: the reference's run within 1e-4; before token ${first} the clean run's, exactly`, async () => {
+          const edits = editsOf(m, clean64, texts);
+          const options: ForwardOptions = { edits, statesAt: [first, -1] };
+          const want = referenceForward(m.f64, m.ids, options);
+          const got = await tfjsForward(m.tf, m.ids, options);
+          assert.deepEqual(offTensors(got, want, 1e-4), []);
+          // The edit changed the run: it is not the clean one.
+          assert.ok(normalizedError(got.logits!.data, clean32.logits!.data) > 1e-4, 'the logits change');
+          assert.deepEqual(rowsBefore(got.logits!, first), rowsBefore(clean32.logits!, first), `logits before token ${first}`);
+        });
+      }
+    });
+  }
+}
+
+const sample = (L: number) => Array.from({ length: L }, (_, i) => (i * 53 + 7) % 1000);
+
+async function loadFolder(folder: string, ids: number[]): Promise<Loaded> {
+  const f64 = await loadModelFolder(new NodeFolderStore(folder), 'float64');
+  if (!isLanguageModel(f64)) throw new Error(`${folder} is not a language model`);
+  return { f64, tf: createTfModel(await loadModelFolder(new NodeFolderStore(folder), 'float32')), ids };
+}
+
+// 160 tokens: the prefix scan's chunks are 128, so edits on both sides of a boundary, and a knockout across one.
+const PURE: readonly Case[] = [
+  [['ablate-write layer=1 tokens=40'], 40],
+  [['ablate-write layer=0 tokens=20,130:133'], 20],
+  [['scale-delta layer=0 tokens=3:6 factor=2.5 channels=0,2'], 3],
+  [['scale-delta layer=1 tokens=60 factor=0'], 60],
+  [['zero-state layer=1 token=127'], 127],
+  [['knockout layer=1 from=100 to=140'], 140],
+  [['knockout layer=0 from=30 to=30', 'zero-state layer=0 token=90', 'ablate-write layer=0 tokens=50'], 30],
+  [['steer layer=1 tokens=2,3 vector=v.safetensors:v scale=0.5'], 2],
+  [['patch-state layer=1 token=70 from=clean.safetensors'], 70],
+  [['patch-state layer=0 token=1 from=clean.safetensors', 'knockout layer=0 from=0 to=5'], 1],
+];
+
+for (const name of ['mamba1-tiny', 'mamba2-tiny']) interventionCases(name, () => loadFolder(fixture(name), sample(160)), PURE);
