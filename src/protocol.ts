@@ -119,7 +119,12 @@ export interface ViewSettings {
   readonly resetThreshold: number;
   /** Webview URL of the folder with tfjs-backend-wasm's .wasm files (asWebviewUri, trailing slash); without it the wasm fallback is skipped. */
   readonly wasmPath?: string;
+  /** mambaScope.causalEpsilon: a forgotten token whose ablated write moves the outputs by a mean KL below this (nats) is causally forgotten; default DEFAULT_CAUSAL_EPSILON. */
+  readonly causalEpsilon?: number;
 }
+
+/** The default ε of the causal check, in nats (`mamba-scope forgotten --causal ε` takes it explicitly; its tests use this one). */
+export const DEFAULT_CAUSAL_EPSILON = 1e-3;
 
 export interface BackendInfo {
   /** The backend that actually runs. */
@@ -304,6 +309,22 @@ export interface Annotation {
   readonly stale: boolean;
 }
 
+/** What one intervention read from a file: a steer's vector, a patch-state's state and conv context; null for one that reads nothing. */
+export type InterventionInputMessage =
+  | { readonly vector: TensorMessage }
+  | { readonly patch: { readonly token: number; readonly h: TensorMessage; readonly conv: TensorMessage } }
+  | null;
+
+/** What an intervention did to the outputs, as the panel reports it to the host (the `intervene` request, the e2e tests). */
+export interface InterventionSummary {
+  readonly runId: string;
+  readonly specs: readonly string[];
+  /** The first position whose next-token distribution moved (KL > 1e-12), or null. */
+  readonly firstChanged: number | null;
+  /** KL(p_clean ‖ p_intervened) at every position, nats: float32 [L]. */
+  readonly kl: TensorMessage;
+}
+
 /** The detector's suggestion: token `token` is forgotten at token `forgottenAt` in `layer`. */
 export interface AnnotationSuggestion {
   readonly layer: number;
@@ -333,6 +354,8 @@ export interface WebviewApi {
     exportView: { params: ExportRequest; result: ExportData };
     /** For the e2e tests: what the panel currently shows, to prove it rendered real values. */
     describe: { params: null; result: PanelDescription };
+    /** "Mamba Scope: Intervene…": runs interventions (their one-line specs) on the shown inspection, as the Interventions view does; null when the panel cancelled it. */
+    intervene: { params: { readonly runId: string; readonly interventions: readonly string[] }; result: InterventionSummary | null };
   };
   notifications: {
     setSettings: ViewSettings;
@@ -351,6 +374,10 @@ export interface HostApi {
     readTensor: { params: { readonly name: string }; result: TensorMessage };
     /** One weight of a streamed model (LoadModelParams.streamed). */
     readWeight: { params: { readonly modelId: string; readonly name: string }; result: TensorMessage };
+    /** The host's file picker for an intervention's file: a steer's vector (FILE and the tensor KEY) or a patch-state's dump; null when cancelled. */
+    pickInterventionFile: { params: { readonly kind: 'steer' | 'patch-state'; readonly dModel: number }; result: { readonly file: string; readonly key?: string } | null };
+    /** What the interventions (their one-line specs) read from files, in their order, for a run of `tokens` tokens of the model. */
+    readInterventionInputs: { params: { readonly modelId: string; readonly tokens: number; readonly interventions: readonly string[] }; result: readonly InterventionInputMessage[] };
   };
   notifications: {
     ready: { readonly protocolVersion: number };

@@ -21,8 +21,13 @@ import { bindKeyboard, CHANNEL_ORDER_LABELS, CHANNEL_ORDERS, initialViewState, S
 import { button } from './views/common';
 import { VIEWS } from './views/index';
 import { ViewFrame, type Area, type ViewContext } from './views/view';
+import type { InterventionCompute } from './interventions/compute';
+import { InterventionSession } from './interventions/session';
+import { DEFAULT_CAUSAL_EPSILON } from '../src/protocol';
 
 const AREAS: readonly Area[] = ['strip', 'main', 'side', 'lower', 'lowerSide'];
+/** Views that show the causal runs' results, redrawn when one arrives. */
+const CAUSAL_VIEWS = ['tokens', 'next', 'interventions', 'sweep', 'lens', 'annotations'];
 
 export interface AppHooks {
   /** A view failed outside any request. */
@@ -31,6 +36,10 @@ export interface AppHooks {
   readonly save: (data: ExportData) => Promise<void>;
   /** An annotation edit for the host to apply and save. */
   readonly annotate: (edit: AnnotationEdit) => void;
+  /** The panel's causal runs on its engine. */
+  readonly compute: InterventionCompute;
+  /** The host's file picker for an intervention's file. */
+  readonly pickInterventionFile: ViewContext['pickInterventionFile'];
 }
 
 export class App {
@@ -46,6 +55,9 @@ export class App {
   private readonly backendEl: HTMLElement;
   private readonly statusEl: HTMLElement;
   private readonly layerSelect: VscodeSingleSelect;
+  readonly interventions: InterventionSession;
+  /** mambaScope.causalEpsilon, from the settings. */
+  causalEpsilon = DEFAULT_CAUSAL_EPSILON;
 
   constructor(root: HTMLElement, private readonly hooks: AppHooks) {
     root.classList.add('mamba-scope');
@@ -57,7 +69,8 @@ export class App {
     this.statusEl = el('span', 'status');
     this.statusEl.setAttribute('role', 'status');
     this.statusEl.setAttribute('aria-live', 'polite');
-    header.append(this.titleEl, this.backendEl, this.statusEl);
+    this.interventions = new InterventionSession(hooks.compute, (text, kind) => this.setStatus(text, kind));
+    header.append(this.titleEl, this.backendEl, this.statusEl, jobBar(this.interventions));
 
     const toolbar = el('div', 'toolbar');
     toolbar.setAttribute('role', 'toolbar');
@@ -101,7 +114,18 @@ export class App {
     order.value = initial.channelOrder;
     tau.value = String(initial.threshold);
 
-    const ctx: ViewContext = { store: this.store, data: () => this.data, annotations: () => this.annotationList, suggestions: () => this.suggestionList, annotate: hooks.annotate, comparison: () => this.comparisonShown };
+    const ctx: ViewContext = {
+      store: this.store,
+      data: () => this.data,
+      annotations: () => this.annotationList,
+      suggestions: () => this.suggestionList,
+      annotate: hooks.annotate,
+      comparison: () => this.comparisonShown,
+      interventions: this.interventions,
+      pickInterventionFile: hooks.pickInterventionFile,
+      showView: (id) => this.selectTab(id),
+      causalEpsilon: () => this.causalEpsilon,
+    };
     const areas = new Map<Area, HTMLElement>(AREAS.map((a) => [a, el('div', `area area-${a}`)]));
     for (const spec of VIEWS) {
       const frame = new ViewFrame(spec, ctx, hooks.onViewError);
@@ -117,6 +141,15 @@ export class App {
       if (changed.has('layer')) this.showAttentionOfAttentionLayer();
       for (const f of this.frames) f.refresh(this.data, state, changed);
     });
+    // A new effect colours the strip by it; the views that show causal results redraw on any change.
+    let outcome = this.interventions.outcome;
+    this.interventions.subscribe(() => {
+      if (this.interventions.outcome !== outcome) {
+        outcome = this.interventions.outcome;
+        this.store.set({ stripValues: outcome ? 'kl' : 'metric' });
+      }
+      for (const f of this.frames) if (CAUSAL_VIEWS.includes(f.spec.id)) f.refresh(this.data, this.store.get(), null);
+    });
     bindKeyboard(this.store, {
       tokenCount: () => this.data?.inspection.length ?? 0,
       layers: () => this.data?.layerNumbers ?? [],
@@ -127,6 +160,7 @@ export class App {
   /** Shows new data; `defaultLayer` is used if the current layer has no data. */
   show(data: PanelData, defaultLayer: number): void {
     this.data = data;
+    this.interventions.showRun(data.inspection.kind === 'run' ? data.inspection.id : null);
     const layers = data.layerNumbers;
     const labels = data.model?.layerLabels;
     this.layerSelect.replaceChildren(...layers.map((l) => option(String(l), labels?.[l] ? `${l} · ${labels[l]}` : `${l}`)));
@@ -260,6 +294,32 @@ export class App {
     this.frames.filter((f) => f.spec.area === frame.spec.area).forEach((f, i) => f.setVisible(i === index));
     this.activeView = viewId;
   }
+}
+
+/** The running causal job in the header: what it does, how far it is, and its Cancel button; hidden when none runs. */
+function jobBar(session: InterventionSession): HTMLElement {
+  const bar = el('span', 'job-bar');
+  bar.setAttribute('role', 'status');
+  const text = el('span', 'job-text');
+  const progress = document.createElement('progress');
+  progress.className = 'job-progress';
+  const cancel = button('Cancel', 'Cancel the running intervention, sweep or check', () => session.cancel());
+  cancel.classList.add('job-cancel');
+  bar.append(text, progress, cancel);
+  const show = () => {
+    const job = session.job;
+    bar.hidden = !job;
+    if (!job) return;
+    const p = job.progress;
+    text.textContent = p ? `${job.label}: ${p.stage}${p.total > 1 ? ` ${p.done}/${p.total}` : ''}` : `${job.label}…`;
+    if (p && p.total > 0) {
+      progress.max = p.total;
+      progress.value = p.done;
+    } else progress.removeAttribute('value');
+  };
+  session.subscribe(show);
+  show();
+  return bar;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { LimitError, MambaScopeError, ModelReleasedError } from '../src/engine/errors';
-import { attentionPatternValues, keptValues, type ForwardResult, type InternalName } from '../src/engine/internals';
+import { attentionPatternValues, keptValues, type ForwardOptions, type ForwardResult, type InternalName } from '../src/engine/internals';
 import { ATTENTION_MAX_TOKENS } from './analysis/attention';
 import { layerKinds } from '../src/engine/layers';
 import type { LoadedModel } from '../src/engine/model/graph';
@@ -40,6 +40,11 @@ function keepsPatterns(tokens: number): boolean {
 /** The page's memory budget (issue 7: the webview stays under 2 GB), and what the page itself, the views' canvases and a run's passing copies take of it. */
 const PAGE_BYTES = 2e9;
 const PAGE_RESERVE_BYTES = 350e6;
+
+/** Bytes in whole megabytes, rounded up: what the refusals quote. */
+export function mb(bytes: number): number {
+  return Math.ceil(bytes / 1e6);
+}
 
 /** The layers a run keeps the internals of, and their bytes; `note` when some were left out. */
 export interface RunPlan {
@@ -216,16 +221,9 @@ export class ComputeSession {
     // The largest layer's share: its internals, and its attention pattern when it has one (heads × L²).
     const pattern = keepsPatterns(tokens) ? Math.max(0, ...asked.map((l) => attentionPatternValues(config, tokens, [l]))) : 0;
     const perLayer = (keptValues(config, { tokens, layers: 1, keep: PANEL_INTERNALS, states }) + pattern) * Float32Array.BYTES_PER_ELEMENT;
-    const setting = params.settings.memoryLimitMB * 1e6;
-    const beside = PAGE_BYTES - PAGE_RESERVE_BYTES - this.inPageBytes(loaded, tokens);
-    const limit = Math.min(setting, beside);
+    const { bytes: limit, why, way } = this.limitOf(loaded, tokens, params.settings.memoryLimitMB);
     const fit = Math.floor(Math.max(0, limit) / perLayer);
-    const mb = (bytes: number) => Math.ceil(bytes / 1e6);
-    const why = setting <= beside
-      ? `mambaScope.runMemoryLimitMB (${params.settings.memoryLimitMB} MB)`
-      : `the ${mb(Math.max(0, beside))} MB left of the panel's ${mb(PAGE_BYTES)} MB budget beside the weights it holds in the page`;
     if (fit < 1) {
-      const way = setting <= beside ? 'raise the setting mambaScope.runMemoryLimitMB, or' : 'choose a GPU backend (mambaScope.backend: its weights are not in the page), or';
       throw new LimitError(params.sampleName, `${tokens} tokens keep ${mb(perLayer)} MB per layer for the panel's views, over ${why}: ${way} inspect a shorter selection (mambaScope.maxTokens cuts long samples)`);
     }
     if (fit >= asked.length) return { bytes: asked.length * perLayer, layers: asked };
@@ -253,8 +251,27 @@ export class ComputeSession {
 
   async run(params: RunParams, ctx: RequestContext): Promise<{ result: ForwardResult<Float32Array>; backend: BackendInfo; forwardMs: number; note?: string }> {
     const plan = this.plan(params);
-    const loaded = this.require(params.modelId);
-    const backend = await this.select(params.settings.backend);
+    const ids = new Int32Array(params.ids);
+    const options: ForwardOptions = {
+      layers: plan.layers,
+      statesAt: params.settings.statesAt,
+      checkCancelled: ctx.throwIfCancelled,
+      // What the views draw; hidden_in/out and the [L, V] logits stay off the heap.
+      keep: PANEL_INTERNALS,
+      predictions: NEXT_TOKEN_K,
+      attentionPattern: keepsPatterns(ids.length),
+    };
+    const { result, backend, forwardMs } = await this.forward(params.modelId, params.settings.backend, ids, options, ctx);
+    return { result, backend, forwardMs, ...(plan.note ? { note: plan.note } : {}) };
+  }
+
+  /**
+   * One forward of the loaded model with the caller's options (the interventions' runs: logits,
+   * edits, the logit lens), queued behind the runs and uploads before it.
+   */
+  async forward(modelId: string, preference: BackendPreference, ids: Int32Array, options: ForwardOptions, ctx: RequestContext): Promise<{ result: ForwardResult<Float32Array>; backend: BackendInfo; forwardMs: number }> {
+    const loaded = this.require(modelId);
+    const backend = await this.select(preference);
     return this.serial(async () => {
       const engine = await this.engineFor(loaded, backend, ctx);
       const layerCount = layerCountOf(loaded.context.config);
@@ -262,23 +279,35 @@ export class ComputeSession {
       // A streamed model reads each layer from the host as the forward reaches it: the progress of a long run.
       this.onLayerRead = (i) => ctx.progress({ stage: 'forward pass', done: i, total: layerCount });
       const start = performance.now();
-      const ids = new Int32Array(params.ids);
-      const options = {
-        layers: plan.layers,
-        statesAt: params.settings.statesAt,
-        checkCancelled: ctx.throwIfCancelled,
-        // What the views draw; hidden_in/out and the [L, V] logits stay off the heap.
-        keep: PANEL_INTERNALS,
-        predictions: NEXT_TOKEN_K,
-        attentionPattern: keepsPatterns(ids.length),
-      };
       try {
         const result = engine.kind === 'tfjs' ? await tfjsForward(engine.model, ids, options) : await engine.model.forward(ids, options);
-        return { result, backend: backend.info, forwardMs: performance.now() - start, ...(plan.note ? { note: plan.note } : {}) };
+        return { result, backend: backend.info, forwardMs: performance.now() - start };
       } finally {
         this.onLayerRead = undefined;
       }
     });
+  }
+
+  /**
+   * Bytes of the page's memory left for an analysis (the interventions' logits) beside the shown
+   * run's internals (`keptBytes`), under the same limit as plan(); `why` names the limit that
+   * binds and `way` how to lift it, for the refusal.
+   */
+  spareBytes(modelId: string, tokens: number, memoryLimitMB: number, keptBytes: number): { bytes: number; why: string; way: string } {
+    const l = this.limitOf(this.require(modelId), tokens, memoryLimitMB);
+    return { ...l, bytes: l.bytes - keptBytes };
+  }
+
+  /** The smaller of mambaScope.runMemoryLimitMB and what the page's budget leaves beside the weights the engine holds in the page. */
+  private limitOf(loaded: NonNullable<ComputeSession['loaded']>, tokens: number, memoryLimitMB: number): { bytes: number; why: string; way: string } {
+    const setting = memoryLimitMB * 1e6;
+    const beside = PAGE_BYTES - PAGE_RESERVE_BYTES - this.inPageBytes(loaded, tokens);
+    if (setting <= beside) return { bytes: setting, why: `mambaScope.runMemoryLimitMB (${memoryLimitMB} MB)`, way: 'raise the setting mambaScope.runMemoryLimitMB, or' };
+    return {
+      bytes: beside,
+      why: `the ${mb(Math.max(0, beside))} MB left of the panel's ${mb(PAGE_BYTES)} MB budget beside the weights it holds in the page`,
+      way: 'choose a GPU backend (mambaScope.backend: its weights are not in the page), or',
+    };
   }
 
   /** The loaded model's engine on `backend`: moved between tfjs backends, released (for the host to send again) across engines. */

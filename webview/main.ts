@@ -4,12 +4,16 @@
  * webview computes on the best tfjs backend, shows the result, and answers with per-token
  * summaries for the editor decorations.
  */
-import { TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
+import { DEFAULT_CAUSAL_EPSILON, TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunParams, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
 import { App } from './app';
 import { backendLabel } from './backend';
 import { ComputeSession } from './compute';
 import { fromDump, fromRun } from './inspection';
 import { PanelData } from './panelData';
+import { InterventionCompute, type CurrentRun } from './interventions/compute';
+import { inputsFromMessages } from './interventions/inputs';
+import { describeIntervention, parseIntervention } from '../src/engine/interventions';
+import { MambaScopeError } from '../src/engine/errors';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;
@@ -31,21 +35,37 @@ const reportError = (view: string, e: unknown) => rpc.notify('error', { view, er
 window.addEventListener('error', (e) => reportError('panel', e.error ?? e.message));
 window.addEventListener('unhandledrejection', (e) => reportError('panel', e.reason));
 
-const app = new App(document.getElementById('app') ?? document.body, {
-  onViewError: reportError,
-  save: async (data) => {
-    const { savedTo } = await rpc.request('saveExport', data);
-    app.setStatus(savedTo ? `Saved ${savedTo}` : 'Export cancelled');
-  },
-  annotate: (edit) => rpc.notify('annotationEdit', edit),
-});
-
 let settings: ViewSettings = { backend: 'auto', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
 const session = new ComputeSession(
   settings.wasmPath,
   (modelId) => rpc.notify('modelReleased', { modelId }),
   (modelId, name) => rpc.request('readWeight', { modelId, name }),
 );
+/** The host's last run request: what the interventions rerun. */
+let lastRun: RunParams | null = null;
+const compute: InterventionCompute = new InterventionCompute(
+  session,
+  (): CurrentRun | null => {
+    const data = app.current;
+    return lastRun && data?.inspection.id === lastRun.runId ? { params: lastRun, data } : null;
+  },
+  async (interventions, run) => {
+    const messages = await rpc.request('readInterventionInputs', { modelId: run.params.modelId, tokens: run.data.inspection.length, interventions: interventions.map(describeIntervention) });
+    return inputsFromMessages(interventions, messages);
+  },
+);
+
+const app: App = new App(document.getElementById('app') ?? document.body, {
+  onViewError: reportError,
+  save: async (data) => {
+    const { savedTo } = await rpc.request('saveExport', data);
+    app.setStatus(savedTo ? `Saved ${savedTo}` : 'Export cancelled');
+  },
+  annotate: (edit) => rpc.notify('annotationEdit', edit),
+  compute,
+  pickInterventionFile: (kind, dModel) => rpc.request('pickInterventionFile', { kind, dModel }),
+});
+
 let backend: BackendInfo | null = null;
 
 function showBackend(info: BackendInfo): void {
@@ -68,6 +88,7 @@ rpc.on('setSettings', (s) => {
   const backendChanged = s.backend !== settings.backend || s.wasmPath !== settings.wasmPath || !backend;
   settings = s;
   session.setWasmPath(s.wasmPath);
+  app.causalEpsilon = s.causalEpsilon ?? DEFAULT_CAUSAL_EPSILON;
   app.store.set({ colormap: s.colormap, metric: s.metric, threshold: s.resetThreshold });
   if (backendChanged) void selectBackend();
 });
@@ -89,6 +110,7 @@ rpc.handle('run', async (params, ctx) => {
   }
   app.setStatus(`Running ${params.sampleName}…`);
   const { result, backend: info, forwardMs, note } = await session.run(params, ctx);
+  lastRun = params;
   showBackend(info);
   const data = new PanelData(fromRun(params, result), session.model);
   app.show(data, settings.defaultLayer);
@@ -113,6 +135,14 @@ rpc.handle('showComparison', async (params) => {
 });
 
 rpc.handle('exportView', (req) => app.exportBytes(req.kind, req.view));
+
+rpc.handle('intervene', async ({ runId, interventions }, ctx) => {
+  if (app.current?.inspection.id !== runId) throw new MambaScopeError('bad-input', 'intervene', `run ${runId} is not the inspection the panel shows`);
+  const outcome = await app.interventions.intervene(interventions.map(parseIntervention), undefined, ctx);
+  if (!outcome) return null;
+  const kl = Float32Array.from(outcome.effect.kl);
+  return { runId, specs: outcome.specs, firstChanged: outcome.effect.firstChanged, kl: toTensorMessage({ shape: [kl.length], data: kl }) };
+});
 
 rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null, engine: session.engine }, session.memory()));
 

@@ -30,7 +30,12 @@ export interface ViewState {
   readonly attentionMode: AttentionMode;
   /** Each heatmap view's scale (linear, log, per-row) by view id; a view not listed is linear. */
   readonly scaleModes: Readonly<Record<string, ScaleMode>>;
+  /** What the token strip colours by: the metric, or the last intervention's KL or Δloss at each position. */
+  readonly stripValues: StripValues;
 }
+
+export const STRIP_VALUES = ['metric', 'kl', 'dloss'] as const;
+export type StripValues = (typeof STRIP_VALUES)[number];
 
 export type Listener<T> = (state: T, changed: ReadonlySet<keyof T>) => void;
 
@@ -64,7 +69,7 @@ export class Store<T extends object> {
 export type SelectionStore = Store<ViewState>;
 
 export function initialViewState(): ViewState {
-  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean', scaleModes: {} };
+  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean', scaleModes: {}, stripValues: 'metric' };
 }
 
 export interface KeyboardScope {

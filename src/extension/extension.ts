@@ -6,13 +6,14 @@
 import * as vscode from 'vscode';
 import { isMambaScopeError } from '../engine/errors';
 import { archName } from '../engine/model/config';
-import { RemoteError, type AnnotationEdit, type ExportKind, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
+import { RemoteError, type AnnotationEdit, type ExportKind, type InterventionSummary, type PanelDescription, type Selection, type ViewSettings } from '../protocol';
+import { parseIntervention } from '../engine/interventions';
 import { AnnotationController } from './annotations';
 import { compareDumps } from './compareCommand';
 import { TokenDecorations } from './decorations';
 import { DUMP_VIEW_TYPE, TensorDumpEditorProvider } from './dumpEditor';
 import { saveExport } from './exports';
-import { Inspector, isCancelled, type InspectionResult } from './inspect';
+import { Inspector, isCancelled, withCancellableProgress, type InspectionResult } from './inspect';
 import { Models, refFromUri, type ModelRef } from './models';
 import { InspectorPanel } from './panel';
 import { readSettings, viewSettings } from './settings';
@@ -140,6 +141,35 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }
   };
 
+  /** "Intervene…": an intervention (its one-line spec; asked for, prefilled at the panel's selection) run by the panel on the shown inspection. */
+  const intervene = async (given?: string): Promise<InterventionSummary | null> => {
+    const panel = InspectorPanel.current;
+    const runId = panel?.lastRun?.params.runId;
+    if (!panel || !runId) {
+      void vscode.window.showInformationMessage('Mamba Scope: inspect a text first; interventions rerun it in the panel.');
+      return null;
+    }
+    const at = lastSelection?.runId === runId ? lastSelection : undefined;
+    const spec = given ?? (await vscode.window.showInputBox({
+      title: 'Mamba Scope: Intervene',
+      prompt: 'ablate-write, scale-delta, zero-state, knockout, steer, patch-state or ablate-path (docs/INTERVENTIONS.md)',
+      value: `ablate-write layer=${at?.layer ?? 0} tokens=${at?.token ?? 0}`,
+      validateInput: (text) => {
+        try {
+          parseIntervention(text);
+          return null;
+        } catch (e) {
+          return e instanceof Error ? e.message : String(e);
+        }
+      },
+    }));
+    if (!spec) return null;
+    const controller = new AbortController();
+    const summary = await withCancellableProgress(`Mamba Scope: ${spec}`, controller, (report) => panel.rpc.request('intervene', { runId, interventions: [spec] }, { signal: controller.signal, onProgress: report }));
+    if (summary) vscode.window.setStatusBarMessage(`Mamba Scope: ${spec}: ${summary.firstChanged === null ? 'no position changed' : `first change at token ${summary.firstChanged}`}`, 5000);
+    return summary;
+  };
+
   const dumpEditor = new TensorDumpEditorProvider(context.extensionUri);
   context.subscriptions.push(
     dumpEditor.register(),
@@ -157,6 +187,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     vscode.commands.registerCommand('mambaScope.compareDumps', (a?: vscode.Uri, b?: vscode.Uri) =>
       compareDumps(() => openPanel(viewSettings(readSettings())), a instanceof vscode.Uri ? a : undefined, b instanceof vscode.Uri ? b : undefined).catch(report),
     ),
+    vscode.commands.registerCommand('mambaScope.intervene', (spec?: string) => intervene(typeof spec === 'string' ? spec : undefined).catch((e) => (report(e), null))),
     vscode.commands.registerCommand('mambaScope.exportAnnotations', () => annotations.exportAnnotations().catch(report)),
     vscode.commands.registerCommand('mambaScope.importAnnotations', () => annotations.importAnnotations().catch(report)),
     models.onDidChange((ref) => status.setModel(ref.label)),

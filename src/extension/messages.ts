@@ -1,6 +1,6 @@
 /**
  * The messages the host builds from files for the webview: a tensor on the wire, a tensor file
- * (showDump), a model's weights and vocabulary (loadModel). No vscode import, so the webview
+ * (showDump), a model's weights and vocabulary (loadModel), what interventions read. No vscode import, so the webview
  * tests send the panel exactly what the extension sends.
  */
 import { CancelledError, InputError, LimitError } from '../engine/errors';
@@ -9,7 +9,9 @@ import type { TensorStore } from '../engine/formats/safetensors';
 import type { LanguageModelConfig } from '../engine/model/config';
 import { sizeOf, type Tensor } from '../engine/tensor';
 import type { MambaTokenizer } from '../engine/tokenizer';
-import { toHalfMessage, toTensorMessage, type DumpParams, type LoadModelParams, type NamedTensors, type Progress, type TensorIndexEntry, type TensorMessage } from '../protocol';
+import { toHalfMessage, toTensorMessage, type DumpParams, type InterventionInputMessage, type LoadModelParams, type NamedTensors, type Progress, type TensorIndexEntry, type TensorMessage } from '../protocol';
+import { parseIntervention } from '../engine/interventions';
+import { readInterventionInputs, type OpenTensors } from '../engine/interventionInputs';
 
 /** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
 const EAGER_BYTES = 256 * 2 ** 20;
@@ -93,4 +95,21 @@ export async function weightsMessage(model: ModelFiles, signal: AbortSignal, pro
   }
   const vocab = Array.from({ length: model.config.vocabSize }, (_, id) => model.tokenizer.tokenText(id));
   return { modelId: model.id, name: model.label, config: model.config, tensors, vocab, ...(streamed ? { streamed } : {}) };
+}
+
+/**
+ * What the panel's interventions (one-line specs) read from files, as the protocol carries it:
+ * read by the engine's readInterventionInputs, the CLI's reader, so the panel and `inspect
+ * --intervene` take the same vectors and states and refuse the same files.
+ */
+export async function interventionInputsMessage(specs: readonly string[], tokens: number, config: LanguageModelConfig, open: OpenTensors): Promise<InterventionInputMessage[]> {
+  const interventions = specs.map(parseIntervention);
+  const inputs = await readInterventionInputs(interventions, tokens, config, open);
+  const f32 = (data: Float64Array) => toTensorMessage({ shape: [data.length], data: Float32Array.from(data) });
+  return interventions.map((i) => {
+    const input = inputs.get(i);
+    if (!input) return null;
+    if (input instanceof Float64Array) return { vector: f32(input) };
+    return { patch: { token: input.token, h: f32(input.h), conv: f32(input.conv) } };
+  });
 }

@@ -22,6 +22,7 @@ import {
   type WebviewApi,
 } from '../protocol';
 import { saveExport } from './exports';
+import { pickInterventionFile, readInterventionFiles } from './interventionFiles';
 import type { HostModel } from './models';
 import { mayUseWasm, wasmPath, webviewHtml, webviewOptions } from './webviewHtml';
 
@@ -104,14 +105,18 @@ export class InspectorPanel implements vscode.Disposable {
       void vscode.window.showWarningMessage(`Mamba Scope: the ${view} view failed: ${error.source}: ${error.problem}`);
     });
     this.rpc.handle('saveExport', (data) => saveExport(data));
-    this.rpc.handle('readWeight', async ({ modelId, name }) => {
-      const model = this.weightSource;
-      if (!model || model.id !== modelId) throw new InputError(modelId, 'is not the model the panel was sent: inspect again');
-      return model.weight(name);
-    });
+    this.rpc.handle('readWeight', async ({ modelId, name }) => this.sentModel(modelId).weight(name));
+    this.rpc.handle('pickInterventionFile', ({ kind, dModel }) => pickInterventionFile(kind, dModel));
+    this.rpc.handle('readInterventionInputs', ({ modelId, tokens, interventions }) => readInterventionFiles(interventions, tokens, this.sentModel(modelId).config));
     this.htmlBackend = settings.backend;
     this.render();
     this.disposables.push(panel.onDidDispose(() => this.dispose()));
+  }
+
+  private sentModel(modelId: string): HostModel {
+    const model = this.weightSource;
+    if (!model || model.id !== modelId) throw new InputError(modelId, 'is not the model the panel was sent: inspect again');
+    return model;
   }
 
   private render(): void {

@@ -6,7 +6,7 @@
  */
 import * as vscode from 'vscode';
 import { GATED_NORMS, type GatedNorm } from '../engine/model/config';
-import { BACKENDS, COLORMAPS, TOKEN_METRICS, type BackendPreference, type Colormap, type TokenMetric, type ViewSettings } from '../protocol';
+import { BACKENDS, COLORMAPS, DEFAULT_CAUSAL_EPSILON, TOKEN_METRICS, type BackendPreference, type Colormap, type TokenMetric, type ViewSettings } from '../protocol';
 
 export const SECTION = 'mambaScope';
 
@@ -31,6 +31,7 @@ function intIn(value: unknown, min: number, max: number, fallback: number): numb
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration(SECTION);
   const tau = c.get<number>('resetThreshold');
+  const epsilon = c.get<number>('causalEpsilon');
   return {
     modelPath: (c.get<string>('modelPath') ?? '').trim(),
     backend: oneOf<BackendPreference>(c.get('backend'), ['auto', ...BACKENDS], 'auto'),
@@ -41,9 +42,10 @@ export function readSettings(): Settings {
     metric: oneOf<TokenMetric>(c.get('metric'), TOKEN_METRICS, 'delta'),
     defaultLayer: intIn(c.get('defaultLayer'), 0, 1 << 16, 0),
     resetThreshold: typeof tau === 'number' && tau > 0 && tau < 1 ? tau : 0.05,
+    causalEpsilon: typeof epsilon === 'number' && epsilon > 0 && Number.isFinite(epsilon) ? epsilon : DEFAULT_CAUSAL_EPSILON,
   };
 }
 
 export function viewSettings(s: Settings): ViewSettings {
-  return { backend: s.backend, colormap: s.colormap, metric: s.metric, defaultLayer: s.defaultLayer, resetThreshold: s.resetThreshold };
+  return { backend: s.backend, colormap: s.colormap, metric: s.metric, defaultLayer: s.defaultLayer, resetThreshold: s.resetThreshold, causalEpsilon: s.causalEpsilon };
 }

@@ -3,6 +3,7 @@
  * annotations) is one module exporting a ViewSpec, added here.
  */
 import { annotationsView } from './annotations';
+import { interventionsView } from './interventions';
 import { attentionView } from './attention';
 import { gatesView } from './gates';
 import { layersView } from './layers';
@@ -15,4 +16,4 @@ import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, stateView, layersView, annotationsView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, stateView, layersView, annotationsView, interventionsView, nextTokenView];

@@ -7,6 +7,11 @@
  * The strip is laid out like the source: a row ends wherever a token holds a newline (shown ⏎),
  * and a line wider than the strip wraps between tokens, so every row in view shows its tokens
  * without scrolling sideways.
+ *
+ * After an intervention the strip can colour by its effect instead: the KL of each position's
+ * next-token distribution from the clean run's, or the change in next-token loss, with the
+ * intervened tokens boxed and the first position that changed marked. A right-click on a token
+ * offers the interventions at it (interventionMenu.ts).
  */
 import { TOKEN_METRICS, type TokenMetric } from '../../src/protocol';
 import { METRIC_SYMBOL, Unavailable } from '../analysis/layerAnalysis';
@@ -17,8 +22,21 @@ import { colorScale, Legend } from '../render/legend';
 import { drawFlow, type TextCell } from '../render/textCanvas';
 import { placeTooltip } from '../render/tooltip';
 import type { PanelData } from '../panelData';
-import type { ViewState } from '../state';
+import { STRIP_VALUES, type StripValues, type ViewState } from '../state';
+import type { Colormap } from '../../src/protocol';
+import type { InterventionOutcome } from '../interventions/compute';
+import { InterventionMenu } from './interventionMenu';
 import type { View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
+
+const STRIP_VALUE_LABELS: Record<StripValues, string> = { metric: 'the metric', kl: 'KL from the intervention', dloss: 'Δloss from the intervention' };
+
+/** What the strip colours by: the values, their legend name, the colormap. */
+interface Colouring {
+  readonly values: Float32Array | Float64Array | null;
+  readonly name: string;
+  readonly colormap: Colormap;
+  readonly describe: (v: number) => string;
+}
 
 class TokenStripView implements View {
   readonly element: HTMLElement;
@@ -28,10 +46,13 @@ class TokenStripView implements View {
   private spans: HTMLElement[] = [];
   private builtFor: string | null = null;
   private colouredFor: string | null = null;
-  private values: Float32Array | null = null;
+  private values: Float32Array | Float64Array | null = null;
   private selected: number | null = null;
   private range = { min: NaN, max: NaN };
   private perTokenCache = new Map<string, Float32Array>();
+  private colouredOutcome: InterventionOutcome | null = null;
+  private readonly valuesSelect: HTMLSelectElement;
+  private readonly menu: InterventionMenu;
 
   constructor(private readonly ctx: ViewContext) {
     this.element = document.createElement('div');
@@ -46,8 +67,21 @@ class TokenStripView implements View {
     this.tooltip.hidden = true;
     const footer = document.createElement('div');
     footer.className = 'token-strip-footer';
-    footer.append(this.legend.element);
-    this.element.append(this.strip, footer, this.tooltip);
+    this.valuesSelect = document.createElement('select');
+    this.valuesSelect.className = 'strip-values';
+    this.valuesSelect.setAttribute('aria-label', 'Colour the tokens by');
+    for (const v of STRIP_VALUES) this.valuesSelect.append(new Option(STRIP_VALUE_LABELS[v], v));
+    this.valuesSelect.addEventListener('change', () => ctx.store.set({ stripValues: this.valuesSelect.value as StripValues }));
+    footer.append(this.legend.element, this.valuesSelect);
+    this.menu = new InterventionMenu(ctx);
+    this.element.append(this.strip, footer, this.tooltip, this.menu.element);
+    this.strip.addEventListener('contextmenu', (e) => {
+      const i = this.indexOf(e.target);
+      if (i === null) return;
+      e.preventDefault();
+      ctx.store.set({ token: i });
+      this.menu.open(i, e.clientX, e.clientY);
+    });
     this.strip.addEventListener('click', (e) => {
       const i = this.indexOf(e.target);
       if (i !== null) ctx.store.set({ token: i });
@@ -63,18 +97,53 @@ class TokenStripView implements View {
     const ins = data.inspection;
     if (!ins.tokens && !ins.ids) throw new Unavailable('This data has no input_ids or tokens, so there is no token strip.');
     if (this.builtFor !== ins.id) this.build(data);
-    const key = `${ins.id}:${state.layer}:${state.metric}:${state.colormap}`;
-    if (this.colouredFor !== key || changed === null) {
-      this.values = await this.perToken(data, state.layer, state.metric).catch((e) => {
-        if (e instanceof Unavailable) return null;
-        throw e;
-      });
+    const outcome = this.outcomeOf(data);
+    const by: StripValues = outcome ? state.stripValues : 'metric';
+    const key = `${ins.id}:${state.layer}:${state.metric}:${state.colormap}:${by}`;
+    if (this.colouredFor !== key || this.colouredOutcome !== outcome || changed === null) {
+      const colouring = by === 'metric' ? await this.metricColouring(data, state) : effectColouring(outcome!, by, state.colormap);
       if (stale()) return;
-      this.colour(state);
+      this.values = colouring.values;
+      this.colour(state, colouring);
+      this.markIntervention(outcome);
       this.colouredFor = key;
+      this.colouredOutcome = outcome;
     }
+    this.valuesSelect.hidden = !outcome;
+    this.valuesSelect.value = by;
     this.select(state.token);
     this.underlineAnnotations();
+  }
+
+  /** The last intervention's effect, when it belongs to the inspection shown. */
+  private outcomeOf(data: PanelData): InterventionOutcome | null {
+    const o = this.ctx.interventions.outcome;
+    return o && o.runId === data.inspection.id ? o : null;
+  }
+
+  private async metricColouring(data: PanelData, state: ViewState): Promise<Colouring> {
+    const values = await this.perToken(data, state.layer, state.metric).catch((e) => {
+      if (e instanceof Unavailable) return null;
+      throw e;
+    });
+    return { values, name: `${METRIC_SYMBOL[state.metric]} (mean over channels)`, colormap: state.colormap, describe: (v) => `${METRIC_SYMBOL[state.metric]} ${formatValue(v)}` };
+  }
+
+  /** Boxes the intervened tokens and marks the first position whose prediction changed. */
+  private markIntervention(outcome: InterventionOutcome | null): void {
+    for (const s of this.spans) {
+      s.classList.remove('intervened', 'first-changed');
+      delete s.dataset.kl;
+      delete s.dataset.dloss;
+    }
+    if (!outcome) return;
+    const { kl, dLoss, firstChanged } = outcome.effect;
+    this.spans.forEach((s, t) => {
+      s.dataset.kl = String(kl[t]);
+      if (t < dLoss.length) s.dataset.dloss = String(dLoss[t]);
+    });
+    for (const t of outcome.positions) this.spans[t]?.classList.add('intervened');
+    if (firstChanged !== null) this.spans[firstChanged]?.classList.add('first-changed');
   }
 
   private build(data: PanelData): void {
@@ -113,28 +182,29 @@ class TokenStripView implements View {
     return v;
   }
 
-  private colour(state: ViewState): void {
-    const v = this.values;
+  private colour(state: ViewState, c: Colouring): void {
+    const v = c.values;
+    const colormap = c.colormap;
     let min = Infinity, max = -Infinity;
     if (v) for (const x of v) if (Number.isFinite(x)) { if (x < min) min = x; if (x > max) max = x; }
     const has = v !== null && Number.isFinite(min);
-    const scale = has ? colorScale(min, max, isDiverging(state.colormap)) : null;
+    const scale = has ? colorScale(min, max, isDiverging(colormap)) : null;
     this.range = { min, max };
-    this.legend.setName(`${METRIC_SYMBOL[state.metric]} (mean over channels)`);
-    this.legend.update(state.colormap, scale, min, max);
-    this.strip.setAttribute('aria-label', `${this.spans.length} tokens coloured by ${METRIC_SYMBOL[state.metric]} of layer ${state.layer}`);
+    this.legend.setName(c.name);
+    this.legend.update(colormap, scale, min, max);
+    this.strip.setAttribute('aria-label', `${this.spans.length} tokens coloured by ${c.name}${state.stripValues === 'metric' ? ` of layer ${state.layer}` : ''}`);
     for (let i = 0; i < this.spans.length; i++) {
       const s = this.spans[i];
-      if (!scale || !v) {
+      if (!scale || !v || !Number.isFinite(v[i])) {
         s.style.background = s.style.color = '';
         continue;
       }
       const t = scale.hi > scale.lo ? (v[i] - scale.lo) / (scale.hi - scale.lo) : 0;
-      const [r, g, b] = colormapRgb(state.colormap, Number.isFinite(t) ? t : 0);
+      const [r, g, b] = colormapRgb(colormap, Number.isFinite(t) ? t : 0);
       s.style.background = `rgb(${r}, ${g}, ${b})`;
       // Dark text on light tints: relative luminance with sRGB weights.
       s.style.color = 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? '#000' : '#fff';
-      s.setAttribute('aria-label', `token ${i} ${JSON.stringify(this.ctx.data()?.inspection.tokens?.[i] ?? '')}, ${METRIC_SYMBOL[state.metric]} ${formatValue(v[i])}`);
+      s.setAttribute('aria-label', `token ${i} ${JSON.stringify(this.ctx.data()?.inspection.tokens?.[i] ?? '')}, ${c.describe(v[i])}`);
     }
   }
 
@@ -185,7 +255,12 @@ class TokenStripView implements View {
     const summary = data.summary(layer);
     const values = TOKEN_METRICS.map((m) => [m, summary?.perToken[m]?.[i]] as const).filter(([, v]) => v !== undefined);
     if (values.length) lines.push(`layer ${layer}: ${values.map(([m, v]) => `${METRIC_SYMBOL[m]} ${formatValue(v!)}`).join(' · ')}`);
-    else if (this.values) lines.push(`layer ${layer}: ${METRIC_SYMBOL[this.ctx.store.get().metric]} ${formatValue(this.values[i])}`);
+    else if (this.values && this.ctx.store.get().stripValues === 'metric') lines.push(`layer ${layer}: ${METRIC_SYMBOL[this.ctx.store.get().metric]} ${formatValue(this.values[i])}`);
+    const outcome = this.outcomeOf(data);
+    if (outcome) {
+      const { kl, dLoss } = outcome.effect;
+      lines.push(`${outcome.specs.join('; ')}: KL ${formatValue(kl[i])}${i < dLoss.length ? ` · Δloss ${formatValue(dLoss[i])}` : ''}`);
+    }
     this.tooltip.replaceChildren(...lines.map((l) => Object.assign(document.createElement('div'), { textContent: l })));
     this.tooltip.dataset.index = String(i);
     this.tooltip.hidden = false;
@@ -210,6 +285,15 @@ class TokenStripView implements View {
     const colours = new Set(this.spans.map((s) => s.style.background)).size;
     return { drawn: this.spans.length > 0 && this.values !== null, distinctColors: colours, min: this.range.min, max: this.range.max };
   }
+}
+
+/** The effect as the strip colours it: KL on a sequential map, Δloss (signed) on a diverging one. */
+function effectColouring(outcome: InterventionOutcome, by: 'kl' | 'dloss', colormap: Colormap): Colouring {
+  const { kl, dLoss } = outcome.effect;
+  if (by === 'kl') return { values: kl, name: 'KL(clean ‖ intervened), nats', colormap: isDiverging(colormap) ? 'magma' : colormap, describe: (v) => `KL ${formatValue(v)}` };
+  // Δloss has no value after the last token: NaN there is left untinted.
+  const values = Float64Array.from({ length: kl.length }, (_, t) => (t < dLoss.length ? dLoss[t] : NaN));
+  return { values, name: 'Δloss of the next token, nats', colormap: isDiverging(colormap) ? colormap : 'RdBu', describe: (v) => `Δloss ${formatValue(v)}` };
 }
 
 export const tokenStripView: ViewSpec = {

@@ -8,6 +8,7 @@ import type { Tensor } from '../../src/engine/tensor';
 import type { Annotation, AnnotationEdit, AnnotationSuggestion, ComparisonParams, PanelDescription } from '../../src/protocol';
 import { Unavailable } from '../analysis/layerAnalysis';
 import type { PanelData } from '../panelData';
+import type { InterventionSession } from '../interventions/session';
 import type { SelectionStore, ViewState } from '../state';
 
 export type ViewDescription = PanelDescription['views'][string];
@@ -56,7 +57,16 @@ export interface ViewContext {
   readonly annotate: (edit: AnnotationEdit) => void;
   /** The last "Compare Dumps…" result; it describes the data only while its dump is shown. */
   readonly comparison: () => ComparisonParams | null;
+  /** The causal runs (interventions, sweep, logit lens, causal checks) and their results. */
+  readonly interventions: InterventionSession;
+  /** The host's file picker for a steer's vector (FILE and KEY) or a patch-state's dump; null when the user cancels. */
+  readonly pickInterventionFile: (kind: 'steer' | 'patch-state', dModel: number) => Promise<{ readonly file: string; readonly key?: string } | null>;
+  /** Brings a view's tab to the front (the token strip's menu opens the Interventions view). */
+  readonly showView: (id: string) => void;
+  /** mambaScope.causalEpsilon: the KL below which an ablated forgotten token counts as causally forgotten. */
+  readonly causalEpsilon: () => number;
 }
+
 
 export interface ViewSpec {
   readonly id: string;

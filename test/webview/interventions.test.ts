@@ -1,0 +1,156 @@
+/**
+ * The Interventions view in Chromium on mamba1-tiny (tfjs cpu): a right-click on a token ablates
+ * its write in the selected layer; the token strip's KL and Δloss and the next-token view's
+ * intervened top-k change only from that token on, and equal the float64 reference run with the
+ * same edits (layerEdits → referenceForward → interventionEffect, computed here in Node). A
+ * knockout from the form, a bad spec refused in one line, and a cancelled run that keeps the
+ * last effect.
+ */
+import assert from 'node:assert/strict';
+import { interventionEffect, type Effect } from '../../src/engine/analysis/effect';
+import { editedModel } from '../../src/engine/interventionInputs';
+import { layerEdits, type Intervention } from '../../src/engine/interventions';
+import { loadModelFolder } from '../../src/engine/model/load';
+import type { LanguageModel } from '../../src/engine/model/graph';
+import { topK } from '../../src/engine/predictions';
+import { referenceForward } from '../../src/engine/reference/forward';
+import type { ViewSettings } from '../../src/protocol';
+import { NodeFolderStore } from '../../src/node/files';
+import { loadModelParams, runParams, TINY_MODEL } from './messages';
+import { Panel } from './panel';
+
+const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
+const TEXT = 'def total(items):\n    s = 0\n    for x in items:\n        s += x\n    return s\n\nprint(total([1, 2, 3]))\n';
+/** The ablated token: mid-sample, so positions before it must stay unchanged. */
+const S = 12;
+
+describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
+  let panel: Panel;
+  let model: LanguageModel<'float64'>;
+  let ids: Int32Array;
+
+  /** The float64 reference's effect of `interventions` and its intervened logits. */
+  function reference(interventions: Intervention[]): { effect: Effect; logits: ReturnType<typeof referenceForward>['logits'] } {
+    const clean = referenceForward(model, ids, { layers: [] });
+    const run = referenceForward(model, ids, { layers: [], edits: layerEdits(interventions, ids.length, editedModel(model.config)) });
+    return { effect: interventionEffect(clean.logits!, run.logits!, ids), logits: run.logits };
+  }
+
+  /** The strip's per-position KL and Δloss, as the spans carry them. */
+  function stripEffect(): Promise<{ kl: number[]; dloss: number[]; first: number[]; intervened: number[] }> {
+    return panel.page.evaluate(() => {
+      const spans = [...document.querySelectorAll<HTMLElement>('.view-tokens .token')];
+      return {
+        kl: spans.map((s) => Number(s.dataset.kl)),
+        dloss: spans.filter((s) => s.dataset.dloss !== undefined).map((s) => Number(s.dataset.dloss)),
+        first: spans.filter((s) => s.classList.contains('first-changed')).map((s) => Number(s.dataset.index)),
+        intervened: spans.filter((s) => s.classList.contains('intervened')).map((s) => Number(s.dataset.index)),
+      };
+    });
+  }
+
+  /** The next-token view's clean and intervened lists after the selected token. */
+  async function lists(): Promise<{ clean: { id: number; prob: number }[]; intervened: { id: number; prob: number }[] }> {
+    // No named functions inside evaluate: tsx's __name helper does not exist in the page.
+    const [clean, intervened] = await Promise.all(['.view-next .predictions:not(.intervened) li', '.view-next .predictions.intervened li'].map((sel) =>
+      panel.page.$$eval(sel, (items) => items.map((li) => ({ id: Number((li as HTMLElement).dataset.id), prob: Number((li as HTMLElement).dataset.prob) })))));
+    return { clean, intervened };
+  }
+
+  async function select(token: number): Promise<void> {
+    await panel.page.click(`#token-${token}`);
+    await panel.page.waitForFunction((t) => document.querySelector('.view-next .view-title')?.textContent?.startsWith(`After ${t} `), token);
+  }
+
+  function close(got: number, want: number, what: string): void {
+    assert.ok(Math.abs(got - want) <= 2e-3 + 6e-4 * Math.abs(want), `${what}: panel ${got}, float64 ${want}`);
+  }
+
+  before(async () => {
+    model = (await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64')) as LanguageModel<'float64'>;
+    panel = await Panel.open();
+    await panel.notify('setSettings', SETTINGS);
+    const { params, tokenizer } = await loadModelParams(TINY_MODEL, 'tiny');
+    await panel.request('loadModel', params);
+    const run = runParams('run-i', 'tiny', TEXT, tokenizer, { backend: 'cpu', memoryLimitMB: 1200 });
+    ids = new Int32Array(run.ids.slice(0));
+    assert.ok(ids.length > S + 10, `the sample has ${ids.length} tokens`);
+    await panel.request('run', run);
+    await panel.waitForView('tokens');
+    await panel.page.click('vscode-tab-header[data-view="interventions"]');
+    await panel.waitForView('interventions');
+  });
+
+  after(async () => {
+    assert.deepEqual(panel?.errors ?? [], []);
+    await panel?.close();
+  });
+
+  it('a right-click → “Ablate its write” in layer 1 colours the strip by KL from the ablated token on, equal to the float64 reference', async () => {
+    await panel.page.keyboard.press('ArrowDown'); // layer 1
+    await panel.page.click(`#token-${S}`, { button: 'right' });
+    await panel.page.click('.intervention-menu button[data-kind="ablate-write"]');
+    await panel.page.waitForFunction(() => document.querySelector('.view-tokens .token')?.hasAttribute('data-kl'), null, { timeout: 60_000 });
+    const got = await stripEffect();
+    const want = reference([{ kind: 'ablate-write', layer: 1, tokens: [S] }]).effect;
+    assert.deepEqual(got.intervened, [S]);
+    assert.deepEqual(got.first, [want.firstChanged]);
+    assert.equal(want.firstChanged, S, 'the reference changes nothing before the ablated token');
+    for (let t = 0; t < S; t++) assert.ok(got.kl[t] <= 1e-9, `KL at ${t} before the ablation: ${got.kl[t]}`);
+    for (let t = S; t < ids.length; t++) close(got.kl[t], want.kl[t], `KL at ${t}`);
+    for (let t = 0; t < ids.length - 1; t++) close(got.dloss[t], want.dLoss[t], `Δloss at ${t}`);
+    assert.ok(Math.max(...got.kl) > 1e-4, 'the ablation moves the outputs');
+    assert.match(await panel.page.locator('.view-interventions .intervention-first').textContent() ?? '', new RegExp(`^First change at token ${S} `));
+    const description = (await panel.request('describe', null)).views.tokens;
+    assert.ok(description.distinctColors > 3 && Math.abs(description.max - Math.max(...want.kl)) <= 2e-3 + 6e-4 * Math.max(...want.kl), `strip coloured by KL up to ${description.max}`);
+  });
+
+  it('the next-token view shows the intervened top-k beside the clean one: equal before the token, the reference’s after it', async () => {
+    const { logits } = reference([{ kind: 'ablate-write', layer: 1, tokens: [S] }]);
+    await select(S - 1);
+    const before = await lists();
+    assert.deepEqual(before.intervened.map((p) => p.id), before.clean.map((p) => p.id));
+    before.intervened.forEach((p, i) => assert.ok(Math.abs(p.prob - before.clean[i].prob) <= 1e-7, `top ${i} before the ablation`));
+    const t = S + 3;
+    await select(t);
+    const after = await lists();
+    const want = topK(logits!, t, after.intervened.length);
+    assert.deepEqual(after.intervened.map((p) => p.id), want.map((p) => p.id));
+    after.intervened.forEach((p, i) => close(p.prob, want[i].prob, `intervened top ${i} after token ${t}`));
+    assert.match(await panel.page.locator('.view-next .next-effect').textContent() ?? '', /^KL\(clean ‖ intervened\) /);
+    const d = (await panel.request('describe', null)).views.next;
+    assert.equal(d.shows, `intervened: ablate-write layer=1 tokens=${S}`);
+  });
+
+  it('the strip switches to Δloss (signed, diverging) and back to the metric', async () => {
+    await panel.page.selectOption('.view-tokens .strip-values', 'dloss');
+    await panel.page.waitForFunction(() => /Δloss/.test(document.querySelector('.view-tokens .tokens')?.getAttribute('aria-label') ?? ''));
+    const want = reference([{ kind: 'ablate-write', layer: 1, tokens: [S] }]).effect;
+    const d = (await panel.request('describe', null)).views.tokens;
+    close(d.min, Math.min(...want.dLoss), 'smallest Δloss coloured');
+    close(d.max, Math.max(...want.dLoss), 'largest Δloss coloured');
+    await panel.page.selectOption('.view-tokens .strip-values', 'metric');
+    await panel.page.waitForFunction(() => /Δ \(mean over channels\) of layer 1/.test(document.querySelector('.view-tokens .tokens')?.getAttribute('aria-label') ?? ''));
+  });
+
+  it('a knockout from the form equals the reference’s; a bad spec is refused in one line and keeps the last effect', async () => {
+    await panel.page.selectOption('.view-interventions .intervention-kind', 'knockout');
+    await panel.page.fill('.view-interventions .intervention-layer', '0');
+    await panel.page.fill('.view-interventions .intervention-from', '5');
+    await panel.page.fill('.view-interventions .intervention-to', '9');
+    await panel.page.click('.view-interventions button[data-action="run"]');
+    await panel.page.waitForFunction(() => document.querySelector('.view-interventions .intervention-result')?.getAttribute('data-spec') === 'knockout layer=0 from=5 to=9', null, { timeout: 60_000 });
+    const want = reference([{ kind: 'knockout', layer: 0, from: 5, to: 9 }]).effect;
+    const got = await stripEffect();
+    assert.equal(want.firstChanged, 9);
+    assert.deepEqual(got.first, [9]);
+    for (let t = 0; t < ids.length; t++) close(got.kl[t], want.kl[t], `knockout KL at ${t}`);
+
+    await panel.page.fill('.view-interventions .intervention-to', '2');
+    await panel.page.click('.view-interventions button[data-action="run"]');
+    await panel.page.waitForFunction(() => (document.querySelector('.view-interventions .intervention-problem')?.textContent ?? '') !== '');
+    const problem = await panel.page.locator('.view-interventions .intervention-problem').textContent();
+    assert.match(problem ?? '', /to=2 comes before from=5/);
+    assert.equal(await panel.page.locator('.view-interventions .intervention-result').getAttribute('data-spec'), 'knockout layer=0 from=5 to=9', 'the last effect stays');
+  });
+});
