@@ -4,6 +4,7 @@
  * capture lives. The steps every mixer shares (the pre-norm, the scan's scratch, out_proj into
  * the residual stream) are here, so a kind's entry lists only what is its own.
  */
+import type { LayerEdit, ScanEdit } from '../interventions';
 import type { ScanGeometry } from './scanShaders';
 import type { Param } from '../model/params';
 import type { BufferRange, Dispatch } from './kernel';
@@ -102,6 +103,8 @@ export interface LayerIo {
   readonly pattern: boolean;
   /** The embedding output [L, H], for a layer that reads it (Zamba2's shared block); undefined when no layer of the model does. */
   readonly embeddings?: GPUBuffer;
+  /** Its interventions (edits.ts); steering is applied by the plan, before hIn reaches the layer. */
+  readonly edit?: LayerEdit;
 }
 
 export interface LayerContext extends MatmulScratch {
@@ -124,8 +127,12 @@ export interface LayerContext extends MatmulScratch {
    * `key` tells apart what it shares among layers of different shapes (a hybrid's operations).
    */
   shared<T>(owner: object, make: () => T, key?: string): T;
-  /** A copy of a layer's [A | D] with one slot per token after it (the statesAt index, or −1), for a scan that writes states. */
-  withStateSlots(params: GPUBuffer, aAndD: number): GPUBuffer;
+  /**
+   * The scan's Params: the layer's [A | D] itself, or, for a scan that writes states or is edited,
+   * a copy with one slot per token after it (the statesAt index, or −1) and then the edit words
+   * (scanShaders.ts: editWords).
+   */
+  scanParams(params: GPUBuffer, aAndD: number, use: { readonly states: boolean; readonly scan?: ScanEdit }): GPUBuffer;
 }
 
 /** What a layer kind runs on WebGPU: G is its weights on the device. */

@@ -8,6 +8,7 @@
 import { INTERNAL_NAMES, type ForwardOptions, type ForwardResult } from '../internals';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
+import { editsKey } from './edits';
 import { nativeForward } from './forward';
 import type { PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName } from './layer';
@@ -56,6 +57,7 @@ export class WebGpuModel {
       statesAt: options.statesAt ?? [],
       software: this.options.software,
       pipelines: this.pipelines,
+      ...(options.edits?.size ? { edits: options.edits } : {}),
     };
     options.checkCancelled?.();
     const plan = await this.planFor(planOptions);
@@ -72,8 +74,9 @@ export class WebGpuModel {
 
   /** The plan for these options: the last one when they match, else a new one (the old one is freed first: plans hold the activations). */
   private async planFor(options: ForwardPlanOptions): Promise<ForwardPlan> {
-    const { pipelines: _, ...described } = options;
-    const key = JSON.stringify(described);
+    const { pipelines: _, edits, ...described } = options;
+    // The edits' values are uploaded with the plan: a plan of other edits is another plan.
+    const key = JSON.stringify(described) + editsKey(edits);
     if (this.last?.key === key) return this.last.plan;
     this.last?.plan.destroy();
     this.last = null;

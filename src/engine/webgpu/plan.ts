@@ -5,6 +5,10 @@
  * readback buffer: the next-token predictions, followed by the internals asked for at plan time.
  */
 import { resolvePositions } from '../internals';
+import type { LayerEdit } from '../interventions';
+import { combineDispatch } from './elementwise';
+import { scanEdited, steerRows } from './edits';
+import { editWords } from './scanShaders';
 import { scanChannels } from '../model/config';
 import { defaultChunkLength } from './selectiveScan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
@@ -45,6 +49,8 @@ export interface ForwardPlanOptions {
   readonly logitsBlockBytes?: number;
   /** Pipelines compiled by earlier plans of the model, reused (and added to) by this one. */
   readonly pipelines?: PipelineCache;
+  /** Interventions per layer (ForwardOptions.edits), applied as the float64 reference applies them (edits.ts). */
+  readonly edits?: ReadonlyMap<number, LayerEdit>;
 }
 
 export interface CaptureCopy {
@@ -83,6 +89,14 @@ export interface ForwardPlan {
   /** The logits block the head computes into, and the MAP_READ buffer of all [L, V] logits: only when asked for. */
   readonly logits?: { readonly block: GPUBuffer; readonly readback: GPUBuffer };
   readonly pipelineCount: number;
+  /**
+   * Per layer, where its scan's per-token write multipliers w_t are (byte offset of token 0 in a
+   * Params buffer): a layer the plan was given a scan edit for (edits.ts: scanEdited) has them.
+   * The sweep rewrites them per cell.
+   */
+  readonly writeMultipliers: readonly (readonly { readonly buffer: GPUBuffer; readonly offset: number }[] | undefined)[];
+  /** The stream entering each layer (after its steering, if any). */
+  readonly layerInputs: readonly GPUBuffer[];
   destroy(): void;
 }
 
@@ -103,6 +117,11 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   for (const q of capture.quantities) if (!(CAPTURE_NAMES as readonly string[]).includes(q)) throw new RangeError(`the native forward cannot capture "${q}" (it captures ${CAPTURE_NAMES.join(', ')})`);
   for (const l of capture.layers) if (!Number.isInteger(l) || l < 0 || l >= c.nLayer) throw new RangeError(`layer ${l} is outside the model's ${c.nLayer} layers`);
   const captured = new Set(capture.layers);
+  for (const [layer, e] of options.edits ?? []) {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= c.nLayer) throw new RangeError(`an intervention's layer ${layer} is outside the model's ${c.nLayer} layers`);
+    if (e.patch) throw new RangeError(`layer ${layer}: patch-state is not in the native WebGPU forward yet (use the float64 reference)`);
+    if (e.ablatePath?.length) throw new RangeError(`layer ${layer}: ablate-path is not in the native WebGPU forward yet (use the float64 reference)`);
+  }
   const quantities = new Set(capture.quantities);
   const statesAt = quantities.has('h') && captured.size ? resolvePositions(options.statesAt ?? [], L) : new Int32Array(0);
   const [t0, t1] = capture.tokens ?? [0, L];
@@ -139,6 +158,10 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const setup = device.createCommandEncoder({ label: 'forward plan set-up' });
   const slots = new Float32Array(L).fill(-1);
   statesAt.forEach((t, k) => (slots[t] = k));
+  const noSlots = new Float32Array(L).fill(-1);
+  // Where each edited layer's per-token write multipliers are (the sweep rewrites them per cell), by the layer being built.
+  const writeMultipliers: { buffer: GPUBuffer; offset: number }[][] = [];
+  let building = -1;
   const ctx: LayerContext = {
     cache,
     L,
@@ -166,10 +189,17 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       if (!b) bySize.set(elements, (b = allocate('matmul partials', elements)));
       return b;
     },
-    withStateSlots(params, aAndD) {
-      const b = allocate('A|D|slots', aAndD + L);
+    scanParams(params, aAndD, { states, scan }) {
+      const edited = scanEdited(scan);
+      if (!states && !edited) return params;
+      const words = edited ? editWords(L, scan!) : new Float32Array(0);
+      const b = allocate(edited ? 'A|D|slots|edits' : 'A|D|slots', aAndD + L + words.length);
       setup.copyBufferToBuffer(params, 0, b, 0, 4 * aAndD);
-      device.queue.writeBuffer(b, 4 * aAndD, slots);
+      device.queue.writeBuffer(b, 4 * aAndD, states ? slots : noSlots);
+      if (edited) {
+        device.queue.writeBuffer(b, 4 * (aAndD + L), words);
+        (writeMultipliers[building] ??= []).push({ buffer: b, offset: 4 * (aAndD + L) });
+      }
       return b;
     },
   };
@@ -182,9 +212,18 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     const input = (i: number) => (embeddings ? (i === 0 ? embeddings : hidden[(i - 1) % 2]) : hidden[i % 2]);
     const output = (i: number) => (embeddings ? hidden[i % 2] : hidden[(i + 1) % 2]);
     const embed = [cache.dispatch('embedding', embeddingKernel(weights.format), cache.flatWorkgroups(L * H, EMBEDDING_THREADS), { Ids: { buffer: ids }, Table: { buffer: weights.embedding }, result: { buffer: input(0) } }, { rows: L, width: H, scale: weights.embeddingScale })];
+    const layerInputs: GPUBuffer[] = [];
     const built = weights.layers.map((layer, i) => {
       const keep = captured.has(i);
-      return layer.build({ index: i, hIn: input(i), hOut: output(i), states: keep && statesAt.length > 0, out: keep && quantities.has('out'), pattern: keep && quantities.has('attn_pattern'), embeddings }, ctx);
+      const edit = options.edits?.get(i);
+      building = i;
+      // Steering: the layer reads (and captures as hidden_in) its input plus the α·v rows, in a buffer of its own.
+      const steer = edit?.steer?.length ? { rows: ctx.constant(`layer ${i} steer`, steerRows(L, H, edit)), stream: allocate(`layer ${i} steered stream`, L * H) } : undefined;
+      const hIn = steer?.stream ?? input(i);
+      layerInputs.push(hIn);
+      const b = layer.build({ index: i, hIn, hOut: output(i), states: keep && statesAt.length > 0, out: keep && quantities.has('out'), pattern: keep && quantities.has('attn_pattern'), embeddings, edit }, ctx);
+      if (!steer) return b;
+      return { ...b, dispatches: [combineDispatch(cache, `layer ${i} steer`, L * H, { buffer: input(i) }, 1, { buffer: steer.stream }, { range: { buffer: steer.rows }, beta: 1 }), ...b.dispatches] };
     });
 
     const last = output(c.nLayer - 1);
@@ -237,6 +276,8 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       readbackBytes: at,
       ...(logits ? { logits } : {}),
       pipelineCount: cache.pipelineCount,
+      writeMultipliers: weights.layers.map((_, i) => writeMultipliers[i]),
+      layerInputs,
       destroy,
     };
   };

@@ -13,7 +13,11 @@
  *
  * The small per-channel inputs travel in one float array, Params = [A | D | slot per token]
  * (slot: index into the requested states, or −1), because a browser's WebGPU device grants
- * 8 storage buffers per shader and the output pass would otherwise need 10.
+ * 8 storage buffers per shader and the output pass would otherwise need 10. A scan with
+ * interventions (../interventions.ts, ScanEdit) reads more words after the slots (EDIT_WORDS):
+ * per token a write multiplier w_t (0 drops Δ·u·B: ablate-write) and a keep multiplier r_t
+ * (0 empties the state after the update: zero-state), then the knocked-out token and the first
+ * position that loses its term: h_t = r_t·(exp(Δ·A)·h_{t−1} + w_t·Δ·u·B_t).
  *
  * Three programs:
  *  - output: scan a chunk from a start state (zero, or the carried state H0), write y = C·h + D·u,
@@ -36,6 +40,23 @@ export interface ScanKernelOptions {
    * and of the bounds checks WebGPU adds to each (SwiftShader pays for every one).
    */
   readonly vec4: boolean;
+  /** Params holds the edit words after the slots (editWords): the state update applies w_t and r_t. */
+  readonly edited?: boolean;
+}
+
+/**
+ * The edit words of a scan of L tokens, after [A | D | slots]: w [L], r [L], then the knockout's
+ * source token and first position (−1: none).
+ */
+export function editWords(L: number, edit: { noWrite?: ReadonlySet<number>; reset?: ReadonlySet<number>; knockout?: { source: number; from: number } }): Float32Array<ArrayBuffer> {
+  const words = new Float32Array(2 * L + 2);
+  for (let t = 0; t < L; t++) {
+    words[t] = edit.noWrite?.has(t) ? 0 : 1;
+    words[L + t] = edit.reset?.has(t) ? 0 : 1;
+  }
+  words[2 * L] = edit.knockout?.source ?? -1;
+  words[2 * L + 1] = edit.knockout?.from ?? -1;
+  return words;
 }
 
 export interface OutputKernelOptions extends ScanKernelOptions {
@@ -45,6 +66,11 @@ export interface OutputKernelOptions extends ScanKernelOptions {
   readonly states: boolean;
   /** Chunks after the first start from H0 (the carry program's output). */
   readonly carried: boolean;
+  /**
+   * Knockout (edited, one chunk): a second state g carries the knocked-out token's own term,
+   * g_t = r_t·(exp(Δ·A)·g_{t−1} + [t = s]·Δ·u·B_t), and C_t·g_t leaves y_t from the first position on.
+   */
+  readonly knockout?: boolean;
 }
 
 /** Uniforms every scan program declares (values from scanUniforms). */
@@ -93,18 +119,26 @@ function channelPrelude({ N, aPerState }: ScanKernelOptions): string {
   let t1 = min(t0 + uniforms.chunkLen, uniforms.seqLen);`;
 }
 
-/** Loads token t's inputs and advances the N states: h = exp(Δ·A)·h + Δ·u·B_t. */
-function stateUpdate(o: ScanKernelOptions): string {
+/** Loads token t's inputs and advances the N states: h = exp(Δ·A)·h + Δ·u·B_t (with edits: r_t·(exp(Δ·A)·h + w_t·Δ·u·B_t)). */
+function stateUpdate(o: ScanKernelOptions, knockout = false): string {
   const { N, aPerState } = o;
   const b = rowOf('Bm', o);
+  const decay = (n: number) => (aPerState ? `e${n}` : 'e');
+  const edits = o.edited ? `
+    let editAt = uniforms.slotOffset + uniforms.seqLen + t;
+    let w = Params[editAt];
+    let keep = Params[editAt + uniforms.seqLen];` : '';
+  const update = (n: number) => (o.edited ? `h${n} = keep * (${decay(n)} * h${n} + w * dx * ${b.at(n)});` : `h${n} = ${decay(n)} * h${n} + dx * ${b.at(n)};`);
   return `
     let dt = Delta[t * uniforms.heads + k];
     let x = U[t * channels + d];
     let dx = dt * x;
     let bc = t * uniforms.groupStride + bOff;
-    ${aPerState ? '' : 'let e = decayOf(dt * a);'}
+    ${aPerState ? each(N, (n) => `let e${n} = decayOf(dt * a${n});`) : 'let e = decayOf(dt * a);'}${edits}
     ${b.load}
-    ${each(N, (n) => `h${n} = ${aPerState ? `decayOf(dt * a${n})` : 'e'} * h${n} + dx * ${b.at(n)};`)}`;
+    ${each(N, update)}${knockout ? `
+    let own = select(0.0, w, t == knockSource);
+    ${each(N, (n) => `g${n} = keep * (${decay(n)} * g${n} + own * dx * ${b.at(n)});`)}` : ''}`;
 }
 
 export function outputKernel(o: OutputKernelOptions): string {
@@ -119,11 +153,18 @@ fn main(index : i32) {
     ${each(N, (n) => `h${n} = H0[start + ${n} * channels];`)}
   }` : ''}
   let skip = Params[uniforms.skipOffset + k];
+  ${o.knockout ? `let knockAt = uniforms.slotOffset + 3 * uniforms.seqLen;
+  let knockSource = i32(Params[knockAt]);
+  let knockFrom = i32(Params[knockAt + 1]);
+  ${each(N, (n) => `var g${n} = 0.0;`, '\n  ')}` : ''}
   for (var t = t0; t < t1; t = t + 1) {
-    ${stateUpdate(o)}
+    ${stateUpdate(o, o.knockout)}
     ${c.load}
     var acc = 0.0;
-    ${each(N, (n) => `acc = acc + h${n} * ${c.at(n)};`)}
+    ${o.knockout
+      ? `let cut = select(0.0, 1.0, t >= knockFrom);
+    ${each(N, (n) => `acc = acc + (h${n} - cut * g${n}) * ${c.at(n)};`)}`
+      : each(N, (n) => `acc = acc + h${n} * ${c.at(n)};`)}
     let y = acc + skip * x;
     let at = t * channels + d;
     result[at] = y;

@@ -63,6 +63,11 @@ export interface ScanBindings {
    * none) is ≥ 0, after y (and the gated y): [slots, channels, N].
    */
   readonly states?: boolean;
+  /**
+   * Params carries the edit words after the slots (scanShaders.ts: editWords); a knockout
+   * needs one chunk (its term is carried from the source token in registers, not across chunks).
+   */
+  readonly edit?: { readonly knockout: boolean };
   readonly out: BufferRange;
   readonly ends?: BufferRange;
   readonly carried?: BufferRange;
@@ -74,7 +79,7 @@ function scanSpec(body: string, storage: StorageBinding[]): KernelSpec {
 
 export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometry, c: ScanChunking, b: ScanBindings): Dispatch[] {
   const vec4 = g.N % 4 === 0;
-  const o: ScanKernelOptions = { N: g.N, aPerState: g.aPerState, vec4 };
+  const o: ScanKernelOptions = { N: g.N, aPerState: g.aPerState, vec4, edited: !!b.edit };
   const bc = vec4 ? 'vec4<f32>' : 'f32';
   const uniforms = (numChunks: number) => {
     const values = scanUniforms(g, c.chunkLen, numChunks);
@@ -82,6 +87,7 @@ export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometr
   };
   const dispatches: Dispatch[] = [];
   const carried = c.chunks > 1;
+  if (carried && b.edit?.knockout) throw new Error(`${label}: a knockout scans as one chunk, not ${c.chunks}`);
   if (carried) {
     if (!b.ends || !b.carried) throw new Error(`${label}: ${c.chunks} chunks need the scan's scratch buffers`);
     dispatches.push(
@@ -111,7 +117,7 @@ export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometr
   dispatches.push(
     cache.dispatch(
       `${label} output`,
-      scanSpec(outputKernel({ ...o, gate, states: b.states ?? false, carried }), storage),
+      scanSpec(outputKernel({ ...o, gate, states: b.states ?? false, carried, knockout: b.edit?.knockout ?? false }), storage),
       cache.flatWorkgroups(c.chunks * g.channels, SCAN_THREADS),
       { U: b.u, Delta: b.delta, Params: b.params, Bm: b.B, Cm: b.C, ...(b.z ? { Z: b.z } : {}), ...(b.carried ? { H0: b.carried } : {}), result: b.out },
       uniforms(c.chunks),

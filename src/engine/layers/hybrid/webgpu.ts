@@ -128,8 +128,8 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
       case 'mamba1':
       case 'mamba2': {
         const mixer = op.kind === 'mamba1'
-          ? mamba1GpuMixer(op, mamba1Weights(op, w, has), x, H, label, io.states, ctx)
-          : mamba2GpuMixer(op, mamba2Weights(op, w, has), x, H, label, io.states, ctx);
+          ? mamba1GpuMixer(op, mamba1Weights(op, w, has), x, H, label, io.states, ctx, io.edit)
+          : mamba2GpuMixer(op, mamba2Weights(op, w, has), x, H, label, io.states, ctx, io.edit);
         const out = scratch(`${label} out_proj`, L * H);
         const bias = has(`${op.key}out_proj.bias`) ? w(`${op.key}out_proj.bias`) : undefined;
         dispatches.push(...mixer.dispatches, ...projectionDispatches(ctx, `${label} out_proj`, { x: mixer.outProjInput.input, aOffset: mixer.outProjInput.aOffset, weight: w(`${op.key}out_proj.weight`), bias, M: L, N: H, K: mixer.outProjInput.K, out }));

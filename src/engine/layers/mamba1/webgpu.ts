@@ -9,7 +9,9 @@
  * mixer output is captured); Jamba's Mamba operation (../hybrid/webgpu.ts) runs the mixer on its
  * branch's normed input.
  */
+import type { LayerEdit } from '../../interventions';
 import type { Mamba1Config } from '../../model/config';
+import { deltaScaleDispatches, scanChunkingFor, scanEditOption } from '../../webgpu/edits';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import type { Dispatch } from '../../webgpu/kernel';
@@ -52,13 +54,14 @@ function mixerBuffers(ctx: LayerContext, s: Mamba1MixerShape, g: ScanGeometry) {
   }), `${D}·${N}·${R}·${s.dtBcNormEps !== undefined}`);
 }
 
-/** The mixer on `x` ([L, H], the normed stream); out_proj is the caller's (GpuMixer.outProjInput: the gated half of the scan's output). */
-export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x: GPUBuffer, H: number, label: string, states: boolean, ctx: LayerContext): GpuMixer {
+/** The mixer on `x` ([L, H], the normed stream), with the layer's interventions; out_proj is the caller's (GpuMixer.outProjInput: the gated half of the scan's output). */
+export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x: GPUBuffer, H: number, label: string, states: boolean, ctx: LayerContext, edit?: LayerEdit): GpuMixer {
   const { cache, L, software } = ctx;
   const D = s.dInner, N = s.dState, R = s.dtRank;
   const g: ScanGeometry = { L, channels: D, N, heads: D, headDim: 1, groups: 1, aPerState: true };
   const b = mixerBuffers(ctx, s, g);
   const T = ctx.statesAt.length;
+  const chunking = scanChunkingFor(ctx, edit?.scan);
   // dt, B and C as the rest of the mixer reads them: the normed copies, or x_proj's planes.
   const dtbc = b.xdblNormed ?? b.xdbl;
   const norms: Dispatch[] = b.xdblNormed
@@ -76,10 +79,11 @@ export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x:
     ...norms,
     ...matmulDispatches(ctx, `${label} dt_proj`, { bias: true, softplus: true, residual: false, planes: [D], software, weights: ctx.weights }, { M: L, N: D, K: R, aOffset: 0 },
       { X: plane(dtbc, b.xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }),
-    ...scanDispatches(cache, `${label} scan`, g, b.scratch.chunking, {
-      u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: states ? ctx.withStateSlots(w.scanParams, D * N + D) : w.scanParams },
-      B: plane(dtbc, b.xdblPlanes, 1), C: plane(dtbc, b.xdblPlanes, 2), z: plane(b.proj, b.projPlanes, 1), states,
-      out: { buffer: b.scanOut }, ends: b.scratch.ends, carried: b.scratch.carried,
+    ...deltaScaleDispatches(ctx, label, edit, b.delta, D),
+    ...scanDispatches(cache, `${label} scan`, g, chunking, {
+      u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: ctx.scanParams(w.scanParams, D * N + D, { states, scan: edit?.scan }) },
+      B: plane(dtbc, b.xdblPlanes, 1), C: plane(dtbc, b.xdblPlanes, 2), z: plane(b.proj, b.projPlanes, 1), states, edit: scanEditOption(edit?.scan),
+      out: { buffer: b.scanOut }, ...(chunking.chunks > 1 ? { ends: b.scratch.ends, carried: b.scratch.carried } : {}),
     }),
   ];
   return {
@@ -112,7 +116,7 @@ export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'
     const H = c.dModel;
     const normed = ctx.shared(mamba1WebGpu, () => ctx.allocate('normed', L * H));
     const at = `layer ${io.index}`;
-    const mixer = mamba1GpuMixer(c, w, normed, H, at, io.states, ctx);
+    const mixer = mamba1GpuMixer(c, w, normed, H, at, io.states, ctx, io.edit);
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, ...mixer.outProjInput, H });
     return {
       dispatches: [preNorm(ctx, at, io, w.norm, normed, H, c.eps), ...mixer.dispatches, ...tail.dispatches],

@@ -8,7 +8,9 @@
  * output is captured); a hybrid's Mamba-2 operation (../hybrid/webgpu.ts) runs the mixer on its
  * branch's normed input.
  */
+import type { LayerEdit } from '../../interventions';
 import type { Mamba2Config } from '../../model/config';
+import { deltaScaleDispatches, scanChunkingFor, scanEditOption } from '../../webgpu/edits';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
 import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
 import { dtSoftplusKernel, DT_THREADS } from '../../webgpu/dtSoftplus';
@@ -51,13 +53,14 @@ function mixerBuffers(ctx: LayerContext, s: Mamba2MixerShape, g: ScanGeometry) {
   }), `${s.nHeads}·${s.headDim}·${s.dState}·${s.nGroups}`);
 }
 
-/** The mixer on `x` ([L, H], the normed stream); out_proj is the caller's (GpuMixer.outProjInput). */
-export function mamba2GpuMixer(s: Mamba2MixerShape, w: Mamba2MixerGpuWeights, x: GPUBuffer, H: number, label: string, states: boolean, ctx: LayerContext): GpuMixer {
+/** The mixer on `x` ([L, H], the normed stream), with the layer's interventions; out_proj is the caller's (GpuMixer.outProjInput). */
+export function mamba2GpuMixer(s: Mamba2MixerShape, w: Mamba2MixerGpuWeights, x: GPUBuffer, H: number, label: string, states: boolean, ctx: LayerContext, edit?: LayerEdit): GpuMixer {
   const { cache, L, software } = ctx;
   const heads = s.nHeads, Din = heads * s.headDim, N = s.dState, GN = s.nGroups * N, convDim = Din + 2 * GN;
   const g: ScanGeometry = { L, channels: Din, N, heads, headDim: s.headDim, groups: s.nGroups, aPerState: false };
   const b = mixerBuffers(ctx, s, g);
   const T = ctx.statesAt.length;
+  const chunking = scanChunkingFor(ctx, edit?.scan);
   const [lo, hi] = s.dtLimit;
   const z = plane(b.proj, b.projPlanes, 0);
   const n = s.gatedNorm;
@@ -74,10 +77,11 @@ export function mamba2GpuMixer(s: Mamba2MixerShape, w: Mamba2MixerGpuWeights, x:
       // The WGSL spec lets a shader assume no infinities: an unbounded limit is the largest f32. It
       // may also arrive as null: the webview's messages are JSON, where Infinity is null.
       { Dt: plane(b.proj, b.projPlanes, 2), DtBias: { buffer: w.dtBias }, result: { buffer: b.delta } }, { total: L * heads, heads, lo, hi: Number.isFinite(hi) ? Math.min(hi, 3.4e38) : 3.4e38 }),
-    ...scanDispatches(cache, `${label} scan`, g, b.scratch.chunking, {
-      u: plane(b.xbc, b.xbcPlanes, 0), delta: { buffer: b.delta }, params: { buffer: states ? ctx.withStateSlots(w.scanParams, 2 * heads) : w.scanParams },
-      B: plane(b.xbc, b.xbcPlanes, 1), C: plane(b.xbc, b.xbcPlanes, 2), states,
-      out: { buffer: b.scanOut }, ends: b.scratch.ends, carried: b.scratch.carried,
+    ...deltaScaleDispatches(ctx, label, edit, b.delta, heads),
+    ...scanDispatches(cache, `${label} scan`, g, chunking, {
+      u: plane(b.xbc, b.xbcPlanes, 0), delta: { buffer: b.delta }, params: { buffer: ctx.scanParams(w.scanParams, 2 * heads, { states, scan: edit?.scan }) },
+      B: plane(b.xbc, b.xbcPlanes, 1), C: plane(b.xbc, b.xbcPlanes, 2), states, edit: scanEditOption(edit?.scan),
+      out: { buffer: b.scanOut }, ...(chunking.chunks > 1 ? { ends: b.scratch.ends, carried: b.scratch.carried } : {}),
     }),
     gateStep,
   ];
@@ -109,7 +113,7 @@ export const mamba2WebGpu: WebGpuEntry<Mamba2Config, Mamba2LayerParams<'float32'
     const H = c.dModel;
     const normed = ctx.shared(mamba2WebGpu, () => ctx.allocate('normed', L * H));
     const at = `layer ${io.index}`;
-    const mixer = mamba2GpuMixer(mamba2Shape(c), w, normed, H, at, io.states, ctx);
+    const mixer = mamba2GpuMixer(mamba2Shape(c), w, normed, H, at, io.states, ctx, io.edit);
     const tail = outProjection(ctx, at, io, { weight: w.outProjW, bias: w.outProjB, ...mixer.outProjInput, H });
     return {
       dispatches: [preNorm(ctx, at, io, w.norm, normed, H, c.eps), ...mixer.dispatches, ...tail.dispatches],
