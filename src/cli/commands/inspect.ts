@@ -12,8 +12,7 @@ import { archName, GATED_NORMS, isLanguageModelConfig, stateSize, type LanguageM
 import type { LanguageModel } from '../../engine/model/graph';
 import type { Precision } from '../../engine/model/params';
 import { loadModel, openModel, streamValues, weightValues, type StreamedModel } from '../../engine/model/load';
-import { predictionsFromLogits, topK } from '../../engine/predictions';
-import { linear, rmsNorm, type F64 } from '../../engine/reference/ops';
+import { topK } from '../../engine/predictions';
 import { describeIntervention, layerEdits, parseIntervention } from '../../engine/interventions';
 import { editedModel, readInterventionInputs } from '../../engine/interventionInputs';
 import { openTensorFile } from '../../engine/formats/tensorFile';
@@ -144,20 +143,16 @@ export const inspect: Command = {
       const where = backend === 'webgpu' ? ', into GPU memory' : '';
       io.err(`note: the weights (${mb(weightValues(config).total * (precision === 'fp64' ? 8 : 4))} MB in ${floats}) do not fit ${backend === 'wasm' ? '--max-memory or the wasm heap' : '--max-memory'}: the layers are read from the checkpoint one at a time${where}`);
     }
+    // The logit lens is the engine's (ForwardOptions.logitLens): the top 5 per layer and position; buildDump writes it.
     const result = await budget.phase('forward', config.nLayer, (tick) =>
-      forward(model, backend, ids, { ...options, ...(edits.size ? { edits } : {}), checkCancelled: layerTicks(tick) }, gpuWeights));
+      forward(model, backend, ids, { ...options, ...(edits.size ? { edits } : {}), ...(lens ? { logitLens: LENS_TOP } : {}), checkCancelled: layerTicks(tick) }, gpuWeights));
+    if (lens && result.layers.some((l) => !l.lens)) throw new UsageError(`--logit-lens: the ${backend} engine does not compute the logit lens: leave out --backend for the float64 reference's`);
     const extras = attention ? await budget.phase('attention', result.layers.length * channelsOf(config), (tick) => attentionOf(model, result, tick)) : undefined;
-    let extrasOnly: Map<number, Record<string, Tensor>> | undefined;
-    if (lens) {
-      const lens = await budget.phase('logit lens', result.layers.length, (tick) => logitLens(model, result, ids, tick));
-      for (const [layer, tensors] of lens) extras?.set(layer, { ...extras.get(layer), ...tensors });
-      if (!extras) extrasOnly = lens;
-    }
     const { entries, metadata } = buildDump({
       inputIds: ids,
       pieces,
       result,
-      extras: extras ?? extrasOnly,
+      extras,
       metadata: {
         model: dir, arch: archName(config), dtype: precision === 'fp64' ? 'float64' : 'float32', backend, weights: residence,
         ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}),
@@ -194,32 +189,6 @@ async function forward(model: LanguageModel | StreamedModel<'float64' | 'float32
   } finally {
     tfModel.dispose();
   }
-}
-
-/**
- * The logit lens: each kept layer's output stream through the final RMSNorm and the lm_head,
- * reduced to the top 5 and the next token's probability and rank per position (the [L, V]
- * logits of one layer at a time, never of all).
- */
-async function logitLens(model: LanguageModel | StreamedModel<Precision>, result: ForwardResult, ids: Int32Array, tick: Tick): Promise<Map<number, Record<string, Tensor>>> {
-  const out = new Map<number, Record<string, Tensor>>();
-  const c = model.config;
-  for (const [k, l] of result.layers.entries()) {
-    const stream = l.tensors.hidden_out;
-    if (!stream) continue;
-    const hidden = { shape: stream.shape, data: Float64Array.from(stream.data) };
-    // In float64 arithmetic whatever the run's precision: the ops only read the weights' values.
-    const p = predictionsFromLogits(linear(rmsNorm(hidden, model.normF as F64, c.eps), model.lmHead as F64), ids, 5);
-    const L = ids.length;
-    out.set(l.layer, {
-      lens_ids: { shape: [L, 5], data: p.ids },
-      lens_probs: { shape: [L, 5], data: p.probs },
-      lens_next_prob: { shape: [L], data: p.nextProb },
-      lens_next_rank: { shape: [L], data: p.nextRank },
-    });
-    tick(k + 1);
-  }
-  return out;
 }
 
 /** A tensor file from disk, for what the interventions read (steering vectors, patch-state's dumps). */
@@ -280,14 +249,16 @@ function memoryPlan(config: LanguageModelConfig, run: RunShape, limitMb: number)
   throw new LimitError('inspect', `even streaming the layers from disk, the backbone and one layer take ${mb((w.backbone + w.layer) * bytes)} MB and ${keptNote}: ${mb(streamed)} MB, over ${streamed <= limit ? `the wasm heap's ${mb(WASM_HEAP_BYTES)} MB` : `the --max-memory limit of ${limitMb} MB`}: keep fewer layers (--layers), fewer tokens (--max-tokens), or raise --max-memory`);
 }
 
-/** The forward over every layer, then the implicit attention of the kept layers (its cost grows with L²). */
+/** The forward over every layer (with the logit lens, every kept layer's stream through the lm_head too), then the implicit attention of the kept layers (its cost grows with L²). */
 function plan(config: LanguageModelConfig, backend: Backend, L: number, keptLayers: number, attention: boolean, lens = false): Phase[] {
-  const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, stateValues(config), L), rate: RATES[backend] }];
+  const lensWork = lens ? keptLayers * L * config.vocabSize * config.dModel : 0;
+  const phases: Phase[] = [{ name: 'forward', work: modelWork(weightValues(config).total, stateValues(config), L) + lensWork, rate: RATES[backend] }];
   if (attention) phases.push({ name: 'attention', work: keptLayers * attentionWork(channelsOf(config), L, stateSize(config)), rate: RATES.attention });
-  // The lens multiplies every kept layer's stream by the lm_head, in float64.
-  if (lens) phases.push({ name: 'logit lens', work: keptLayers * L * config.vocabSize * config.dModel, rate: RATES.reference });
   return phases;
 }
+
+/** The logit lens's top k per layer and position. */
+const LENS_TOP = 5;
 
 /**
  * One layer's line: its kind, its mean Δ when it has a scan, and on a hybrid each path's output

@@ -4,12 +4,14 @@
  *   input_ids [L] int32 · logits [L,V] (hf_logits in dumps written by transformers)
  *   layers.i.{hidden_in, z, u, delta, B, C, y, out, hidden_out} · layers.i.h [T,…] + h_tokens [T]
  *   layers.i.hidden_attention [L,L]
+ *   logit lens (ForwardOptions.logitLens): layers.i.{lens_ids, lens_probs} [L,k] · layers.i.{lens_next_prob, lens_next_rank} [L]
  *   hybrids: layers.i.{ssm_out, attn_out, mlp_out} [L,H] · layers.i.{moe_experts, moe_weights} [L,k]
  * and metadata: format, layout, model, arch (mamba1, mamba2 or a hybrid's family), dtype, tokens
  * (JSON list of vocabulary pieces).
  */
 import { InputError } from '../errors';
 import { INTERNAL_NAMES, type ForwardResult } from '../internals';
+import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
 import type { NamedTensor, TensorStore } from './safetensors';
 
@@ -46,9 +48,21 @@ export function buildDump(d: DumpContents): { entries: NamedTensor[]; metadata: 
     if (layer.hTokens && layer.tensors.h) {
       entries.push({ name: dumpKey(layer.layer, 'h_tokens'), tensor: { shape: [layer.hTokens.length], data: layer.hTokens } });
     }
+    if (layer.lens) entries.push(...lensEntries(layer.layer, layer.lens));
     for (const [name, t] of Object.entries(d.extras?.get(layer.layer) ?? {})) entries.push({ name: dumpKey(layer.layer, name), tensor: t });
   }
   return { entries, metadata: { format: DUMP_FORMAT, layout: 'LD', ...d.metadata, tokens: JSON.stringify(d.pieces) } };
+}
+
+/** A layer's logit lens as dump tensors: the top k per position, and the probability and rank of the token that follows. */
+function lensEntries(layer: number, p: Predictions): NamedTensor[] {
+  const L = p.nextRank.length;
+  return [
+    { name: dumpKey(layer, 'lens_ids'), tensor: { shape: [L, p.k], data: p.ids } },
+    { name: dumpKey(layer, 'lens_probs'), tensor: { shape: [L, p.k], data: p.probs } },
+    { name: dumpKey(layer, 'lens_next_prob'), tensor: { shape: [L], data: p.nextProb } },
+    { name: dumpKey(layer, 'lens_next_rank'), tensor: { shape: [L], data: p.nextRank } },
+  ];
 }
 
 /** The layers present in a dump, in order. */

@@ -8,7 +8,7 @@ import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type Forwa
 import type { LayerCarry, ModelLayer, ReferenceRun } from '../layers/kind';
 import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
 import type { LayerEdit } from '../interventions';
-import { nextTokenLoss } from '../predictions';
+import { nextTokenLoss, predictionsFromLogits, type Predictions } from '../predictions';
 import type { StreamedModel } from '../model/load';
 import { backboneScales, type LanguageModelConfig } from '../model/config';
 import { embed, linear, rmsNorm, scaled, type F64 } from './ops';
@@ -23,18 +23,29 @@ export function headLogits(config: LanguageModelConfig, hidden: F64, normF: F64,
   return scaled(linear(rmsNorm(hidden, normF, config.eps), lmHead), backboneScales(config).logits);
 }
 
+/** A kept layer's output stream as next-token predictions: the logit lens (ForwardOptions.logitLens). */
+type Lens = (stream: F64) => Predictions;
+
+/** The logit lens of a language model on `ids`, when the options ask for it: the head the logits go through, reduced to the top k. */
+function lensOf(model: LanguageModel<'float64'> | StreamedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions): Lens | undefined {
+  const k = options.logitLens;
+  return k ? (stream) => predictionsFromLogits(headLogits(model.config, stream, model.normF, model.lmHead), ids, k) : undefined;
+}
+
 /**
  * The forward, with options.edits' interventions (../interventions.ts: layerEdits) applied layer
- * by layer: steering on the stream entering a layer, the rest on its Δ and in its scan.
+ * by layer: steering on the stream entering a layer, the rest on its Δ, in its conv and scan, and
+ * on a hybrid's paths. With options.logitLens, each kept layer's `lens`.
  */
 export function referenceForward(model: LoadedModel<'float64'>, ids: ArrayLike<number>, options: ForwardOptions = {}): ForwardResult<Float64Array> {
   if (!isLanguageModel(model)) throw new Error('the simplified block takes a hidden-state input, not token ids: use referenceLayers');
-  const { hidden, layers } = walk(model, embedTokens(model.config, ids, model.embedding), options);
+  const { hidden, layers } = walk(model, embedTokens(model.config, ids, model.embedding), options, lensOf(model, ids, options));
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
 
 /** The layers alone, on a hidden-state input [L, d_model] (the simplified block's run-block). */
 export function referenceLayers(model: LoadedModel<'float64'>, x: F64, options: ForwardOptions = {}): ForwardResult<Float64Array> {
+  if (options.logitLens) throw new Error('the logit lens reads the lm_head, which the simplified block has not');
   return { layers: walk(model, x, options).layers };
 }
 
@@ -46,10 +57,11 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
   const embeddings = embedTokens(model.config, ids, model.embedding);
   const at = resolvePositions(options.statesAt ?? [], embeddings.shape[0]);
   const layers: LayerInternals<Float64Array>[] = [];
+  const lens = lensOf(model, ids, options);
   let hidden = embeddings;
   for (let i = 0; i < model.layerCount; i++) {
     options.checkCancelled?.();
-    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings, attentionPattern: options.attentionPattern }, options.edits?.get(i));
+    hidden = runLayer(await model.layer(i), hidden, at, options, layers, { embeddings, attentionPattern: options.attentionPattern }, options.edits?.get(i), lens);
   }
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
@@ -113,13 +125,13 @@ export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: Ar
   return { positions, logits: { shape: [positions.length, V], data: logits }, nll, final: carries as LayerCarry[] };
 }
 
-function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
+function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions, lens?: Lens): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
   const at = resolvePositions(options.statesAt ?? [], input.shape[0]);
   let hidden = input;
   const layers: LayerInternals<Float64Array>[] = [];
   for (const layer of model.layers) {
     options.checkCancelled?.();
-    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input, attentionPattern: options.attentionPattern }, options.edits?.get(layer.index));
+    hidden = runLayer(layer, hidden, at, options, layers, { embeddings: input, attentionPattern: options.attentionPattern }, options.edits?.get(layer.index), lens);
   }
   return { hidden, layers };
 }
@@ -135,14 +147,14 @@ function steered(hidden: F64, edit?: LayerEdit): F64 {
   return { shape: hidden.shape, data };
 }
 
-/** One layer on the stream entering it (edited as `edit` says); keeps its internals in `kept` when the options ask. Returns the stream leaving it. */
-function runLayer(layer: ModelLayer<'float64'>, input: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[], run: ReferenceRun, edit?: LayerEdit): F64 {
+/** One layer on the stream entering it (edited as `edit` says); keeps its internals (and its logit lens) in `kept` when the options ask. Returns the stream leaving it. */
+function runLayer(layer: ModelLayer<'float64'>, input: F64, at: Int32Array, options: ForwardOptions, kept: LayerInternals<Float64Array>[], run: ReferenceRun, edit?: LayerEdit, lens?: Lens): F64 {
   const hidden = steered(input, edit);
   const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, undefined, edit, run));
   if (wantsLayer(options, layer.index)) {
     const { h, ...rest } = step.internals;
     const tensors = at.length && h ? { ...rest, h } : rest;
-    kept.push({ layer: layer.index, tensors: keptOnly(tensors, options.keep), hTokens: at.length ? at : undefined });
+    kept.push({ layer: layer.index, tensors: keptOnly(tensors, options.keep), hTokens: at.length ? at : undefined, ...(lens ? { lens: lens(step.next) } : {}) });
   }
   return step.next;
 }
