@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../../internals';
-import type { LayerEdit } from '../../interventions';
+import type { LayerEdit, PathAblation } from '../../interventions';
 import type { Param } from '../../model/params';
 import { linear, rmsNorm, scaled, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import { attentionTf, type TfOpWeights } from '../attention/tfjs';
@@ -78,7 +78,12 @@ function sharedBlock(s: SharedBlockSpec, w: TfOpWeights, stream: W, embeddings: 
   });
 }
 
-/** The layer on the stream entering it; `edit`: in its Mamba operation, as in a pure Mamba layer. */
+/** ablate-path's replacement of a path's output [L, H]: zeros, or every row its mean over the L positions (as reference.ts's). */
+function ablatedPath(x: W, mode: PathAblation['mode']): W {
+  return tf.tidy(() => (mode === 'zero' ? tf.zerosLike(x) : tf.broadcastTo(tf.mean(x, 0, true), x.shape)));
+}
+
+/** The layer on the stream entering it; `edit`: in its Mamba operation as in a pure Mamba layer, and ablate-path on its paths' outputs. */
 function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {
   const has = (key: string) => weights[key] !== undefined;
   const w: TfOpWeights = (key) => {
@@ -87,25 +92,35 @@ function forward(c: HybridLayerConfig, weights: HybridTfWeights, hidden: W, run:
     return t;
   };
   const internals: Partial<Record<InternalName, W>> = { hidden_in: hidden };
+  const modes = new Map(edit?.ablatePath?.map((a) => [a.path, a.mode]));
+  const ablate = (path: PathAblation['path'], x: W) => {
+    const mode = modes.get(path);
+    return mode ? ablatedPath(x, mode) : x;
+  };
+  // The mlp path is a feed-forward branch's sum: each of its ops replaced is the sum replaced (zero and mean are linear).
+  const feedForward = new Set(c.branches.filter((b) => b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe')).flatMap((b) => b.ops));
   const runOp = (op: Op, x: W): W => {
     switch (op.kind) {
       case 'mamba1':
       case 'mamba2': {
         const step: TfMixerStep = op.kind === 'mamba1' ? mamba1TfMixer(op, mamba1Weights(op, w, has), x, run, edit) : mamba2TfMixer(op, mamba2Weights(op, w, has), x, run, edit);
-        Object.assign(internals, step.internals, { ssm_out: step.out });
-        return step.out;
+        const out = ablate('ssm', step.out);
+        Object.assign(internals, step.internals, { ssm_out: out });
+        return out;
       }
       case 'attention': {
         const a = attentionTf(op, w, x, run.layout, run.attentionPattern);
         if (a.pattern) internals.attn_pattern = a.pattern;
-        return (internals.attn_out = a.out);
+        return (internals.attn_out = ablate('attention', a.out));
       }
-      case 'mlp':
-        return mlpTf(op, w, x, run.layout);
+      case 'mlp': {
+        const out = mlpTf(op, w, x, run.layout);
+        return feedForward.has(op) ? ablate('mlp', out) : out;
+      }
       case 'moe': {
         const m = moeTf(op, w, x, run.layout);
         Object.assign(internals, { moe_experts: m.experts, moe_weights: m.weights });
-        return m.out;
+        return feedForward.has(op) ? ablate('mlp', m.out) : m.out;
       }
     }
   };
