@@ -3,11 +3,15 @@
  * its write in the selected layer; the token strip's KL and Δloss and the next-token view's
  * intervened top-k change only from that token on, and equal the float64 reference run with the
  * same edits (layerEdits → referenceForward → interventionEffect, computed here in Node). A
- * knockout from the form, a bad spec refused in one line, and a cancelled run that keeps the
- * last effect.
+ * knockout from the form, and a bad spec refused in one line that keeps the last effect. The
+ * sweep's heatmap cells equal the float64 ablationSweep's, and the logit lens's the reference's
+ * own lens (ForwardOptions.logitLens).
  */
 import assert from 'node:assert/strict';
 import { interventionEffect, type Effect } from '../../src/engine/analysis/effect';
+import { ablationSweep } from '../../src/engine/analysis/sweep';
+import { NpyFile } from '../../src/engine/formats/npy';
+import { MemorySource } from '../../src/engine/io';
 import { editedModel } from '../../src/engine/interventionInputs';
 import { layerEdits, type Intervention } from '../../src/engine/interventions';
 import { loadModelFolder } from '../../src/engine/model/load';
@@ -60,6 +64,13 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
   async function select(token: number): Promise<void> {
     await panel.page.click(`#token-${token}`);
     await panel.page.waitForFunction((t) => document.querySelector('.view-next .view-title')?.textContent?.startsWith(`After ${t} `), token);
+  }
+
+  /** The view's exported [rows, cols] slice (what its heatmap shows), read back as .npy. */
+  async function exported(view: string): Promise<{ shape: readonly number[]; data: Float32Array }> {
+    const reply = await panel.request('exportView', { kind: 'npy', view });
+    const npy = await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x');
+    return npy.readFloat('x', 'float32');
   }
 
   function close(got: number, want: number, what: string): void {
@@ -152,5 +163,52 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     const problem = await panel.page.locator('.view-interventions .intervention-problem').textContent();
     assert.match(problem ?? '', /to=2 comes before from=5/);
     assert.equal(await panel.page.locator('.view-interventions .intervention-result').getAttribute('data-spec'), 'knockout layer=0 from=5 to=9', 'the last effect stays');
+  });
+
+  it('the sweep over both layers × tokens 8–13 fills a heatmap whose cells are the float64 sweep’s (mean KL and mean Δloss)', async () => {
+    await panel.page.click('vscode-tab-header[data-view="sweep"]');
+    await panel.waitForView('sweep');
+    await panel.page.fill('.view-sweep .sweep-tokens', '8:14');
+    assert.match(await panel.page.locator('.view-sweep .sweep-estimate').textContent() ?? '', /^12 cells: about \d+ s \(\d+ ms per forward/);
+    await panel.page.click('.view-sweep button[data-action="sweep"]');
+    await panel.page.waitForSelector('.view-sweep [aria-label*="12 of 12 cells"]', { timeout: 120_000 });
+    await panel.page.waitForFunction(() => document.querySelector('.job-bar')?.hasAttribute('hidden'));
+    const tokens = [8, 9, 10, 11, 12, 13];
+    const want = ablationSweep(model, ids, { tokens });
+    const kl = await exported('sweep');
+    assert.deepEqual([...kl.shape], [2, 6]);
+    kl.data.forEach((v, k) => close(v, want.meanKl[k], `mean KL of layer ${Math.floor(k / 6)}, token ${tokens[k % 6]}`));
+    await panel.page.selectOption('.view-sweep .sweep-values', 'dloss');
+    const dloss = await exported('sweep');
+    dloss.data.forEach((v, k) => close(v, want.meanDLoss[k], `mean Δloss of layer ${Math.floor(k / 6)}, token ${tokens[k % 6]}`));
+  });
+
+  it('the logit lens: each layer’s next-token probability and rank, and its top-k, are the float64 reference’s lens', async () => {
+    await panel.page.click('vscode-tab-header[data-view="lens"]');
+    await panel.waitForView('lens');
+    await panel.page.waitForFunction(() => /after each layer/.test(document.querySelector('.view-lens [aria-label^="logit lens:"]')?.getAttribute('aria-label') ?? ''), null, { timeout: 60_000 });
+    const ref = referenceForward(model, ids, { keep: [], logitLens: 10 });
+    const L = ids.length;
+    const prob = await exported('lens');
+    assert.deepEqual([...prob.shape], [2, L]);
+    ref.layers.forEach(({ lens }, i) => {
+      for (let t = 0; t < L - 1; t++) close(prob.data[i * L + t], lens!.nextProb[t], `p(next) after layer ${i} at ${t}`);
+    });
+    await panel.page.selectOption('.view-lens .lens-values', 'rank');
+    const rank = await exported('lens');
+    let same = 0;
+    ref.layers.forEach(({ lens }, i) => {
+      for (let t = 0; t < L - 1; t++) same += Number(rank.data[i * L + t] === lens!.nextRank[t] + 1);
+    });
+    assert.ok(same >= 0.97 * 2 * (L - 1), `${same} of ${2 * (L - 1)} ranks equal the float64 ones (near-ties may swap in fp32)`);
+    await select(S);
+    const top = (await panel.page.locator('.view-lens .lens-top').textContent()) ?? '';
+    const first = ref.layers[0].lens!;
+    assert.ok(top.startsWith(`After layer 0, after ${S} `) || top.startsWith(`After layer 1, after ${S} `), top);
+    const layer = top.startsWith('After layer 0') ? 0 : 1;
+    const lens = layer === 0 ? first : ref.layers[1].lens!;
+    const listed = [...top.matchAll(/(\d+\.\d+) %/g)].map((m) => Number(m[1]) / 100);
+    assert.equal(listed.length, 10);
+    listed.forEach((p, j) => assert.ok(Math.abs(p - lens.probs[S * 10 + j]) <= 1.5e-3, `top ${j} of layer ${layer} after ${S}: ${p} vs ${lens.probs[S * 10 + j]}`));
   });
 });

@@ -36,6 +36,12 @@ export function tokensAlongX(m: Matrix): HeatmapData {
   return { data: m.data, width: m.rows, height: m.cols, xStride: m.cols, yStride: 1 };
 }
 
+/** A vocabulary id as text, from the vocabulary the host sent with the model (ids alone without it). */
+export function vocabText(data: PanelData, id: number): string {
+  const v = data.model?.vocab?.[id];
+  return v === undefined ? `#${id}` : `‘${visibleToken(v)}’`;
+}
+
 /** Tooltip lines for a (token, channel) cell: the token id and the related per-cell quantities. */
 export function cellLines(data: PanelData | null, analysis: LayerAnalysis | undefined, t: number, d: number): string[] {
   const lines: string[] = [];

@@ -4,6 +4,8 @@
  */
 import { annotationsView } from './annotations';
 import { interventionsView } from './interventions';
+import { logitLensView } from './logitLens';
+import { sweepView } from './sweep';
 import { attentionView } from './attention';
 import { gatesView } from './gates';
 import { layersView } from './layers';
@@ -16,4 +18,4 @@ import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, stateView, layersView, annotationsView, interventionsView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, sweepView, logitLensView, stateView, layersView, annotationsView, interventionsView, nextTokenView];

@@ -9,11 +9,11 @@
  */
 import { ABLATED_PATHS, INTERVENTION_KINDS, parseIntervention, PATH_ABLATION_MODES, type Intervention } from '../../src/engine/interventions';
 import { isLanguageModelConfig } from '../../src/engine/model/config';
-import { formatPercent, formatValue, visibleToken } from '../render/format';
+import { formatPercent, formatValue } from '../render/format';
 import type { PanelData } from '../panelData';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { meanFrom } from '../interventions/compute';
-import { tokenLabel } from './common';
+import { tokenLabel, vocabText } from './common';
 import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 type Kind = (typeof INTERVENTION_KINDS)[number];
@@ -260,8 +260,7 @@ class InterventionsView implements View {
     }
     const t = this.ctx.store.get().token;
     if (target && t !== null) {
-      const v = data.model?.vocab?.[target.id];
-      rows.push(line(`Target ${v === undefined ? `#${target.id}` : `‘${visibleToken(v)}’`} after token ${t}: ${formatPercent(target.clean[t])} → ${formatPercent(target.intervened[t])} (Δlogit ${formatValue(target.dLogit[t])})`, 'intervention-target'));
+      rows.push(line(`Target ${vocabText(data, target.id)} after token ${t}: ${formatPercent(target.clean[t])} → ${formatPercent(target.intervened[t])} (Δlogit ${formatValue(target.dLogit[t])})`, 'intervention-target'));
     }
     this.result.replaceChildren(...rows);
     this.result.dataset.spec = o.specs.join('; ');

@@ -7,17 +7,12 @@
  */
 import { Unavailable } from '../analysis/layerAnalysis';
 import { topAt, type Prediction, type Predictions } from '../../src/engine/predictions';
-import { formatPercent, formatValue, visibleToken } from '../render/format';
+import { formatPercent, formatValue } from '../render/format';
 import { drawTable } from '../render/textCanvas';
 import type { PanelData } from '../panelData';
-import { tokenLabel } from './common';
+import { tokenLabel, vocabText } from './common';
 import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpdate } from './view';
 
-
-function vocabText(data: PanelData, id: number): string {
-  const v = data.model?.vocab?.[id];
-  return v === undefined ? `#${id}` : `‘${visibleToken(v)}’`;
-}
 
 function predictionList(data: PanelData, top: readonly Prediction[], className: string): HTMLOListElement {
   const list = document.createElement('ol');
