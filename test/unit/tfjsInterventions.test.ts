@@ -5,6 +5,7 @@
  * before the edited token exactly the clean tfjs run's. On both tfjs scans: the cpu/wasm host
  * loop (hostLoopScan.ts, the cpu backend) and the chunked prefix scan webgl runs (scan.ts), here
  * on the cpu kernels under another backend name, so the forward picks it as it does for webgl.
+ * And the logit lens (ForwardOptions.logitLens) against the reference's streams through its head.
  */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,7 +15,9 @@ import type { ForwardOptions, ForwardResult } from '../../src/engine/internals';
 import { layerEdits, parseIntervention, type Intervention, type LayerEdit, type StatePatch } from '../../src/engine/interventions';
 import { isLanguageModel, type LanguageModel } from '../../src/engine/model/graph';
 import { loadModelFolder } from '../../src/engine/model/load';
-import { referenceForward } from '../../src/engine/reference/forward';
+import { headLogits, referenceForward } from '../../src/engine/reference/forward';
+import type { F64 } from '../../src/engine/reference/ops';
+import { predictionsFromLogits } from '../../src/engine/predictions';
 import { createTfModel, tfjsForward, type TfModel } from '../../src/engine/tfjs/forward';
 import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
@@ -165,3 +168,32 @@ const HYBRID: readonly (readonly [string, readonly Case[]])[] = [
 ];
 
 for (const [family, cases] of HYBRID) interventionCases(family, () => loadFolder(fixture('families', family), sample(48)), cases);
+
+describe('the logit lens on tfjs (cpu)', function () {
+  this.timeout(60_000);
+  // Granite's logits multiplier (1/8) must be in the lens as in the logits.
+  for (const [name, folder] of [['mamba1-tiny', fixture('mamba1-tiny')], ['granitemoehybrid', fixture('families', 'granitemoehybrid')]] as const) {
+    it(`${name}: each kept layer's lens is its float64 stream through norm_f and lm_head: top-5, next-token probability and rank`, async () => {
+      await useNodeBackend('cpu');
+      const m = await loadFolder(folder, sample(48));
+      try {
+        const kept = [0, m.f64.layers.length - 1];
+        const got = await tfjsForward(m.tf, m.ids, { logitLens: 5, layers: kept, keep: ['delta'] });
+        const want = referenceForward(m.f64, m.ids, { layers: kept });
+        assert.deepEqual(got.layers.map((l) => l.layer), kept);
+        const L = m.ids.length;
+        got.layers.forEach((l, i) => {
+          const p = predictionsFromLogits(headLogits(m.f64.config, want.layers[i].tensors.hidden_out as F64, m.f64.normF, m.f64.lmHead), m.ids, 5);
+          const lens = l.lens!;
+          assert.deepEqual([...lens.ids], [...p.ids], `layer ${l.layer}: top-5 ids`);
+          assert.ok(normalizedError(lens.probs, p.probs) < 1e-4, `layer ${l.layer}: top-5 probabilities`);
+          assert.ok(normalizedError(lens.nextProb.subarray(0, L - 1), p.nextProb.subarray(0, L - 1)) < 1e-4, `layer ${l.layer}: next-token probabilities`);
+          assert.deepEqual([...lens.nextRank], [...p.nextRank], `layer ${l.layer}: next-token ranks`);
+        });
+        assert.equal((await tfjsForward(m.tf, m.ids, { layers: kept })).layers[0].lens, undefined, 'no lens unless asked');
+      } finally {
+        m.tf.dispose();
+      }
+    });
+  }
+});
