@@ -196,7 +196,7 @@ describe('cli inspect', function () {
     const text = await run('effect', outFile('clean.safetensors'), outFile('ablated.safetensors'));
     assert.match(text.out, /first change at position 40 \(of 80\)/);
     assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=9 tokens=1')).code, 1);
-    assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=1 tokens=1', '--backend', 'wasm')).code, 2);
+    assert.equal((await run(...base, '--out', outFile('x.safetensors'), '--intervene', 'ablate-write layer=1 tokens=1', '--backend', 'webgpu')).code, 2);
   });
 
   it('--intervene "patch-state …from=DUMP": a run of other tokens continues from the dump\'s state (--states-at writes conv_state beside h); a dump without the token is refused in one line', async () => {

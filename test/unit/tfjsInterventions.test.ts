@@ -5,11 +5,16 @@
  * before the edited token exactly the clean tfjs run's. On both tfjs scans: the cpu/wasm host
  * loop (hostLoopScan.ts, the cpu backend) and the chunked prefix scan webgl runs (scan.ts), here
  * on the cpu kernels under another backend name, so the forward picks it as it does for webgl.
- * And the logit lens (ForwardOptions.logitLens) against the reference's streams through its head.
+ * And the logit lens (ForwardOptions.logitLens) against the reference's streams through its head,
+ * and `inspect --backend cpu --intervene` against the float64 dump of the same intervention.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { main } from '../../src/cli/main';
 import { editedModel } from '../../src/engine/interventionInputs';
 import type { ForwardOptions, ForwardResult } from '../../src/engine/internals';
 import { layerEdits, parseIntervention, type Intervention, type LayerEdit, type StatePatch } from '../../src/engine/interventions';
@@ -22,7 +27,8 @@ import { createTfModel, tfjsForward, type TfModel } from '../../src/engine/tfjs/
 import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { useNodeBackend } from '../../src/node/tfjsBackends';
-import { fixture } from './fixtures';
+import { lastLayerAblated } from './handAblation';
+import { fixture, openSafetensors } from './fixtures';
 
 /** A backend running the cpu kernels under a name that is neither cpu nor wasm: scanKernelsFor gives it the prefix scan, as webgl. */
 const PREFIX_SCAN_BACKEND = 'cpu-prefix-scan';
@@ -196,4 +202,35 @@ describe('the logit lens on tfjs (cpu)', function () {
       }
     });
   }
+});
+
+describe('inspect --backend cpu --intervene', function () {
+  this.timeout(120_000);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mamba-scope-tfjs-intervene-'));
+  const inspect = async (name: string, ...argv: string[]) => {
+    const err: string[] = [];
+    const file = path.join(tmp, name);
+    const code = await main(['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--max-tokens', '80', '--out', file, ...argv], { out: () => undefined, err: (s) => err.push(s) });
+    assert.equal(code, 0, err.join('\n'));
+    return openSafetensors(file);
+  };
+
+  it('"ablate-write layer=1 tokens=40": the float64 dump\'s run within 1e-4, the clean cpu run\'s before token 40, exactly; and the hand-made ablation after it', async () => {
+    const spec = ['--intervene', 'ablate-write layer=1 tokens=40'];
+    const [cpu, f64, clean] = [await inspect('cpu.safetensors', '--backend', 'cpu', ...spec), await inspect('f64.safetensors', ...spec), await inspect('clean.safetensors', '--backend', 'cpu')];
+    assert.equal(cpu.metadata.interventions, JSON.stringify(['ablate-write layer=1 tokens=40']));
+    const errors: string[] = [];
+    for (const key of f64.names().filter((k) => k === 'logits' || k.startsWith('layers.'))) {
+      const e = normalizedError((await cpu.readFloat(key, 'float64')).data, (await f64.readFloat(key, 'float64')).data);
+      if (!(e <= 1e-4)) errors.push(`${key} ${e.toExponential(2)}`);
+    }
+    assert.deepEqual(errors, []);
+    const [logits, cleanLogits] = [await cpu.readFloat('logits', 'float32'), await clean.readFloat('logits', 'float32')];
+    const V = logits.shape[1];
+    assert.deepEqual(logits.data.subarray(0, 40 * V), cleanLogits.data.subarray(0, 40 * V), 'logits before token 40');
+    const model = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float64');
+    const ids = [...((await cpu.readNative('input_ids')).data as Int32Array)];
+    const want = lastLayerAblated(model as LanguageModel<'float64'>, referenceForward(model, ids), 40);
+    assert.ok(normalizedError(logits.data, want.data) < 1e-4, 'the logits: layer 1\'s scan with B_40 zeroed, by hand');
+  });
 });

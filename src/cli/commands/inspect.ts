@@ -56,7 +56,7 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 carried, holding one chunk whatever the length; the dump gets positions,
                 logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
                 nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_state
-  --intervene   an intervention in the float64 reference (repeatable; docs/INTERVENTIONS.md):
+  --intervene   an intervention, in the reference or on cpu/wasm (repeatable; docs/INTERVENTIONS.md):
                 "ablate-write layer=L tokens=S[,…]", "scale-delta layer=L tokens=… factor=F [channels=…]",
                 "zero-state layer=L token=T", "knockout layer=L from=S to=T0",
                 "steer layer=L tokens=… vector=FILE:KEY scale=A", "patch-state layer=L token=T from=DUMP"
@@ -126,7 +126,7 @@ export const inspect: Command = {
       return 0;
     }
     const interventions = list(args, 'intervene').map(parseIntervention);
-    if (interventions.length && backend !== 'reference') throw new UsageError('--intervene runs in the float64 reference: leave out --backend and --precision');
+    if (interventions.length && backend === 'webgpu') throw new UsageError('--intervene runs in the float64 reference and on tfjs (cpu, wasm), not on webgpu yet: use --backend cpu, or leave out --backend and --precision');
     const layers = layerList(args, 'layers', config.nLayer);
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     // --attention: Mamba layers get their implicit attention after the forward, attention layers their own pattern from it.
