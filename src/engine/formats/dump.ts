@@ -7,12 +7,14 @@
  *   logit lens (ForwardOptions.logitLens): layers.i.{lens_ids, lens_probs} [L,k] · layers.i.{lens_next_prob, lens_next_rank} [L]
  *   hybrids: layers.i.{ssm_out, attn_out, mlp_out} [L,H] · layers.i.{moe_experts, moe_weights} [L,k]
  * and metadata: format, layout, model, arch (mamba1, mamba2 or a hybrid's family), dtype, tokens
- * (JSON list of vocabulary pieces).
+ * (JSON list of vocabulary pieces), hook_names (JSON: TransformerLens's and MambaLens's names of
+ * the tensors, hookNames.ts).
  */
 import { InputError } from '../errors';
 import { INTERNAL_NAMES, type ForwardResult } from '../internals';
 import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
+import { hookNames } from './hookNames';
 import type { NamedTensor, TensorStore } from './safetensors';
 
 export const DUMP_FORMAT = 'mamba-dump/1';
@@ -51,7 +53,13 @@ export function buildDump(d: DumpContents): { entries: NamedTensor[]; metadata: 
     if (layer.lens) entries.push(...lensEntries(layer.layer, layer.lens));
     for (const [name, t] of Object.entries(d.extras?.get(layer.layer) ?? {})) entries.push({ name: dumpKey(layer.layer, name), tensor: t });
   }
-  return { entries, metadata: { format: DUMP_FORMAT, layout: 'LD', ...d.metadata, tokens: JSON.stringify(d.pieces) } };
+  const hooks = hookNames(d.result.layers.map((l) => ({
+    layer: l.layer,
+    names: INTERNAL_NAMES.filter((name) => l.tensors[name] && (name !== 'h' || l.hTokens)),
+    hTokens: l.hTokens,
+    hybrid: !!(l.tensors.ssm_out ?? l.tensors.attn_out ?? l.tensors.mlp_out),
+  })), dumpKey, !!d.result.logits);
+  return { entries, metadata: { format: DUMP_FORMAT, layout: 'LD', ...d.metadata, tokens: JSON.stringify(d.pieces), hook_names: JSON.stringify(hooks) } };
 }
 
 /** A layer's logit lens as dump tensors: the top k per position, and the probability and rank of the token that follows. */
