@@ -60,7 +60,7 @@ function editsFor(spec: readonly string[], model: LoadedModel<'float64'>, deltaC
   const list = spec.map(parseIntervention);
   const H = model.config.dModel;
   const vectors = new Map(list.filter((i) => i.kind === 'steer').map((i) => [i, steerVector(H)] as [Intervention, Float64Array]));
-  return layerEdits(list, L, { layers: model.config.nLayer, deltaColumns, dModel: H }, vectors);
+  return layerEdits(list, L, { layers: model.layers.length, deltaColumns, dModel: H }, vectors);
 }
 
 describe('interventions on the native WebGPU forward (Dawn + SwiftShader)', function () {
@@ -94,7 +94,7 @@ describe('interventions on the native WebGPU forward (Dawn + SwiftShader)', func
           it(`${c.spec.join(' + ')} (${shapeName}): logits and layers ${c.layer}… match the reference; positions before ${c.first} unchanged`, async () => {
             const w = await gpuWeights();
             const edits = editsFor(c.spec, ref64, deltaColumns);
-            const layers = Array.from({ length: ref64.config.nLayer }, (_, i) => i).filter((i) => i >= c.layer);
+            const layers = ref64.layers.map((l) => l.index).filter((i) => i >= c.layer);
             const ref = referenceForward(ref64, ids, { edits, statesAt: STATES_AT });
             const run = async (e?: Map<number, LayerEdit>) => {
               const plan = await createForwardPlan(w, { tokens: L, software: asSoftware(), chunkLength, logits: true, statesAt: STATES_AT, capture: { layers, quantities: [...CAPTURE_NAMES] }, ...(e ? { edits: e } : {}) });

@@ -38,6 +38,11 @@ export class WebGpuModel {
     return this.weights.config;
   }
 
+  /** Whether the device is a CPU implementation (its plans use the software kernels). */
+  get software(): boolean {
+    return this.options.software;
+  }
+
   /**
    * The forward with ForwardOptions' meaning: the kept internals of the kept layers, and the
    * top-k predictions when `predictions` is set, else the [L, V] logits. It runs as one submit:

@@ -64,6 +64,8 @@ export interface CaptureCopy {
 /** A step of the head: norm_f, or one block of rows through lm_head and the top-k. */
 export interface HeadStep {
   readonly dispatches: readonly Dispatch[];
+  /** A block's rows [start, count] and its lm_head alone, into ForwardPlan.logitsBlock (the sweep reads it without the top-k). */
+  readonly block?: { readonly rows: readonly [start: number, count: number]; readonly lmHead: readonly Dispatch[] };
   /** Where this block's logits go in the logits readback (bytes), when the plan reads them back. */
   readonly logitsAt?: number;
   readonly logitsBytes?: number;
@@ -86,6 +88,8 @@ export interface ForwardPlan {
   /** MAP_READ: predictionWords(tokens, k) words, then the captures. */
   readonly readback: GPUBuffer;
   readonly readbackBytes: number;
+  /** The head's logits block, rows of V (HeadStep.block), ForwardPlanOptions.logitsBlockBytes at most. */
+  readonly logitsBlock: GPUBuffer;
   /** The logits block the head computes into, and the MAP_READ buffer of all [L, V] logits: only when asked for. */
   readonly logits?: { readonly block: GPUBuffer; readonly readback: GPUBuffer };
   readonly pipelineCount: number;
@@ -236,10 +240,12 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     const head: HeadStep[] = [{ dispatches: [cache.dispatch('norm_f', rmsNormKernel({ software }), rmsNormWorkgroups(L, H, H), { X: { buffer: last }, Weight: { buffer: weights.normF }, result: { buffer: normedF } }, { width: H, groupSize: H, eps: c.eps })] }];
     for (let m0 = 0; m0 < L; m0 += blockRows) {
       const rows = Math.min(blockRows, L - m0);
+      const lmHead = matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H },
+        { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } });
       head.push({
+        block: { rows: [m0, rows], lmHead },
         dispatches: [
-          ...matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H },
-            { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } }),
+          ...lmHead,
           cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
         ],
         ...(logits ? { logitsAt: 4 * m0 * V, logitsBytes: 4 * rows * V } : {}),
@@ -270,6 +276,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       layers: built.map((b) => b.dispatches),
       head,
       predictions,
+      logitsBlock: block,
       captures,
       statesAt,
       readback,
