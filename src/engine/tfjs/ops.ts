@@ -142,6 +142,28 @@ export function causalConvSilu(x: W, conv: TfConv, kernels: ScanKernels, patch?:
   return patched;
 }
 
+/**
+ * The conv's context after each position t in `at`, [T, K − 1, C]: the K − 1 inputs ending at t,
+ * oldest first, as position t + 1 reads them (zeros before the start; a patch's rows where they
+ * stand in). With the states h, what a patch-state from this run reads (the reference's convWindows).
+ */
+export function convWindows(x: W, K: number, at: Int32Array, patch?: Pick<StatePatch, 'token' | 'conv'>): W {
+  const [L, C] = x.shape;
+  // Rows of [zeros (K − 1); x; the patch's context]: position p is row K − 1 + p, the patch's row r is K − 1 + L + r.
+  const rows = new Int32Array(at.length * (K - 1));
+  at.forEach((t, i) => {
+    for (let r = 0; r < K - 1; r++) {
+      const src = t - K + 2 + r;
+      const patched = patch !== undefined && t >= patch.token && src > patch.token - K + 1 && src <= patch.token;
+      rows[i * (K - 1) + r] = patched ? K - 1 + L + (src - patch.token + K - 2) : K - 1 + src;
+    }
+  });
+  return tf.tidy(() => {
+    const sources = [tf.zeros([K - 1, C]), x, ...(patch ? [tf.tensor2d(Float32Array.from(patch.conv), [K - 1, C])] : [])];
+    return tf.reshape(tf.gather(tf.concat(sources), tf.tensor1d(rows, 'int32')), [at.length, K - 1, C]);
+  });
+}
+
 function convSilu(x: W, conv: TfConv, kernels: ScanKernels): W {
   if (kernels.convSilu) return kernels.convSilu(x as tf.Tensor2D, conv.convW as tf.Tensor2D, conv.convB as tf.Tensor1D | undefined);
   return depthwiseConvSilu(x, conv.convFilter, conv.convB);

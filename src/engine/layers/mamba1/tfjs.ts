@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { InternalName } from '../../internals';
 import type { LayerEdit } from '../../interventions';
 import type { Mamba1Config } from '../../model/config';
-import { causalConvSilu, cols, linear, rmsNorm, scaledDelta, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
+import { causalConvSilu, cols, convWindows, linear, rmsNorm, scaledDelta, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { MAMBA1_PARAMS, Mamba1LayerParams } from './params';
 import type { Mamba1MixerShape } from './reference';
@@ -55,6 +55,8 @@ export function mamba1TfMixer(s: Mamba1MixerShape, w: Mamba1TfMixer, x: W, { lay
   const xIn = cols(proj, 0, Dd);
   proj.dispose();
   const u = causalConvSilu(xIn, w, kernels, edit?.patch);
+  // With the states, the conv's context at the same positions: what a patch-state from this run reads.
+  const convState = at.length ? { conv_state: convWindows(xIn, s.dConv, at, edit?.patch) } : {};
   xIn.dispose();
   const xdbl = linear(u, w.xProjW, layout);
   const norm = (t: W, weight?: W) => (s.dtBcNormEps === undefined ? t : rmsNorm(t, weight, s.dtBcNormEps));
@@ -64,7 +66,7 @@ export function mamba1TfMixer(s: Mamba1MixerShape, w: Mamba1TfMixer, x: W, { lay
   const scan = kernels.scan({ u: u as tf.Tensor2D, delta: delta as tf.Tensor2D, A: w.A as tf.Tensor2D, B: B as tf.Tensor2D, C: C as tf.Tensor2D, D: w.D as tf.Tensor1D, z: z as tf.Tensor2D, statesAt: at, edit: edit?.scan, patch: edit?.patch });
   const out = linear(scan.gated as W, w.outProjW, layout, w.outProjB);
   scan.gated?.dispose();
-  return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}) } };
+  return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}), ...convState } };
 }
 
 function forward(c: Mamba1Config, w: Mamba1Weights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayerEdit } from '../../interventions';
 import type { Mamba2Config } from '../../model/config';
-import { causalConvSilu, cols, linear, rmsNorm, scaledDelta, silu, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
+import { causalConvSilu, cols, convWindows, linear, rmsNorm, scaledDelta, silu, softplus, type TfConv, type TfUploader, type W } from '../../tfjs/ops';
 import type { LayerStep, TfjsEntry, TfRun } from '../kind';
 import type { TfMixerStep } from '../mamba1/tfjs';
 import type { MAMBA2_PARAMS, Mamba2LayerParams } from './params';
@@ -52,7 +52,10 @@ export function mamba2TfMixer(s: Mamba2MixerShape, w: Mamba2TfMixer, x: W, { lay
   const Din = s.nHeads * s.headDim, GN = s.nGroups * s.dState, convDim = Din + 2 * GN;
   const proj = scaleSegments(linear(x, w.inProjW, layout, w.inProjB), s);
   const z = cols(proj, 0, Din);
-  const xBC = causalConvSilu(cols(proj, Din, convDim), w, kernels, edit?.patch);
+  const xBCin = cols(proj, Din, convDim);
+  const xBC = causalConvSilu(xBCin, w, kernels, edit?.patch);
+  // With the states, the conv's context (x | B | C before the conv) at the same positions: what a patch-state from this run reads.
+  const convState = at.length ? { conv_state: convWindows(xBCin, s.dConv, at, edit?.patch) } : {};
   const u = cols(xBC, 0, Din);
   const B = cols(xBC, Din, GN);
   const C = cols(xBC, Din + GN, GN);
@@ -62,7 +65,7 @@ export function mamba2TfMixer(s: Mamba2MixerShape, w: Mamba2TfMixer, x: W, { lay
   const n = s.gatedNorm;
   const gated = !n ? tf.mul(scan.y, silu(z)) : n.beforeGate ? tf.mul(rmsNorm(scan.y, w.gatedNorm, n.eps, Din / n.groupSize), silu(z)) : rmsNorm(tf.mul(scan.y, silu(z)), w.gatedNorm, n.eps, Din / n.groupSize);
   const out = linear(gated, w.outProjW, layout, w.outProjB);
-  return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}) } };
+  return { out, internals: { z, u, delta, B, C, y: scan.y, ...(scan.h ? { h: scan.h } : {}), ...convState } };
 }
 
 function forward(c: Mamba2Config, w: Mamba2Weights, hidden: W, run: TfRun, edit?: LayerEdit): LayerStep<W> {
