@@ -307,6 +307,15 @@ export interface Annotation {
   readonly text: string;
   /** The sample changed and the text was not found again: listed, never decorated. */
   readonly stale: boolean;
+  /** Evidence an accepted suggestion keeps: where the retention fell below τ, and the causal check (mean KL with the write ablated, and ε). */
+  readonly forgottenAt: number | null;
+  readonly causal: CausalEvidence | null;
+}
+
+/** The causal check of a forgotten token: the mean KL (nats) of the outputs from forgottenAt on with its write ablated in the layer, and ε. */
+export interface CausalEvidence {
+  readonly meanKl: number;
+  readonly epsilon: number;
 }
 
 /** What one intervention read from a file: a steer's vector, a patch-state's state and conv context; null for one that reads nothing. */
@@ -339,7 +348,7 @@ export type AnnotationEdit =
   | { readonly op: 'remove'; readonly runId: string; readonly ids: readonly string[] }
   /** The detector's result for one layer: forgottenAt[s] = first t with R(s→t) < τ, −1 = retained. */
   | { readonly op: 'detect'; readonly runId: string; readonly layer: number; readonly threshold: number; readonly forgottenAt: readonly number[] }
-  | { readonly op: 'accept' | 'reject'; readonly runId: string; readonly suggestions: readonly { readonly layer: number; readonly token: number }[] };
+  | { readonly op: 'accept' | 'reject'; readonly runId: string; readonly suggestions: readonly { readonly layer: number; readonly token: number; readonly causal?: CausalEvidence }[] };
 
 // ---------------------------------------------------------------------------------------------
 // The two directions

@@ -102,10 +102,10 @@ export class AnnotationSession {
         return;
       case 'accept':
       case 'reject': {
-        const picked = edit.suggestions.map(({ layer, token }) => {
+        const picked = edit.suggestions.map(({ layer, token, causal }) => {
           const s = this.detected.get(layer)?.find((x) => x.tokenIndex === token);
           if (!s) throw new InputError('annotation edit', `no open suggestion for token ${token} in layer ${layer}`);
-          return s;
+          return causal ? { ...s, causal } : s;
         });
         this.mine = edit.op === 'accept' ? acceptSuggestions(this.mine, picked) : rejectSuggestions(this.mine, picked);
       }
@@ -163,6 +163,8 @@ export class AnnotationSession {
         note: a.note,
         text: a.text,
         stale: a.stale,
+        forgottenAt: a.forgottenAt,
+        causal: a.causalKl === null || a.causalEpsilon === null ? null : { meanKl: a.causalKl, epsilon: a.causalEpsilon },
       })),
       suggestions: pendingSuggestions(this.mine, all).map((s) => ({ layer: s.layer, token: s.tokenIndex, forgottenAt: s.forgottenAt })),
     };

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { reanchor } from '../../src/engine/annotations/anchor';
 import { exportAnnotations, importAnnotations, EXCHANGE_FORMATS } from '../../src/engine/annotations/exchange';
-import { formatAnnotationFile, parseAnnotationFile } from '../../src/engine/annotations/schema';
+import { ANNOTATION_VERSION, formatAnnotationFile, parseAnnotationFile } from '../../src/engine/annotations/schema';
 import { decodeUtf8 } from '../../src/engine/io';
 import type { TextPart } from './mutate';
 import type { FuzzTarget } from './targets';
@@ -98,7 +98,7 @@ export const annotationsCsvTarget: FuzzTarget = {
     }),
   run: async (input) => {
     const { annotations } = importAnnotations(decodeUtf8(input, 'annotations.csv'), 'csv', 'annotations.csv');
-    const back = importAnnotations(exportAnnotations({ format: 'mamba-scope-annotations', version: 1, sample: { path: 'x.py', sha256: HASH, length: TEXT.length }, model: null, tokenizer: null, annotations, tombstones: [], dismissed: [] }, 'csv'), 'csv', 're-export.csv');
+    const back = importAnnotations(exportAnnotations({ format: 'mamba-scope-annotations', version: ANNOTATION_VERSION, sample: { path: 'x.py', sha256: HASH, length: TEXT.length }, model: null, tokenizer: null, annotations, tombstones: [], dismissed: [] }, 'csv'), 'csv', 're-export.csv');
     if (JSON.stringify(back.annotations.map((a) => a.id).sort()) !== JSON.stringify(annotations.map((a) => a.id).sort())) throw new Error('a CSV re-export lost annotations');
   },
   allocationBudget: (n) => 16 * MiB + 64 * n,

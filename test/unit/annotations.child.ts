@@ -24,7 +24,7 @@ export function bigFile(count: number, generation: number): AnnotationFile {
     const start = i % (SAMPLE_TEXT.length - 4);
     const span = spanOfChars(SAMPLE_TEXT, SAMPLE_OFFSETS, start, start + 3);
     return {
-      id: `id-${i}`, ...span, layer: i % 4, threshold: 0.05, label: 'forgotten', note: `generation ${generation} `.padEnd(300, '.'),
+      id: `id-${i}`, ...span, layer: i % 4, threshold: 0.05, forgottenAt: null, causalKl: null, causalEpsilon: null, label: 'forgotten', note: `generation ${generation} `.padEnd(300, '.'),
       createdAt: '2024-01-01T00:00:00.000Z', updatedAt: '2024-01-01T00:00:00.000Z', stale: false, origin: 'user' as const,
     };
   });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import {
   acceptSuggestions, addAnnotation, deleteAnnotations, emptyAnnotationFile, exportAnnotations, formatAnnotationFile, importAnnotations, importInto,
-  mergeAnnotationFiles, NewerVersionError, parseAnnotationFile, parseCsv, pendingSuggestions, reanchor, rejectSuggestions, sha256Hex, spanOfChars,
+  ANNOTATION_FIELDS, ANNOTATION_VERSION, mergeAnnotationFiles, NewerVersionError, parseAnnotationFile, parseCsv, pendingSuggestions, reanchor, rejectSuggestions, sha256Hex, spanOfChars,
   spanOfTokens, suggestionsFromForgotten, tokensCovering, updateAnnotation, type Annotation, type AnnotationFile, type EditContext, type TokenOffsets,
 } from '../../src/engine/annotations';
 import { InputError } from '../../src/engine/errors';
@@ -73,7 +73,7 @@ describe('annotations: schema and edits', () => {
     assert.equal(formatAnnotationFile(parseAnnotationFile(text, 'f.json')), text);
     const json = JSON.parse(text);
     assert.throws(() => parseAnnotationFile('{', 'f.json'), /f\.json: is not valid JSON/);
-    assert.throws(() => parseAnnotationFile(JSON.stringify({ ...json, version: 2 }), 'f.json'), (e: unknown) => e instanceof NewerVersionError && e.kind === 'unsupported');
+    assert.throws(() => parseAnnotationFile(JSON.stringify({ ...json, version: ANNOTATION_VERSION + 1 }), 'f.json'), (e: unknown) => e instanceof NewerVersionError && e.kind === 'unsupported');
     const bad = (a: object) => JSON.stringify({ ...json, annotations: [{ ...json.annotations[0], ...a }] });
     assert.throws(() => parseAnnotationFile(bad({ end: 0 }), 'f.json'), /f\.json: annotations\[0\]: end \(0\) must be greater than start/);
     assert.throws(() => parseAnnotationFile(bad({ text: 'x' }), 'f.json'), /text has 1 characters but \[start, end\) spans 5/);
@@ -270,6 +270,41 @@ describe('annotations: re-anchoring when the sample changes', () => {
   });
 });
 
+describe('annotations: the evidence of an accepted suggestion (schema version 2)', () => {
+  it('keeps the retention and the causal check through save, load and every export; a version 1 file still loads, evidence null', () => {
+    const ctx = context();
+    const offsets = words(TEXT);
+    const [gamma, beta] = suggestionsFromForgotten(1, [-1, -1, -1, -1, 9, -1, -1, -1, 11, -1, -1, -1, -1], 0.05, TEXT, offsets);
+    assert.deepEqual([gamma.tokenIndex, beta.tokenIndex], [4, 8]);
+    const file = acceptSuggestions(fileFor(TEXT), [{ ...gamma, causal: { meanKl: 2.5e-4, epsilon: 1e-3 } }, beta], ctx);
+    const [a, b] = sortByStart(file.annotations);
+    assert.deepEqual([a.forgottenAt, a.causalKl, a.causalEpsilon, a.threshold], [9, 2.5e-4, 1e-3, 0.05]);
+    assert.match(a.note, /mean KL of 0\.000250 nats, below ε = 0\.001: causally forgotten$/);
+    assert.deepEqual([b.forgottenAt, b.causalKl, b.causalEpsilon], [11, null, null], 'accepted without a check: the retention alone');
+    const text = formatAnnotationFile(file);
+    assert.equal(JSON.parse(text).version, ANNOTATION_VERSION);
+    assert.deepEqual(parseAnnotationFile(text, 'f.json').annotations, file.annotations);
+    for (const format of ['json', 'jsonl', 'csv'] as const) {
+      const back = sortByStart(importAnnotations(exportAnnotations(file, format), format, `a.${format}`).annotations);
+      assert.deepEqual(back.map((x) => [x.forgottenAt, x.causalKl, x.causalEpsilon]), [[9, 2.5e-4, 1e-3], [11, null, null]], format);
+    }
+    // A file saved by version 1, before the evidence existed: it loads, and saves as version 2.
+    const v1 = JSON.parse(text);
+    v1.version = 1;
+    for (const x of v1.annotations) for (const k of ['forgottenAt', 'causalKl', 'causalEpsilon']) delete x[k];
+    const old = parseAnnotationFile(JSON.stringify(v1), 'old.json');
+    assert.deepEqual(old.annotations.map((x) => [x.forgottenAt, x.causalKl, x.causalEpsilon, x.note]), sortByStart(file.annotations).map((x) => [null, null, null, x.note]));
+    assert.equal(JSON.parse(formatAnnotationFile(old)).version, ANNOTATION_VERSION);
+    const bad = (x: object) => JSON.stringify({ ...JSON.parse(text), annotations: [{ ...JSON.parse(text).annotations[0], ...x }] });
+    assert.throws(() => parseAnnotationFile(bad({ causalEpsilon: null }), 'f.json'), /causalKl and causalEpsilon go together/);
+    assert.throws(() => parseAnnotationFile(bad({ causalKl: -1 }), 'f.json'), /causalKl must be null or a KL ≥ 0/);
+  });
+});
+
+function sortByStart(list: readonly Annotation[]): Annotation[] {
+  return [...list].sort((x, y) => x.start - y.start);
+}
+
 describe('annotations: export and import', () => {
   function sampleFile(): AnnotationFile {
     const ctx = context();
@@ -308,7 +343,7 @@ describe('annotations: export and import', () => {
     assert.throws(() => importAnnotations(csv.replace('tokenEnd', 'tokenFinish'), 'csv', 'in.csv'), /in\.csv: line 1: the header lacks column tokenEnd/);
     assert.throws(() => importAnnotations('start,end\n"1,2\n', 'csv', 'in.csv'), /line 2: a quoted field is never closed/);
     assert.throws(() => importAnnotations('start,end\n1,"2"x\n', 'csv', 'in.csv'), /line 2: text after the closing quote/);
-    assert.throws(() => importAnnotations(csv + '1,2\r\n', 'csv', 'in.csv'), new RegExp(`in\\.csv: line ${lines.length}: has 2 fields, the header has 16`));
+    assert.throws(() => importAnnotations(csv + '1,2\r\n', 'csv', 'in.csv'), new RegExp(`in\\.csv: line ${lines.length}: has 2 fields, the header has ${ANNOTATION_FIELDS.length}`));
     const jsonl = exportAnnotations(sampleFile(), 'jsonl').split('\n');
     jsonl[1] = jsonl[1].replace('"end":', '"end":"oops","was":');
     assert.throws(() => importAnnotations(jsonl.join('\n'), 'jsonl', 'in.jsonl'), /in\.jsonl: line 2: end must be a non-negative integer/);

@@ -1,15 +1,20 @@
 /**
  * The annotations view in Chromium, with the host's real AnnotationSession playing the host in
  * Node: the panel marks a token span with a custom label and note, the detector's result for the
- * selected layer matches Retention run in Node on the float64 reference's Δ, suggestions are
- * accepted one by one and rejected in bulk, a note is edited in place, and a stale annotation is
- * listed but not underlined.
+ * selected layer matches Retention run in Node on the float64 reference's Δ, a suggestion checked
+ * by ablation gets the float64 reference's KL, suggestions are accepted one by one (the checked one
+ * saving its evidence through save and load) and rejected in bulk, a note is edited in place, and
+ * a stale annotation is listed but not underlined.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { interventionEffect } from '../../src/engine/analysis/effect';
 import { layerDecay, Retention } from '../../src/engine/analysis/retention';
+import { editedModel } from '../../src/engine/interventionInputs';
+import { layerEdits } from '../../src/engine/interventions';
+import type { LanguageModel } from '../../src/engine/model/graph';
 import { loadModelFolder } from '../../src/engine/model/load';
 import { referenceForward } from '../../src/engine/reference/forward';
 import { AnnotationSession } from '../../src/extension/annotationSession';
@@ -19,7 +24,9 @@ import { NodeFolderStore } from '../../src/node/files';
 import { loadModelParams, runParams, TINY_MODEL } from './messages';
 import { Panel } from './panel';
 
-const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.3 };
+/** ε of the causal check, a setting the panel is sent (not the default). */
+const EPSILON = 0.02;
+const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.3, causalEpsilon: EPSILON };
 /** At τ = 0.3 layer 0 forgets about half of this sample's 41 tokens (none at 0.05: it is short). */
 const TAU = 0.3;
 const TEXT = 'import os\n\ndef read(path):\n    with open(path) as f:\n        return f.read()\n\nprint(read(os.devnull))\n';
@@ -85,11 +92,37 @@ describe('annotations view in Chromium', function () {
     assert.ok(open.length >= 2, `the detector suggests ${open.length} tokens; the test needs two`);
   });
 
+  let checked: { token: number; meanKl: number; forgottenAt: number };
+
+  it('checks a suggestion by ablation: its mean KL from forgottenAt on is the float64 reference’s, held against ε', async () => {
+    const first = session.forPanel().suggestions[0];
+    const item = `.view-annotations .suggestion[data-token="${first.token}"]`;
+    assert.equal(await panel.page.locator(`${item} .causal-check`).textContent(), 'not checked by ablation');
+    await panel.page.click(`${item} button[data-action="check"]`);
+    await panel.page.waitForSelector(`${item} .causal-check[data-kl]`, { timeout: 60_000 });
+    const got = Number(await panel.page.getAttribute(`${item} .causal-check`, 'data-kl'));
+    const model = (await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64')) as LanguageModel<'float64'>;
+    const clean = referenceForward(model, ids, { layers: [] });
+    const ablated = referenceForward(model, ids, { layers: [], edits: layerEdits([{ kind: 'ablate-write', layer: 0, tokens: [first.token] }], ids.length, editedModel(model.config)) });
+    const kl = interventionEffect(clean.logits!, ablated.logits!, ids).kl.subarray(first.forgottenAt);
+    const want = kl.reduce((a, b) => a + b, 0) / kl.length;
+    assert.ok(Math.abs(got - want) <= 2e-3 + 6e-4 * want, `mean KL: panel ${got}, float64 ${want}`);
+    assert.equal(await panel.page.getAttribute(`${item} .causal-check`, 'data-causal'), String(want < EPSILON));
+    assert.match(await panel.page.locator(`${item} .causal-check`).textContent() ?? '', new RegExp(`from token ${first.forgottenAt} on, ${want < EPSILON ? '<' : '≥'} ε 0\\.02: ${want < EPSILON ? 'causally forgotten' : 'still used'}$`));
+    checked = { token: first.token, meanKl: got, forgottenAt: first.forgottenAt };
+  });
+
   it('accepts one suggestion, then rejects the rest in bulk', async () => {
     const first = session.forPanel().suggestions[0];
     await panel.page.click(`.view-annotations .suggestion[data-token="${first.token}"] button[data-action="accept"]`);
     await waitForEdit('accept');
-    await pump();
+    const [accept] = await pump();
+    assert.deepEqual(accept.op === 'accept' && accept.suggestions, [{ layer: 0, token: checked.token, causal: { meanKl: checked.meanKl, epsilon: EPSILON } }], 'the checked suggestion is accepted with its check');
+    // Its evidence is in the file on disk, and comes back when the file is read again.
+    const reopened = await AnnotationSession.open(new AnnotationFileStore(dir), { runId: 'run-a', path: join(dir, 'sample.py'), text: TEXT, offsets, model: null, tokenizerSha256: null });
+    const saved = reopened.file.annotations.find((a) => a.tokenStart === checked.token)!;
+    assert.deepEqual([saved.forgottenAt, saved.causalKl, saved.causalEpsilon, saved.threshold], [checked.forgottenAt, checked.meanKl, EPSILON, TAU]);
+    await panel.page.waitForFunction(() => /ablated: mean KL/.test(document.querySelector('.view-annotations .annotation .annotation-evidence')?.textContent ?? ''));
     await panel.page.click('.view-annotations button[data-action="reject-all"]');
     await waitForEdit('reject');
     const [reject] = await pump();

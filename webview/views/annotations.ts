@@ -5,9 +5,16 @@
  * layer — "token s is forgotten at token t" from Retention at the store's τ (the resetThreshold
  * setting) — accepting or rejecting them one by one or all at once. Every change goes to the host
  * (AnnotationEdit), which saves it in .mamba-scope/annotations/ and answers with setAnnotations.
+ *
+ * A suggestion can be checked by ablation (issue 16): the token's write is ablated in the layer on
+ * the panel's engine, and it is causally forgotten when the mean KL of the outputs from where it
+ * was forgotten on stays below ε (mambaScope.causalEpsilon). The result stands beside the
+ * retention, and an accepted suggestion saves both with the annotation.
  */
 import { Retention } from '../../src/engine/analysis/retention';
-import type { Annotation, AnnotationSuggestion } from '../../src/protocol';
+import type { Annotation, AnnotationSuggestion, CausalEvidence } from '../../src/protocol';
+import { formatValue } from '../render/format';
+import { causalKey, type CausalCheck } from '../interventions/session';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { decayFor } from '../inspection';
 import type { PanelData } from '../panelData';
@@ -75,6 +82,7 @@ class AnnotationsView implements View {
     this.bulk.append(
       actionButton('Accept all', 'accept-all', () => this.decide('accept', this.ctx.suggestions())),
       actionButton('Reject all', 'reject-all', () => this.decide('reject', this.ctx.suggestions())),
+      actionButton('Check all by ablation', 'check-all', () => void this.check(this.ctx.suggestions())),
     );
     this.suggestionList = el('ul', 'suggestion-list');
     this.suggestionList.setAttribute('aria-label', 'Detector suggestions');
@@ -121,7 +129,10 @@ class AnnotationsView implements View {
       what.textContent = `${a.label} · ${span(data, a)}${a.layer === null ? '' : ` · layer ${a.layer}`}${a.stale ? ' · stale: text not found since it changed' : ''}`;
       const note = el('span', 'annotation-note-text');
       note.textContent = a.note;
-      li.append(what, note, actionButton('Edit', 'edit', () => this.startEdit(a)), actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
+      const evidence = el('span', 'causal-check annotation-evidence');
+      evidence.textContent = evidenceText(a.forgottenAt, a.causal);
+      if (a.causal) evidence.dataset.causal = String(a.causal.meanKl < a.causal.epsilon);
+      li.append(what, note, evidence, actionButton('Edit', 'edit', () => this.startEdit(a)), actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
       if (!a.stale && a.tokens[1] > a.tokens[0]) li.addEventListener('click', (e) => (e.target as HTMLElement).tagName !== 'BUTTON' && this.ctx.store.set({ token: a.tokens[0] }));
       return li;
     });
@@ -141,16 +152,46 @@ class AnnotationsView implements View {
       li.dataset.token = String(s.token);
       const what = el('span', 'suggestion-what');
       what.textContent = `${tokenLabel(data, s.token)} forgotten at token ${s.forgottenAt} in layer ${s.layer}`;
-      li.append(what, actionButton('Accept', 'accept', () => this.decide('accept', [s])), actionButton('Reject', 'reject', () => this.decide('reject', [s])));
+      const check = this.ctx.interventions.causal.get(causalKey(s.layer, s.token));
+      const causal = el('span', 'causal-check');
+      causal.textContent = check ? causalText(check) : 'not checked by ablation';
+      if (check) Object.assign(causal.dataset, { causal: String(check.meanKl < check.epsilon), kl: String(check.meanKl) });
+      li.append(what, causal, actionButton('Check', 'check', () => void this.check([s])), actionButton('Accept', 'accept', () => this.decide('accept', [s])), actionButton('Reject', 'reject', () => this.decide('reject', [s])));
       return li;
     });
     this.suggestionList.replaceChildren(...items);
   }
 
+  /** Accepted suggestions carry their causal check, when one was run, so the annotation saves it. */
   private decide(op: 'accept' | 'reject', suggestions: readonly AnnotationSuggestion[]): void {
     const runId = this.shown?.data.inspection.id;
     if (!runId || suggestions.length === 0) return;
-    this.ctx.annotate({ op, runId, suggestions: suggestions.map(({ layer, token }) => ({ layer, token })) });
+    const checks = this.ctx.interventions.causal;
+    this.ctx.annotate({
+      op,
+      runId,
+      suggestions: suggestions.map(({ layer, token }) => {
+        const c = op === 'accept' ? checks.get(causalKey(layer, token)) : undefined;
+        return c ? { layer, token, causal: { meanKl: c.meanKl, epsilon: c.epsilon } } : { layer, token };
+      }),
+    });
+  }
+
+  /** Ablates each suggested token's write in its layer, one forward each, as one cancellable job. */
+  private async check(suggestions: readonly AnnotationSuggestion[]): Promise<void> {
+    const session = this.ctx.interventions;
+    const epsilon = this.ctx.causalEpsilon();
+    const runId = this.shown?.data.inspection.id;
+    if (!runId || suggestions.length === 0) return;
+    await session.start('causal check', async (ctx) => {
+      for (const [i, s] of suggestions.entries()) {
+        ctx.progress({ stage: `token ${s.token} in layer ${s.layer}`, done: i, total: suggestions.length });
+        const meanKl = await session.compute.ablatedMeanKl(s.layer, s.token, s.forgottenAt, ctx);
+        if (this.shown?.data.inspection.id !== runId) return;
+        session.causal.set(causalKey(s.layer, s.token), { layer: s.layer, token: s.token, forgottenAt: s.forgottenAt, meanKl, epsilon });
+        session.changed();
+      }
+    }).catch(() => undefined); // the session's status line says why
   }
 
   /** Loads an annotation's label and note into the form; submitting then changes it instead of adding one. */
@@ -203,6 +244,17 @@ class AnnotationsView implements View {
     this.ctx.annotate({ op: 'add', runId: data.inspection.id, tokens: [a, b + 1], layer: state.layer, threshold: state.threshold, label, note: this.note.value });
     this.note.value = '';
   }
+}
+
+function causalText(c: CausalCheck): string {
+  const forgotten = c.meanKl < c.epsilon;
+  return `ablated: mean KL ${formatValue(c.meanKl)} from token ${c.forgottenAt} on, ${forgotten ? '<' : '≥'} ε ${formatValue(c.epsilon)}: ${forgotten ? 'causally forgotten' : 'still used'}`;
+}
+
+/** What an annotation's saved evidence says, or nothing for one made by hand. */
+function evidenceText(forgottenAt: number | null, causal: CausalEvidence | null): string {
+  const parts = [...(forgottenAt === null ? [] : [`retention < τ at token ${forgottenAt}`]), ...(causal ? [`ablated: mean KL ${formatValue(causal.meanKl)} ${causal.meanKl < causal.epsilon ? '<' : '≥'} ε ${formatValue(causal.epsilon)}`] : [])];
+  return parts.join(' · ');
 }
 
 function span(data: PanelData, a: Annotation): string {

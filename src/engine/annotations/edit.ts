@@ -23,7 +23,12 @@ export interface AnnotationDraft {
   readonly label: string;
   readonly note?: string;
   readonly origin?: AnnotationOrigin;
+  /** What the detector and the causal check measured (null when absent). */
+  readonly evidence?: Partial<Evidence>;
 }
+
+/** An annotation's evidence: the detector's forgottenAt, the causal check's KL and its ε. */
+export type Evidence = Pick<Annotation, 'forgottenAt' | 'causalKl' | 'causalEpsilon'>;
 
 /** A resolved span: characters, their text and context, and the tokens that cover them. */
 export type Span = Pick<Annotation, 'start' | 'end' | 'text' | 'prefix' | 'suffix' | 'tokenStart' | 'tokenEnd'>;
@@ -81,12 +86,15 @@ export function spanOfTokens(sampleText: string, offsets: TokenOffsets, tokenSta
 
 export function addAnnotation(file: AnnotationFile, draft: AnnotationDraft, ctx: EditContext = {}): { file: AnnotationFile; annotation: Annotation } {
   checkFields(draft);
+  checkEvidence(draft.evidence ?? {});
   const now = nowIso(ctx);
   const annotation: Annotation = {
     id: ctx.newId ? ctx.newId() : randomUuid(),
     start: draft.span.start, end: draft.span.end, text: draft.span.text, prefix: draft.span.prefix, suffix: draft.span.suffix,
     tokenStart: draft.span.tokenStart, tokenEnd: draft.span.tokenEnd,
-    layer: draft.layer, threshold: draft.threshold, label: draft.label, note: draft.note ?? '',
+    layer: draft.layer, threshold: draft.threshold,
+    forgottenAt: draft.evidence?.forgottenAt ?? null, causalKl: draft.evidence?.causalKl ?? null, causalEpsilon: draft.evidence?.causalEpsilon ?? null,
+    label: draft.label, note: draft.note ?? '',
     createdAt: now, updatedAt: now, stale: false, origin: draft.origin ?? 'user',
   };
   return { file: { ...file, annotations: [...file.annotations, annotation] }, annotation };
@@ -127,6 +135,13 @@ function definedOnly(patch: AnnotationPatch): AnnotationPatch {
 function laterThan(previous: string, now: string): string {
   const p = Date.parse(previous);
   return Date.parse(now) > p ? now : new Date(p + 1).toISOString();
+}
+
+function checkEvidence(e: Partial<Evidence>): void {
+  const { forgottenAt = null, causalKl = null, causalEpsilon = null } = e;
+  if (forgottenAt !== null && !(Number.isInteger(forgottenAt) && forgottenAt >= 0)) throw new InputError('annotation', `forgottenAt must be null or a token index; got ${forgottenAt}`);
+  if ((causalKl === null) !== (causalEpsilon === null)) throw new InputError('annotation', 'causalKl and causalEpsilon go together');
+  if (causalKl !== null && !(Number.isFinite(causalKl) && causalKl >= 0 && causalEpsilon! > 0)) throw new InputError('annotation', `the causal check needs a KL ≥ 0 and an ε > 0; got ${causalKl} and ${causalEpsilon}`);
 }
 
 function checkFields(a: { layer: number | null; threshold: number | null; label: string; note?: string }): void {

@@ -81,13 +81,16 @@ function importJsonl(text: string, source: string, ctx: EditContext): Imported {
   return { annotations: checkUnique(annotations, source), tombstones: [] };
 }
 
-const INTEGER_FIELDS = new Set(['start', 'end', 'tokenStart', 'tokenEnd', 'layer']);
+const INTEGER_FIELDS = new Set(['start', 'end', 'tokenStart', 'tokenEnd', 'layer', 'forgottenAt']);
+/** Columns an older export (or a hand-made file) may leave out: null when empty or absent. */
+const NULLABLE_FIELDS = ['layer', 'threshold', 'forgottenAt', 'causalKl', 'causalEpsilon'];
+const REAL_FIELDS = ['threshold', 'causalKl', 'causalEpsilon'];
 
 function importCsv(text: string, source: string, ctx: EditContext): Imported {
   const records = parseCsv(stripBom(text), source);
   if (records.length === 0) throw new InputError(source, 'is empty: expected a header row');
   const header = records[0].cells.map((c) => c.trim());
-  const missing = ANNOTATION_FIELDS.filter((f) => !header.includes(f) && !['id', 'prefix', 'suffix', 'note', 'origin', 'stale', 'createdAt', 'updatedAt', 'layer', 'threshold'].includes(f));
+  const missing = ANNOTATION_FIELDS.filter((f) => !header.includes(f) && !['id', 'prefix', 'suffix', 'note', 'origin', 'stale', 'createdAt', 'updatedAt', ...NULLABLE_FIELDS].includes(f));
   if (missing.length) throw new InputError(source, `line ${records[0].line}: the header lacks column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
   const unknown = header.filter((h) => !(ANNOTATION_FIELDS as readonly string[]).includes(h));
   if (unknown.length) throw new InputError(source, `line ${records[0].line}: unknown column${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (expected ${ANNOTATION_FIELDS.join(', ')})`);
@@ -103,13 +106,13 @@ function importCsv(text: string, source: string, ctx: EditContext): Imported {
 
 /** A CSV cell as the type the schema expects; empty cells are absent (null for layer and threshold). */
 function csvValue(name: string, cell: string, where: string): unknown {
-  if (cell === '') return name === 'layer' || name === 'threshold' ? null : ['text', 'prefix', 'suffix', 'note', 'label'].includes(name) ? '' : undefined;
+  if (cell === '') return NULLABLE_FIELDS.includes(name) ? null : ['text', 'prefix', 'suffix', 'note', 'label'].includes(name) ? '' : undefined;
   if (INTEGER_FIELDS.has(name)) {
     if (!/^\d+$/.test(cell)) throw new InputError(where, `${name} must be a non-negative integer; got ${JSON.stringify(cell)}`);
     return Number(cell);
   }
-  if (name === 'threshold') {
-    if (!/^(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(cell)) throw new InputError(where, `threshold must be a number; got ${JSON.stringify(cell)}`);
+  if (REAL_FIELDS.includes(name)) {
+    if (!/^(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(cell)) throw new InputError(where, `${name} must be a number; got ${JSON.stringify(cell)}`);
     return Number(cell);
   }
   if (name === 'stale') {

@@ -1,5 +1,8 @@
 /**
- * The annotation file, version 1: `.mamba-scope/annotations/<sample>.json`.
+ * The annotation file, version 2: `.mamba-scope/annotations/<sample>.json`. Version 2 adds each
+ * annotation's evidence (forgottenAt, causalKl, causalEpsilon: what the detector and the causal
+ * check measured); a version 1 file loads with that evidence null, and is saved as version 2, so
+ * an older Mamba Scope refuses the file instead of rewriting it without the evidence.
  *
  * A file belongs to one sample and records what the annotations were anchored against (the
  * sample's hash, the model's config hash, the tokenizer's hash), so a change to any of them is
@@ -13,7 +16,7 @@
 import { InputError, MambaScopeError } from '../errors';
 
 export const ANNOTATION_FORMAT = 'mamba-scope-annotations';
-export const ANNOTATION_VERSION = 1;
+export const ANNOTATION_VERSION = 2;
 
 export type AnnotationOrigin = 'user' | 'detector-accepted';
 export const ORIGINS: readonly AnnotationOrigin[] = ['user', 'detector-accepted'];
@@ -44,6 +47,15 @@ export interface Annotation {
   readonly layer: number | null;
   /** Retention threshold τ in effect when it was made; null when none applies. */
   readonly threshold: number | null;
+  /** The detector's evidence: the first token t where the retention R(s→t) fell below τ; null when not from the detector. */
+  readonly forgottenAt: number | null;
+  /**
+   * The causal check's evidence: the mean KL (nats) of the next-token distributions from
+   * forgottenAt on when the token's write is ablated in the layer, and the ε it was held against
+   * (causally forgotten when causalKl < causalEpsilon); both null when it was not checked.
+   */
+  readonly causalKl: number | null;
+  readonly causalEpsilon: number | null;
   /** 'forgotten', 'retained' or a custom label. */
   readonly label: string;
   readonly note: string;
@@ -86,6 +98,7 @@ export interface ModelRef {
 
 export interface AnnotationFile {
   readonly format: typeof ANNOTATION_FORMAT;
+  /** Always the current version once read: older files are read into it. */
   readonly version: typeof ANNOTATION_VERSION;
   readonly sample: SampleRef;
   readonly model: ModelRef | null;
@@ -180,15 +193,26 @@ export function validateAnnotation(json: unknown, where: string): Annotation {
   if (!ORIGINS.includes(origin as AnnotationOrigin)) throw new InputError(where, `origin must be one of ${ORIGINS.join(', ')}; got ${JSON.stringify(origin)}`);
   if (a.stale !== undefined && typeof a.stale !== 'boolean') throw new InputError(where, `stale must be true or false; got ${JSON.stringify(a.stale)}`);
   const createdAt = time(a.createdAt, where, 'createdAt'), updatedAt = time(a.updatedAt, where, 'updatedAt');
+  const forgottenAt = a.forgottenAt === null || a.forgottenAt === undefined ? null : count(a.forgottenAt, where, 'forgottenAt');
+  const causalKl = optionalNumber(a.causalKl, where, 'causalKl', (v) => v >= 0, 'a KL ≥ 0');
+  const causalEpsilon = optionalNumber(a.causalEpsilon, where, 'causalEpsilon', (v) => v > 0, 'an ε > 0');
+  if ((causalKl === null) !== (causalEpsilon === null)) throw new InputError(where, 'causalKl and causalEpsilon go together: both numbers or both null');
   return {
     id: id(a.id, where, 'id'), start, end, text, prefix, suffix, tokenStart, tokenEnd,
     layer: a.layer === null || a.layer === undefined ? null : count(a.layer, where, 'layer'),
-    threshold: threshold as number | null, label, note, createdAt, updatedAt, stale: a.stale === true, origin: origin as AnnotationOrigin,
+    threshold: threshold as number | null, forgottenAt, causalKl, causalEpsilon, label, note, createdAt, updatedAt, stale: a.stale === true, origin: origin as AnnotationOrigin,
   };
 }
 
+/** null (or absent), or a finite number that passes `ok`. */
+function optionalNumber(v: unknown, where: string, what: string, ok: (v: number) => boolean, expected: string): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw new InputError(where, `${what} must be null or ${expected}; got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** Key order of an annotation in files and exports. */
-export const ANNOTATION_FIELDS = ['id', 'start', 'end', 'text', 'prefix', 'suffix', 'tokenStart', 'tokenEnd', 'layer', 'threshold', 'label', 'note', 'origin', 'stale', 'createdAt', 'updatedAt'] as const satisfies readonly (keyof Annotation)[];
+export const ANNOTATION_FIELDS = ['id', 'start', 'end', 'text', 'prefix', 'suffix', 'tokenStart', 'tokenEnd', 'layer', 'threshold', 'forgottenAt', 'causalKl', 'causalEpsilon', 'label', 'note', 'origin', 'stale', 'createdAt', 'updatedAt'] as const satisfies readonly (keyof Annotation)[];
 
 export function canonicalAnnotation(a: Annotation): Annotation {
   const out: Record<string, unknown> = {};

@@ -39,10 +39,23 @@ export function pendingSuggestions(file: AnnotationFile, suggestions: readonly S
   );
 }
 
-export function acceptSuggestions(file: AnnotationFile, suggestions: readonly Suggestion[], ctx: EditContext = {}): AnnotationFile {
+/** The causal check of a suggestion: the mean KL of the outputs from forgottenAt on with the token's write ablated, and ε. */
+export interface CausalCheckResult {
+  readonly meanKl: number;
+  readonly epsilon: number;
+}
+
+/**
+ * Accepted suggestions become 'forgotten' annotations that keep their evidence: the threshold
+ * and forgottenAt of the retention, and the causal check's KL and ε when it was run.
+ */
+export function acceptSuggestions(file: AnnotationFile, suggestions: readonly (Suggestion & { readonly causal?: CausalCheckResult })[], ctx: EditContext = {}): AnnotationFile {
   let next = file;
   for (const s of suggestions) {
-    next = addAnnotation(next, { span: s.span, layer: s.layer, threshold: s.threshold, label: 'forgotten', note: `forgotten at token ${s.forgottenAt}`, origin: 'detector-accepted' }, ctx).file;
+    const c = s.causal;
+    const causal = c ? `; with its write ablated the outputs from there move by a mean KL of ${c.meanKl.toPrecision(3)} nats, ${c.meanKl < c.epsilon ? 'below' : 'not below'} ε = ${c.epsilon}: ${c.meanKl < c.epsilon ? 'causally forgotten' : 'still used'}` : '';
+    const evidence = { forgottenAt: s.forgottenAt, ...(c ? { causalKl: c.meanKl, causalEpsilon: c.epsilon } : {}) };
+    next = addAnnotation(next, { span: s.span, layer: s.layer, threshold: s.threshold, label: 'forgotten', note: `forgotten at token ${s.forgottenAt}${causal}`, origin: 'detector-accepted', evidence }, ctx).file;
   }
   return next;
 }
