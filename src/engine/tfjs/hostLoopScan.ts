@@ -33,8 +33,44 @@ function upload<R extends tf.Rank>(t: F32): tf.Tensor<R> {
 }
 
 /**
+ * An edited token's row of the state (N values from `base`) replaced after the plain update: by
+ * zeros (zero-state) or by the patch's values (patch-state). Returns the row's C·h anew.
+ */
+function replaceRow(h: Float32Array, base: number, N: number, patched: Float64Array | undefined, C: Float32Array, cOff: number): number {
+  let acc = 0;
+  for (let n = 0; n < N; n++) {
+    h[base + n] = patched ? f(patched[base + n]) : 0;
+    acc = f(acc + f(h[base + n] * C[cOff + n]));
+  }
+  return acc;
+}
+
+/** The knocked-out token's term: its own state g, the knockout, and A (a row decays by A[aOff + n·aStride]). */
+interface KnockoutRow {
+  readonly g: Float32Array;
+  readonly ko: NonNullable<ScanEdit['knockout']>;
+  readonly A: Float32Array;
+}
+
+/**
+ * knockout at token t ≥ source on one row: g, the source's write decayed since (cleared with the
+ * state by a reset or a patch), updated; from `from` on, its C·g taken from `acc`, which is returned.
+ */
+function knockoutRow(k: KnockoutRow, t: number, base: number, N: number, cleared: boolean, dt: number, write: number, B: Float32Array, C: Float32Array, bOff: number, aOff: number, aStride: number, acc: number): number {
+  const { g, ko, A } = k;
+  for (let n = 0; n < N; n++) {
+    const i = base + n;
+    g[i] = cleared ? 0 : t === ko.source ? f(write * B[bOff + n]) : f(f(Math.exp(f(dt * A[aOff + n * aStride]))) * g[i]);
+    if (t >= ko.from) acc = f(acc - f(g[i] * C[bOff + n]));
+  }
+  return acc;
+}
+
+/**
  * Mamba-1: h_t = exp(Δ_t·A) ⊙ h_{t−1} + (Δ_t·u_t)·B_t, y_t = C_t·h_t + D·u_t; states at `at`, in its order.
- * `edit` and `patch`: the interventions in the scan, applied as the reference's selectiveScan applies them.
+ * `edit` and `patch`: the interventions in the scan, applied as the reference's selectiveScan applies
+ * them. The loop over N is the plain one whatever the edits: a replaced state and the knocked-out
+ * term are applied after it, on the rows they reach, so a run without edits pays nothing for them.
  */
 export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, at: Int32Array, edit?: ScanEdit, patch?: PatchedState): { y: F32; h: F32 } {
   const [L, D] = u.shape;
@@ -44,27 +80,24 @@ export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dsk
   const states = new Float32Array(at.length * D * N);
   const slots = stateSlots(at, L);
   // The knocked-out token's own term in the state: its write, decayed since.
-  const ko = edit?.knockout;
-  const g = ko ? new Float32Array(D * N) : undefined;
+  const knock: KnockoutRow | undefined = edit?.knockout && { g: new Float32Array(D * N), ko: edit.knockout, A: A.data };
   for (let t = 0; t < L; t++) {
     const Bt = t * N;
     const writes = !edit?.noWrite?.has(t);
     const reset = edit?.reset?.has(t) ?? false;
-    const patched = patch?.token === t ? patch.h : undefined;
+    const patched = !reset && patch?.token === t ? patch.h : undefined;
+    const knocking = knock !== undefined && t >= knock.ko.source;
     for (let d = 0; d < D; d++) {
       const dt = delta.data[t * D + d];
       const du = writes ? f(dt * u.data[t * D + d]) : 0;
       let acc = 0;
       for (let n = 0; n < N; n++) {
         const i = d * N + n;
-        const decay = f(Math.exp(f(dt * A.data[i])));
-        h[i] = reset ? 0 : patched ? f(patched[i]) : f(f(decay * h[i]) + f(du * B.data[Bt + n]));
+        h[i] = f(f(f(Math.exp(f(dt * A.data[i]))) * h[i]) + f(du * B.data[Bt + n]));
         acc = f(acc + f(h[i] * C.data[Bt + n]));
-        if (g && t >= ko!.source) {
-          g[i] = reset || patched ? 0 : t === ko!.source ? f(du * B.data[Bt + n]) : f(decay * g[i]);
-          if (t >= ko!.from) acc = f(acc - f(g[i] * C.data[Bt + n]));
-        }
       }
+      if (reset || patched) acc = replaceRow(h, d * N, N, patched, C.data, Bt);
+      if (knocking) acc = knockoutRow(knock, t, d * N, N, reset || patched !== undefined, dt, du, B.data, C.data, Bt, d * N, 1, acc);
       y[t * D + d] = f(acc + f(Dskip.data[d] * u.data[t * D + d]));
     }
     for (const row of slots[t] ?? []) states.set(h, D * N * row);
@@ -84,12 +117,12 @@ export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32
   const y = new Float32Array(L * heads * P);
   const states = new Float32Array(at.length * h.length);
   const slots = stateSlots(at, L);
-  const ko = edit?.knockout;
-  const own = ko ? new Float32Array(h.length) : undefined;
+  const knock: KnockoutRow | undefined = edit?.knockout && { g: new Float32Array(h.length), ko: edit.knockout, A: A.data };
   for (let t = 0; t < L; t++) {
     const writes = !edit?.noWrite?.has(t);
     const reset = edit?.reset?.has(t) ?? false;
-    const patched = patch?.token === t ? patch.h : undefined;
+    const patched = !reset && patch?.token === t ? patch.h : undefined;
+    const knocking = knock !== undefined && t >= knock.ko.source;
     for (let k = 0; k < heads; k++) {
       const dt = delta.data[t * heads + k];
       const decay = f(Math.exp(f(dt * A.data[k])));
@@ -101,13 +134,11 @@ export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32
         let acc = 0;
         for (let n = 0; n < N; n++) {
           const i = c * N + n;
-          h[i] = reset ? 0 : patched ? f(patched[i]) : f(f(decay * h[i]) + f(dx * B.data[bOff + n]));
+          h[i] = f(f(decay * h[i]) + f(dx * B.data[bOff + n]));
           acc = f(acc + f(h[i] * C.data[bOff + n]));
-          if (own && t >= ko!.source) {
-            own[i] = reset || patched ? 0 : t === ko!.source ? f(dx * B.data[bOff + n]) : f(decay * own[i]);
-            if (t >= ko!.from) acc = f(acc - f(own[i] * C.data[bOff + n]));
-          }
         }
+        if (reset || patched) acc = replaceRow(h, c * N, N, patched, C.data, bOff);
+        if (knocking) acc = knockoutRow(knock, t, c * N, N, reset || patched !== undefined, dt, dx, B.data, C.data, bOff, k, 0, acc);
         y[t * heads * P + c] = f(acc + f(Dskip.data[k] * xv));
       }
     }
