@@ -3,7 +3,7 @@
  * the same edits (the oracle: test/unit/interventions.test.ts checks it against the definitions):
  * logits and every internal the tfjs forward records within 1e-4 normalized, and everything
  * before the edited token exactly the clean tfjs run's. On both tfjs scans: the cpu/wasm host
- * loop (hostLoopScan.ts, the cpu backend) and the chunked prefix scan webgl runs (scan.ts), here
+ * loop (hostLoopScan.ts, on cpu and on wasm with its own weight layout) and the chunked prefix scan webgl runs (scan.ts), here
  * on the cpu kernels under another backend name, so the forward picks it as it does for webgl.
  * And the logit lens (ForwardOptions.logitLens) against the reference's streams through its head,
  * and `inspect --backend cpu --intervene` against the float64 dump of the same intervention.
@@ -44,6 +44,7 @@ async function usePrefixScanBackend(): Promise<void> {
 
 const SCANS = [
   ['host loop (cpu)', () => useNodeBackend('cpu')],
+  ['host loop (wasm)', () => useNodeBackend('wasm')],
   ['prefix scan (webgl path)', usePrefixScanBackend],
 ] as const;
 
