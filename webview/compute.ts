@@ -289,6 +289,19 @@ export class ComputeSession {
   }
 
   /**
+   * `work` on the native WebGPU engine's model (the batched sweep), queued like a forward; null
+   * when the weights are in tfjs, whose runs go one forward at a time.
+   */
+  async onNativeEngine<T>(modelId: string, preference: BackendPreference, ctx: RequestContext, work: (model: WebGpuModel) => Promise<T>): Promise<T | null> {
+    const loaded = this.require(modelId);
+    const backend = await this.select(preference);
+    return this.serial(async () => {
+      const engine = await this.engineFor(loaded, backend, ctx);
+      return engine.kind === 'webgpu-native' ? work(engine.model) : null;
+    });
+  }
+
+  /**
    * Bytes of the page's memory left for an analysis (the interventions' logits) beside the shown
    * run's internals (`keptBytes`), under the same limit as plan(); `why` names the limit that
    * binds and `way` how to lift it, for the refusal.

@@ -1,7 +1,8 @@
 // Drives a running code-server with Playwright + Debian's Chromium (npm run test:e2e starts it).
 //   node test/e2e/driver.mjs suite   runs out/e2e/suite.js inside the real extension host
 //                                    (extensionTestsPath; exit code via codeAutomationExit)
-//   node test/e2e/driver.mjs ui      clicks through the workbench like a user and saves
+//   node test/e2e/driver.mjs ui      clicks through the workbench like a user (inspects, selects a token,
+//                                    ablates its write from the strip's menu) and saves
 //                                    screenshots to test-results/e2e/
 // Env: CS_BASE (http://127.0.0.1:PORT), WS_DIR (workspace folder), EXT_DIR (the extension).
 import { mkdirSync } from 'node:fs';
@@ -179,6 +180,20 @@ async function runUi() {
     if (boxed < 1) throw new Error('the selected token is not highlighted in the editor');
     const panelShot = await frame.frameElement();
     await panelShot.screenshot({ path: join(SHOTS, '03-panel.png') });
+
+    // Ablate token 40's write from the token strip's right-click menu: the next-token view lists
+    // the intervened run's top-k beside the clean one, and the strip marks the first change.
+    const cleanTop = await frame.locator('.view-next .predictions li').allTextContents();
+    const tAblate = Date.now();
+    await token.click({ button: 'right' });
+    await frame.locator('.intervention-menu button[data-kind="ablate-write"]').click();
+    await frame.locator('.view-next .predictions.intervened li').first().waitFor({ timeout: 120_000 });
+    const intervenedTop = await frame.locator('.view-next .predictions.intervened li').allTextContents();
+    const first = await frame.locator('.view-tokens .token.first-changed').getAttribute('data-index');
+    console.log(`${ts()} ablate-write at token 40 from the strip's menu: ${Date.now() - tAblate} ms; first change at token ${first}; intervened top-3 ${intervenedTop.slice(0, 3).join(' | ')} (clean ${cleanTop.slice(0, 3).join(' | ')})`);
+    await page.screenshot({ path: join(SHOTS, '04-ablated.png') });
+    if (first !== '40') throw new Error(`the ablation at token 40 changed the outputs first at token ${first}`);
+    if (intervenedTop.join() === cleanTop.join()) throw new Error('the ablation did not change the next-token view');
     ok = true;
   } catch (e) {
     console.log(`${ts()} UI test failed: ${e.message}`);

@@ -19,6 +19,7 @@ import { describeIntervention, layerEdits, type Intervention, type InterventionI
 import { editedModel } from '../../src/engine/interventionInputs';
 import { isLanguageModelConfig } from '../../src/engine/model/config';
 import { predictionsFromLogits, type Predictions } from '../../src/engine/predictions';
+import { webgpuAblationSweep } from '../../src/engine/webgpu/sweep';
 import type { Tensor } from '../../src/engine/tensor';
 import type { Progress, RequestContext, RunParams } from '../../src/protocol';
 import { mb, type ComputeSession } from '../compute';
@@ -136,15 +137,24 @@ export class InterventionCompute {
   }
 
   /**
-   * Cells (layer, token) ablated one intervened forward each, in order; `onCell` after each, with
-   * the result so far (the heatmap fills in as it runs). Cancelling keeps what was done.
+   * Cells (layer, token) ablated: on the native WebGPU engine by its batched sweep, elsewhere one
+   * intervened forward each, in order, `onCell` after each with the result so far (the heatmap
+   * fills in as it runs; cancelling keeps what was done).
    */
   async sweep(layers: readonly number[], tokens: readonly number[], ctx: RequestContext, onCell: (partial: SweepResult) => void): Promise<SweepResult> {
     const r = this.run();
-    this.checkLogitsFit(r, 'the sweep');
-    const clean = await this.cleanLogits(r, ctx);
     const ids = r.data.inspection.ids!;
     const cells = layers.length * tokens.length;
+    // The native engine sweeps in batches on the GPU, its logits kept there (webgpuAblationSweep).
+    const batched = await this.session.onNativeEngine(r.params.modelId, r.params.settings.backend, ctx, (model) =>
+      webgpuAblationSweep(model, ids, { layers, tokens, checkCancelled: ctx.throwIfCancelled, onProgress: (done) => ctx.progress({ stage: 'sweep on the GPU', done, total: cells }) }));
+    if (batched) {
+      const result = { runId: r.params.runId, layers, tokens, meanKl: batched.meanKl, meanDLoss: batched.meanDLoss, done: cells };
+      onCell(result);
+      return result;
+    }
+    this.checkLogitsFit(r, 'the sweep');
+    const clean = await this.cleanLogits(r, ctx);
     const meanKl = new Float64Array(cells).fill(NaN), meanDLoss = new Float64Array(cells).fill(NaN);
     const result = (done: number): SweepResult => ({ runId: r.params.runId, layers, tokens, meanKl, meanDLoss, done });
     const model = editedModel(languageConfig(r.data.model!));
