@@ -19,11 +19,11 @@ import { editedModel } from '../../src/engine/interventionInputs';
 import type { ForwardOptions, ForwardResult } from '../../src/engine/internals';
 import { layerEdits, parseIntervention, type Intervention, type LayerEdit, type StatePatch } from '../../src/engine/interventions';
 import { isLanguageModel, type LanguageModel } from '../../src/engine/model/graph';
-import { loadModelFolder } from '../../src/engine/model/load';
-import { headLogits, referenceForward } from '../../src/engine/reference/forward';
+import { loadModelFolder, loadSeedBlockFile } from '../../src/engine/model/load';
+import { headLogits, referenceForward, referenceLayers } from '../../src/engine/reference/forward';
 import type { F64 } from '../../src/engine/reference/ops';
 import { predictionsFromLogits } from '../../src/engine/predictions';
-import { createTfModel, tfjsForward, type TfModel } from '../../src/engine/tfjs/forward';
+import { createTfModel, tfjsForward, tfjsLayers, type TfModel } from '../../src/engine/tfjs/forward';
 import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { useNodeBackend } from '../../src/node/tfjsBackends';
@@ -147,6 +147,36 @@ const PURE: readonly Case[] = [
 ];
 
 for (const name of ['mamba1-tiny', 'mamba2-tiny']) interventionCases(name, () => loadFolder(fixture(name), sample(160)), PURE);
+
+describe('interventions on the simplified block (tfjs, both scans)', function () {
+  this.timeout(60_000);
+  for (const [scan, use] of SCANS) {
+    it(`${scan}: ablate-write, scale-delta and knockout as the reference applies them, within 1e-4`, async () => {
+      await use();
+      const file = async () => openSafetensors(fixture('seed-block', 'block.safetensors'));
+      const [f64, f32] = [await loadSeedBlockFile(await file(), 'float64'), await loadSeedBlockFile(await file(), 'float32')];
+      const x = await (await openSafetensors(fixture('seed-block', 'io.safetensors'))).readFloat('x', 'float32');
+      const L = x.shape[0];
+      const list = ['ablate-write layer=0 tokens=3', 'scale-delta layer=0 tokens=1:4 factor=2', `knockout layer=0 from=2 to=${L - 3}`].map(parseIntervention);
+      const options: ForwardOptions = { edits: layerEdits(list, L, { layers: 1, deltaColumns: f64.config.dModel, dModel: f64.config.dModel }), statesAt: [-1] };
+      const model = createTfModel(f32);
+      try {
+        const got = await tfjsLayers(model, x, options);
+        const want = referenceLayers(f64, { shape: x.shape, data: Float64Array.from(x.data) }, options);
+        const errors: string[] = [];
+        for (const [name, t] of Object.entries(got.layers[0].tensors)) {
+          const e = normalizedError(t!.data, want.layers[0].tensors[name as keyof typeof got.layers[0]['tensors']]!.data);
+          if (!(e <= 1e-4)) errors.push(`${name} ${e.toExponential(2)}`);
+        }
+        assert.deepEqual(errors, []);
+        const clean = await tfjsLayers(model, x, { statesAt: [-1] });
+        assert.ok(normalizedError(got.layers[0].tensors.y!.data, clean.layers[0].tensors.y!.data) > 1e-3, 'the edits change y');
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
 
 // The hybrids' Mamba operations take the same edits; ablate-path replaces a path's output (48 tokens, as their dumps).
 const HYBRID: readonly (readonly [string, readonly Case[]])[] = [
