@@ -54,6 +54,7 @@ Usage:
   python tools/dump_mamba.py --model <hf-folder> --text sample.py --out dump.safetensors
          [--states 0,57,-1] [--dtype float32|bfloat16|float16] [--device cuda|cpu]
          [--ids 1,2,3 | --ids-from other-dump.safetensors] [--mamba-ssm] [--allow-tf32] [--attention]
+         [--intervene "ablate-write layer=1 tokens=40" ...]
 
   --states    token positions whose states h are written (negative counts from the end; default -1)
   --dtype     load the model in this dtype (default float32)
@@ -61,6 +62,13 @@ Usage:
   --mamba-ssm load the folder with mamba_ssm's MambaLMHeadModel instead of transformers
   --allow-tf32  keep TF32 matmuls/convolutions on (default off, so a float32 dump is float32)
   --attention hybrid models: load eager attention and also write attn_pattern
+  --intervene an intervention of docs/INTERVENTIONS.md, as mamba-scope inspect --intervene takes it
+              (repeatable; pure Mamba models): ablate-write, scale-delta, zero-state, knockout,
+              steer, patch-state (from a mamba-scope dump with conv_state). A layer with an edit of
+              its scan runs recomputed in float64 from its input with the edit (the model's kernels
+              cannot be told to drop a write); steering adds to the stream entering the layer. The
+              dump is of the intervened run, its metadata "interventions" as mamba-scope writes it,
+              so `mamba-scope compare` compares it with `inspect --intervene` of the same specs.
 
 From Python (any model object of the kinds above, already loaded):
   from dump_mamba import dump_model
@@ -220,33 +228,68 @@ def _rms_norm(x, norm):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
-def _causal_conv_silu(x, conv):
-    """Depthwise causal conv1d over [L, C] with left zero padding, then SiLU."""
+def _causal_conv_silu(x, conv, patch=None):
+    """Depthwise causal conv1d over [L, C] with left zero padding, then SiLU. patch-state: the
+    positions after patch.token read patch.conv [K - 1, C] (the inputs ending at that token, from
+    another run) in place of their own."""
     weight = _f64(conv.weight)[:, 0, :]  # [C, K]
     K = weight.shape[1]
-    padded = F.pad(x.T[None], (K - 1, 0))[0]  # [C, L + K - 1]
-    out = sum(weight[:, k : k + 1] * padded[:, k : k + x.shape[0]] for k in range(K)).T
+
+    def conv_of(rows, n):  # the n outputs of a [K - 1 + n, C] input window, no padding
+        return sum(weight[:, k : k + 1] * rows.T[:, k : k + n] for k in range(K)).T
+
+    out = conv_of(torch.cat([x.new_zeros(K - 1, x.shape[1]), x]), x.shape[0])
+    if patch is not None and patch.token + 1 < x.shape[0]:
+        t = patch.token
+        out[t + 1 :] = conv_of(torch.cat([patch.conv, x[t + 1 :]]), x.shape[0] - t - 1)
     if conv.bias is not None:
         out = out + _f64(conv.bias)
     return F.silu(out)
 
 
-def scan_mamba1(u, delta, A, B, C, D, at):
-    """h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t, y_t = h_t·C_t + D u_t; states after the tokens in `at`."""
+def _scan_step(t, h, decay, write, edit, own):
+    """One token of the scan with the layer's edits: the state after token t, and the knocked-out
+    token's own term in it (`own`, None without a knockout). docs/INTERVENTIONS.md."""
+    if edit is None:
+        return decay * h + write, own
+    if t in edit.no_write:
+        write = torch.zeros_like(write)
+    if t in edit.reset:
+        h = torch.zeros_like(h)
+    elif edit.patch is not None and t == edit.patch.token:
+        h = edit.patch.h.clone()
+    else:
+        h = decay * h + write
+    if edit.knockout is not None and t >= edit.knockout[0]:
+        replaced = t in edit.reset or (edit.patch is not None and t == edit.patch.token)
+        own = torch.zeros_like(h) if replaced else write if t == edit.knockout[0] else decay * own
+    return h, own
+
+
+def _knocked_out(t, edit):
+    return edit is not None and edit.knockout is not None and t >= edit.knockout[1]
+
+
+def scan_mamba1(u, delta, A, B, C, D, at, edit=None):
+    """h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t, y_t = h_t·C_t + D u_t; states after the tokens in `at`.
+    `edit`: the layer's interventions (LayerEdit), applied as mamba-scope's float64 reference does."""
     L, channels = u.shape
     h = torch.zeros(channels, A.shape[1], dtype=torch.float64)
+    own = None
     y = torch.empty(L, channels, dtype=torch.float64)
     states = {}
     for t in range(L):
-        h = torch.exp(delta[t, :, None] * A) * h + (delta[t] * u[t])[:, None] * B[t][None, :]
+        h, own = _scan_step(t, h, torch.exp(delta[t, :, None] * A), (delta[t] * u[t])[:, None] * B[t][None, :], edit, own)
         y[t] = h @ C[t] + D * u[t]
+        if _knocked_out(t, edit):
+            y[t] -= own @ C[t]
         if t in at:
             states[t] = h.clone()
     return y, torch.stack([states[t] for t in sorted(at)]) if at else None
 
 
-def scan_mamba2(u, delta, A, B, C, D, groups, at):
-    """Per head k: scalar A_k, Δ_{t,k}; head k reads B/C group k // (heads / groups)."""
+def scan_mamba2(u, delta, A, B, C, D, groups, at, edit=None):
+    """Per head k: scalar A_k, Δ_{t,k}; head k reads B/C group k // (heads / groups). `edit` as scan_mamba1's."""
     L = u.shape[0]
     heads = A.shape[0]
     P = u.shape[1] // heads
@@ -254,20 +297,27 @@ def scan_mamba2(u, delta, A, B, C, D, groups, at):
     x = u.view(L, heads, P)
     Dh = D.view(heads, -1)  # [heads, 1] or [heads, P] (D per channel)
     h = torch.zeros(heads, P, N, dtype=torch.float64)
+    own = None
     y = torch.empty(L, heads, P, dtype=torch.float64)
     states = {}
     for t in range(L):
         Bt = B[t].view(groups, N).repeat_interleave(heads // groups, dim=0)
         Ct = C[t].view(groups, N).repeat_interleave(heads // groups, dim=0)
-        h = torch.exp(delta[t] * A)[:, None, None] * h + (delta[t][:, None] * x[t])[:, :, None] * Bt[:, None, :]
+        write = (delta[t][:, None] * x[t])[:, :, None] * Bt[:, None, :]
+        h, own = _scan_step(t, h, torch.exp(delta[t] * A)[:, None, None], write, edit, own)
         y[t] = (h * Ct[:, None, :]).sum(-1) + Dh * x[t]
+        if _knocked_out(t, edit):
+            y[t] -= (own * Ct[:, None, :]).sum(-1)
         if t in at:
             states[t] = h.clone()
     return y.view(L, -1), torch.stack([states[t] for t in sorted(at)]) if at else None
 
 
-def layer_internals(mixer, cap, length, at):
-    """The Mamba internals of one layer (float64), the mixer kind and the names of those recomputed."""
+def layer_internals(mixer, cap, length, at, edit=None):
+    """The Mamba internals of one layer (float64), the mixer kind and the names of those recomputed.
+    `edit`: the layer's interventions; its mixer then ran edited_forward, so nothing below it was
+    captured and all is recomputed, with the edits."""
+    patch = edit.patch if edit is not None else None
     recomputed = []
     xn = _f64(cap.get("mixer_in")[0])
     # Falcon-H1 scales in_proj's input by ssm_in_multiplier and its output by the µP vector
@@ -286,7 +336,7 @@ def layer_internals(mixer, cap, length, at):
         R = mixer.dt_proj.weight.shape[1]
         x, z = proj[:, :channels], proj[:, channels:]
         u_captured = _ld(cap.get("x_proj_in"), length, channels)
-        u = _pick("u", u_captured if u_captured is not None else _ld(cap.get("act"), length, channels), _causal_conv_silu(x, mixer.conv1d), recomputed)
+        u = _pick("u", u_captured if u_captured is not None else _ld(cap.get("act"), length, channels), _causal_conv_silu(x, mixer.conv1d, patch), recomputed)
         xdbl = _pick("x_proj", _ld(cap.get("x_proj"), length, R + 2 * N), _linear(u, mixer.x_proj), recomputed)
         dt_low, B, C = xdbl[:, :R], xdbl[:, R : R + N], xdbl[:, R + N :]
         if isinstance(getattr(mixer, "dt_layernorm", None), torch.nn.Module):
@@ -300,7 +350,8 @@ def layer_internals(mixer, cap, length, at):
         dt = _pick("dt_proj", _ld(dt_cap, length, channels), dt_rec, recomputed)
         # softplus in the model's own dtype when its dt_proj output was captured, as the model does.
         delta = _ld(F.softplus(dt_cap), length, channels) if "dt_proj" not in recomputed else F.softplus(dt)
-        y, h = scan_mamba1(u, delta, A, B, C, D, at)
+        delta = scaled_delta(delta, edit)
+        y, h = scan_mamba1(u, delta, A, B, C, D, at, edit)
         recomputed.append("y")
         model = "mamba1"
     else:
@@ -313,7 +364,7 @@ def layer_internals(mixer, cap, length, at):
         z = proj[:, 2 * d_mlp : 2 * d_mlp + d_inner]
         xbc_raw = proj[:, 2 * d_mlp + d_inner : 2 * d_mlp + d_inner + conv_dim]
         dt_raw = proj[:, 2 * d_mlp + d_inner + conv_dim :]
-        xbc = _pick("u", _ld(cap.get("act"), length, conv_dim), _causal_conv_silu(xbc_raw, mixer.conv1d), recomputed)
+        xbc = _pick("u", _ld(cap.get("act"), length, conv_dim), _causal_conv_silu(xbc_raw, mixer.conv1d, patch), recomputed)
         u, B, C = xbc[:, :d_inner], xbc[:, d_inner : d_inner + gn], xbc[:, d_inner + gn :]
         lo, hi = getattr(mixer, "time_step_limit", getattr(mixer, "dt_limit", (0.0, math.inf)))
         if "in_proj" in recomputed:
@@ -322,7 +373,8 @@ def layer_internals(mixer, cap, length, at):
             # Δ in the model's own dtype, as the model computes it from its captured in_proj output.
             native = native_proj[:, -heads:]
             delta = _f64(torch.clamp(F.softplus(native + mixer.dt_bias.to(native.dtype)), lo, hi))
-        y_rec, h = scan_mamba2(u, delta, A, B, C, D, groups, at)
+        delta = scaled_delta(delta, edit)
+        y_rec, h = scan_mamba2(u, delta, A, B, C, D, groups, at, edit)
         y = _pick("y", _ld(cap.get("norm_in"), length, d_inner), y_rec, recomputed)
         model = "mamba2"
     tensors = {"z": z, "u": u, "delta": delta, "B": B, "C": C, "y": y}
@@ -334,6 +386,267 @@ def layer_internals(mixer, cap, length, at):
     if h is not None:
         names.add("h")
     return model, tensors, sorted(names)
+
+
+# --- interventions (docs/INTERVENTIONS.md; the same specs as `mamba-scope inspect --intervene`) --
+
+INTERVENTION_KEYS = {
+    "ablate-write": ("layer", "tokens"),
+    "scale-delta": ("layer", "tokens", "factor", "channels"),
+    "zero-state": ("layer", "token"),
+    "knockout": ("layer", "from", "to"),
+    "steer": ("layer", "tokens", "vector", "scale"),
+    "patch-state": ("layer", "token", "from"),
+}
+
+
+class InterventionError(ValueError):
+    """Bad --intervene input: one line naming the intervention (or file) and the problem."""
+
+
+def _positions(source, text):
+    """"3,7,10:20" -> [3, 7, 10 ... 19] (end exclusive; negative positions stay negative)."""
+    out = []
+    for item in text.split(","):
+        parts = item.split(":")
+        try:
+            values = [int(v) for v in parts]
+        except ValueError:
+            raise InterventionError(f"{source}: \"{item}\" is not a position or a start:end range") from None
+        if len(values) == 1:
+            out.append(values[0])
+        elif len(values) == 2 and values[1] > values[0]:
+            out.extend(range(values[0], values[1]))
+        else:
+            raise InterventionError(f"{source}: \"{item}\" is not a position or a non-empty start:end range")
+    return out
+
+
+def parse_intervention(text):
+    """One spec ("ablate-write layer=1 tokens=40") as a dict: kind, then its fields parsed."""
+    source = f'intervention "{text}"'
+    kind, *pairs = text.split()
+    if kind not in INTERVENTION_KEYS:
+        raise InterventionError(f"{source}: \"{kind}\" is not an intervention of this tool ({', '.join(INTERVENTION_KEYS)}; ablate-path: mamba-scope inspect)")
+    fields = dict(p.split("=", 1) for p in pairs if "=" in p)
+    if len(fields) != len(pairs) or set(fields) - set(INTERVENTION_KEYS[kind]):
+        raise InterventionError(f"{source}: {kind} takes {', '.join(INTERVENTION_KEYS[kind])} as key=value")
+    i = {"kind": kind}
+    try:
+        i["layer"] = int(fields["layer"])
+        if "tokens" in INTERVENTION_KEYS[kind]:
+            i["tokens"] = _positions(source, fields["tokens"])
+        if kind in ("zero-state", "patch-state"):
+            i["token"] = int(fields["token"])
+        if kind == "scale-delta":
+            i["factor"] = float(fields["factor"])
+            if "channels" in fields:
+                i["channels"] = _positions(source, fields["channels"])
+        if kind == "knockout":
+            i["from"], i["to"] = int(fields["from"]), int(fields["to"])
+        if kind == "steer":
+            file, _, key = fields["vector"].rpartition(":")
+            if not file or not key:
+                raise InterventionError(f"{source}: needs vector=FILE:KEY (a tensor of d_model values in a safetensors file)")
+            i["vector"], i["scale"] = (file, key), float(fields.get("scale", 1))
+        if kind == "patch-state":
+            i["from"] = fields["from"]
+    except KeyError as missing:
+        raise InterventionError(f"{source}: needs {missing.args[0]}=…") from None
+    except ValueError as err:
+        if isinstance(err, InterventionError):
+            raise
+        raise InterventionError(f"{source}: {err}") from None
+    return i
+
+
+def _number(v):
+    """A number as JavaScript's String() writes it, for the metadata mamba-scope writes."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _list(values):
+    return ",".join(str(v) for v in values)
+
+
+def describe_intervention(i):
+    """The line mamba-scope's describeIntervention writes into a dump's metadata."""
+    k, layer = i["kind"], i["layer"]
+    if k == "ablate-write":
+        return f"ablate-write layer={layer} tokens={_list(i['tokens'])}"
+    if k == "scale-delta":
+        channels = f" channels={_list(i['channels'])}" if "channels" in i else ""
+        return f"scale-delta layer={layer} tokens={_list(i['tokens'])} factor={_number(i['factor'])}{channels}"
+    if k == "zero-state":
+        return f"zero-state layer={layer} token={i['token']}"
+    if k == "knockout":
+        return f"knockout layer={layer} from={i['from']} to={i['to']}"
+    if k == "steer":
+        return f"steer layer={layer} tokens={_list(i['tokens'])} vector={i['vector'][0]}:{i['vector'][1]} scale={_number(i['scale'])}"
+    return f"patch-state layer={layer} token={i['token']} from={i['from']}"
+
+
+class StatePatch:
+    def __init__(self, token, h, conv):
+        self.token, self.h, self.conv = token, h, conv
+
+
+class LayerEdit:
+    """What one layer is told to change, positions resolved (mamba-scope's interventions.ts LayerEdit)."""
+
+    def __init__(self):
+        self.no_write, self.reset = set(), set()
+        self.knockout = None  # (source token, first output position)
+        self.patch = None
+        self.delta_scale = []  # (tokens, factor, columns or None)
+        self.steer = []  # (tokens, vector [H] float64, scale)
+
+
+def _state_patch(source, i, token, mixer):
+    """patch-state's state and conv context after `token` in layer i["layer"] of the dump i["from"]
+    (written by mamba-scope inspect --states-at: h and conv_state at h_tokens)."""
+    layer, path = i["layer"], i["from"]
+    redo = f"write it with mamba-scope inspect --states-at {token}"
+    with safe_open(path, framework="pt") as f:
+        names = set(f.keys())
+        if f"layers.{layer}.h_tokens" not in names:
+            raise InterventionError(f"{path}: has no states of layer {layer} (layers.{layer}.h_tokens): {redo}")
+        tokens = f.get_tensor(f"layers.{layer}.h_tokens").tolist()
+        if token not in tokens:
+            raise InterventionError(f"{path}: holds layer {layer}'s state after tokens {', '.join(map(str, tokens))}, not after token {token}: {redo}")
+        if f"layers.{layer}.conv_state" not in names:
+            raise InterventionError(f"{path}: has no layers.{layer}.conv_state (the conv context patch-state also replaces): {redo}")
+        row = tokens.index(token)
+        h, conv = (f.get_tensor(f"layers.{layer}.{n}")[row].to(torch.float64) for n in ("h", "conv_state"))
+    A, conv_dim, d_inner = mixer.A_log, mixer.conv1d.weight.shape[0], mixer.out_proj.weight.shape[1]
+    groups = getattr(mixer, "n_groups", getattr(mixer, "ngroups", 1))
+    state = tuple(A.shape) if A.dim() == 2 else (A.shape[0], d_inner // A.shape[0], (conv_dim - d_inner) // (2 * groups))
+    context = (mixer.conv1d.weight.shape[2] - 1, conv_dim)
+    if tuple(h.shape) != state or tuple(conv.shape) != context:
+        raise InterventionError(f"{path}: layer {layer}'s h {list(h.shape)} and conv_state {list(conv.shape)} per token; this model's are {list(state)} and {list(context)}: a dump of another model shape")
+    return StatePatch(token, h, conv)
+
+
+def layer_edits(interventions, length, mixers):
+    """The edits each layer gets, checked against the model (`mixers`: its Mamba mixers) and the
+    sample; steer vectors and patch states read from their files."""
+    edits = {}
+    for i in interventions:
+        source = f'intervention "{describe_intervention(i)}"'
+        layer = i["layer"]
+        if not 0 <= layer < len(mixers):
+            raise InterventionError(f"{source}: layer {layer} is outside the model's {len(mixers)} layers")
+
+        def at(t):
+            q = t + length if t < 0 else t
+            if not 0 <= q < length:
+                raise InterventionError(f"{source}: token {t} is outside the {length}-token sample")
+            return q
+
+        e = edits.setdefault(layer, LayerEdit())
+        k = i["kind"]
+        if k == "ablate-write":
+            e.no_write.update(at(t) for t in i["tokens"])
+        elif k == "zero-state":
+            e.reset.add(at(i["token"]))
+        elif k == "scale-delta":
+            width = mixers[layer].A_log.shape[0]  # Δ's columns: Mamba-1's channels, Mamba-2's heads
+            bad = [c for c in i.get("channels", []) if not 0 <= c < width]
+            if bad:
+                raise InterventionError(f"{source}: channel {bad[0]} is outside Δ's {width} columns")
+            e.delta_scale.append(({at(t) for t in i["tokens"]}, i["factor"], set(i["channels"]) if "channels" in i else None))
+        elif k == "knockout":
+            if e.knockout is not None:
+                raise InterventionError(f"{source}: layer {layer} already has a knockout: one per layer")
+            s, t0 = at(i["from"]), at(i["to"])
+            if t0 < s:
+                raise InterventionError(f"{source}: to={i['to']} comes before from={i['from']}: token s only reaches later positions")
+            e.knockout = (s, t0)
+        elif k == "steer":
+            file, key = i["vector"]
+            with safe_open(file, framework="pt") as f:
+                if key not in f.keys():
+                    raise InterventionError(f"{file}: has no tensor \"{key}\"")
+                vector = f.get_tensor(key).reshape(-1).to(torch.float64)
+            width = mixers[layer].in_proj.weight.shape[1]
+            if vector.numel() != width:
+                raise InterventionError(f"{source}: the vector {key} has {vector.numel()} values; the stream has d_model {width}")
+            e.steer.append(({at(t) for t in i["tokens"]}, vector, i["scale"]))
+        else:
+            if e.patch is not None:
+                raise InterventionError(f"{source}: layer {layer} already has a patch-state: one per layer")
+            e.patch = _state_patch(source, i, at(i["token"]), mixers[layer])
+    for layer, e in edits.items():
+        if e.patch is not None and e.patch.token in e.reset:
+            raise InterventionError(f"layer {layer}: has both a zero-state and a patch-state at token {e.patch.token}: choose one")
+    return edits
+
+
+def scaled_delta(delta, edit):
+    """Δ [L, columns] with the edit's scalings (scale-delta), a copy; Δ itself without any."""
+    if edit is None or not edit.delta_scale:
+        return delta
+    delta = delta.clone()
+    for tokens, factor, columns in edit.delta_scale:
+        cols = sorted(columns) if columns is not None else slice(None)
+        for t in tokens:
+            delta[t, cols] *= factor
+    return delta
+
+
+def mixer_output(mixer, t):
+    """The mixer's output (out_proj) from its float64 internals: Mamba-1 y ⊙ silu(z); Mamba-2
+    through its gated RMSNorm, as transformers computes it (over all of d_inner)."""
+    gated = t["y"] * F.silu(t["z"])
+    if mixer.A_log.dim() == 1:
+        eps = getattr(mixer.norm, "variance_epsilon", getattr(mixer.norm, "eps", None))
+        gated = gated * torch.rsqrt(gated.pow(2).mean(-1, keepdim=True) + eps) * _f64(mixer.norm.weight)
+    return _linear(gated, mixer.out_proj)
+
+
+def edited_forward(mixer, edit):
+    """A forward for a mixer with interventions: the layer recomputed in float64 from its input with
+    the edits (layer_internals), its output returned in the model's dtype. The model's own kernels
+    cannot be told to drop a write or replace a state."""
+
+    def forward(hidden_states, *_args, **_kwargs):
+        cap = Capture()
+        cap.keep("mixer_in", hidden_states)
+        _kind, internals, _names = layer_internals(mixer, cap, hidden_states.shape[1], set(), edit)
+        return mixer_output(mixer, internals).to(hidden_states.device, hidden_states.dtype)[None]
+
+    return forward
+
+
+def apply_edits(layers, edits):
+    """Installs the edits (steering on the stream entering a layer, the rest in its mixer); returns
+    an undo function."""
+    handles, edited = [], []
+    for index, e in edits.items():
+        layer = layers[index]
+        if e.steer:
+
+            def steer(_m, args, kwargs, e=e):
+                hs = _hidden_arg(args, kwargs)
+                hs = hs.clone()
+                for tokens, vector, scale in e.steer:
+                    for t in tokens:
+                        hs[0, t] += (scale * vector).to(hs.device, hs.dtype)
+                return ((hs,) + tuple(args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hs})
+
+            # Before the dump's own hooks, so hidden_in is the steered stream, as mamba-scope records it.
+            handles.append(layer.register_forward_pre_hook(steer, with_kwargs=True, prepend=True))
+        if e.no_write or e.reset or e.knockout or e.patch or e.delta_scale:
+            layer.mixer.forward = edited_forward(layer.mixer, e)
+            edited.append(layer.mixer)
+
+    def undo():
+        for h in handles:
+            h.remove()
+        for mixer in edited:
+            del mixer.forward
+
+    return undo
 
 
 # --- hybrid families (transformers) -------------------------------------------------------------
@@ -496,11 +809,13 @@ def _resolve(positions, length):
 
 
 @torch.no_grad()
-def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metadata=None, attention_pattern=False):
+def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metadata=None, attention_pattern=False, interventions=()):
     """Runs `model` on `input_ids` (a list or 1-D tensor) and writes the dump to `path`.
 
     attention_pattern: also write attention layers' softmax weights (hybrid models loaded with
     attn_implementation="eager"; other attention implementations do not return them).
+    interventions: specs as `mamba-scope inspect --intervene` takes them (pure Mamba models): the
+    dump is of the intervened run, its metadata "interventions" as mamba-scope writes it.
     """
     ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1)
     length = ids.shape[1]
@@ -508,7 +823,12 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     family = hybrid_family(model)
+    specs = [parse_intervention(i) if isinstance(i, str) else i for i in interventions]
+    if specs and family:
+        raise InterventionError(f"{family}: interventions run on pure Mamba models here; a hybrid's run in mamba-scope inspect --intervene")
+    edits = layer_edits(specs, length, [layer.mixer for layer in find_layers(model)]) if specs else {}
     captures, handles = attach_hybrid(model) if family else attach(model)
+    undo = apply_edits(find_layers(model), edits) if edits else lambda: None
     try:
         try:
             output = model(input_ids=ids.to(device), use_cache=False)
@@ -517,6 +837,7 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
     finally:
         for handle in handles:
             handle.remove()
+        undo()
     logits = output.logits if hasattr(output, "logits") else output[0]
     tensors = {"input_ids": ids[0].to(torch.int32).cpu(), "logits": logits[0].float().cpu()}
     recomputed, not_captured = {}, {}
@@ -533,7 +854,7 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
         else:
             if cap.get("mixer_in") is None:
                 raise RuntimeError(f"layer {i}: the mixer hook never fired (is this a Mamba model?)")
-            model_kind, internals, names = layer_internals(layer.mixer, cap, length, at)
+            model_kind, internals, names = layer_internals(layer.mixer, cap, length, at, edits.get(i))
             H = cap.get("mixer_in").shape[-1]
             for name in ("hidden_in", "out", "hidden_out"):
                 internals[name] = _ld(cap.get(name), length, H)
@@ -553,6 +874,7 @@ def dump_model(model, input_ids, path, states_at=(-1,), tokens=None, extra_metad
         "tokens": json.dumps(tokens if tokens is not None else [str(int(t)) for t in ids[0]]),
         "source": f"tools/dump_mamba.py hooks on {type(model).__name__} (torch {torch.__version__}, {device})",
         "recomputed": json.dumps(recomputed),
+        **({"interventions": json.dumps([describe_intervention(i) for i in specs], ensure_ascii=False, separators=(",", ":"))} if specs else {}),
         **(extra_metadata or {}),
     }
     if family:
@@ -623,13 +945,17 @@ def main(argv=None):
     p.add_argument("--mamba-ssm", action="store_true")
     p.add_argument("--allow-tf32", action="store_true")
     p.add_argument("--attention", action="store_true", help="hybrid models: also write attn_pattern (loads eager attention)")
+    p.add_argument("--intervene", action="append", default=[], help='an intervention, as mamba-scope inspect --intervene takes it (repeatable; pure Mamba models): "ablate-write layer=1 tokens=40"')
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
     torch.backends.cudnn.allow_tf32 = args.allow_tf32
     model = _load_model(args.model, getattr(torch, args.dtype), args.device, args.mamba_ssm, args.attention)
     ids, tokens = _input(args)
     states = [int(s) for s in args.states.split(",")] if args.states else []
-    tensors, metadata = dump_model(model, ids, args.out, states, tokens, attention_pattern=args.attention)
+    try:
+        tensors, metadata = dump_model(model, ids, args.out, states, tokens, attention_pattern=args.attention, interventions=args.intervene)
+    except InterventionError as err:
+        sys.exit(f"dump_mamba: {err}")
     missing = f", not captured {metadata['not_captured']}" if "not_captured" in metadata else ""
     print(f"wrote {args.out}: {len(ids)} tokens, {len(tensors)} tensors, model {metadata['model']}, dtype {metadata['dtype']}, recomputed {metadata['recomputed']}{missing}")
 
