@@ -148,7 +148,7 @@ describe('patch-state refusals', () => {
 
   it('names the dump and the problem in one line', async () => {
     await assert.rejects(read(m1, 'patch-state layer=1 token=5 from=run.safetensors', dump), /^MambaScopeError: run\.safetensors: holds layer 1's state after tokens 4, not after token 5: write it with the float64 reference's inspect --states-at 5$/m);
-    await assert.rejects(read(m2, 'patch-state layer=1 token=4 from=run.safetensors', dump), /run\.safetensors: layers\.1\.h is \[1, 256, 16\]; layer 1 of this model needs \[1, 8, 32, 16\]: a dump of another model shape/);
+    await assert.rejects(read(m2, 'patch-state layer=1 token=4 from=run.safetensors', dump), /run\.safetensors: layers\.1\.h is \[1, 256, 16\]; layer 1 of this model needs \[1, 8, 32, 32\]: a dump of another model shape/);
     const noConv = new MemoryTensorStore('old.safetensors', new Map(await Promise.all(dump.names().filter((n) => !n.endsWith('conv_state')).map(async (n) => [n, await dump.readNative(n)] as const))));
     await assert.rejects(read(m1, 'patch-state layer=0 token=4 from=old.safetensors', noConv), /old\.safetensors: has no layers\.0\.conv_state \(the conv context patch-state also replaces\)/);
     await assert.rejects(read(m1, 'patch-state layer=0 token=4 from=none', new MemoryTensorStore('none', new Map())), /none: has no states of layer 0 \(layers\.0\.h_tokens\): write it/);

@@ -8,6 +8,7 @@ import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
 import { interventionEffect } from '../../engine/analysis/effect';
 import { layerEdits } from '../../engine/interventions';
+import { editedModel } from '../../engine/interventionInputs';
 import { referenceForward } from '../../engine/reference/forward';
 import { stateSize } from '../../engine/model/config';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
@@ -129,12 +130,13 @@ export const forgotten: Command = {
       await budget.phase('causal', forgottenCount, (tick) => {
         // The forward above already holds the clean logits.
         const clean = forward.logits!;
+        const edited = editedModel(model.config);
         let done = 0;
         report.layers = report.layers.map((l) => ({
           layer: l.layer,
           tokens: l.tokens.map((t) => {
             if (t.forgottenAt === null) return t;
-            const edits = layerEdits([{ kind: 'ablate-write', layer: l.layer, tokens: [t.index] }], L, { layers: model.config.nLayer, deltaColumns: channels, dModel: model.config.dModel });
+            const edits = layerEdits([{ kind: 'ablate-write', layer: l.layer, tokens: [t.index] }], L, edited);
             const kl = interventionEffect(clean, referenceForward(model, encoded.ids, { layers: [], edits }).logits!, encoded.ids).kl.subarray(t.forgottenAt);
             const effect = kl.reduce((a, b) => a + b, 0) / kl.length;
             tick(++done);
