@@ -140,6 +140,7 @@ const PURE: readonly Case[] = [
   [['scale-delta layer=1 tokens=60 factor=0'], 60],
   [['zero-state layer=1 token=127'], 127],
   [['knockout layer=1 from=100 to=140'], 140],
+  [['knockout layer=0 from=131 to=150'], 150],
   [['knockout layer=0 from=30 to=30', 'zero-state layer=0 token=90', 'ablate-write layer=0 tokens=50'], 30],
   [['steer layer=1 tokens=2,3 vector=v.safetensors:v scale=0.5'], 2],
   [['patch-state layer=1 token=70 from=clean.safetensors'], 70],

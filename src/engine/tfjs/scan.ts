@@ -108,13 +108,15 @@ function gatherStates(states: tf.Tensor, chunkStart: number, slots: readonly (nu
 /**
  * Runs `chunkStep` over chunks of tokens, carrying the last state; concatenates the chunk
  * outputs and the captured states (in the order of statesAt, whatever the order of the chunks).
+ * `from`: a pass whose states are zero before this token starts there, its outputs before it
+ * zero (a knockout's pass, over its source's write alone).
  */
-function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: number, carry: tf.Tensor | null, capture: (states: tf.Tensor) => void) => { y: tf.Tensor; last: tf.Tensor }) {
+function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: number, carry: tf.Tensor | null, capture: (states: tf.Tensor) => void) => { y: tf.Tensor; last: tf.Tensor }, from = 0) {
   const ys: tf.Tensor[] = [];
   const hs: tf.Tensor[] = [];
   const slots = stateSlots(statesAt, L);
   let carry: tf.Tensor | null = null;
-  for (let start = 0; start < L; start += CHUNK) {
+  for (let start = from; start < L; start += CHUNK) {
     const T = Math.min(CHUNK, L - start);
     const prev: tf.Tensor | null = carry;
     const result: { y: tf.Tensor; last: tf.Tensor } = tf.tidy(() => chunkStep(start, T, prev, (states) => gatherStates(states, start, slots, hs)));
@@ -123,6 +125,7 @@ function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: 
     ys.push(result.y);
   }
   (carry as tf.Tensor | null)?.dispose();
+  if (from > 0) ys.unshift(tf.zeros([from, ...ys[0].shape.slice(1)]));
   const y = tf.concat(ys, 0);
   const h = hs.length ? tf.concat(hs, 0) : undefined;
   ys.forEach((t) => t.dispose());
@@ -140,6 +143,8 @@ interface PairMasks {
   readonly y?: Float32Array;
   /** Added to b at `token` (where a and b are zero): the state after that token is `h`. */
   readonly state?: { readonly token: number; readonly h: Float32Array };
+  /** b is zero before this token, and so are the states: the pass starts there. */
+  readonly from?: number;
 }
 
 /**
@@ -166,7 +171,7 @@ function knockoutMasks(L: number, main: PairMasks, ko: NonNullable<ScanEdit['kno
   const b = new Float32Array(L);
   b[ko.source] = main.b?.[ko.source] ?? 1;
   const y = new Float32Array(L).fill(1, ko.from);
-  return { a: main.a, b, y };
+  return { a: main.a, b, y, from: ko.source };
 }
 
 /** x times the chunk's rows of `mask` (x itself without one), broadcast over x's other axes. */
@@ -212,7 +217,7 @@ export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt, ...edit
     capture(states);
     const y = masked(tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
-  });
+  }, masks.from);
   const scanned = editedPasses(pass, L, statesAt, edits);
   A3.dispose();
   const y = tf.tidy(() => tf.add(scanned.y, tf.mul(u, tf.reshape(D, [1, Dd]))) as tf.Tensor2D);
@@ -238,7 +243,7 @@ export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, stat
     capture(states);
     const y = masked(tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
-  });
+  }, masks.from);
   const scanned = editedPasses(pass, L, statesAt, edits);
   const y = tf.tidy(() => {
     const skip = tf.reshape(tf.mul(tf.reshape(x, [L, heads, P]), tf.reshape(D, [1, heads, 1])), [L, heads * P]);
