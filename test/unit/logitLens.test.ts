@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { isLanguageModel, type LanguageModel } from '../../src/engine/model/graph';
-import { loadModelFolder } from '../../src/engine/model/load';
+import { openCheckpoint } from '../../src/engine/formats/checkpoint';
+import { loadModelFolder, openModel } from '../../src/engine/model/load';
 import { predictionsFromLogits } from '../../src/engine/predictions';
-import { referenceForward, referenceLayers } from '../../src/engine/reference/forward';
+import { referenceForward, referenceForwardStreamed, referenceLayers } from '../../src/engine/reference/forward';
 import { NodeFolderStore } from '../../src/node/files';
 import { fixture } from './fixtures';
 
@@ -51,6 +52,9 @@ for (const [folder, epsKey, scaleOf] of [
       const last = predictionsFromLogits(r.logits!, ids, 3);
       assert.deepEqual([...r.layers.at(-1)!.lens!.ids], [...last.ids], 'the last layer is the model');
       assert.equal(referenceForward(model, ids, { layers: [0] }).layers[0].lens, undefined, 'none unless asked');
+      const files = new NodeFolderStore(fixture(...folder));
+      const streamed = await referenceForwardStreamed(await openModel(model.config, await openCheckpoint(files), 'float64'), ids, { logitLens: 3 });
+      assert.deepEqual(streamed.layers.map((l) => l.lens), r.layers.map((l) => l.lens), 'the streamed forward has the same lens');
       assert.throws(() => referenceLayers(model, { shape: [1, model.config.dModel], data: new Float64Array(model.config.dModel) }, { logitLens: 3 }), /the simplified block has not/);
     });
   });
