@@ -11,6 +11,16 @@ import assert from 'node:assert/strict';
 import { interventionEffect, type Effect } from '../../src/engine/analysis/effect';
 import { ablationSweep } from '../../src/engine/analysis/sweep';
 import { NpyFile } from '../../src/engine/formats/npy';
+import { buildDump } from '../../src/engine/formats/dump';
+import { encodeSafetensors } from '../../src/engine/formats/safetensors';
+import { openTensorFile } from '../../src/engine/formats/tensorFile';
+import { readInterventionInputs } from '../../src/engine/interventionInputs';
+import { parseIntervention } from '../../src/engine/interventions';
+import { interventionInputsMessage } from '../../src/extension/messages';
+import { NodeFileSource } from '../../src/node/files';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MemorySource } from '../../src/engine/io';
 import { editedModel } from '../../src/engine/interventionInputs';
 import { layerEdits, type Intervention } from '../../src/engine/interventions';
@@ -32,11 +42,14 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
   let panel: Panel;
   let model: LanguageModel<'float64'>;
   let ids: Int32Array;
+  let tokenizer: Awaited<ReturnType<typeof loadModelParams>>['tokenizer'];
+  const dir = mkdtempSync(join(tmpdir(), 'ms-interventions-'));
+  const open = async (path: string) => openTensorFile(await NodeFileSource.open(path));
 
-  /** The float64 reference's effect of `interventions` and its intervened logits. */
-  function reference(interventions: Intervention[]): { effect: Effect; logits: ReturnType<typeof referenceForward>['logits'] } {
+  /** The float64 reference's effect of `interventions` (what they read from files read by the engine's reader) and its intervened logits. */
+  function reference(interventions: Intervention[], inputs: Awaited<ReturnType<typeof readInterventionInputs>> = new Map()): { effect: Effect; logits: ReturnType<typeof referenceForward>['logits'] } {
     const clean = referenceForward(model, ids, { layers: [] });
-    const run = referenceForward(model, ids, { layers: [], edits: layerEdits(interventions, ids.length, editedModel(model.config)) });
+    const run = referenceForward(model, ids, { layers: [], edits: layerEdits(interventions, ids.length, editedModel(model.config), inputs) });
     return { effect: interventionEffect(clean.logits!, run.logits!, ids), logits: run.logits };
   }
 
@@ -81,8 +94,9 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     model = (await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float64')) as LanguageModel<'float64'>;
     panel = await Panel.open();
     await panel.notify('setSettings', SETTINGS);
-    const { params, tokenizer } = await loadModelParams(TINY_MODEL, 'tiny');
-    await panel.request('loadModel', params);
+    const loaded = await loadModelParams(TINY_MODEL, 'tiny');
+    tokenizer = loaded.tokenizer;
+    await panel.request('loadModel', loaded.params);
     const run = runParams('run-i', 'tiny', TEXT, tokenizer, { backend: 'cpu', memoryLimitMB: 1200 });
     ids = new Int32Array(run.ids.slice(0));
     assert.ok(ids.length > S + 10, `the sample has ${ids.length} tokens`);
@@ -95,7 +109,20 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
   after(async () => {
     assert.deepEqual(panel?.errors ?? [], []);
     await panel?.close();
+    rmSync(dir, { recursive: true, force: true });
   });
+
+  /** Runs a spec whose file the fake host's picker gives (read in Node by the host's own reader), from the form. */
+  async function runWithFile(kind: 'steer' | 'patch-state', spec: string, pick: { file: string; key?: string }, fill: Record<string, string>): Promise<void> {
+    const [input] = await interventionInputsMessage([spec], ids.length, model.config, open);
+    await panel.offerInterventionFiles(pick, { [spec]: input });
+    await panel.page.selectOption('.view-interventions .intervention-kind', kind);
+    for (const [field, value] of Object.entries(fill)) await panel.page.fill(`.view-interventions .intervention-${field}`, value);
+    await panel.page.click('.view-interventions button[data-action="pick-file"]');
+    await panel.page.waitForFunction((f) => document.querySelector('.view-interventions .intervention-file-name')?.textContent?.startsWith(f), pick.file.split('/').pop()!);
+    await panel.page.click('.view-interventions button[data-action="run"]');
+    await panel.page.waitForFunction((sp) => document.querySelector('.view-interventions .intervention-result')?.getAttribute('data-spec') === sp, spec, { timeout: 60_000 });
+  }
 
   it('a right-click → “Ablate its write” in layer 1 colours the strip by KL from the ablated token on, equal to the float64 reference', async () => {
     await panel.page.keyboard.press('ArrowDown'); // layer 1
@@ -211,6 +238,65 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     assert.equal(listed.length, 10);
     listed.forEach((p, j) => assert.ok(Math.abs(p - lens.probs[S * 10 + j]) <= 1.5e-3, `top ${j} of layer ${layer} after ${S}: ${p} vs ${lens.probs[S * 10 + j]}`));
   });
+
+  it('steers with a vector file the host’s picker gave (read by the host’s reader): the effect is the reference’s with that vector', async () => {
+    const file = join(dir, 'steer.safetensors');
+    const vector = Float32Array.from({ length: model.config.dModel }, (_, j) => Math.sin(j * 0.7));
+    writeFileSync(file, encodeSafetensors([{ name: 'direction', tensor: { shape: [vector.length], data: vector } }]));
+    const spec = `steer layer=1 tokens=20 vector=${file}:direction scale=2`;
+    await runWithFile('steer', spec, { file, key: 'direction' }, { layer: '1', tokens: '20', scale: '2' });
+    const interventions = [parseIntervention(spec)];
+    const want = reference(interventions, await readInterventionInputs(interventions, ids.length, model.config, open)).effect;
+    const got = await stripEffect();
+    assert.equal(want.firstChanged, 20);
+    assert.deepEqual(got.first, [20]);
+    for (let t = 0; t < ids.length; t++) close(got.kl[t], want.kl[t], `steered KL at ${t}`);
+  });
+
+  it('patches the state from another run’s dump (inspect --states-at): the effect is the reference’s with that patch', async () => {
+    const other = tokenizer.encode('while True:\n    pass\n# a different sample of code\nx = [i for i in range(10)]\n').ids;
+    const run = referenceForward(model, other, { statesAt: [15], layers: [0] });
+    const { entries, metadata } = buildDump({ inputIds: Int32Array.from(other), pieces: Array.from(other, String), result: run, metadata: {} });
+    const f32 = entries.map((e) => ({ name: e.name, tensor: e.tensor.data instanceof Float64Array ? { shape: e.tensor.shape, data: Float32Array.from(e.tensor.data) } : e.tensor }));
+    const file = join(dir, 'patch.safetensors');
+    writeFileSync(file, encodeSafetensors(f32, metadata));
+    const spec = `patch-state layer=0 token=15 from=${file}`;
+    await runWithFile('patch-state', spec, { file }, { layer: '0', token: '15' });
+    const interventions = [parseIntervention(spec)];
+    const want = reference(interventions, await readInterventionInputs(interventions, ids.length, model.config, open)).effect;
+    const got = await stripEffect();
+    assert.ok(want.firstChanged !== null && want.firstChanged >= 15, `the reference changes from ${want.firstChanged}`);
+    assert.deepEqual(got.first, [want.firstChanged]);
+    for (let t = 0; t < ids.length; t++) close(got.kl[t], want.kl[t], `patched KL at ${t}`);
+  });
+
+  it('a sweep cancelled from the header stops, keeps the cells it did, and says so', async () => {
+    await panel.page.click('vscode-tab-header[data-view="sweep"]');
+    await panel.page.fill('.view-sweep .sweep-tokens', 'all');
+    await panel.page.click('.view-sweep button[data-action="sweep"]');
+    await panel.page.waitForSelector('.view-sweep [aria-label*="ablation sweep:"][aria-label*=" of "]');
+    await panel.page.waitForFunction(() => /, [1-9]\d* of \d+ cells/.test(document.querySelector('.view-sweep [aria-label^="ablation sweep:"]')?.getAttribute('aria-label') ?? ''));
+    await panel.page.click('.job-bar .job-cancel');
+    await panel.page.waitForFunction(() => document.querySelector('.panel-header .status')?.textContent === 'sweep: cancelled');
+    const label = (await panel.page.getAttribute('.view-sweep [aria-label^="ablation sweep:"]', 'aria-label')) ?? '';
+    const [, done, total] = /, (\d+) of (\d+) cells/.exec(label)!.map(Number);
+    assert.equal(total, 2 * ids.length);
+    assert.ok(done >= 1 && done < total, `${done} of ${total} cells kept`);
+    assert.equal(await panel.page.isHidden('.job-bar'), true);
+  });
+
+  it('refuses an intervention whose two [L, V] logits do not fit beside the inspection, with the numbers', async () => {
+    const long = runParams('run-small', 'tiny', TEXT.repeat(3), tokenizer, { backend: 'cpu', memoryLimitMB: 1 });
+    await panel.request('run', long);
+    await panel.page.click('vscode-tab-header[data-view="interventions"]');
+    await panel.page.selectOption('.view-interventions .intervention-kind', 'ablate-write');
+    await panel.page.fill('.view-interventions .intervention-tokens', '3');
+    await panel.page.click('.view-interventions button[data-action="run"]');
+    await panel.page.waitForFunction(() => (document.querySelector('.view-interventions .intervention-problem')?.textContent ?? '') !== '');
+    const L = long.tokens.length;
+    const problem = (await panel.page.locator('.view-interventions .intervention-problem').textContent()) ?? '';
+    assert.match(problem, new RegExp(`^an intervention: needs the clean and the intervened next-token distributions, 2 × ${L} tokens × 1024 × 4 bytes = ${Math.ceil((8 * L * 1024) / 1e6)} MB, and \\d+ MB are left of mambaScope\\.runMemoryLimitMB \\(1 MB\\)`));
+  });
 });
 
 describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, SwiftShader)', function () {
@@ -249,4 +335,3 @@ describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, Sw
     assert.match(await panel.page.locator('.view-sweep .sweep-estimate').textContent() ?? '', /measured by the first\)$/);
   });
 });
-

@@ -57,6 +57,12 @@ export class Panel {
     await this.page.evaluate((u) => (window as unknown as { fakeHost: { offerTensors(u: string): Promise<void> } }).fakeHost.offerTensors(u), url);
   }
 
+  /** What the fake host's file picker answers for an intervention's file, and what it reads for each spec (spec → InterventionInputMessage). */
+  async offerInterventionFiles(pick: { file: string; key?: string } | null, inputs: Record<string, unknown>): Promise<void> {
+    const url = this.server.offer(inputs);
+    await this.page.evaluate(([p, u]) => (window as unknown as { fakeHost: { offerInterventionFiles(p: unknown, u: string): Promise<void> } }).fakeHost.offerInterventionFiles(p, u), [pick, url] as const);
+  }
+
   /** Notifications the webview sent so far, optionally of one method. */
   async notifications(method?: string): Promise<{ method: string; params: any }[]> {
     const all = await this.page.evaluate(() => (window as unknown as { fakeHost: { notifications: { method: string; params: unknown }[] } }).fakeHost.notifications);

@@ -65,6 +65,20 @@ rpc.handle('readWeight', async ({ name }) => {
   return (await fetchMessage(url)) as never;
 });
 
+/**
+ * The interventions' files, as the test set them up in Node with the host's own reader
+ * (messages.ts: interventionInputsMessage): what the file picker answers, and each spec's input.
+ */
+let picked: { file: string; key?: string } | null = null;
+const interventionInputs = new Map<string, unknown>();
+rpc.handle('pickInterventionFile', () => picked);
+rpc.handle('readInterventionInputs', ({ interventions }) =>
+  interventions.map((spec) => {
+    if (!interventionInputs.has(spec)) throw new Error(`the fake host has no input for "${spec}"`);
+    return interventionInputs.get(spec) as never;
+  }),
+);
+
 async function fetchOk(url: string): Promise<Response> {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
@@ -125,6 +139,12 @@ const fakeHost = {
   async offerTensors(url: string): Promise<void> {
     const m = (await fetchMessage(url)) as Record<string, unknown>;
     for (const [k, v] of Object.entries(m)) dumpTensors.set(k, v);
+  },
+  /** What the file picker answers next, and the inputs of the specs (a message the test server holds at `url`: spec → input). */
+  async offerInterventionFiles(pick: { file: string; key?: string } | null, url: string): Promise<void> {
+    picked = pick;
+    const m = (await fetchMessage(url)) as Record<string, unknown>;
+    for (const [spec, input] of Object.entries(m)) interventionInputs.set(spec, input);
   },
   rpc,
 };
