@@ -41,13 +41,13 @@ const session = new ComputeSession(
   (modelId) => rpc.notify('modelReleased', { modelId }),
   (modelId, name) => rpc.request('readWeight', { modelId, name }),
 );
-/** The host's last run request: what the interventions rerun. */
-let lastRun: RunParams | null = null;
+/** The host's last run request and its forward time: what the interventions rerun. */
+let lastRun: { params: RunParams; forwardMs: number } | null = null;
 const compute: InterventionCompute = new InterventionCompute(
   session,
   (): CurrentRun | null => {
     const data = app.current;
-    return lastRun && data?.inspection.id === lastRun.runId ? { params: lastRun, data } : null;
+    return lastRun && data?.inspection.id === lastRun.params.runId ? { ...lastRun, data } : null;
   },
   async (interventions, run) => {
     const messages = await rpc.request('readInterventionInputs', { modelId: run.params.modelId, tokens: run.data.inspection.length, interventions: interventions.map(describeIntervention) });
@@ -110,7 +110,7 @@ rpc.handle('run', async (params, ctx) => {
   }
   app.setStatus(`Running ${params.sampleName}…`);
   const { result, backend: info, forwardMs, note } = await session.run(params, ctx);
-  lastRun = params;
+  lastRun = { params, forwardMs };
   showBackend(info);
   const data = new PanelData(fromRun(params, result), session.model);
   app.show(data, settings.defaultLayer);

@@ -30,6 +30,8 @@ import type { PanelData } from '../panelData';
 export interface CurrentRun {
   readonly params: RunParams;
   readonly data: PanelData;
+  /** The inspection's own forward time (it also kept the internals: at least what a forward for logits takes). */
+  readonly forwardMs: number;
 }
 
 /** One intervention's effect on the outputs, against the clean run. */
@@ -55,6 +57,8 @@ export interface SweepResult {
   readonly meanDLoss: Float64Array;
   /** Cells computed; fewer than all when cancelled part way (the rest are NaN). */
   readonly done: number;
+  /** Run by the native engine's batched sweep on the GPU, rather than one forward per cell. */
+  readonly batched: boolean;
 }
 
 /** The logit lens: each layer's output stream through the final norm and lm_head. */
@@ -103,9 +107,14 @@ export class InterventionCompute {
 
   constructor(private readonly session: ComputeSession, private readonly current: () => CurrentRun | null, private readonly readInputs: ReadInputs) {}
 
-  /** Milliseconds of the last clean forward with logits: what a sweep's estimate multiplies. */
+  /** Milliseconds of a forward: the clean one for logits once timed, before that the inspection's own. */
   get forwardMs(): number | null {
-    return this.clean?.forwardMs ?? null;
+    return this.clean?.forwardMs ?? this.current()?.forwardMs ?? null;
+  }
+
+  /** Lets go of the clean logits (a new inspection is shown: they belong to the old one). */
+  forget(): void {
+    this.clean = null;
   }
 
   /** The inspection shown, or one line saying there is none (a dump has no model run to intervene on). */
@@ -149,14 +158,14 @@ export class InterventionCompute {
     const batched = await this.session.onNativeEngine(r.params.modelId, r.params.settings.backend, ctx, (model) =>
       webgpuAblationSweep(model, ids, { layers, tokens, checkCancelled: ctx.throwIfCancelled, onProgress: (done) => ctx.progress({ stage: 'sweep on the GPU', done, total: cells }) }));
     if (batched) {
-      const result = { runId: r.params.runId, layers, tokens, meanKl: batched.meanKl, meanDLoss: batched.meanDLoss, done: cells };
+      const result = { runId: r.params.runId, layers, tokens, meanKl: batched.meanKl, meanDLoss: batched.meanDLoss, done: cells, batched: true };
       onCell(result);
       return result;
     }
     this.checkLogitsFit(r, 'the sweep');
     const clean = await this.cleanLogits(r, ctx);
     const meanKl = new Float64Array(cells).fill(NaN), meanDLoss = new Float64Array(cells).fill(NaN);
-    const result = (done: number): SweepResult => ({ runId: r.params.runId, layers, tokens, meanKl, meanDLoss, done });
+    const result = (done: number): SweepResult => ({ runId: r.params.runId, layers, tokens, meanKl, meanDLoss, done, batched: false });
     const model = editedModel(languageConfig(r.data.model!));
     let done = 0;
     const start = performance.now();

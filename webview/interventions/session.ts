@@ -53,6 +53,7 @@ export class InterventionSession {
     if (runId === this.runId) return;
     this.runId = runId;
     this.cancel();
+    this.compute.forget();
     this.outcome = this.sweep = this.lens = null;
     this.causal.clear();
     this.changed();

@@ -83,7 +83,8 @@ class LogitLensView implements View {
     if (!lens) {
       this.drawn = null;
       this.heatmap.setData(null);
-      this.top.textContent = '';
+      const job = session.job;
+      this.top.textContent = job?.label === 'logit lens' ? 'Computing the logit lens…' : job ? `Waiting: ${job.label} runs; press Compute when it is done.` : 'Press Compute to run the logit lens.';
       return;
     }
     if (this.drawn?.lens !== lens) this.draw();

@@ -103,8 +103,8 @@ class SweepView implements View {
       const n = layers.length * tokens.length;
       const ms = this.ctx.interventions.compute.forwardMs;
       this.estimate.textContent = ms === null
-        ? `${n} cells: ${n + 1} forwards (the time per forward is measured by the first)`
-        : `${n} cells: about ${formatSeconds(((n + 1) * ms) / 1000)} (${Math.round(ms)} ms per forward, and the effect of each)`;
+        ? `${n} cells: ${n + 1} forwards`
+        : `${n} cells: at most about ${formatSeconds(((n + 1) * ms) / 1000)} (${n + 1} forwards of ${Math.round(ms)} ms; the native engine batches them)`;
       this.problem.textContent = '';
     } catch (e) {
       this.estimate.textContent = '';
@@ -138,7 +138,8 @@ class SweepView implements View {
     if (!r) return;
     const shown = this.values.value as Shown;
     const values = shown === 'kl' ? r.meanKl : r.meanDLoss;
-    this.heatmap.setLabels(`ablation sweep: ${VALUES[shown]}, ${r.done} of ${r.layers.length * r.tokens.length} cells`, shown === 'kl' ? 'mean KL' : 'mean Δloss', 'layer');
+    const how = r.batched ? 'batched on the GPU' : 'one forward per cell';
+    this.heatmap.setLabels(`ablation sweep: ${VALUES[shown]}, ${r.done} of ${r.layers.length * r.tokens.length} cells (${how})`, shown === 'kl' ? 'mean KL' : 'mean Δloss', 'layer');
     this.heatmap.setData({ data: values, width: r.tokens.length, height: r.layers.length, xStride: 1, yStride: r.tokens.length });
     this.drawn = { result: r, shown };
   }
