@@ -13,6 +13,8 @@ runs one forward pass and writes what the model computed, in the layout the exte
   layers.i.B, layers.i.C      [L, N] (Mamba-2: [L, groups·N])
   layers.i.y [L, D]           scan output including D·u, before the gate
   layers.i.h [T, D, N]        state after token t for t in layers.i.h_tokens [T] (Mamba-2: [T, heads, P, N])
+  layers.i.conv_state [T, K-1, C]  the conv's context after those tokens: the K - 1 inputs of the
+                              conv ending there (C = D; Mamba-2: x | B | C), what patch-state reads
   layers.i.out [L, H]         mixer output (out_proj) · layers.i.hidden_out [L, H] residual after the layer
   metadata: format "mamba-dump/1", layout "LD", model "mamba1"|"mamba2", dtype (the model's),
             tokens (JSON list of token strings), source, recomputed (see below)
@@ -64,7 +66,7 @@ Usage:
   --attention hybrid models: load eager attention and also write attn_pattern
   --intervene an intervention of docs/INTERVENTIONS.md, as mamba-scope inspect --intervene takes it
               (repeatable; pure Mamba models): ablate-write, scale-delta, zero-state, knockout,
-              steer, patch-state (from a mamba-scope dump with conv_state). A layer with an edit of
+              steer, patch-state (from a dump with conv_state: this tool's or mamba-scope's). A layer with an edit of
               its scan runs recomputed in float64 from its input with the edit (the model's kernels
               cannot be told to drop a write); steering adds to the stream entering the layer. The
               dump is of the intervened run, its metadata "interventions" as mamba-scope writes it,
@@ -247,6 +249,22 @@ def _causal_conv_silu(x, conv, patch=None):
     return F.silu(out)
 
 
+def conv_windows(x, K, at, patch=None):
+    """The conv's context after each token in `at` (sorted): [T, K - 1, C], the K - 1 pre-conv
+    inputs ending at the token, oldest first, as the next position reads them (zeros before the
+    start; a patch-state's rows where positions after its token read them): patch-state's source."""
+    padded = torch.cat([x.new_zeros(K - 1, x.shape[1]), x])  # row r is position r - (K - 1)
+    windows = []
+    for t in sorted(at):
+        rows = padded[t + 1 : t + K].clone()  # positions t - K + 2 ... t
+        if patch is not None and t >= patch.token:
+            for r, src in enumerate(range(t - K + 2, t + 1)):
+                if patch.token - K + 1 < src <= patch.token:
+                    rows[r] = patch.conv[src - patch.token + K - 2]
+        windows.append(rows)
+    return torch.stack(windows)
+
+
 def _scan_step(t, h, decay, write, edit, own):
     """One token of the scan with the layer's edits: the state after token t, and the knocked-out
     token's own term in it (`own`, None without a knockout). docs/INTERVENTIONS.md."""
@@ -354,6 +372,7 @@ def layer_internals(mixer, cap, length, at, edit=None):
         y, h = scan_mamba1(u, delta, A, B, C, D, at, edit)
         recomputed.append("y")
         model = "mamba1"
+        pre_conv = x
     else:
         heads = A.shape[0]
         d_inner = mixer.out_proj.weight.shape[1]
@@ -377,9 +396,11 @@ def layer_internals(mixer, cap, length, at, edit=None):
         y_rec, h = scan_mamba2(u, delta, A, B, C, D, groups, at, edit)
         y = _pick("y", _ld(cap.get("norm_in"), length, d_inner), y_rec, recomputed)
         model = "mamba2"
+        pre_conv = xbc_raw
     tensors = {"z": z, "u": u, "delta": delta, "B": B, "C": C, "y": y}
     if h is not None:
         tensors["h"] = h
+        tensors["conv_state"] = conv_windows(pre_conv, mixer.conv1d.weight.shape[2], at, patch)
     # Name the dump quantities that were recomputed, not the projections they come from.
     dump_names = {"in_proj": "z", "x_proj": "B, C", "dt_proj": "delta", "dt_layernorm": "delta", "b_layernorm": "B", "c_layernorm": "C"}
     names = {dump_names.get(r, r) for r in recomputed}

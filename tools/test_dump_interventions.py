@@ -8,7 +8,9 @@ the same specs on the same ids: every tensor both hold (logits, each layer's hid
 internals and states), as the normalized error max|a - b| / max|b|, the worst one reported. It
 also checks that the metadata "interventions" is the same, and reports how far the intervention
 moved the logits (ref: the reference's clean vs intervened; ours: dump_mamba's), so an
-intervention applied to neither side cannot pass unseen.
+intervention applied to neither side cannot pass unseen. "patch-state, torch source" patches
+from dump_mamba's own dump of the source run (its h and conv_state) instead of mamba-scope's, and
+is compared with the same reference dump.
 
 Needs torch, safetensors and transformers. Usage:
   python tools/test_dump_interventions.py --print-commands > make_refs.sh   # then run it where Node is
@@ -86,29 +88,34 @@ def main():
             model = AutoModelForCausalLM.from_pretrained(f"test/fixtures/{model_name}", dtype=torch.float32).to(device).eval()
             clean_ref = None
             clean_ours = None
-            for name, specs in cases(model_name, args.refs):
-                with safe_open(f"{args.refs}/{model_name}/{name}.safetensors", framework="pt") as f:
+            # dump_mamba's own dump of patch-state's source run: a patch source written in PyTorch.
+            source = os.path.join(args.out_dir, f"{model_name}.source.{device}.safetensors")
+            dump_model(model, SOURCE_IDS, source, states_at=[9])
+            torch_source = ("patch-state, torch source", [f"patch-state layer=1 token=9 from={source}"], "patch-state")
+            for name, specs, ref_name in [(n, sp, n) for n, sp in cases(model_name, args.refs)] + [torch_source]:
+                with safe_open(f"{args.refs}/{model_name}/{ref_name}.safetensors", framework="pt") as f:
                     ref = {k: f.get_tensor(k) for k in f.keys()}
                     ref_meta = f.metadata() or {}
-                out = os.path.join(args.out_dir, f"{model_name}.{name}.{device}.safetensors")
+                out = os.path.join(args.out_dir, f"{model_name}.{name.replace(', ', '-').replace(' ', '-')}.{device}.safetensors")
                 try:
                     ours, meta = dump_model(model, ref["input_ids"].tolist(), out, states_at=[int(s) for s in STATES.split(",")], interventions=specs)
                 except Exception as err:  # one broken case should not hide the others'
                     failed = True
-                    print(f"{model_name:12s} {device:4s} {name:13s} ERROR {type(err).__name__}: {err}")
+                    print(f"{model_name:12s} {device:4s} {name:25s} ERROR {type(err).__name__}: {err}")
                     continue
                 compared = [k for k in ref if k in ours and k != "input_ids" and not k.endswith("h_tokens")]
-                missing = sorted(k for k in ref if k not in ours and not k.endswith("conv_state"))
+                missing = sorted(k for k in ref if k not in ours)
                 errors = {k: rel_err(ours[k], ref[k]) for k in compared}
                 worst = max(errors, key=errors.get)
-                same_meta = json.loads(meta.get("interventions", "[]")) == json.loads(ref_meta.get("interventions", "[]"))
+                # The torch-source case names another file than the reference's: its spec is checked by the plain patch-state case.
+                same_meta = ref_name != name or json.loads(meta.get("interventions", "[]")) == json.loads(ref_meta.get("interventions", "[]"))
                 if name == "clean":
                     clean_ref, clean_ours = ref["logits"], ours["logits"]
                 moved = f"moved ref {rel_err(ref['logits'], clean_ref):.1e} ours {rel_err(ours['logits'], clean_ours):.1e}"
                 ok = errors[worst] <= args.tolerance and same_meta and not missing
                 failed |= not ok
                 notes = ("" if same_meta else " METADATA DIFFERS") + (f" missing {missing}" if missing else "")
-                print(f"{model_name:12s} {device:4s} {name:13s} {'PASS' if ok else 'FAIL'} worst {errors[worst]:.1e} ({worst}) logits {errors['logits']:.1e}, {len(compared)} tensors, {moved}{notes}")
+                print(f"{model_name:12s} {device:4s} {name:25s} {'PASS' if ok else 'FAIL'} worst {errors[worst]:.1e} ({worst}) logits {errors['logits']:.1e}, {len(compared)} tensors, {moved}{notes}")
     sys.exit(1 if failed else 0)
 
 
