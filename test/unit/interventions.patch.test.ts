@@ -155,5 +155,9 @@ describe('patch-state refusals', () => {
     await assert.rejects(read(jamba, 'patch-state layer=2 token=4 from=run.safetensors', dump), /layer 2 \(attention \+ MLP\) has no recurrent state to patch/);
     await assert.rejects(read(m1, 'patch-state layer=0 token=12 from=run.safetensors', dump), /token 12 is outside the 12-token sample/);
     assert.throws(() => parseIntervention('patch-state layer=0 token=3'), /needs from=DUMP/);
+    const [zero, patch, again] = ['zero-state layer=1 token=4', 'patch-state layer=1 token=4 from=run.safetensors', 'patch-state layer=1 token=4 from=run.safetensors'].map(parseIntervention);
+    const inputs = await readInterventionInputs([patch, again], ids.length, m1.config, async () => dump);
+    assert.throws(() => layerEdits([zero, patch], ids.length, editedModel(m1.config), inputs), /^MambaScopeError: layer 1: has both a zero-state and a patch-state at token 4: choose one$/);
+    assert.throws(() => layerEdits([patch, again], ids.length, editedModel(m1.config), inputs), /layer 1 already has a patch-state: one per layer/);
   });
 });
