@@ -32,6 +32,7 @@ import type { ViewSettings } from '../../src/protocol';
 import { NodeFolderStore } from '../../src/node/files';
 import { loadModelParams, runParams, TINY_MODEL } from './messages';
 import { Panel } from './panel';
+import { ROOT } from './server';
 
 const SETTINGS: ViewSettings = { backend: 'cpu', colormap: 'viridis', metric: 'delta', defaultLayer: 0, resetThreshold: 0.05 };
 const TEXT = 'def total(items):\n    s = 0\n    for x in items:\n        s += x\n    return s\n\nprint(total([1, 2, 3]))\n';
@@ -158,6 +159,26 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     assert.match(await panel.page.locator('.view-next .next-effect').textContent() ?? '', /^KL\(clean ‖ intervened\) /);
     const d = (await panel.request('describe', null)).views.next;
     assert.equal(d.shows, `intervened: ablate-write layer=1 tokens=${S}`);
+  });
+
+  it('a prediction clicked in the next-token view becomes the target: its probability before and after is the reference’s', async () => {
+    const t = S + 3;
+    const { clean } = await lists();
+    const id = clean[2].id;
+    await panel.page.click(`.view-next .predictions:not(.intervened) li[data-id="${id}"]`);
+    await panel.page.click('vscode-tab-header[data-view="interventions"]');
+    await panel.page.waitForFunction((want) => (document.querySelector('.view-interventions .intervention-target') as HTMLInputElement | null)?.value === want, `#${id}`);
+    await panel.page.selectOption('.view-interventions .intervention-kind', 'ablate-write');
+    await panel.page.fill('.view-interventions .intervention-layer', '1');
+    await panel.page.fill('.view-interventions .intervention-tokens', String(S));
+    await panel.page.click('.view-interventions button[data-action="run"]');
+    await panel.page.waitForFunction(() => /target /.test(document.querySelector('.view-next .next-effect')?.textContent ?? ''), null, { timeout: 60_000 });
+    const clean64 = referenceForward(model, ids, { layers: [] });
+    const want = interventionEffect(clean64.logits!, reference([{ kind: 'ablate-write', layer: 1, tokens: [S] }]).logits!, ids, id).target!;
+    const text = (await panel.page.locator('.view-next .next-effect').textContent()) ?? '';
+    const [, before, after] = /target .* (\d+\.\d+) % → (\d+\.\d+) %/.exec(text) ?? [];
+    assert.ok(Math.abs(Number(before) / 100 - want.clean[t]) <= 6e-4 && Math.abs(Number(after) / 100 - want.intervened[t]) <= 6e-4, `${text} vs float64 ${want.clean[t]} → ${want.intervened[t]}`);
+    assert.match(await panel.page.locator('.view-interventions .intervention-target-change').textContent() ?? '', new RegExp(`^Target .* after token ${t}: `));
   });
 
   it('the strip switches to Δloss (signed, diverging) and back to the metric', async () => {
@@ -333,3 +354,39 @@ describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, Sw
     got.data.forEach((v, k) => assert.ok(Math.abs(v - want.meanKl[k]) <= 2e-3 + 6e-4 * want.meanKl[k], `mean KL cell ${k}: GPU ${v}, float64 ${want.meanKl[k]}`));
   });
 });
+
+describe('ablate-path on a hybrid (Jamba) in Chromium (tfjs cpu)', function () {
+  it('replaces layer 2’s attention output by its mean over positions; the effect is the float64 reference’s', async () => {
+    const JAMBA = join(ROOT, 'test', 'fixtures', 'families', 'jamba');
+    const panel = await Panel.open({ withoutWebGpu: true });
+    try {
+      await panel.notify('setSettings', SETTINGS);
+      const { params, tokenizer } = await loadModelParams(JAMBA, 'jamba');
+      await panel.request('loadModel', params);
+      const run = runParams('jamba-i', 'jamba', TEXT, tokenizer, { backend: 'cpu', memoryLimitMB: 1200 });
+      const ids = new Int32Array(run.ids.slice(0));
+      await panel.request('run', run);
+      await panel.page.click('vscode-tab-header[data-view="interventions"]');
+      await panel.waitForView('interventions');
+      await panel.page.selectOption('.view-interventions .intervention-kind', 'ablate-path');
+      await panel.page.fill('.view-interventions .intervention-layer', '2');
+      await panel.page.selectOption('.view-interventions select[aria-label="Path"]', 'attention');
+      await panel.page.selectOption('.view-interventions select[aria-label="Replaced by"]', 'mean');
+      await panel.page.click('.view-interventions button[data-action="run"]');
+      const spec = 'ablate-path layer=2 path=attention mode=mean';
+      await panel.page.waitForFunction((sp) => document.querySelector('.view-interventions .intervention-result')?.getAttribute('data-spec') === sp, spec, { timeout: 60_000 });
+      const model = (await loadModelFolder(new NodeFolderStore(JAMBA), 'float64')) as LanguageModel<'float64'>;
+      const clean = referenceForward(model, ids, { layers: [] });
+      const ablated = referenceForward(model, ids, { layers: [], edits: layerEdits([parseIntervention(spec)], ids.length, editedModel(model.config)) });
+      const want = interventionEffect(clean.logits!, ablated.logits!, ids);
+      const kl = await panel.page.$$eval('.view-tokens .token', (spans) => spans.map((x) => Number((x as HTMLElement).dataset.kl)));
+      assert.equal(kl.length, ids.length);
+      kl.forEach((v, t) => assert.ok(Math.abs(v - want.kl[t]) <= 2e-3 + 6e-4 * want.kl[t], `KL at ${t}: panel ${v}, float64 ${want.kl[t]}`));
+      assert.ok(Math.max(...want.kl) > 1e-4, 'the ablation moves the outputs');
+      assert.deepEqual(panel.errors, []);
+    } finally {
+      await panel.close();
+    }
+  });
+});
+

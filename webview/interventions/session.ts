@@ -38,6 +38,8 @@ export class InterventionSession {
   readonly causal = new Map<string, CausalCheck>();
   /** The last request from the token strip's menu, taken by the Interventions view. */
   request: InterventionRequest | null = null;
+  /** The target token picked in the next-token view (a click on a prediction), for the Interventions form. */
+  target: number | null = null;
   private running: { job: Job; controller: AbortController } | null = null;
   private runId: string | null = null;
   private readonly listeners = new Set<() => void>();
@@ -71,6 +73,12 @@ export class InterventionSession {
   /** Asks the Interventions view to show (and, with `run`, start) an intervention. */
   ask(request: InterventionRequest): void {
     this.request = request;
+    this.changed();
+  }
+
+  /** A prediction clicked in the next-token view becomes the target whose probability the next intervention reports. */
+  pickTarget(id: number): void {
+    this.target = id;
     this.changed();
   }
 

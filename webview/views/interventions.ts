@@ -52,6 +52,7 @@ class InterventionsView implements View {
   /** The file the host's picker gave for a steer (with the vector's key) or a patch-state. */
   private file: { kind: 'steer' | 'patch-state'; file: string; key?: string } | null = null;
   private followed: { layer: number; token: number | null } | null = null;
+  private shownTarget: number | null = null;
 
   constructor(private readonly ctx: ViewContext) {
     this.element = el('div', 'interventions');
@@ -135,6 +136,9 @@ class InterventionsView implements View {
       this.followed = { layer: state.layer, token: state.token };
       this.fill({ layer: state.layer, token: state.token });
     }
+    const picked = this.ctx.interventions.target;
+    if (picked !== null && picked !== this.shownTarget) this.inputs.target.value = `#${picked}`;
+    this.shownTarget = picked;
     const request = this.ctx.interventions.request;
     if (request) {
       this.ctx.interventions.request = null;
@@ -260,7 +264,7 @@ class InterventionsView implements View {
     }
     const t = this.ctx.store.get().token;
     if (target && t !== null) {
-      rows.push(line(`Target ${vocabText(data, target.id)} after token ${t}: ${formatPercent(target.clean[t])} → ${formatPercent(target.intervened[t])} (Δlogit ${formatValue(target.dLogit[t])})`, 'intervention-target'));
+      rows.push(line(`Target ${vocabText(data, target.id)} after token ${t}: ${formatPercent(target.clean[t])} → ${formatPercent(target.intervened[t])} (Δlogit ${formatValue(target.dLogit[t])})`, 'intervention-target-change'));
     }
     this.result.replaceChildren(...rows);
     this.result.dataset.spec = o.specs.join('; ');

@@ -27,6 +27,7 @@ function predictionList(data: PanelData, top: readonly Prediction[], className: 
     label.textContent = `${vocabText(data, p.id)} ${formatPercent(p.prob)}`;
     li.append(bar, label);
     li.setAttribute('aria-label', `${vocabText(data, p.id)}: probability ${formatPercent(p.prob)}`);
+    li.title = 'Click: the target whose probability the next intervention reports';
     li.dataset.id = String(p.id);
     li.dataset.prob = String(p.prob);
     return li;
@@ -54,6 +55,11 @@ class NextTokenView implements View {
     this.effect = document.createElement('p');
     this.effect.className = 'next-effect';
     this.element.append(this.heading, this.columns, this.actual, this.effect);
+    // A click on a prediction makes it the target of the next intervention (its probability change is reported).
+    this.columns.addEventListener('click', (e) => {
+      const id = (e.target as HTMLElement).closest<HTMLElement>('li[data-id]')?.dataset.id;
+      if (id !== undefined) ctx.interventions.pickTarget(Number(id));
+    });
   }
 
   update({ data, state }: ViewUpdate): void {
