@@ -19,7 +19,7 @@ import { Unavailable } from '../analysis/layerAnalysis';
 import { decayFor } from '../inspection';
 import type { PanelData } from '../panelData';
 import type { ViewState } from '../state';
-import { tokenLabel } from './common';
+import { actionButton, el, field, tokenLabel } from './common';
 import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const LABELS = ['forgotten', 'retained'] as const;
@@ -68,7 +68,7 @@ class AnnotationsView implements View {
     this.submit.type = 'submit';
     this.submit.className = 'annotation-add';
     this.submit.textContent = 'Annotate';
-    form.append(labelled('Tokens', this.from, text(' – '), this.to), labelled('Label', this.label, this.custom), this.note, this.submit);
+    form.append(field('Tokens', 'annotation-field', this.from, text(' – '), this.to), field('Label', 'annotation-field', this.label, this.custom), this.note, this.submit);
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       if (this.editing) this.saveEdit(this.editing);
@@ -263,12 +263,6 @@ function span(data: PanelData, a: Annotation): string {
   return e - s === 1 ? `token ${tokenLabel(data, s)}` : `tokens ${s}–${e - 1} “${a.text}”`;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  e.className = className;
-  return e;
-}
-
 function text(s: string): Text {
   return document.createTextNode(s);
 }
@@ -281,21 +275,6 @@ function numberInput(label: string): HTMLInputElement {
   i.className = 'annotation-token';
   i.setAttribute('aria-label', label);
   return i;
-}
-
-function labelled(name: string, ...controls: Node[]): HTMLElement {
-  const l = el('label', 'annotation-field');
-  l.append(text(`${name} `), ...controls);
-  return l;
-}
-
-function actionButton(label: string, action: string, onClick: () => void): HTMLButtonElement {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  b.dataset.action = action;
-  b.addEventListener('click', onClick);
-  return b;
 }
 
 function emptyItem(message: string): HTMLElement {

@@ -1,7 +1,8 @@
 /**
  * Pieces the views share: wiring a tokens × channels heatmap to the selection store (crosshair,
  * the shared zoom window, click-to-select), a heatmap view's colouring (colormap and its scale
- * control), token labels, tooltips of a cell, export slices, and the toolbar button.
+ * control), token labels, tooltips of a cell, export slices, the toolbar button, and the small
+ * DOM pieces of the views' forms (fields and buttons).
  */
 import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
@@ -22,6 +23,29 @@ export function button(text: string, title: string, onClick: () => void): HTMLEl
   b.title = title;
   b.setAttribute('aria-label', title);
   b.setAttribute('secondary', '');
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = className;
+  return e;
+}
+
+/** A form field: its name, then its controls, in one label (`className` styles it per view). */
+export function field(name: string, className: string, ...controls: Node[]): HTMLLabelElement {
+  const l = el('label', className);
+  l.append(document.createTextNode(`${name} `), ...controls);
+  return l;
+}
+
+/** A plain button of a view's form or list, found by its data-action (tests, styles). */
+export function actionButton(label: string, action: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.dataset.action = action;
   b.addEventListener('click', onClick);
   return b;
 }

@@ -13,7 +13,7 @@ import { formatPercent, formatValue } from '../render/format';
 import type { PanelData } from '../panelData';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { meanFrom } from '../interventions/compute';
-import { tokenLabel, vocabText } from './common';
+import { actionButton, el, field, tokenLabel, vocabText } from './common';
 import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 type Kind = (typeof INTERVENTION_KINDS)[number];
@@ -90,29 +90,30 @@ class InterventionsView implements View {
     this.inputs.scale.value = '1';
     this.fileLabel = el('span', 'intervention-file-name');
     const pick = actionButton('Choose file…', 'pick-file', () => void this.pickFile());
-    const field = (name: string, label: string, ...controls: Node[]) => {
+    const labelled = (label: string, ...controls: Node[]) => field(label, 'intervention-field', ...controls);
+    // The fields only some kinds use, shown and hidden with the kind.
+    const optional = (name: string, label: string, ...controls: Node[]) => {
       const f = labelled(label, ...controls);
       this.fields.set(name, f);
       return f;
     };
     this.runButton = actionButton('Run', 'run', () => void this.run());
-    this.runButton.type = 'submit';
     this.clearButton = actionButton('Clear effect', 'clear', () => ctx.interventions.clearOutcome());
     this.problem = el('p', 'intervention-problem');
     this.problem.setAttribute('role', 'alert');
     form.append(
       labelled('Intervention', this.kind),
       labelled('Layer', this.inputs.layer),
-      field('tokens', 'Tokens', this.inputs.tokens),
-      field('token', 'Token', this.inputs.token),
-      field('factor', 'Factor', this.inputs.factor),
-      field('channels', 'Channels', this.inputs.channels),
-      field('from', 'Token', this.inputs.from),
-      field('to', 'Outputs from', this.inputs.to),
-      field('file', 'File', pick, this.fileLabel),
-      field('path', 'Path', this.path),
-      field('mode', 'Replaced by', this.mode),
-      field('scale', 'Scale', this.inputs.scale),
+      optional('tokens', 'Tokens', this.inputs.tokens),
+      optional('token', 'Token', this.inputs.token),
+      optional('factor', 'Factor', this.inputs.factor),
+      optional('channels', 'Channels', this.inputs.channels),
+      optional('from', 'Token', this.inputs.from),
+      optional('to', 'Outputs from', this.inputs.to),
+      optional('file', 'File', pick, this.fileLabel),
+      optional('path', 'Path', this.path),
+      optional('mode', 'Replaced by', this.mode),
+      optional('scale', 'Scale', this.inputs.scale),
       labelled('Target', this.inputs.target),
       this.runButton,
       this.clearButton,
@@ -271,12 +272,6 @@ class InterventionsView implements View {
   }
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  e.className = className;
-  return e;
-}
-
 function choice(label: string, values: readonly string[]): HTMLSelectElement {
   const s = document.createElement('select');
   s.setAttribute('aria-label', label);
@@ -288,25 +283,6 @@ function line(text: string, className = ''): HTMLElement {
   const p = el('p', `intervention-line ${className}`.trim());
   p.textContent = text;
   return p;
-}
-
-function labelled(name: string, ...controls: Node[]): HTMLElement {
-  const l = el('label', 'intervention-field');
-  l.append(document.createTextNode(`${name} `), ...controls);
-  return l;
-}
-
-function actionButton(label: string, action: string, onClick: () => void): HTMLButtonElement {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  b.dataset.action = action;
-  b.addEventListener('click', (e) => {
-    if (b.type === 'submit') return; // the form's submit handler runs it
-    e.preventDefault();
-    onClick();
-  });
-  return b;
 }
 
 export const interventionsView: ViewSpec = {

@@ -13,7 +13,7 @@ import { formatPercent } from '../render/format';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
 import type { LensResult } from '../interventions/compute';
-import { colourHeatmap, scaleControl, tokenLabel, vocabText } from './common';
+import { actionButton, colourHeatmap, field, scaleControl, tokenLabel, vocabText } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const ID = 'lens';
@@ -41,18 +41,11 @@ class LogitLensView implements View {
     this.values.setAttribute('aria-label', 'Heatmap of');
     for (const [v, label] of Object.entries(VALUES)) this.values.append(new Option(label, v));
     this.values.addEventListener('change', () => this.draw());
-    this.computeButton = document.createElement('button');
-    this.computeButton.type = 'button';
-    this.computeButton.dataset.action = 'lens';
-    this.computeButton.textContent = 'Compute';
-    this.computeButton.addEventListener('click', () => void this.compute());
+    this.computeButton = actionButton('Compute', 'lens', () => void this.compute());
     this.problem = document.createElement('p');
     this.problem.className = 'intervention-problem';
     this.problem.setAttribute('role', 'alert');
-    const show = document.createElement('label');
-    show.className = 'intervention-field';
-    show.append(document.createTextNode('Show '), this.values);
-    controls.append(show, this.computeButton, scaleControl(ctx.store, ID));
+    controls.append(field('Show', 'intervention-field', this.values), this.computeButton, scaleControl(ctx.store, ID));
     this.heatmap = new Heatmap({
       label: 'logit lens',
       xName: 'token',

@@ -12,7 +12,7 @@ import { formatValue } from '../render/format';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
 import type { SweepResult } from '../interventions/compute';
-import { colourHeatmap, scaleControl, tokenLabel } from './common';
+import { actionButton, colourHeatmap, field, scaleControl, tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const ID = 'sweep';
@@ -43,17 +43,13 @@ class SweepView implements View {
     this.values.setAttribute('aria-label', 'Heatmap of');
     for (const [v, label] of Object.entries(VALUES)) this.values.append(new Option(label, v));
     this.values.addEventListener('change', () => this.draw());
-    this.runButton = document.createElement('button');
-    this.runButton.type = 'button';
-    this.runButton.dataset.action = 'sweep';
-    this.runButton.textContent = 'Run sweep';
-    this.runButton.addEventListener('click', () => void this.run());
+    this.runButton = actionButton('Run sweep', 'sweep', () => void this.run());
     this.estimate = document.createElement('span');
     this.estimate.className = 'sweep-estimate';
     this.problem = document.createElement('p');
     this.problem.className = 'intervention-problem';
     this.problem.setAttribute('role', 'alert');
-    controls.append(field('Layers', this.layers), field('Tokens', this.tokens), this.runButton, this.estimate, field('Show', this.values), scaleControl(ctx.store, ID));
+    controls.append(field('Layers', 'intervention-field', this.layers), field('Tokens', 'intervention-field', this.tokens), this.runButton, this.estimate, field('Show', 'intervention-field', this.values), scaleControl(ctx.store, ID));
     this.heatmap = new Heatmap({
       label: 'ablation sweep',
       xName: 'token',
@@ -203,13 +199,6 @@ function textInput(className: string, label: string, value: string): HTMLInputEl
   i.value = value;
   i.setAttribute('aria-label', label);
   return i;
-}
-
-function field(name: string, control: HTMLElement): HTMLElement {
-  const l = document.createElement('label');
-  l.className = 'intervention-field';
-  l.append(document.createTextNode(`${name} `), control);
-  return l;
 }
 
 export const sweepView: ViewSpec = {
