@@ -10,7 +10,10 @@
  *   webview → host   notify  backendInfo, selectionChanged, metricChanged, annotationEdit,
  *                            modelReleased, error
  *   webview → host   request saveExport       (the host owns every file write: save dialog + write)
+ *   webview → host   request pickInterventionFile, readInterventionInputs
+ *                                             (a steer's vector or a patch-state's dump: the host's picker and reader)
  *   host → webview   request exportView       ("Export View…" from the palette: webview returns bytes)
+ *   host → webview   request intervene        ("Intervene…" from the palette: the panel runs it as its own view does)
  *   either way       cancel <id>, progress <id>  (handled inside Rpc, see below)
  *
  * Tensors travel as TensorMessage {shape, dtype, buffer: ArrayBuffer}, never as JSON arrays:

@@ -306,6 +306,16 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     assert.equal(await panel.page.isHidden('.job-bar'), true);
   });
 
+  it('Shift+F10 on the strip opens the menu at the selected token; Escape closes it', async () => {
+    await panel.page.click('#token-7');
+    await panel.page.focus('.view-tokens .tokens');
+    await panel.page.keyboard.press('Shift+F10');
+    await panel.page.waitForSelector('.intervention-menu:not([hidden])');
+    assert.match(await panel.page.locator('.intervention-menu-title').textContent() ?? '', /^Token 7 /);
+    await panel.page.keyboard.press('Escape');
+    await panel.page.waitForSelector('.intervention-menu[hidden]', { state: 'attached' });
+  });
+
   it('refuses an intervention whose two [L, V] logits do not fit beside the inspection, with the numbers', async () => {
     const long = runParams('run-small', 'tiny', TEXT.repeat(3), tokenizer, { backend: 'cpu', memoryLimitMB: 1 });
     await panel.request('run', long);

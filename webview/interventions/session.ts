@@ -4,7 +4,7 @@
  * runs at a time (its progress and its Cancel, shown in the panel's header); and the intervention
  * a right-click on a token asked for, which the Interventions view picks up.
  */
-import { CancelledError } from '../../src/engine/errors';
+import { CancelledError, MambaScopeError } from '../../src/engine/errors';
 import type { Intervention } from '../../src/engine/interventions';
 import { localContext, type InterventionCompute, type InterventionOutcome, type LensResult, type SweepResult } from './compute';
 import type { Progress, RequestContext } from '../../src/protocol';
@@ -93,7 +93,10 @@ export class InterventionSession {
    */
   async start<T>(label: string, work: (ctx: RequestContext) => Promise<T>, outer?: RequestContext): Promise<T | undefined> {
     if (this.running) {
-      this.status(`${label}: “${this.running.job.label}” is still running; cancel it first`, 'error');
+      const problem = `“${this.running.job.label}” is still running in the panel; cancel it first`;
+      // The host asked: it shows the refusal itself. Asked in the panel: the status line says it.
+      if (outer) throw new MambaScopeError('bad-input', label, problem);
+      this.status(`${label}: ${problem}`, 'error');
       return undefined;
     }
     const controller = new AbortController();

@@ -75,12 +75,14 @@ class TokenStripView implements View {
     footer.append(this.legend.element, this.valuesSelect);
     this.menu = new InterventionMenu(ctx);
     this.element.append(this.strip, footer, this.tooltip, this.menu.element);
+    // The menu key or Shift+F10 on the strip opens it at the selected token.
     this.strip.addEventListener('contextmenu', (e) => {
-      const i = this.indexOf(e.target);
+      const i = this.indexOf(e.target) ?? (e.target === this.strip ? ctx.store.get().token : null);
       if (i === null) return;
       e.preventDefault();
       ctx.store.set({ token: i });
-      this.menu.open(i, e.clientX, e.clientY);
+      const at = e.target === this.strip ? this.spans[i].getBoundingClientRect() : null;
+      this.menu.open(i, at ? at.left : e.clientX, at ? at.bottom : e.clientY);
     });
     this.strip.addEventListener('click', (e) => {
       const i = this.indexOf(e.target);
