@@ -102,6 +102,8 @@ rpc.handle('loadModel', async (params, ctx) => {
 });
 
 rpc.handle('run', async (params, ctx) => {
+  // The interventions' clean logits (up to 412 MB) are a cache of the last inspection: not kept through the next one's forward.
+  compute.forget();
   const { bytes } = session.plan(params);
   const shown = app.current;
   if (shown && shown.keptBytes + bytes > params.settings.memoryLimitMB * 1e6) {
