@@ -400,3 +400,34 @@ describe('ablate-path on a hybrid (Jamba) in Chromium (tfjs cpu)', function () {
   });
 });
 
+describe('the host’s intervene request on Mamba-2 (mamba2-tiny, tfjs cpu)', function () {
+  it('scale-delta on two heads runs as the Interventions view would, and its KL is the float64 reference’s', async () => {
+    const MAMBA2 = join(ROOT, 'test', 'fixtures', 'mamba2-tiny');
+    const panel = await Panel.open({ withoutWebGpu: true });
+    try {
+      await panel.notify('setSettings', SETTINGS);
+      const { params, tokenizer } = await loadModelParams(MAMBA2, 'm2');
+      await panel.request('loadModel', params);
+      const run = runParams('m2-run', 'm2', TEXT, tokenizer, { backend: 'cpu', memoryLimitMB: 1200 });
+      const ids = new Int32Array(run.ids.slice(0));
+      await panel.request('run', run);
+      const spec = 'scale-delta layer=1 tokens=5:10 factor=4 channels=0,1';
+      const summary = await panel.request('intervene', { runId: 'm2-run', interventions: [spec] });
+      assert.ok(summary);
+      assert.deepEqual(summary.specs, ['scale-delta layer=1 tokens=5,6,7,8,9 factor=4 channels=0,1'], 'as describeIntervention writes it');
+      const model = (await loadModelFolder(new NodeFolderStore(MAMBA2), 'float64')) as LanguageModel<'float64'>;
+      const clean = referenceForward(model, ids, { layers: [] });
+      const scaled = referenceForward(model, ids, { layers: [], edits: layerEdits([parseIntervention(spec)], ids.length, editedModel(model.config)) });
+      const want = interventionEffect(clean.logits!, scaled.logits!, ids);
+      assert.equal(summary.firstChanged, want.firstChanged);
+      assert.equal(want.firstChanged, 5);
+      summary.kl.values.forEach((v, t) => assert.ok(Math.abs(v - want.kl[t]) <= 2e-3 + 6e-4 * want.kl[t], `KL at ${t}: panel ${v}, float64 ${want.kl[t]}`));
+      await assert.rejects(panel.request('intervene', { runId: 'another-run', interventions: [spec] }), /run another-run is not the inspection the panel shows/);
+      await assert.rejects(panel.request('intervene', { runId: 'm2-run', interventions: ['scale-delta layer=1 tokens=5 factor=2 channels=99'] }), /channel 99 is outside Δ's \d+ columns/);
+      assert.deepEqual(panel.errors, []);
+    } finally {
+      await panel.close();
+    }
+  });
+});
+
