@@ -57,6 +57,8 @@ export interface SweepResult {
   readonly meanDLoss: Float64Array;
   /** Cells computed; fewer than all when cancelled part way (the rest are NaN). */
   readonly done: number;
+  /** The first `columns` tokens have every layer's cell: what the heatmap shows. */
+  readonly columns: number;
   /** Run by the native engine's batched sweep on the GPU, rather than one forward per cell. */
   readonly batched: boolean;
 }
@@ -147,8 +149,8 @@ export class InterventionCompute {
 
   /**
    * Cells (layer, token) ablated: on the native WebGPU engine by its batched sweep, elsewhere one
-   * intervened forward each, in order, `onCell` after each with the result so far (the heatmap
-   * fills in as it runs; cancelling keeps what was done).
+   * intervened forward each, token by token, `onCell` after each token's column with the result
+   * so far (the heatmap grows as it runs; cancelling keeps what was done).
    */
   async sweep(layers: readonly number[], tokens: readonly number[], ctx: RequestContext, onCell: (partial: SweepResult) => void): Promise<SweepResult> {
     const r = this.run();
@@ -158,19 +160,20 @@ export class InterventionCompute {
     const batched = await this.session.onNativeEngine(r.params.modelId, r.params.settings.backend, ctx, (model) =>
       webgpuAblationSweep(model, ids, { layers, tokens, checkCancelled: ctx.throwIfCancelled, onProgress: (done) => ctx.progress({ stage: 'sweep on the GPU', done, total: cells }) }));
     if (batched) {
-      const result = { runId: r.params.runId, layers, tokens, meanKl: batched.meanKl, meanDLoss: batched.meanDLoss, done: cells, batched: true };
+      const result = { runId: r.params.runId, layers, tokens, meanKl: batched.meanKl, meanDLoss: batched.meanDLoss, done: cells, columns: tokens.length, batched: true };
       onCell(result);
       return result;
     }
     this.checkLogitsFit(r, 'the sweep');
     const clean = await this.cleanLogits(r, ctx);
     const meanKl = new Float64Array(cells).fill(NaN), meanDLoss = new Float64Array(cells).fill(NaN);
-    const result = (done: number): SweepResult => ({ runId: r.params.runId, layers, tokens, meanKl, meanDLoss, done, batched: false });
+    const result = (done: number): SweepResult => ({ runId: r.params.runId, layers, tokens, meanKl, meanDLoss, done, columns: Math.floor(done / layers.length), batched: false });
     const model = editedModel(languageConfig(r.data.model!));
     let done = 0;
     const start = performance.now();
-    for (const [i, layer] of layers.entries()) {
-      for (const [j, s] of tokens.entries()) {
+    // Token by token, every layer of a token before the next: the heatmap grows a whole column at a time.
+    for (const [j, s] of tokens.entries()) {
+      for (const [i, layer] of layers.entries()) {
         ctx.throwIfCancelled();
         const edits = layerEdits([{ kind: 'ablate-write', layer, tokens: [s] }], ids.length, model);
         const { logits } = await this.logits(r, { edits }, ctx, false);
@@ -179,9 +182,9 @@ export class InterventionCompute {
         meanDLoss[i * tokens.length + j] = meanFrom(e.dLoss, s);
         done++;
         const left = ((performance.now() - start) / done) * (cells - done);
-        ctx.progress({ stage: `sweep: layer ${layer}, token ${s} (about ${Math.ceil(left / 1000)} s left)`, done, total: cells });
-        onCell(result(done));
+        ctx.progress({ stage: `token ${s}, layer ${layer} (about ${Math.ceil(left / 1000)} s left)`, done, total: cells });
       }
+      onCell(result(done));
     }
     return result(done);
   }

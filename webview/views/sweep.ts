@@ -3,8 +3,8 @@
  * one intervened forward per cell on the panel's engine, and a layers × tokens heatmap of the
  * effect on the outputs from the token on: the mean KL of the next-token distributions, or the
  * mean change of the next-token loss. Estimated before it starts (cells × the forward's time),
- * filled in as it runs, cancellable from the header (the cells done stay). A click on a cell
- * selects its token and layer.
+ * growing a token's column at a time as it runs, cancellable from the header (the cells done
+ * stay; the export has NaN for those not run). A click on a cell selects its token and layer.
  */
 import { Unavailable } from '../analysis/layerAnalysis';
 import { isLanguageModelConfig } from '../../src/engine/model/config';
@@ -136,7 +136,8 @@ class SweepView implements View {
     const values = shown === 'kl' ? r.meanKl : r.meanDLoss;
     const how = r.batched ? 'batched on the GPU' : 'one forward per cell';
     this.heatmap.setLabels(`ablation sweep: ${VALUES[shown]}, ${r.done} of ${r.layers.length * r.tokens.length} cells (${how})`, shown === 'kl' ? 'mean KL' : 'mean Δloss', 'layer');
-    this.heatmap.setData({ data: values, width: r.tokens.length, height: r.layers.length, xStride: 1, yStride: r.tokens.length });
+    // Only the tokens whose every layer is done: a cell not run yet is not a NaN to flag.
+    this.heatmap.setData({ data: values, width: r.columns, height: r.layers.length, xStride: 1, yStride: r.tokens.length });
     this.drawn = { result: r, shown };
   }
 
@@ -155,7 +156,7 @@ class SweepView implements View {
     return this.heatmap.snapshot();
   }
 
-  /** The sweep as shown: [layers, tokens] of the chosen value. */
+  /** The whole sweep of the chosen value, [layers, tokens]: a cancelled sweep's cells not run are NaN. */
   slice(): ExportSlice | null {
     const d = this.drawn;
     const data = this.ctx.data();
