@@ -107,13 +107,14 @@ class LogitLensView implements View {
     const lens = this.ctx.interventions.lens;
     if (!lens || !data) return;
     const shown = this.values.value as Shown;
-    const L = data.inspection.length;
-    const values = new Float32Array(lens.layers.length * L);
+    // Positions with a token after them: the last one has no next token to score.
+    const T = data.inspection.length - 1;
+    const values = new Float32Array(lens.layers.length * T);
     lens.lens.forEach((p, i) => {
-      for (let t = 0; t < L; t++) values[i * L + t] = shown === 'prob' ? p.nextProb[t] : p.nextRank[t] < 0 ? NaN : p.nextRank[t] + 1;
+      for (let t = 0; t < T; t++) values[i * T + t] = shown === 'prob' ? p.nextProb[t] : p.nextRank[t] + 1;
     });
     this.heatmap.setLabels(`logit lens: ${VALUES[shown]} after each layer`, shown === 'prob' ? 'p(next)' : 'rank of next', 'layer');
-    this.heatmap.setData({ data: values, width: L, height: lens.layers.length, xStride: 1, yStride: L });
+    this.heatmap.setData({ data: values, width: T, height: lens.layers.length, xStride: 1, yStride: T });
     this.drawn = { lens, shown, values };
   }
 
@@ -126,11 +127,8 @@ class LogitLensView implements View {
     const lens = this.drawn?.lens;
     if (!lens || !data) return [];
     const p = lens.lens[y];
-    const next = data.inspection.ids?.[x + 1];
-    return [
-      ...(next === undefined ? ['the last token: nothing follows'] : [`next ${vocabText(data, next)}: ${formatPercent(p.nextProb[x])}, rank ${p.nextRank[x] + 1}`]),
-      `top: ${this.topText(data, lens, y, x, 5)}`,
-    ];
+    const next = data.inspection.ids![x + 1];
+    return [`next ${vocabText(data, next)}: ${formatPercent(p.nextProb[x])}, rank ${p.nextRank[x] + 1}`, `top: ${this.topText(data, lens, y, x, 5)}`];
   }
 
   describe() {
@@ -141,16 +139,17 @@ class LogitLensView implements View {
     return this.heatmap.snapshot();
   }
 
-  /** The heatmap as shown: [layers, tokens]. */
+  /** The heatmap as shown: [layers, tokens but the last]. */
   slice(): ExportSlice | null {
     const d = this.drawn;
     const data = this.ctx.data();
     if (!d || !data) return null;
+    const T = data.inspection.length - 1;
     return {
       name: `logit-lens-${d.shown === 'prob' ? 'next-prob' : 'next-rank'}`,
-      tensor: { shape: [d.lens.layers.length, data.inspection.length], data: d.values },
+      tensor: { shape: [d.lens.layers.length, T], data: d.values },
       rowLabels: d.lens.layers.map((l) => `layer ${l}`),
-      columnLabels: Array.from({ length: data.inspection.length }, (_, t) => tokenLabel(data, t)),
+      columnLabels: Array.from({ length: T }, (_, t) => tokenLabel(data, t)),
     };
   }
 
