@@ -307,12 +307,17 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     assert.equal(await panel.page.isHidden('.job-bar'), true);
   });
 
-  it('Shift+F10 on the strip opens the menu at the selected token; Escape closes it', async () => {
+  it('Shift+F10 on the strip opens the menu at the selected token; ↑/↓ move in it, Escape closes it', async () => {
     await panel.page.click('#token-7');
     await panel.page.focus('.view-tokens .tokens');
     await panel.page.keyboard.press('Shift+F10');
     await panel.page.waitForSelector('.intervention-menu:not([hidden])');
     assert.match(await panel.page.locator('.intervention-menu-title').textContent() ?? '', /^Token 7 /);
+    await panel.page.keyboard.press('ArrowDown');
+    assert.equal(await panel.page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.kind), 'zero-state');
+    await panel.page.keyboard.press('ArrowUp');
+    await panel.page.keyboard.press('ArrowUp');
+    assert.equal(await panel.page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.kind), 'patch-state', 'wraps around');
     await panel.page.keyboard.press('Escape');
     await panel.page.waitForSelector('.intervention-menu[hidden]', { state: 'attached' });
   });

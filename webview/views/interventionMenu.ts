@@ -15,7 +15,15 @@ export class InterventionMenu {
     this.element.className = 'intervention-menu';
     this.element.setAttribute('role', 'menu');
     this.element.hidden = true;
-    this.element.addEventListener('keydown', (e) => e.key === 'Escape' && this.close());
+    // Escape closes; ↑/↓ move between the items, as in a native menu.
+    this.element.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') this.close();
+      if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+      e.preventDefault();
+      const items = [...this.element.querySelectorAll('button')];
+      const at = items.indexOf(document.activeElement as HTMLButtonElement);
+      items[(at + (e.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length]?.focus();
+    });
     document.addEventListener('pointerdown', (e) => !this.element.contains(e.target as Node) && this.close());
   }
 
