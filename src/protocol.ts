@@ -22,6 +22,7 @@
  * a 50 MB JSON string.
  */
 import { CancelledError, MambaScopeError, type ErrorKind } from './engine/errors';
+import type { Intervention } from './engine/interventions';
 import type { ModelConfig } from './engine/model/config';
 import { decodeFloat, floatToF16 } from './engine/formats/dtypes';
 import { sizeOf, type Tensor } from './engine/tensor';
@@ -388,8 +389,8 @@ export interface HostApi {
     readWeight: { params: { readonly modelId: string; readonly name: string }; result: TensorMessage };
     /** The host's file picker for an intervention's file: a steer's vector (FILE and the tensor KEY) or a patch-state's dump; null when cancelled. */
     pickInterventionFile: { params: { readonly kind: 'steer' | 'patch-state'; readonly dModel: number }; result: { readonly file: string; readonly key?: string } | null };
-    /** What the interventions (their one-line specs) read from files, in their order, for a run of `tokens` tokens of the model. */
-    readInterventionInputs: { params: { readonly modelId: string; readonly tokens: number; readonly interventions: readonly string[] }; result: readonly InterventionInputMessage[] };
+    /** What the interventions read from files, in their order, for a run of `tokens` tokens of the model (objects, not specs: a path may hold spaces). */
+    readInterventionInputs: { params: { readonly modelId: string; readonly tokens: number; readonly interventions: readonly Intervention[] }; result: readonly InterventionInputMessage[] };
   };
   notifications: {
     ready: { readonly protocolVersion: number };

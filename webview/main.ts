@@ -12,7 +12,7 @@ import { fromDump, fromRun } from './inspection';
 import { PanelData } from './panelData';
 import { InterventionCompute, type CurrentRun } from './interventions/compute';
 import { inputsFromMessages } from './interventions/inputs';
-import { describeIntervention, parseIntervention } from '../src/engine/interventions';
+import { parseIntervention } from '../src/engine/interventions';
 import { MambaScopeError } from '../src/engine/errors';
 
 interface VsCodeApi {
@@ -50,7 +50,7 @@ const compute: InterventionCompute = new InterventionCompute(
     return lastRun && data?.inspection.id === lastRun.params.runId ? { ...lastRun, data } : null;
   },
   async (interventions, run) => {
-    const messages = await rpc.request('readInterventionInputs', { modelId: run.params.modelId, tokens: run.data.inspection.length, interventions: interventions.map(describeIntervention) });
+    const messages = await rpc.request('readInterventionInputs', { modelId: run.params.modelId, tokens: run.data.inspection.length, interventions });
     return inputsFromMessages(interventions, messages);
   },
 );

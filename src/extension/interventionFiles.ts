@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { InputError } from '../engine/errors';
 import { openTensorFile } from '../engine/formats/tensorFile';
 import { sizeOf } from '../engine/tensor';
+import type { Intervention } from '../engine/interventions';
 import type { LanguageModelConfig } from '../engine/model/config';
 import type { InterventionInputMessage } from '../protocol';
 import { openUri } from './files';
@@ -29,6 +30,6 @@ export async function pickInterventionFile(kind: 'steer' | 'patch-state', dModel
   return key ? { file: uri.fsPath, key } : null;
 }
 
-export function readInterventionFiles(specs: readonly string[], tokens: number, config: LanguageModelConfig): Promise<InterventionInputMessage[]> {
-  return interventionInputsMessage(specs, tokens, config, openPath);
+export function readInterventionFiles(interventions: readonly Intervention[], tokens: number, config: LanguageModelConfig): Promise<InterventionInputMessage[]> {
+  return interventionInputsMessage(interventions, tokens, config, openPath);
 }

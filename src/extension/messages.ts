@@ -10,7 +10,7 @@ import type { LanguageModelConfig } from '../engine/model/config';
 import { sizeOf, type Tensor } from '../engine/tensor';
 import type { MambaTokenizer } from '../engine/tokenizer';
 import { toHalfMessage, toTensorMessage, type DumpParams, type InterventionInputMessage, type LoadModelParams, type NamedTensors, type Progress, type TensorIndexEntry, type TensorMessage } from '../protocol';
-import { parseIntervention } from '../engine/interventions';
+import type { Intervention } from '../engine/interventions';
 import { readInterventionInputs, type OpenTensors } from '../engine/interventionInputs';
 
 /** Tensors sent with the first message when all of them fit; beyond that the webview asks per tensor. */
@@ -98,12 +98,11 @@ export async function weightsMessage(model: ModelFiles, signal: AbortSignal, pro
 }
 
 /**
- * What the panel's interventions (one-line specs) read from files, as the protocol carries it:
+ * What the panel's interventions read from files, as the protocol carries it:
  * read by the engine's readInterventionInputs, the CLI's reader, so the panel and `inspect
  * --intervene` take the same vectors and states and refuse the same files.
  */
-export async function interventionInputsMessage(specs: readonly string[], tokens: number, config: LanguageModelConfig, open: OpenTensors): Promise<InterventionInputMessage[]> {
-  const interventions = specs.map(parseIntervention);
+export async function interventionInputsMessage(interventions: readonly Intervention[], tokens: number, config: LanguageModelConfig, open: OpenTensors): Promise<InterventionInputMessage[]> {
   const inputs = await readInterventionInputs(interventions, tokens, config, open);
   const f32 = (data: Float64Array) => toTensorMessage({ shape: [data.length], data: Float32Array.from(data) });
   return interventions.map((i) => {

@@ -15,7 +15,6 @@ import { buildDump } from '../../src/engine/formats/dump';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { openTensorFile } from '../../src/engine/formats/tensorFile';
 import { readInterventionInputs } from '../../src/engine/interventionInputs';
-import { parseIntervention } from '../../src/engine/interventions';
 import { interventionInputsMessage } from '../../src/extension/messages';
 import { NodeFileSource } from '../../src/node/files';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemorySource } from '../../src/engine/io';
 import { editedModel } from '../../src/engine/interventionInputs';
-import { layerEdits, type Intervention } from '../../src/engine/interventions';
+import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../src/engine/interventions';
 import { loadModelFolder } from '../../src/engine/model/load';
 import type { LanguageModel } from '../../src/engine/model/graph';
 import { topK } from '../../src/engine/predictions';
@@ -114,8 +113,10 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
   });
 
   /** Runs a spec whose file the fake host's picker gives (read in Node by the host's own reader), from the form. */
-  async function runWithFile(kind: 'steer' | 'patch-state', spec: string, pick: { file: string; key?: string }, fill: Record<string, string>): Promise<void> {
-    const [input] = await interventionInputsMessage([spec], ids.length, model.config, open);
+  async function runWithFile(intervention: Intervention, pick: { file: string; key?: string }, fill: Record<string, string>): Promise<void> {
+    const kind = intervention.kind as 'steer' | 'patch-state';
+    const spec = describeIntervention(intervention);
+    const [input] = await interventionInputsMessage([intervention], ids.length, model.config, open);
     await panel.offerInterventionFiles(pick, { [spec]: input });
     await panel.page.selectOption('.view-interventions .intervention-kind', kind);
     for (const [field, value] of Object.entries(fill)) await panel.page.fill(`.view-interventions .intervention-${field}`, value);
@@ -262,12 +263,12 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
   });
 
   it('steers with a vector file the host’s picker gave (read by the host’s reader): the effect is the reference’s with that vector', async () => {
-    const file = join(dir, 'steer.safetensors');
+    // A space in the path: the spec syntax splits on it, the panel must not.
+    const file = join(dir, 'steer vector.safetensors');
     const vector = Float32Array.from({ length: model.config.dModel }, (_, j) => Math.sin(j * 0.7));
     writeFileSync(file, encodeSafetensors([{ name: 'direction', tensor: { shape: [vector.length], data: vector } }]));
-    const spec = `steer layer=1 tokens=20 vector=${file}:direction scale=2`;
-    await runWithFile('steer', spec, { file, key: 'direction' }, { layer: '1', tokens: '20', scale: '2' });
-    const interventions = [parseIntervention(spec)];
+    const interventions: Intervention[] = [{ kind: 'steer', layer: 1, tokens: [20], vector: { file, key: 'direction' }, scale: 2 }];
+    await runWithFile(interventions[0], { file, key: 'direction' }, { layer: '1', tokens: '20', scale: '2' });
     const want = reference(interventions, await readInterventionInputs(interventions, ids.length, model.config, open)).effect;
     const got = await stripEffect();
     assert.equal(want.firstChanged, 20);
@@ -282,9 +283,8 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     const f32 = entries.map((e) => ({ name: e.name, tensor: e.tensor.data instanceof Float64Array ? { shape: e.tensor.shape, data: Float32Array.from(e.tensor.data) } : e.tensor }));
     const file = join(dir, 'patch.safetensors');
     writeFileSync(file, encodeSafetensors(f32, metadata));
-    const spec = `patch-state layer=0 token=15 from=${file}`;
-    await runWithFile('patch-state', spec, { file }, { layer: '0', token: '15' });
-    const interventions = [parseIntervention(spec)];
+    const interventions: Intervention[] = [{ kind: 'patch-state', layer: 0, token: 15, from: file }];
+    await runWithFile(interventions[0], { file }, { layer: '0', token: '15' });
     const want = reference(interventions, await readInterventionInputs(interventions, ids.length, model.config, open)).effect;
     const got = await stripEffect();
     assert.ok(want.firstChanged !== null && want.firstChanged >= 15, `the reference changes from ${want.firstChanged}`);

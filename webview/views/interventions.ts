@@ -132,7 +132,7 @@ class InterventionsView implements View {
     if (data.inspection.kind !== 'run' || !data.model || !isLanguageModelConfig(data.model.config)) {
       throw new Unavailable('Interventions rerun the model: inspect a text with “Mamba Scope: Inspect File” (a tensor dump has no model to rerun).');
     }
-    // The form follows the selection until the user types; a menu request fills it in.
+    // A newly selected token or layer fills the form in; so does a request from the strip's menu.
     if (this.followed?.layer !== state.layer || this.followed.token !== state.token) {
       this.followed = { layer: state.layer, token: state.token };
       this.fill({ layer: state.layer, token: state.token });
@@ -161,9 +161,8 @@ class InterventionsView implements View {
   private fillFrom(i: Intervention): void {
     this.kind.value = i.kind;
     this.inputs.layer.value = String(i.layer);
-    if (i.kind === 'zero-state') this.inputs.token.value = String(i.token);
+    if (i.kind === 'zero-state' || i.kind === 'patch-state') this.inputs.token.value = String(i.token);
     else if (i.kind === 'knockout') [this.inputs.from.value, this.inputs.to.value] = [String(i.from), String(i.to)];
-    else if (i.kind === 'patch-state') this.inputs.token.value = String(i.token);
     else if (i.kind === 'ablate-path') [this.path.value, this.mode.value] = [i.path, i.mode];
     else this.inputs.tokens.value = i.tokens.join(',');
     if (i.kind === 'scale-delta') this.inputs.factor.value = String(i.factor);
@@ -179,7 +178,20 @@ class InterventionsView implements View {
     this.fileLabel.textContent = file ? `${file.file.split(/[\\/]/).pop()}${file.key ? `:${file.key}` : ''}` : kind === 'steer' ? 'no vector chosen' : 'no dump chosen';
   }
 
-  /** The spec the form describes, in the CLI's syntax. */
+  /**
+   * The intervention the form describes: its spec in the CLI's syntax, parsed by the engine's
+   * parser, with the chosen file put in afterwards (a path may hold spaces, which the syntax
+   * splits on).
+   */
+  private intervention(): Intervention {
+    const parsed = parseIntervention(this.spec());
+    const file = this.file?.kind === parsed.kind ? this.file : null;
+    if (parsed.kind === 'steer' && file) return { ...parsed, vector: { file: file.file, key: file.key ?? '' } };
+    if (parsed.kind === 'patch-state' && file) return { ...parsed, from: file.file };
+    return parsed;
+  }
+
+  /** The spec the form describes, in the CLI's syntax (a chosen file stands in as FILE). */
   private spec(): string {
     const kind = this.kind.value as Kind;
     const v = (name: keyof InterventionsView['inputs']) => this.inputs[name].value.trim();
@@ -192,11 +204,11 @@ class InterventionsView implements View {
     const file = this.file?.kind === kind ? this.file : null;
     if (kind === 'steer') {
       if (!file) throw new Error('choose the file of the steering vector first (Choose file…)');
-      parts.push(`vector=${file.file}:${file.key}`, `scale=${v('scale') || '1'}`);
+      parts.push('vector=FILE:KEY', `scale=${v('scale') || '1'}`);
     }
     if (kind === 'patch-state') {
       if (!file) throw new Error('choose the dump whose state is patched in first (Choose file…: a dump written with inspect --states-at)');
-      parts.push(`from=${file.file}`);
+      parts.push('from=FILE');
     }
     return parts.join(' ');
   }
@@ -217,7 +229,7 @@ class InterventionsView implements View {
     let intervention: Intervention;
     let target: number | undefined;
     try {
-      intervention = parseIntervention(this.spec());
+      intervention = this.intervention();
       target = this.target(data);
     } catch (e) {
       this.problem.textContent = e instanceof Error ? e.message : String(e);

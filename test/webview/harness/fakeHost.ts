@@ -6,6 +6,7 @@
  */
 import { randomMamba1Checkpoint } from '../../../bench/randomModel';
 import type { Mamba1Config } from '../../../src/engine/model/config';
+import { describeIntervention } from '../../../src/engine/interventions';
 import { Rpc, toTensorMessage, type ExportData, type HostApi, type NamedTensors, type WebviewApi } from '../../../src/protocol';
 import { joinMessage } from '../wire';
 
@@ -67,13 +68,15 @@ rpc.handle('readWeight', async ({ name }) => {
 
 /**
  * The interventions' files, as the test set them up in Node with the host's own reader
- * (messages.ts: interventionInputsMessage): what the file picker answers, and each spec's input.
+ * (messages.ts: interventionInputsMessage): what the file picker answers, and each
+ * intervention's input, by its one-line spec.
  */
 let picked: { file: string; key?: string } | null = null;
 const interventionInputs = new Map<string, unknown>();
 rpc.handle('pickInterventionFile', () => picked);
 rpc.handle('readInterventionInputs', ({ interventions }) =>
-  interventions.map((spec) => {
+  interventions.map((i) => {
+    const spec = describeIntervention(i);
     if (!interventionInputs.has(spec)) throw new Error(`the fake host has no input for "${spec}"`);
     return interventionInputs.get(spec) as never;
   }),
