@@ -369,6 +369,23 @@ describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, Sw
     const got = await (await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x')).readFloat('x', 'float32');
     got.data.forEach((v, k) => assert.ok(Math.abs(v - want.meanKl[k]) <= 2e-3 + 6e-4 * want.meanKl[k], `mean KL cell ${k}: GPU ${v}, float64 ${want.meanKl[k]}`));
   });
+
+  it('the logit lens: the reference’s lens where the engine returns one, else one line saying it does not', async () => {
+    await panel.page.click('vscode-tab-header[data-view="lens"]');
+    await panel.page.waitForFunction(() => /after each layer/.test(document.querySelector('.view-lens [aria-label^="logit lens:"]')?.getAttribute('aria-label') ?? '') || (document.querySelector('.view-lens .intervention-problem')?.textContent ?? '') !== '', null, { timeout: 60_000 });
+    const problem = (await panel.page.locator('.view-lens .intervention-problem').textContent()) ?? '';
+    if (problem) {
+      assert.equal(problem, 'the native WebGPU engine: returns no logit lens (ForwardOptions.logitLens) for layer 0: the tfjs backends have it (mambaScope.backend: webgl or wasm)');
+      return;
+    }
+    const ref = referenceForward(model, ids, { keep: [], logitLens: 10 });
+    const reply = await panel.request('exportView', { kind: 'npy', view: 'lens' });
+    const got = await (await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x')).readFloat('x', 'float32');
+    const T = ids.length - 1;
+    ref.layers.forEach(({ lens }, i) => {
+      for (let t = 0; t < T; t++) assert.ok(Math.abs(got.data[i * T + t] - lens!.nextProb[t]) <= 2e-3 + 6e-4 * lens!.nextProb[t], `p(next) after layer ${i} at ${t}`);
+    });
+  });
 });
 
 describe('ablate-path on a hybrid (Jamba) in Chromium (tfjs cpu)', function () {

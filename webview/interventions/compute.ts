@@ -195,7 +195,10 @@ export class InterventionCompute {
     const ids = r.data.inspection.ids!;
     const { result } = await this.session.forward(r.params.modelId, r.params.settings.backend, ids, { keep: [], predictions: NEXT_TOKEN_K, logitLens: NEXT_TOKEN_K, checkCancelled: ctx.throwIfCancelled }, ctx);
     const missing = result.layers.find((l) => !l.lens);
-    if (missing || result.layers.length === 0) throw new MambaScopeError('unsupported', `the ${this.session.engine ?? 'panel’s'} engine`, `returned no logit lens for layer ${missing?.layer ?? 0} (ForwardOptions.logitLens)`);
+    if (missing || result.layers.length === 0) {
+      const native = this.session.engine === 'webgpu-native';
+      throw new MambaScopeError('unsupported', native ? 'the native WebGPU engine' : 'the tfjs engine', `returns no logit lens (ForwardOptions.logitLens) for layer ${missing?.layer ?? 0}${native ? ': the tfjs backends have it (mambaScope.backend: webgl or wasm)' : ''}`);
+    }
     return { runId: r.params.runId, layers: result.layers.map((l) => l.layer), lens: result.layers.map((l) => l.lens!) };
   }
 
