@@ -12,7 +12,8 @@ import { kindFor } from '../engine/layers';
 import type { LanguageModelConfig, MambaConfig } from '../engine/model/config';
 import type { LanguageModel } from '../engine/model/graph';
 import { streamValues, weightValues } from '../engine/model/load';
-import { referenceForwardChunked, type ChunkedRun } from '../engine/reference/forward';
+import type { ChunkedRun } from '../engine/chunkedForward';
+import { referenceForwardChunked } from '../engine/reference/forward';
 import { UsageError } from './args';
 
 /** Tokens per chunk of the long run. */
@@ -67,7 +68,7 @@ export function checkLongRun(config: LanguageModelConfig, tokens: number, positi
   }
 }
 
-export function longRun(model: LanguageModel<'float64'>, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): ChunkedRun {
+export function longRun(model: LanguageModel<'float64'>, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): Promise<ChunkedRun> {
   return referenceForwardChunked(model, ids, { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress });
 }
 

@@ -79,7 +79,7 @@ for (const { name, folder, layer: l } of CASES) {
     });
 
     it('--states-at records h and conv_state after token t: the chunked run of the first t + 1 tokens carries them, and conv_state is the pre-conv inputs t − K + 2 … t', async () => {
-      const carry = referenceForwardChunked(model, source.slice(0, t + 1)).final[l];
+      const carry = (await referenceForwardChunked(model, source.slice(0, t + 1))).final[l];
       const dump = dumps['source.safetensors'];
       const h = await dump.readFloat(`layers.${l}.h`, 'float64');
       const conv = await dump.readFloat(`layers.${l}.conv_state`, 'float64');
@@ -106,7 +106,7 @@ for (const { name, folder, layer: l } of CASES) {
       before('hidden_out');
       close(r.layers[l - 1].tensors.hidden_out!.data, clean.layers[l - 1].tensors.hidden_out!.data, 'the layer before');
       // y_t by loops: the patched state read by this run's C_t, plus this run's D·u_t.
-      const carry: LayerCarry = referenceForwardChunked(model, source.slice(0, t + 1)).final[l];
+      const carry: LayerCarry = (await referenceForwardChunked(model, source.slice(0, t + 1))).final[l];
       const x = clean.layers[l].tensors;
       const v = scanOf(model.layers[l]);
       const D = x.u!.shape[1], GN = x.B!.shape[1], N = GN / v.groups, heads = v.D.data.length, P = D / heads;
@@ -131,7 +131,7 @@ for (const { name, folder, layer: l } of CASES) {
       const r = await patched(model, target, `patch-state layer=${l} token=${t} from=target.safetensors`, dumps, [t]);
       assert.ok(normalizedError(r.logits!.data, clean.logits!.data) <= 1e-12);
       const other = await patched(model, target, `patch-state layer=${l} token=${t} from=source.safetensors`, dumps, [t]);
-      close(other.layers[l].tensors.h!.data, referenceForwardChunked(model, source.slice(0, t + 1)).final[l].h, 'h after t is the patch');
+      close(other.layers[l].tensors.h!.data, (await referenceForwardChunked(model, source.slice(0, t + 1))).final[l].h, 'h after t is the patch');
     });
   });
 }

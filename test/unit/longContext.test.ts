@@ -29,8 +29,8 @@ describe('long sequences in chunks (float64 reference)', function () {
       const ids = Array.from({ length: 23 }, (_, i) => (i * 37 + 11) % m.config.vocabSize);
       const all = ids.map((_, t) => t);
       const whole = referenceForward(m, ids, { statesAt: [-1] });
-      const chunked = referenceForwardChunked(m, ids, { chunkLength: 5, logitsAt: all });
-      const onePass = referenceForwardChunked(m, ids, { chunkLength: 23, logitsAt: [-1] });
+      const chunked = await referenceForwardChunked(m, ids, { chunkLength: 5, logitsAt: all });
+      const onePass = await referenceForwardChunked(m, ids, { chunkLength: 23, logitsAt: [-1] });
       assert.deepEqual(chunked.logits.data, whole.logits!.data);
       assert.deepEqual([...chunked.nll], ids.slice(0, -1).map((_, t) => nextTokenLoss(whole.logits!, t, ids[t + 1])));
       chunked.final.forEach((carry, i) => {
@@ -48,7 +48,7 @@ describe('long sequences in chunks (float64 reference)', function () {
     const ids = (await golden.readNative('input_ids')).data as Int32Array;
     const positions = [...((await golden.readNative('positions')).data as Int32Array)];
     const m = await model('mamba1-tiny');
-    const run = referenceForwardChunked(m, ids, { chunkLength: 4096, logitsAt: positions });
+    const run = await referenceForwardChunked(m, ids, { chunkLength: 4096, logitsAt: positions });
     assert.deepEqual([...run.positions], positions);
     const check = (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => {
       const e = normalizedError(got, want);

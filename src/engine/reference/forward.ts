@@ -5,10 +5,11 @@
  * are here.
  */
 import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
-import type { LayerCarry, ModelLayer, ReferenceRun } from '../layers/kind';
+import { chunkRows, forwardInChunks, type ChunkedRun, type ChunkedRunOptions, type ChunkRunner } from '../chunkedForward';
+import type { ModelLayer, ReferenceRun } from '../layers/kind';
 import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
 import type { LayerEdit } from '../interventions';
-import { nextTokenLoss, predictionsFromLogits, type Predictions } from '../predictions';
+import { predictionsFromLogits, type Predictions } from '../predictions';
 import type { StreamedModel } from '../model/load';
 import { backboneScales, type LanguageModelConfig } from '../model/config';
 import { embed, linear, rmsNorm, scaled, type F64 } from './ops';
@@ -66,63 +67,30 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
   return { logits: headLogits(model.config, hidden, model.normF, model.lmHead), layers };
 }
 
-export interface ChunkedRunOptions {
-  /** Tokens per chunk (default 2048): the forward holds one chunk's activations, whatever the length. */
-  readonly chunkLength?: number;
-  /** Positions whose logits are kept (default: the last; negative counts from the end). */
-  readonly logitsAt?: readonly number[];
-  /** Polled between chunks and layers; throw CancelledError to stop. */
-  readonly checkCancelled?: () => void;
-  /** Called after each chunk with the tokens done so far. */
-  readonly onProgress?: (tokens: number) => void;
-}
-
-export interface ChunkedRun {
-  /** Sorted, distinct. */
-  readonly positions: Int32Array;
-  /** [P, V] at `positions`. */
-  readonly logits: F64;
-  /** −log p(token t + 1) after token t, for t < L − 1. */
-  readonly nll: Float64Array;
-  /** Each layer's state and conv context after the last token. */
-  readonly final: readonly LayerCarry[];
-}
-
 /**
- * The reference forward over a long sequence in chunks: each layer's scan state and conv context
- * are carried from one chunk to the next (LayerCarry), so the run is the single pass's, bit for
- * bit, while what it holds is O(chunk) and the result O(L): the loss at every position, the
- * logits where asked, and the final states.
+ * The reference forward over a long sequence in chunks (../chunkedForward.ts walks them): each
+ * layer's scan state and conv context are carried from one chunk to the next (LayerCarry), so the
+ * run is the single pass's, bit for bit, while what it holds is O(chunk) and the result O(L): the
+ * loss at every position, the logits where asked, and the final states.
  */
-export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: ArrayLike<number>, options: ChunkedRunOptions = {}): ChunkedRun {
-  const L = ids.length;
-  const chunk = options.chunkLength ?? 2048;
-  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunk length ${chunk} is not a positive integer`);
-  const positions = resolvePositions(options.logitsAt ?? [-1], L);
-  const V = model.config.vocabSize;
-  const logits = new Float64Array(positions.length * V);
-  const nll = new Float64Array(Math.max(0, L - 1));
-  const carries: (LayerCarry | undefined)[] = model.layers.map(() => undefined);
+export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: ArrayLike<number>, options: ChunkedRunOptions = {}): Promise<ChunkedRun<Float64Array>> {
+  return forwardInChunks(referenceChunkRunner(model, options.checkCancelled), ids, model.config.vocabSize, Float64Array, options);
+}
+
+/** One chunk on the reference: each layer's kind steps from its carry; `checkCancelled` is polled between layers. */
+function referenceChunkRunner(model: LanguageModel<'float64'>, checkCancelled?: () => void): ChunkRunner<Float64Array> {
   const none = new Int32Array(0);
-  let p = 0;
-  for (let start = 0; start < L; start += chunk) {
-    const end = Math.min(L, start + chunk);
-    const embeddings = embedTokens(model.config, Array.prototype.slice.call(ids, start, end), model.embedding);
+  return (chunk) => {
+    const embeddings = embedTokens(model.config, chunk.ids, model.embedding);
     let hidden = embeddings;
-    model.layers.forEach((layer, i) => {
-      options.checkCancelled?.();
-      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, carries[i], undefined, { embeddings }));
-      carries[i] = step.carry;
+    const carries = model.layers.map((layer, i) => {
+      checkCancelled?.();
+      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, chunk.carries?.[i], undefined, { embeddings }));
       hidden = step.next;
+      return step.carry;
     });
-    const rows = headLogits(model.config, hidden, model.normF, model.lmHead);
-    for (let t = start; t < end; t++) {
-      if (t + 1 < L) nll[t] = nextTokenLoss(rows, t - start, ids[t + 1]);
-      if (positions[p] === t) logits.set(rows.data.subarray((t - start) * V, (t - start + 1) * V), V * p++);
-    }
-    options.onProgress?.(end);
-  }
-  return { positions, logits: { shape: [positions.length, V], data: logits }, nll, final: carries as LayerCarry[] };
+    return { ...chunkRows(headLogits(model.config, hidden, model.normF, model.lmHead), chunk), carries };
+  };
 }
 
 function walk(model: LoadedModel<'float64'>, input: F64, options: ForwardOptions, lens?: Lens): { hidden: F64; layers: LayerInternals<Float64Array>[] } {
