@@ -12,6 +12,8 @@
  *   --cpu-layers=N          layers for the wasm and cpu forward (default 1)
  *   --tokens=N              forward length (default 1024)
  *   --forward-reps=N        timed native forwards ÷ 4 (default 5)
+ *   --sweep                 the batched WebGPU ablation sweep (issue 16; GPU adapters only): sweepBench.ts
+ *   --sweep-tokens=N        its tokens (default 512); --sweep-layers=N its layers (default 24)
  *   --big-checkpoint[=DIR]  also write a mamba-2.8b-shaped bf16 checkpoint (5.5 GB; default
  *                           .bench-tmp/) and measure inspect's peak RSS and the panel's renderer on it (issue 14)
  *   --big-runs=LIST         with --big-checkpoint: wasm, reference, panel (default wasm,panel; the
@@ -28,6 +30,7 @@ import { BIG_RUNS, runBigCheckpointBench, type BigRun } from './bigCheckpoint';
 import { runForwardBench } from './forwardBench';
 import { runMatmulSweep } from './matmulSweep';
 import { runNativeForwardBench } from './nativeForwardBench';
+import { runSweepBench } from './sweepBench';
 import { MAMBA2_130M, MAMBA_130M, randomMamba1, randomMamba2 } from './randomModel';
 import { table, type Row } from './report';
 
@@ -98,6 +101,19 @@ async function main(): Promise<void> {
       device.destroy();
     }
   }
+  if (flag('sweep') !== undefined) {
+    const { device, info } = await createDawnDevice();
+    adapter ??= info;
+    log(`adapter: ${info.vendor} ${info.architecture} ${info.device}${info.software ? ', software' : ''}`);
+    // 12,288 cells of a 130m model take hours on a CPU WebGPU; test/unit/webgpuSweep.test.ts checks the sweep there.
+    if (info.software) log('sweep skipped: a software adapter');
+    else {
+      log('building the random-weight mamba-130m-shaped model');
+      const model = await randomMamba1(MAMBA_130M);
+      if (isLanguageModel(model)) rows.push(...(await runSweepBench(device, model, { tokens: intFlag('sweep-tokens', 512), layers: intFlag('sweep-layers', MAMBA_130M.nLayer) }, log)));
+    }
+    device.destroy();
+  }
 
   const summary = summarize(rows, tokens, adapter?.software);
   console.log(table(rows));
@@ -124,6 +140,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   };
   const memory = rows.filter((r) => r.section === 'memory' && r.mib !== undefined);
   const native = find('mamba-130m,', 'top-10 predictions to the host');
+  const sweep = rows.find((r) => r.section === 'sweep' && r.name.startsWith('ablation sweep'));
   const anchor = ANCHORS.mambaSsmForwardTop10Ms[tokens];
   const v: Record<string, number | boolean | undefined> = {
     nativeForwardMs: native?.ms,
@@ -133,6 +150,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
     scanPerLayerMs: scanPerLayer('mamba-130m', MAMBA_130M.nLayer),
     mamba2ScanPerLayerMs: scanPerLayer('mamba2-130m', MAMBA2_130M.nLayer),
     panelPeakMiB: memory.length ? Math.max(...memory.map((r) => r.mib!)) : undefined,
+    sweepSeconds: sweep && sweep.ms / 1000,
   };
   const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
   const lines: string[] = [];
@@ -142,6 +160,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const bigPanel = rows.filter((r) => r.section === 'big checkpoint panel' && r.mib !== undefined);
   if (bigPanel.length) lines.push(`panel (wasm) on mamba-2.8b bf16 at 512 tokens, renderer ≤ 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(Math.max(...bigPanel.map((r) => r.mib!)), 0)} MiB`);
   if (memory.length) lines.push(`panel at ${MAMBA_130M.nLayer} layers × ${memory[0].shape.split('L=')[1]} tokens < 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(v.panelPeakMiB, 0)} MiB in the renderer`);
+  if (sweep) lines.push(`ablation sweep, ${sweep.shape} of mamba-130m on WebGPU, ≤ 60 s at 24 × 512: ${x(v.sweepSeconds, 1)} s`);
   if (software === false) {
     lines.push(`native forward at ${tokens} tokens, top-10 to the host, at parity with PyTorch + mamba_ssm (${anchor ?? '?'} ms): ${x(v.nativeForwardMs, 2)} ms, ${x(v.nativeOverMambaSsm, 2)}× its time`);
     lines.push(`CPU time to encode and submit one forward ≤ 2 ms: ${x(v.encodeMs, 2)} ms`);

@@ -24,7 +24,8 @@ export interface WebGpuModelOptions {
 }
 
 export class WebGpuModel {
-  private readonly pipelines: PipelineCache = new Map();
+  /** Pipelines compiled by the model's plans, shared by all of them (the sweep's too). */
+  readonly pipelines: PipelineCache = new Map();
   private last: { key: string; plan: ForwardPlan } | null = null;
 
   private constructor(readonly weights: GpuWeights, private readonly options: WebGpuModelOptions) {}

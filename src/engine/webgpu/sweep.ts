@@ -35,9 +35,10 @@ export interface WebGpuSweepOptions {
 /**
  * Per row t of a logits block (one workgroup per row): KL(p_clean ‖ p_ablated) and the change of
  * the next token's loss. With δ = z_clean − z_ablated and the clean row's max m:
- *   KL = Σ p_c·δ + log Σ p_c·e^{−δ} = A/S + log(B/S),  S = Σ e^{z_c − m}, A = Σ e^{z_c − m}·δ, B = Σ e^{z_a − m}
- *   Δloss = δ[next] + log(B/S)
- * Both terms are of the size of δ, not of the logits: no cancellation between two log-sum-exps.
+ *   KL = Σ p_c·δ + log Σ p_c·e^{−δ} = A/S + log1p(B/S),  S = Σ e^{z_c − m}, A = Σ e^{z_c − m}·δ, B = Σ (e^{z_a − m} − e^{z_c − m})
+ *   Δloss = δ[next] + log1p(B/S)
+ * Both terms are of the size of δ, not of the logits: no cancellation between two log-sum-exps,
+ * and B sums the differences itself, so a KL far below fp32's epsilon is not lost in log(1 + ε).
  */
 function effectRowKernel(software: boolean): KernelSpec {
   const T = cooperativeThreads(software, 256);
@@ -71,7 +72,7 @@ fn main(group : vec3<u32>, local : u32) {
     let e = exp(zc - m);
     S = S + e;
     A = A + e * (zc - za);
-    B = B + exp(za - m);
+    B = B + (exp(za - m) - e);
   }
   sM[local] = m; sS[local] = S; sA[local] = A; sB[local] = B;
   ${sync}
@@ -89,7 +90,9 @@ fn main(group : vec3<u32>, local : u32) {
   }
   if (local == 0u) {
     let t = uniforms.rowOffset + r;
-    let logRatio = log(sB[0] / sS[0]);
+    let ratio = sB[0] / sS[0];
+    // log1p: the series where log(1 + x) would round x away.
+    let logRatio = select(log(1.0 + ratio), ratio * (1.0 - ratio * (0.5 - ratio / 3.0)), abs(ratio) < 1.0e-3);
     result[2 * t] = max(0.0, sA[0] / sS[0] + logRatio);
     var dLoss = 0.0;
     if (t + 1 < uniforms.seqLen) {
@@ -154,14 +157,14 @@ export async function webgpuAblationSweep(model: WebGpuModel, ids: ArrayLike<num
   const software = model.software;
   // An empty ablate-write in every swept layer: the scans read edit words, all w_t = 1 (the clean run) until a cell writes its 0.
   const edits = new Map(layers.map((l) => [l, { scan: { noWrite: new Set<number>() } }] as const));
-  const plan = await createForwardPlan(model.weights, { tokens: L, k: 1, software, edits, logitsBlockBytes: blockRows * 4 * V });
+  const plan = await createForwardPlan(model.weights, { tokens: L, k: 1, software, edits, logitsBlockBytes: blockRows * 4 * V, pipelines: model.pipelines });
   const owned: GPUBuffer[] = [];
   const buffer = (label: string, bytes: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) => {
     const b = device.createBuffer({ label, size: Math.max(16, bytes), usage });
     owned.push(b);
     return b;
   };
-  const cache = new KernelCache(device);
+  const cache = new KernelCache(device, model.pipelines);
   try {
     for (const l of layers) if (!plan.writeMultipliers[l]) throw new RangeError(`layer ${l} has no scan whose writes could be ablated`);
     const blocks = plan.head.filter((h) => h.block);
