@@ -44,6 +44,8 @@ export interface ScanEdit {
  * that token's update becomes `h` (the layer's state shape, [D, N] or [heads, P, N], flattened),
  * and the conv of positions token+1 … token+K−1 reads `conv` ([K − 1, conv channels], the
  * pre-conv inputs of positions token−K+2 … token, oldest first) where it would read this run's.
+ * Token −1 is the state entering the sequence: how the fp32 engines take a chunk's carry
+ * (LayerCarry) in a long run (the float64 reference takes it as its layers' `carry`).
  */
 export interface StatePatch {
   readonly token: number;

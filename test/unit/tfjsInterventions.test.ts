@@ -2,9 +2,8 @@
  * Interventions and the logit lens in the tfjs forward (fp32), against the float64 reference with
  * the same edits (the oracle: test/unit/interventions.test.ts checks it against the definitions):
  * logits and every internal the tfjs forward records within 1e-4 normalized, and everything
- * before the edited token exactly the clean tfjs run's. On both tfjs scans: the cpu/wasm host
- * loop (hostLoopScan.ts, on cpu and on wasm with its own weight layout) and the chunked prefix scan webgl runs (scan.ts), here
- * on the wasm kernels under another backend name, so the forward picks it as it does for webgl.
+ * before the edited token exactly the clean tfjs run's. On both tfjs scans (./tfjsScans.ts: the
+ * cpu/wasm host loop, and the prefix scan webgl runs).
  * And the logit lens (ForwardOptions.logitLens) against the reference's streams through its head,
  * and `inspect --backend cpu --intervene` against the float64 dump of the same intervention.
  */
@@ -12,7 +11,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { main } from '../../src/cli/main';
 import { editedModel } from '../../src/engine/interventionInputs';
 import type { ForwardOptions, ForwardResult } from '../../src/engine/internals';
@@ -27,29 +25,8 @@ import { normalizedError } from '../../src/engine/tensor';
 import { NodeFolderStore } from '../../src/node/files';
 import { useNodeBackend } from '../../src/node/tfjsBackends';
 import { lastLayerAblated } from './handAblation';
+import { SCANS } from './tfjsScans';
 import { fixture, openSafetensors } from './fixtures';
-
-/**
- * A backend running the wasm kernels under a name that is neither cpu nor wasm: scanKernelsFor
- * gives it the prefix scan and layoutFor the in-out layout, as webgl (the wasm kernels, not the
- * cpu ones: the prefix scan's broadcasting ops are several times faster there).
- */
-const PREFIX_SCAN_BACKEND = 'wasm-prefix-scan';
-
-async function usePrefixScanBackend(): Promise<void> {
-  await useNodeBackend('wasm');
-  if (!tf.findBackend(PREFIX_SCAN_BACKEND)) {
-    for (const k of tf.getKernelsForBackend('wasm')) tf.registerKernel({ ...k, backendName: PREFIX_SCAN_BACKEND });
-    tf.registerBackend(PREFIX_SCAN_BACKEND, tf.findBackendFactory('wasm'));
-  }
-  if (!(await tf.setBackend(PREFIX_SCAN_BACKEND))) throw new Error('the prefix-scan backend could not start');
-}
-
-const SCANS = [
-  ['host loop (cpu)', () => useNodeBackend('cpu')],
-  ['host loop (wasm)', () => useNodeBackend('wasm')],
-  ['prefix scan (webgl path)', usePrefixScanBackend],
-] as const;
 
 /** The tensors of a tfjs run (logits, every layer's internals) whose normalized error against another run's is above `tol`, or not below it with `above`. */
 function offTensors(got: ForwardResult<Float32Array>, want: ForwardResult, tol: number, above = true): string[] {

@@ -22,6 +22,11 @@ type F32 = Tensor<Float32Array>;
 /** patch-state's state (its conv context is the conv's). */
 type PatchedState = Pick<StatePatch, 'token' | 'h'>;
 
+/** The state before token 0: zeros, or a patch at token −1 (a chunk's carry from the chunk before). */
+function initialState(size: number, patch?: PatchedState): Float32Array {
+  return patch?.token === -1 ? Float32Array.from(patch.h) : new Float32Array(size);
+}
+
 const f = Math.fround;
 
 function read(t: tf.Tensor): F32 {
@@ -75,7 +80,7 @@ function knockoutRow(k: KnockoutRow, t: number, base: number, N: number, cleared
 export function selectiveScanF32(u: F32, delta: F32, A: F32, B: F32, C: F32, Dskip: F32, at: Int32Array, edit?: ScanEdit, patch?: PatchedState): { y: F32; h: F32 } {
   const [L, D] = u.shape;
   const N = A.shape[1];
-  const h = new Float32Array(D * N);
+  const h = initialState(D * N, patch);
   const y = new Float32Array(L * D);
   const states = new Float32Array(at.length * D * N);
   const slots = stateSlots(at, L);
@@ -113,7 +118,7 @@ export function selectiveScanHeadsF32(x: F32, delta: F32, A: F32, B: F32, C: F32
   const GN = B.shape[1];
   const N = GN / groups;
   const perGroup = heads / groups;
-  const h = new Float32Array(heads * P * N);
+  const h = initialState(heads * P * N, patch);
   const y = new Float32Array(L * heads * P);
   const states = new Float32Array(at.length * h.length);
   const slots = stateSlots(at, L);

@@ -109,13 +109,14 @@ function gatherStates(states: tf.Tensor, chunkStart: number, slots: readonly (nu
  * Runs `chunkStep` over chunks of tokens, carrying the last state; concatenates the chunk
  * outputs and the captured states (in the order of statesAt, whatever the order of the chunks).
  * `from`: a pass whose states are zero before this token starts there, its outputs before it
- * zero (a knockout's pass, over its source's write alone).
+ * zero (a knockout's pass, over its source's write alone). `h0`: the state before token 0 (freed
+ * here), zeros without it.
  */
-function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: number, carry: tf.Tensor | null, capture: (states: tf.Tensor) => void) => { y: tf.Tensor; last: tf.Tensor }, from = 0) {
+function chunked(L: number, statesAt: Int32Array, chunkStep: (start: number, T: number, carry: tf.Tensor | null, capture: (states: tf.Tensor) => void) => { y: tf.Tensor; last: tf.Tensor }, from = 0, h0: tf.Tensor | null = null) {
   const ys: tf.Tensor[] = [];
   const hs: tf.Tensor[] = [];
   const slots = stateSlots(statesAt, L);
-  let carry: tf.Tensor | null = null;
+  let carry: tf.Tensor | null = h0;
   for (let start = from; start < L; start += CHUNK) {
     const T = Math.min(CHUNK, L - start);
     const prev: tf.Tensor | null = carry;
@@ -145,13 +146,17 @@ interface PairMasks {
   readonly state?: { readonly token: number; readonly h: Float32Array };
   /** b is zero before this token, and so are the states: the pass starts there. */
   readonly from?: number;
+  /** The state before token 0: a patch at token −1 (a chunk's carry in a long run). */
+  readonly h0?: Float32Array;
 }
 
 /**
  * ablate-write is b_t = 0 (h_t = Ā_t·h_{t−1}); zero-state is (a_t, b_t) = (0, 0): h_t = 0, and
- * nothing before t reaches past it; patch-state is (a_t, b_t) = (0, h'): h_t = h'.
+ * nothing before t reaches past it; patch-state is (a_t, b_t) = (0, h'): h_t = h'. A patch at
+ * token −1 is no pair: it is the state the pass starts from.
  */
 function editMasks(L: number, edit?: ScanEdit, patch?: TfScanEdits['patch']): PairMasks {
+  if (patch?.token === -1) return { ...editMasks(L, edit), h0: Float32Array.from(patch.h) };
   if (!edit?.noWrite && !edit?.reset && !patch) return {};
   const b = new Float32Array(L).fill(1);
   edit?.noWrite?.forEach((t) => (b[t] = 0));
@@ -217,7 +222,7 @@ export const tfjsOpsScan: TfScan = ({ u, delta, A, B, C, D, z, statesAt, ...edit
     capture(states);
     const y = masked(tf.sum(tf.mul(states, tf.reshape(tf.slice(C, start, T), [T, 1, N])), 2), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
-  }, masks.from);
+  }, masks.from, masks.h0 ? tf.tensor(masks.h0, [1, Dd, N]) : null);
   const scanned = editedPasses(pass, L, statesAt, edits);
   A3.dispose();
   const y = tf.tidy(() => tf.add(scanned.y, tf.mul(u, tf.reshape(D, [1, Dd]))) as tf.Tensor2D);
@@ -243,7 +248,7 @@ export const tfjsOpsHeadScan: TfHeadScan = ({ x, delta, A, B, C, D, groups, stat
     capture(states);
     const y = masked(tf.reshape(tf.sum(tf.mul(states, perHead(C, start, T)), 3), [T, heads * P]), masks.y, start, T);
     return { y, last: tf.slice(states, T - 1, 1) };
-  }, masks.from);
+  }, masks.from, masks.h0 ? tf.tensor(masks.h0, [1, heads, P, N]) : null);
   const scanned = editedPasses(pass, L, statesAt, edits);
   const y = tf.tidy(() => {
     const skip = tf.reshape(tf.mul(tf.reshape(x, [L, heads, P]), tf.reshape(D, [1, heads, 1])), [L, heads * P]);
