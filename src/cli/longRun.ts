@@ -1,6 +1,6 @@
 /**
- * `inspect --positions SPEC`: the long-sequence run (issue 13). The float64 reference runs the
- * sequence in chunks with each layer's state carried (referenceForwardChunked), so it holds one
+ * `inspect --positions SPEC`: the long-sequence run (issue 13). The float64 reference or tfjs (cpu,
+ * wasm) runs the sequence in chunks with each layer's state carried (forwardInChunks), so it holds one
  * chunk's activations whatever the length; the dump holds what stays O(L): the logits at the
  * chosen positions, the next-token loss at every position, and each layer's final state and conv
  * context. Per-layer internals of every token (O(L × layers × channels)) are not written.
@@ -12,8 +12,11 @@ import { kindFor } from '../engine/layers';
 import type { LanguageModelConfig, MambaConfig } from '../engine/model/config';
 import type { LanguageModel } from '../engine/model/graph';
 import { streamValues, weightValues } from '../engine/model/load';
-import type { ChunkedRun } from '../engine/chunkedForward';
+import { forwardInChunks, type ChunkedRun } from '../engine/chunkedForward';
+import type { Precision } from '../engine/model/params';
 import { referenceForwardChunked } from '../engine/reference/forward';
+import { tfjsChunkRunner } from '../engine/tfjs/chunkRunner';
+import type { TfModel } from '../engine/tfjs/forward';
 import { UsageError } from './args';
 
 /** Tokens per chunk of the long run. */
@@ -51,25 +54,29 @@ export function parsePositions(spec: string, length: number): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
-/** Bytes the long run holds: the weights, one chunk's activations, the logits kept, the loss and the final states. */
-export function longRunBytes(config: MambaConfig, tokens: number, positions: number): number {
+/** Bytes the long run holds in `precision` (the reference's float64, the fp32 engines' float32): the weights, one chunk's activations, the logits kept, the loss and the final states. */
+export function longRunBytes(config: MambaConfig, tokens: number, positions: number, precision: Precision = 'float64'): number {
   const h = (kindFor(config).internals.h ?? [0]).reduce((a, b) => a * b, 1);
   const chunk = Math.min(tokens, LONG_CHUNK);
   // A chunk's stream through one layer, and its logits.
   const activations = streamValues(config, chunk) + chunk * config.vocabSize;
-  return 8 * (weightValues(config).total + activations + positions * config.vocabSize + tokens + config.nLayer * (h + config.dConv * 2 * config.dInner));
+  // The loss is float64 on every engine.
+  return (precision === 'float64' ? 8 : 4) * (weightValues(config).total + activations + positions * config.vocabSize + config.nLayer * (h + config.dConv * 2 * config.dInner)) + 8 * tokens;
 }
 
-export function checkLongRun(config: LanguageModelConfig, tokens: number, positions: number, limitMb: number): void {
+export function checkLongRun(config: LanguageModelConfig, tokens: number, positions: number, limitMb: number, precision: Precision): void {
   if (config.arch === 'hybrid') throw new UsageError(`--positions carries each layer's scan state across chunks; ${config.family}'s attention layers have no fixed-size state: inspect a shorter text without --positions`);
-  const bytes = longRunBytes(config, tokens, positions);
+  const bytes = longRunBytes(config, tokens, positions, precision);
   if (bytes > limitMb * 1e6) {
     throw new LimitError('inspect', `the long run of ${tokens} tokens needs ${(bytes / 1e6).toFixed(0)} MB (weights, one ${LONG_CHUNK}-token chunk, the logits at ${positions} positions), over the --max-memory limit of ${limitMb} MB: keep fewer --positions, or raise --max-memory`);
   }
 }
 
-export function longRun(model: LanguageModel<'float64'>, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): Promise<ChunkedRun> {
-  return referenceForwardChunked(model, ids, { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress });
+/** The chunked forward on the float64 reference, or (a TfModel on the active tfjs backend) on tfjs. */
+export function longRun(model: LanguageModel<'float64'> | TfModel, config: LanguageModelConfig, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): Promise<ChunkedRun> {
+  const options = { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress };
+  if ('layout' in model) return forwardInChunks(tfjsChunkRunner(model, checkCancelled), ids, config.vocabSize, Float32Array, options);
+  return referenceForwardChunked(model, ids, options);
 }
 
 /**

@@ -160,6 +160,31 @@ describe('cli inspect', function () {
     assert.match(bad.err, /--positions: (step "0" is not a positive integer|5000 is outside)/);
   });
 
+  it('--positions --backend wasm runs the long mode in fp32: the logits, loss and final states of the full wasm run; webgpu is refused in one line', async () => {
+    const base = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--backend', 'wasm'];
+    const full = await run(...base, '--out', outFile('full-wasm.safetensors'), '--states-at', '-1');
+    assert.equal(full.code, 0, full.err);
+    const long = await run(...base, '--out', outFile('long-wasm.safetensors'), '--positions', '0:200:50,-1');
+    assert.equal(long.code, 0, long.err);
+    const [a, b] = [await openSafetensors(outFile('full-wasm.safetensors')), await openSafetensors(outFile('long-wasm.safetensors'))];
+    assert.equal(b.metadata.dtype, 'float32');
+    const logits = await a.readFloat('logits', 'float64');
+    const V = logits.shape[1];
+    assert.deepEqual([...(await b.readFloat('logits', 'float64')).data], [0, 50, 100, 150, 232].flatMap((t) => [...logits.data.subarray(t * V, (t + 1) * V)]));
+    const ids = (await a.readNative('input_ids')).data as Int32Array;
+    const nll = (await b.readFloat('nll', 'float64')).data;
+    const row = logits.data.subarray(117 * V, 118 * V);
+    const m = Math.max(...row);
+    assert.ok(Math.abs(nll[117] - (m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0)) - row[ids[118]])) < 1e-9);
+    for (const i of [0, 1]) {
+      assert.deepEqual((await b.readFloat(`layers.${i}.h`, 'float64')).data, (await a.readFloat(`layers.${i}.h`, 'float64')).data);
+      assert.deepEqual((await b.readFloat(`layers.${i}.conv_state`, 'float64')).data, (await a.readFloat(`layers.${i}.conv_state`, 'float64')).data);
+    }
+    const gpu = await run('inspect', '--model', fixture('mamba1-tiny'), '--ids', '1,2,3', '--backend', 'webgpu', '--positions', '-1', '--out', outFile('gpu-long.safetensors'));
+    assert.equal(gpu.code, 2);
+    assert.match(gpu.err, /--positions runs in chunks on the float64 reference and on tfjs \(cpu, wasm\), not on webgpu yet/);
+  });
+
   it('writes dumps piece by piece, byte for byte the file encodeSafetensors makes in one buffer', async () => {
     const entries = [
       { name: 'a', tensor: { shape: [3], data: Float64Array.of(1, 2, 3) } },

@@ -52,8 +52,8 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 a hybrid's attention layers add layers.i.attn_pattern [L, heads, L], their own
   --max-memory  the run's memory in MB (default 4096): weights, kept tensors and logits; when
                 the weights do not fit, the float64 reference streams the layers from disk
-  --positions   a long run: the float64 reference in ${LONG_CHUNK}-token chunks, each layer's state
-                carried, holding one chunk whatever the length; the dump gets positions,
+  --positions   a long run in ${LONG_CHUNK}-token chunks (the float64 reference, or fp32 on cpu or wasm),
+                each layer's state carried, holding one chunk whatever the length; the dump gets positions,
                 logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
                 nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_state
   --intervene   an intervention, in the reference or on cpu/wasm (repeatable; docs/INTERVENTIONS.md):
@@ -106,15 +106,15 @@ export const inspect: Command = {
     const { ids, pieces } = await readSample(args, dir, config.vocabSize, io.err);
     const positionSpec = optional(args, 'positions');
     if (positionSpec !== undefined) {
-      if (backend !== 'reference') throw new UsageError('--positions runs the float64 reference in chunks: leave out --backend and --precision');
+      if (backend === 'webgpu') throw new UsageError('--positions runs in chunks on the float64 reference and on tfjs (cpu, wasm), not on webgpu yet: use --backend cpu or wasm, or leave out --backend');
       if (attention || statesAt.length || optional(args, 'layers') !== undefined) throw new UsageError('--positions writes each layer\'s final state and no per-token internals: leave out --attention, --states-at and --layers');
       if (list(args, 'intervene').length) throw new UsageError('--intervene runs on a whole sequence, not the chunked long mode: leave out --positions');
       const positions = parsePositions(positionSpec, ids.length);
-      checkLongRun(config, ids.length, positions.length, positiveInt(args, 'max-memory') ?? 4096);
+      const floats = precision === 'fp64' ? 'float64' : 'float32';
+      checkLongRun(config, ids.length, positions.length, positiveInt(args, 'max-memory') ?? 4096, floats);
       budget.plan(plan(config, backend, ids.length, 0, false), 'use fewer tokens (--max-tokens)');
-      const model = await loadModel(config, store, 'float64');
-      const run = await budget.phase('forward', ids.length, async (tick) => longRun(model, ids, positions, () => undefined, tick));
-      const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: archName(config), dtype: 'float64', backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
+      const run = await budget.phase('forward', ids.length, (tick) => longRunOn(backend, config, store, ids, positions, tick));
+      const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: archName(config), dtype: floats, backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
       await writeDump(out, longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata);
       const meanLoss = run.nll.reduce((a, b) => a + b, 0) / Math.max(1, run.nll.length);
       io.out(`model     ${dir} (${archName(config)}, ${config.nLayer} layers, d_model ${config.dModel})`);
@@ -186,6 +186,18 @@ async function forward(model: LanguageModel | StreamedModel<'float64' | 'float32
   const tfModel = createTfModel(model as LanguageModel<'float32'> | StreamedModel<'float32'>);
   try {
     return await tfjsForward(tfModel, ids, options);
+  } finally {
+    tfModel.dispose();
+  }
+}
+
+/** The long run on the reference, or on a tfjs backend (its weights uploaded for the run and freed after). */
+async function longRunOn(backend: Exclude<Backend, 'webgpu'>, config: LanguageModelConfig, store: Parameters<typeof loadModel>[1], ids: Int32Array, positions: number[], tick: Tick) {
+  if (backend === 'reference') return longRun(await loadModel(config, store, 'float64'), config, ids, positions, () => undefined, tick);
+  await useNodeBackend(backend);
+  const tfModel = createTfModel(await loadModel(config, store, 'float32'));
+  try {
+    return await longRun(tfModel, config, ids, positions, () => undefined, tick);
   } finally {
     tfModel.dispose();
   }
