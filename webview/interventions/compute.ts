@@ -22,6 +22,7 @@ import { predictionsFromLogits, type Predictions } from '../../src/engine/predic
 import { webgpuAblationSweep } from '../../src/engine/webgpu/sweep';
 import type { Tensor } from '../../src/engine/tensor';
 import type { Progress, RequestContext, RunParams } from '../../src/protocol';
+import type { AblationSweep } from '../../src/engine/analysis/sweep';
 import { mb, type ComputeSession } from '../compute';
 import { NEXT_TOKEN_K, type ModelContext } from '../inspection';
 import type { PanelData } from '../panelData';
@@ -48,13 +49,8 @@ export interface InterventionOutcome {
 }
 
 /** Each token × each layer ablated (ablate-write): the mean KL and Δloss of the outputs from the token on. */
-export interface SweepResult {
+export interface SweepResult extends AblationSweep {
   readonly runId: string;
-  readonly layers: readonly number[];
-  readonly tokens: readonly number[];
-  /** [layers, tokens] row-major. */
-  readonly meanKl: Float64Array;
-  readonly meanDLoss: Float64Array;
   /** Cells computed; fewer than all when cancelled part way (the rest are NaN). */
   readonly done: number;
   /** The first `columns` tokens have every layer's cell: what the heatmap shows. */
