@@ -1,6 +1,6 @@
 /**
- * `inspect --positions SPEC`: the long-sequence run (issue 13). The float64 reference or tfjs (cpu,
- * wasm) runs the sequence in chunks with each layer's state carried (forwardInChunks), so it holds one
+ * `inspect --positions SPEC`: the long-sequence run (issue 13). The float64 reference, tfjs (cpu,
+ * wasm) or the native WebGPU engine runs the sequence in chunks with each layer's state carried (forwardInChunks), so it holds one
  * chunk's activations whatever the length; the dump holds what stays O(L): the logits at the
  * chosen positions, the next-token loss at every position, and each layer's final state and conv
  * context. Per-layer internals of every token (O(L × layers × channels)) are not written.
@@ -17,6 +17,8 @@ import type { Precision } from '../engine/model/params';
 import { referenceForwardChunked } from '../engine/reference/forward';
 import { tfjsChunkRunner } from '../engine/tfjs/chunkRunner';
 import type { TfModel } from '../engine/tfjs/forward';
+import { webgpuLongRun } from '../engine/webgpu/longRun';
+import { WebGpuModel } from '../engine/webgpu/model';
 import { UsageError } from './args';
 
 /** Tokens per chunk of the long run. */
@@ -72,9 +74,10 @@ export function checkLongRun(config: LanguageModelConfig, tokens: number, positi
   }
 }
 
-/** The chunked forward on the float64 reference, or (a TfModel on the active tfjs backend) on tfjs. */
-export function longRun(model: LanguageModel<'float64'> | TfModel, config: LanguageModelConfig, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): Promise<ChunkedRun> {
+/** The chunked forward on the float64 reference, on tfjs (a TfModel on the active tfjs backend), or on the native WebGPU engine. */
+export async function longRun(model: LanguageModel<'float64'> | TfModel | WebGpuModel, config: LanguageModelConfig, ids: Int32Array, positions: number[], checkCancelled: () => void, onProgress: (tokens: number) => void): Promise<ChunkedRun> {
   const options = { chunkLength: LONG_CHUNK, logitsAt: positions, checkCancelled, onProgress };
+  if (model instanceof WebGpuModel) return webgpuLongRun(model, ids, options);
   if ('layout' in model) return forwardInChunks(tfjsChunkRunner(model, checkCancelled), ids, config.vocabSize, Float32Array, options);
   return referenceForwardChunked(model, ids, options);
 }

@@ -9,14 +9,13 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_TOLERANCE, diffArrays } from '../../src/engine/analysis/compare';
+import { diffArrays } from '../../src/engine/analysis/compare';
 import type { InternalName } from '../../src/engine/internals';
 import type { LoadedModel } from '../../src/engine/model/graph';
 import { loadModelFolder } from '../../src/engine/model/load';
 import { predictionsFromLogits, type Predictions } from '../../src/engine/predictions';
 import { referenceForward } from '../../src/engine/reference/forward';
 import { linear, map, softplus, type F64 } from '../../src/engine/reference/ops';
-import type { Tensor } from '../../src/engine/tensor';
 import { nativeForward } from '../../src/engine/webgpu/forward';
 import { KernelCache, record } from '../../src/engine/webgpu/kernel';
 import { CAPTURE_NAMES } from '../../src/engine/webgpu/layer';
@@ -27,35 +26,11 @@ import { matmulDispatches, type MatmulTile } from '../../src/engine/webgpu/matmu
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
 import { NodeFolderStore } from '../../src/node/files';
-import { createDawnDevice } from '../../src/node/webgpu';
 import { packHalves, storedFormat } from '../../src/engine/webgpu/weightFormat';
 import { openCheckpoint } from '../../src/engine/formats/checkpoint';
+import { expectClose, expectPredictions, TOL } from './expectPredictions';
 import { fixture } from './fixtures';
-
-const TOL = DEFAULT_TOLERANCE.fp32;
-
-/** Asserts `got` is within tolerance of `ref` and returns the normalized error. */
-function expectClose(got: ArrayLike<number>, ref: Tensor, what: string): number {
-  const d = diffArrays(ref.data as Float64Array, got, ref.shape, TOL);
-  assert.equal(d.nonFinite.a + d.nonFinite.b, 0, `${what}: non-finite values at ${JSON.stringify(d.nonFinite.first)}`);
-  assert.equal(d.firstDivergence, null, `${what}: first element out of tolerance ${JSON.stringify(d.firstDivergence)} (max abs error ${d.maxAbsError})`);
-  return d.normalizedError;
-}
-
-/** Top-k against the float64 logits' top-k: the same ids except where the two are tied within tolerance. */
-function expectPredictions(got: Predictions, ref: Predictions, what: string): number {
-  const L = got.nextRank.length;
-  for (let i = 0; i < L * ref.k; i++) {
-    if (got.ids[i] !== ref.ids[i]) {
-      assert.ok(Math.abs(got.probs[i] - ref.probs[i]) <= TOL.atol, `${what}: top-${ref.k} entry ${i} is id ${got.ids[i]}, the reference has ${ref.ids[i]} (probabilities ${got.probs[i]} vs ${ref.probs[i]})`);
-    }
-  }
-  for (let t = 0; t + 1 < L; t++) assert.ok(Math.abs(got.nextRank[t] - ref.nextRank[t]) <= 1, `${what}: rank of the next token at ${t}: ${got.nextRank[t]} vs ${ref.nextRank[t]}`);
-  assert.ok(Number.isNaN(got.nextProb[L - 1]) && got.nextRank[L - 1] === -1, `${what}: nothing follows the last token`);
-  const probs = expectClose(got.probs, { shape: [L, ref.k], data: Float64Array.from(ref.probs) }, `${what} top-k probabilities`);
-  const next = expectClose(got.nextProb.subarray(0, L - 1), { shape: [L - 1], data: Float64Array.from(ref.nextProb.subarray(0, L - 1)) }, `${what} next-token probability`);
-  return Math.max(probs, next);
-}
+import { withDawn } from './dawnSuite';
 
 function sampleIds(n: number): number[] {
   const json = JSON.parse(fs.readFileSync(fixture('samples', 'input_ids.json'), 'utf8')) as { input_ids: Record<string, number[]> };
@@ -94,18 +69,12 @@ async function readBuffer(device: GPUDevice, source: GPUBuffer, bytes: number): 
 
 describe('native WebGPU forward (Dawn + SwiftShader)', function () {
   this.timeout(300_000);
-  let device: GPUDevice;
-  let software: boolean;
+  let device: GPUDevice, software: boolean;
+  withDawn((dawn) => ({ device, software } = dawn));
   const report: string[] = [];
 
-  before(async () => {
-    const dawn = await createDawnDevice();
-    device = dawn.device;
-    software = dawn.info.software;
-  });
   after(() => {
     if (report.length) console.log(`      normalized errors against the float64 reference:\n${report.map((r) => `        ${r}`).join('\n')}`);
-    device?.destroy();
   });
 
   describe('tiled matmul against a float64 loop', () => {

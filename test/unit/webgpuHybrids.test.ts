@@ -15,8 +15,8 @@ import { referenceForward } from '../../src/engine/reference/forward';
 import { normalizedError } from '../../src/engine/tensor';
 import { WebGpuModel } from '../../src/engine/webgpu/model';
 import { NodeFolderStore } from '../../src/node/files';
-import { createDawnDevice } from '../../src/node/webgpu';
 import { fixture, openSafetensors } from './fixtures';
+import { withDawn } from './dawnSuite';
 
 const FAMILIES = ['jamba', 'bamba', 'granitemoehybrid', 'nemotron_h', 'zamba2', 'falcon_h1'] as const;
 const TOL = 1e-4;
@@ -25,17 +25,11 @@ const STATES_AT = [0, 20, -1];
 
 describe('hybrid families on the native WebGPU engine (Dawn + SwiftShader)', function () {
   this.timeout(300_000);
-  let device: GPUDevice;
-  let software: boolean;
+  let device: GPUDevice, software: boolean;
+  withDawn((dawn) => ({ device, software } = dawn));
   const report: string[] = [];
-  before(async () => {
-    const dawn = await createDawnDevice();
-    device = dawn.device;
-    software = dawn.info.software;
-  });
   after(() => {
     if (report.length) console.log(`      worst normalized error per family:\n${report.map((r) => `        ${r}`).join('\n')}`);
-    device?.destroy();
   });
 
   // The device's own kernels, and (on SwiftShader) the GPU's: 64-thread workgroups sharing keys and partial sums through workgroup memory.
@@ -63,8 +57,6 @@ describe('hybrid families on the native WebGPU engine (Dawn + SwiftShader)', fun
           const mine = got.layers[l.layer].tensors;
           if (l.layer + 1 < ref.layers.length) check(`hidden_states.${l.layer + 1}`, mine.hidden_out!.data, (await dump.readFloat(`hidden_states.${l.layer + 1}`, 'float64')).data);
           for (const [name, want] of Object.entries(l.tensors) as [InternalName, { shape: readonly number[]; data: Float64Array }][]) {
-            // The native engine does not capture the conv context (a patch-state source) yet: issue 13/16, left.
-            if (name === 'conv_state') continue;
             const t = mine[name];
             if (!t) {
               errors.push(`layer ${l.layer} ${name}: not captured`);

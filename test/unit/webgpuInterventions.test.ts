@@ -22,8 +22,8 @@ import { WebGpuModel } from '../../src/engine/webgpu/model';
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
 import { NodeFolderStore } from '../../src/node/files';
-import { createDawnDevice } from '../../src/node/webgpu';
 import { fixture } from './fixtures';
+import { withDawn } from './dawnSuite';
 
 const TOL = DEFAULT_TOLERANCE.fp32;
 const L = 20;
@@ -65,14 +65,8 @@ function editsFor(spec: readonly string[], model: LoadedModel<'float64'>, deltaC
 
 describe('interventions on the native WebGPU forward (Dawn + SwiftShader)', function () {
   this.timeout(300_000);
-  let device: GPUDevice;
-  let software: boolean;
-  before(async () => {
-    const dawn = await createDawnDevice();
-    device = dawn.device;
-    software = dawn.info.software;
-  });
-  after(() => device?.destroy());
+  let device: GPUDevice, software: boolean;
+  withDawn((dawn) => ({ device, software } = dawn));
 
   for (const name of ['mamba1-tiny', 'mamba2-tiny'] as const) {
     describe(name, () => {

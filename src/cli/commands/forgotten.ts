@@ -9,7 +9,10 @@ import { isLanguageModel } from '../../engine/model/graph';
 import { interventionEffect } from '../../engine/analysis/effect';
 import { layerEdits } from '../../engine/interventions';
 import { editedModel } from '../../engine/interventionInputs';
-import { referenceForward } from '../../engine/reference/forward';
+import { referenceForward, referenceForwardChunked } from '../../engine/reference/forward';
+import { RetentionStream } from '../../engine/analysis/retentionStream';
+import type { ForwardResult } from '../../engine/internals';
+import { RowSpill } from '../../node/rowSpill';
 import { stateSize } from '../../engine/model/config';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
 import type { Command, CommandIO } from '../command';
@@ -38,13 +41,19 @@ export interface ForgottenReport {
   layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
 }
 
+/** Tokens per chunk of the streamed run. */
+export const FORGOTTEN_CHUNK = 2048;
+
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
                               [--channel d] [--state n] [--max-tokens N] [--max-memory MB] [--causal ε]
                               [--max-seconds S] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
-when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
+when retained to the end), and R_ℓ(s→L−1). Float64 reference forward, streamed: the text in
+${FORGOTTEN_CHUNK}-token chunks with each layer's state carried, each layer's prefix sums of Δ spilled
+to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) for R(s→L−1); with
+--causal, or on a hybrid (attention carries no state across chunks), one whole-sequence forward.
 
   --model <dir>     Hugging Face Mamba folder with tokenizer.json (default: the bundled mamba1-demo)
   --text <file>     UTF-8 text to analyse
@@ -53,7 +62,9 @@ when retained to the end), and R_ℓ(s→L−1). Float64 reference forward.
   --channel d       retention of one channel d only (the mean over its states; Mamba-2: head d)
   --state n         retention of one state n only (the mean over channels); with --channel: that one pair
   --max-tokens N    keep only the first N tokens (a note says so)
-  --max-memory MB   refuse, before any work, a run whose weights and kept Δ would exceed this (default 4096)
+  --max-memory MB   refuse, before any work, a run whose weights, chunk and results would exceed this, and stop a
+                    layer whose window of prefix sums (the current token's lifetime) would (default 4096);
+                    with --causal: the whole run's weights, Δ and prefix sums
   --causal ε        check each forgotten token by ablation (docs/INTERVENTIONS.md): its write in the layer
                     removed, the mean KL of the outputs from forgottenAt on; causally forgotten when < ε
                     (one float64 forward per forgotten token and layer)
@@ -96,40 +107,91 @@ export const forgotten: Command = {
     if (state !== undefined && state >= stateSize(model.config)) throw new UsageError(`--state ${state} is outside the model's ${stateSize(model.config)} states`);
 
     const L = encoded.ids.length;
-    // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
-    const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + streamValues(model.config, L));
-    const limitMb = positiveInt(args, 'max-memory') ?? 4096;
-    if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
-    // Per layer, forgottenAt, atEnd and resetEvents each sweep the tokens once over D·N decays.
-    const retentionWork = 4 * layers.length * L * channels * stateSize(model.config);
     const causal = number(args, 'causal');
     if (causal !== undefined && !(causal > 0)) throw new UsageError(`--causal must be a KL in nats > 0; got ${causal}`);
-    budget.plan([
-      { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
-      { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
-      // At most one ablated forward per token and layer: the estimate takes every token as forgotten.
-      ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
-    ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
-    const forward = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta'], checkCancelled: layerTicks(tick) }));
+    const limitMb = positiveInt(args, 'max-memory') ?? 4096;
+    // Per layer, forgottenAt (at most 2L), atEnd and resetEvents (L each) evaluate R over D·N decays.
+    const retentionWork = 4 * layers.length * L * channels * stateSize(model.config);
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
-    await budget.phase('retention', forward.layers.length, (tick) => forward.layers.forEach(({ layer, tensors }, k) => {
-      tick(k);
-      const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, `${modelDir} layer ${layer}`);
-      const at = retention.forgottenAt(threshold, view);
-      const end = retention.atEnd(view);
-      report.layers.push({
-        layer,
-        tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
-      });
-      resets.push(retention.resetEvents(threshold));
-    }));
+    const source = (layer: number) => `${modelDir} layer ${layer}`;
+    const reportLayer = (layer: number, at: Int32Array, end: Float64Array) => report.layers.push({
+      layer,
+      tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
+    });
+    // The whole-sequence run where streaming cannot serve: --causal reads the clean logits at every
+    // position and reruns the sequence per forgotten token anyway; a hybrid's attention layers
+    // carry no fixed-size state from one chunk to the next.
+    let forward: ForwardResult<Float64Array> | undefined;
+    if (causal === undefined && model.config.arch !== 'hybrid') {
+      // The streamed run (issue 13): the sequence in chunks with each layer's state carried, each
+      // chunk's Δ rows into a RetentionStream per kept layer, their prefix sums spilled to a temp
+      // file for R(s→L−1). It holds the weights, one chunk's stream and Δ, each layer's window of
+      // prefix sums (the current token's lifetime, checked as it grows) and the O(L) results.
+      const chunk = Math.min(L, FORGOTTEN_CHUNK);
+      const fixed = 8 * (parameterCount(model) + streamValues(model.config, chunk) + 2 * layers.length * chunk * channels) + 12 * layers.length * L;
+      if (fixed > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens streamed in ${chunk}-token chunks through ${layers.length} layers need ${(fixed / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
+      // What is left of the limit bounds each layer's window of prefix sums (ring growth: up to twice the rows held).
+      const maxWindowRows = Math.max(1, Math.floor((limitMb * 1e6 - fixed) / (2 * 8 * channels * layers.length)));
+      budget.plan([
+        // One phase, two kinds of work: its work is in seconds (rate 1). The chunks skip the lm_head.
+        { name: 'forward and retention', work: (forwardWork(model, L) - L * model.lmHead.data.length) / RATES.reference + (3 / 4) * retentionWork / RATES.retentionStep, rate: 1 },
+        { name: 'retention at end', work: retentionWork / 4, rate: RATES.retentionStep },
+      ], 'use a shorter text or fewer layers (--layers)');
+      const streams = layers.map((layer) => new RetentionStream(layerDecay(model, layer).A, L, threshold, view, source(layer), {
+        maxWindowRows,
+        onWindowLimit: (rows, token) => new LimitError('forgotten', `layer ${layer} still retains token ${token} after ${rows} tokens: its window of prefix sums would pass the --max-memory limit of ${limitMb} MB; raise --max-memory, or use fewer layers (--layers) or a lower --threshold`),
+      }));
+      const spills: RowSpill[] = [];
+      try {
+        for (let k = 0; k < layers.length; k++) spills.push(RowSpill.create(channels, 'mamba-scope-forgotten-'));
+        const slot = new Map(layers.map((layer, k) => [layer, k]));
+        await budget.phase('forward and retention', L, (tick) => referenceForwardChunked(model, encoded.ids, {
+          chunkLength: chunk,
+          withoutHead: true,
+          onProgress: tick,
+          onLayer: (layer, internals) => {
+            const k = slot.get(layer);
+            if (k !== undefined) spills[k].append(streams[k].push(internals.delta!));
+          },
+        }));
+        await budget.phase('retention at end', layers.length, (tick) => layers.forEach((layer, k) => {
+          tick(k);
+          const end = new Float64Array(L);
+          spills[k].forEachBlock(chunk, (rows, start) => streams[k].atEnd(rows, start, end));
+          spills[k].remove();
+          const { forgottenAt, resets: events } = streams[k].finish();
+          reportLayer(layer, forgottenAt, end);
+          resets.push(events);
+        }));
+      } finally {
+        for (const spill of spills) spill.remove();
+      }
+    } else {
+      // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
+      const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + streamValues(model.config, L));
+      if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
+      budget.plan([
+        { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
+        { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
+        // At most one ablated forward per token and layer: the estimate takes every token as forgotten.
+        ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
+      ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
+      const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta'], checkCancelled: layerTicks(tick) }));
+      forward = whole;
+      await budget.phase('retention', whole.layers.length, (tick) => whole.layers.forEach(({ layer, tensors }, k) => {
+        tick(k);
+        const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, source(layer));
+        reportLayer(layer, retention.forgottenAt(threshold, view), retention.atEnd(view));
+        resets.push(retention.resetEvents(threshold));
+      }));
+    }
 
     if (causal !== undefined) {
       const forgottenCount = report.layers.reduce((n, l) => n + l.tokens.filter((t) => t.forgottenAt !== null).length, 0);
       await budget.phase('causal', forgottenCount, (tick) => {
         // The forward above already holds the clean logits.
-        const clean = forward.logits!;
+        const clean = forward!.logits!;
         const edited = editedModel(model.config);
         let done = 0;
         report.layers = report.layers.map((l) => ({

@@ -52,11 +52,11 @@ hidden_in, z, u, delta, B, C, y, out, hidden_out (+ h and h_tokens with --states
                 a hybrid's attention layers add layers.i.attn_pattern [L, heads, L], their own
   --max-memory  the run's memory in MB (default 4096): weights, kept tensors and logits; when
                 the weights do not fit, the float64 reference streams the layers from disk
-  --positions   a long run in ${LONG_CHUNK}-token chunks (the float64 reference, or fp32 on cpu or wasm),
+  --positions   a long run in ${LONG_CHUNK}-token chunks (the float64 reference, or fp32 on cpu, wasm or webgpu),
                 each layer's state carried, holding one chunk whatever the length; the dump gets positions,
                 logits [P, V] at these positions (start:end[:step] or positions, comma-separated),
                 nll [L-1] (the next-token loss everywhere) and each layer's final h and conv_state
-  --intervene   an intervention, in the reference or on cpu/wasm (repeatable; docs/INTERVENTIONS.md):
+  --intervene   an intervention, in the reference, on cpu/wasm or on webgpu (repeatable; docs/INTERVENTIONS.md):
                 "ablate-write layer=L tokens=S[,…]", "scale-delta layer=L tokens=… factor=F [channels=…]",
                 "zero-state layer=L token=T", "knockout layer=L from=S to=T0",
                 "steer layer=L tokens=… vector=FILE:KEY scale=A", "patch-state layer=L token=T from=DUMP"
@@ -106,14 +106,13 @@ export const inspect: Command = {
     const { ids, pieces } = await readSample(args, dir, config.vocabSize, io.err);
     const positionSpec = optional(args, 'positions');
     if (positionSpec !== undefined) {
-      if (backend === 'webgpu') throw new UsageError('--positions runs in chunks on the float64 reference and on tfjs (cpu, wasm), not on webgpu yet: use --backend cpu or wasm, or leave out --backend');
       if (attention || statesAt.length || optional(args, 'layers') !== undefined) throw new UsageError('--positions writes each layer\'s final state and no per-token internals: leave out --attention, --states-at and --layers');
       if (list(args, 'intervene').length) throw new UsageError('--intervene runs on a whole sequence, not the chunked long mode: leave out --positions');
       const positions = parsePositions(positionSpec, ids.length);
       const floats = precision === 'fp64' ? 'float64' : 'float32';
       checkLongRun(config, ids.length, positions.length, positiveInt(args, 'max-memory') ?? 4096, floats);
       budget.plan(plan(config, backend, ids.length, 0, false), 'use fewer tokens (--max-tokens)');
-      const run = await budget.phase('forward', ids.length, (tick) => longRunOn(backend, config, store, ids, positions, tick));
+      const run = await budget.phase('forward', ids.length, (tick) => longRunOn(backend, config, store, ids, positions, tick, gpuWeights));
       const metadata = { format: DUMP_FORMAT, layout: 'LD', model: dir, arch: archName(config), dtype: floats, backend, mode: 'long', ...(config.arch === 'mamba2' ? { gated_norm: norm } : {}) };
       await writeDump(out, longRunEntries(ids, run, kindFor(config).internals.h ?? []), metadata);
       const meanLoss = run.nll.reduce((a, b) => a + b, 0) / Math.max(1, run.nll.length);
@@ -126,7 +125,6 @@ export const inspect: Command = {
       return 0;
     }
     const interventions = list(args, 'intervene').map(parseIntervention);
-    if (interventions.length && backend === 'webgpu') throw new UsageError('--intervene runs in the float64 reference and on tfjs (cpu, wasm), not on webgpu yet: use --backend cpu, or leave out --backend and --precision');
     const layers = layerList(args, 'layers', config.nLayer);
     const residence = memoryPlan(config, { tokens: ids.length, layers: layers.length, states: statesAt.length, attention, precision, backend }, positiveInt(args, 'max-memory') ?? 4096);
     // --attention: Mamba layers get their implicit attention after the forward, attention layers their own pattern from it.
@@ -191,9 +189,18 @@ async function forward(model: LanguageModel | StreamedModel<'float64' | 'float32
   }
 }
 
-/** The long run on the reference, or on a tfjs backend (its weights uploaded for the run and freed after). */
-async function longRunOn(backend: Exclude<Backend, 'webgpu'>, config: LanguageModelConfig, store: Parameters<typeof loadModel>[1], ids: Int32Array, positions: number[], tick: Tick) {
+/** The long run on the reference, on a tfjs backend or on WebGPU through Dawn (its weights uploaded for the run and freed after). */
+async function longRunOn(backend: Backend, config: LanguageModelConfig, store: Parameters<typeof loadModel>[1], ids: Int32Array, positions: number[], tick: Tick, gpuWeights: WeightFormat) {
   if (backend === 'reference') return longRun(await loadModel(config, store, 'float64'), config, ids, positions, () => undefined, tick);
+  if (backend === 'webgpu') {
+    const { device, info } = await createDawnDevice();
+    try {
+      const gpu = await WebGpuModel.upload(device, await loadModel(config, store, 'float32'), { software: info.software, weights: gpuWeights });
+      return await longRun(gpu, config, ids, positions, () => undefined, tick);
+    } finally {
+      device.destroy();
+    }
+  }
   await useNodeBackend(backend);
   const tfModel = createTfModel(await loadModel(config, store, 'float32'));
   try {

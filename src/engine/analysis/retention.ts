@@ -70,19 +70,9 @@ export class Retention {
     if (A.shape[0] !== D || A.shape.length > 2 || A.shape.length < 1) {
       throw new InputError(source, `A must be [${D}, N] or [${D}] to match delta [${L}, ${D}]; got [${A.shape.join(', ')}]`);
     }
-    const N = A.shape.length === 2 ? A.shape[1] : 1;
-    const a = Float64Array.from(A.data as ArrayLike<number>, Number);
-    for (let i = 0; i < a.length; i++) {
-      if (!(a[i] <= 0)) throw new InputError(source, `A[${i}] = ${a[i]} is not ≤ 0 (pass A = −exp(A_log), not A_log)`);
-    }
+    const { a, N } = decayRates(A, D, source);
     const prefix = new Float64Array(L * D);
-    for (let t = 0; t < L; t++) {
-      for (let d = 0; d < D; d++) {
-        const v = Number(delta.data[t * D + d]);
-        if (!(v >= 0)) throw new InputError(source, `delta[${t}, ${d}] = ${v} is not ≥ 0 (Δ comes after softplus)`);
-        prefix[t * D + d] = (t > 0 ? prefix[(t - 1) * D + d] : 0) + v;
-      }
-    }
+    for (let t = 0; t < L; t++) prefixRow(delta.data, t, D, t > 0 ? prefix : null, t - 1, prefix, t, t, source);
     return new Retention(prefix, L, a, D, N);
   }
 
@@ -148,15 +138,7 @@ export class Retention {
 
   /** mean exp(A·(Q_t − Q_s)) over the view; s = −1 means "from before the first token". */
   private meanDecay(s: number, t: number, view: RetentionView): number {
-    const D = this.channels, N = this.states, Q = this.prefix, A = this.A;
-    const d0 = view.channel ?? 0, d1 = view.channel === undefined ? D : d0 + 1;
-    const n0 = view.state ?? 0, n1 = view.state === undefined ? N : n0 + 1;
-    let sum = 0;
-    for (let d = d0; d < d1; d++) {
-      const span = Q[t * D + d] - (s >= 0 ? Q[s * D + d] : 0);
-      for (let n = n0; n < n1; n++) sum += Math.exp(A[d * N + n] * span);
-    }
-    return sum / ((d1 - d0) * (n1 - n0));
+    return meanDecayOfRows(this.A, this.channels, this.states, view, this.prefix, t, s >= 0 ? this.prefix : null, s);
   }
 
   private checkPair(s: number, t: number): void {
@@ -166,13 +148,64 @@ export class Retention {
   }
 
   private checkView(view: RetentionView): void {
-    if (view.channel !== undefined && !(Number.isInteger(view.channel) && view.channel >= 0 && view.channel < this.channels)) {
-      throw new RangeError(`channel ${view.channel} is outside 0..${this.channels - 1}`);
-    }
-    if (view.state !== undefined && !(Number.isInteger(view.state) && view.state >= 0 && view.state < this.states)) {
-      throw new RangeError(`state ${view.state} is outside 0..${this.states - 1}`);
-    }
+    checkView(view, this.channels, this.states);
   }
+}
+
+export function checkView(view: RetentionView, channels: number, states: number): void {
+  if (view.channel !== undefined && !(Number.isInteger(view.channel) && view.channel >= 0 && view.channel < channels)) {
+    throw new RangeError(`channel ${view.channel} is outside 0..${channels - 1}`);
+  }
+  if (view.state !== undefined && !(Number.isInteger(view.state) && view.state >= 0 && view.state < states)) {
+    throw new RangeError(`state ${view.state} is outside 0..${states - 1}`);
+  }
+}
+
+/**
+ * A as the retention reads it: checked ≤ 0 (R is non-increasing in t only then, which the
+ * forgottenAt sweep relies on), as float64, with its states per channel N. [D, N] or [D].
+ */
+export function decayRates(A: Tensor, D: number, source: string): { a: Float64Array; N: number } {
+  if (A.shape[0] !== D || A.shape.length > 2 || A.shape.length < 1) {
+    throw new InputError(source, `A must be [${D}, N] or [${D}] to match delta's ${D} columns; got [${A.shape.join(', ')}]`);
+  }
+  const N = A.shape.length === 2 ? A.shape[1] : 1;
+  const a = Float64Array.from(A.data as ArrayLike<number>, Number);
+  for (let i = 0; i < a.length; i++) {
+    if (!(a[i] <= 0)) throw new InputError(source, `A[${i}] = ${a[i]} is not ≤ 0 (pass A = −exp(A_log), not A_log)`);
+  }
+  return { a, N };
+}
+
+/**
+ * One row of the prefix sums: Q_t = Q_{t−1} + Δ_t, row `row` of `delta` [·, D] (checked ≥ 0: Δ
+ * comes after softplus) into row `outRow` of `out`, from row `prevRow` of `prev` (null at t = 0).
+ * `t` is the row's position in the sequence, for the message. Retention and the streamed sweep
+ * (retentionStream.ts) both build Q with it, so their sums are the same numbers.
+ */
+export function prefixRow(delta: ArrayLike<number | bigint>, row: number, D: number, prev: Float64Array | null, prevRow: number, out: Float64Array, outRow: number, t: number, source: string): void {
+  for (let d = 0; d < D; d++) {
+    const v = Number(delta[row * D + d]);
+    if (!(v >= 0)) throw new InputError(source, `delta[${t}, ${d}] = ${v} is not ≥ 0 (Δ comes after softplus)`);
+    out[outRow * D + d] = (prev ? prev[prevRow * D + d] : 0) + v;
+  }
+}
+
+/**
+ * R = mean over the view's channels d and states n of exp(A[d,n]·(Q_t − Q_s)[d]): Q_t is row `t`
+ * of `qt`, Q_s row `s` of `qs`, or 0 when qs is null (from before the first token). The one
+ * formula of retention: Retention reads both rows from its [L, D] prefix sums, the streamed sweep
+ * from its window, so the two give the same numbers bit for bit.
+ */
+export function meanDecayOfRows(A: Float64Array, D: number, N: number, view: RetentionView, qt: Float64Array, t: number, qs: Float64Array | null, s: number): number {
+  const d0 = view.channel ?? 0, d1 = view.channel === undefined ? D : d0 + 1;
+  const n0 = view.state ?? 0, n1 = view.state === undefined ? N : n0 + 1;
+  let sum = 0;
+  for (let d = d0; d < d1; d++) {
+    const span = qt[t * D + d] - (qs ? qs[s * D + d] : 0);
+    for (let n = n0; n < n1; n++) sum += Math.exp(A[d * N + n] * span);
+  }
+  return sum / ((d1 - d0) * (n1 - n0));
 }
 
 export function checkThreshold(threshold: number): void {

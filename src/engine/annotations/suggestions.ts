@@ -18,11 +18,13 @@ export interface Suggestion {
 /**
  * One suggestion per forgotten token of a layer. `forgottenAt` is Retention.forgottenAt's
  * result (−1 = retained). Zero-width tokens (special tokens) cannot be annotated and are skipped.
+ * `from`: the sample's position of forgottenAt[0], whose values are positions of the sample too
+ * (a long run's detector covers the window in view).
  */
-export function suggestionsFromForgotten(layer: number, forgottenAt: ArrayLike<number>, threshold: number, sampleText: string, offsets: TokenOffsets): Suggestion[] {
+export function suggestionsFromForgotten(layer: number, forgottenAt: ArrayLike<number>, threshold: number, sampleText: string, offsets: TokenOffsets, from = 0): Suggestion[] {
   const out: Suggestion[] = [];
-  for (let s = 0; s < forgottenAt.length; s++) {
-    const t = forgottenAt[s];
+  for (let i = 0; i < forgottenAt.length; i++) {
+    const t = forgottenAt[i], s = from + i;
     if (t < 0 || offsets[s][1] <= offsets[s][0]) continue;
     out.push({ layer, tokenIndex: s, forgottenAt: t, threshold, span: spanOfTokens(sampleText, offsets, s, s + 1) });
   }

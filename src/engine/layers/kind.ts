@@ -7,7 +7,7 @@
  * architecture, so a new kind is one folder under layers/ and one line in layers/index.ts.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { InternalName } from '../internals';
+import type { ForwardResult, InternalName } from '../internals';
 import type { LayerEdit } from '../interventions';
 import { InputError } from '../errors';
 import type { ModelConfig } from '../model/config';
@@ -75,6 +75,14 @@ export type LayerStep<T> = {
 export interface LayerCarry {
   readonly h: Float64Array;
   readonly conv?: F64;
+}
+
+/** Each layer's carry from a forward that kept h and conv_state at one position (statesAt: one token), on any engine. */
+export function carriesOf(run: ForwardResult<Float32Array>): LayerCarry[] {
+  return run.layers.map(({ layer, tensors: { h, conv_state } }): LayerCarry => {
+    if (!h) throw new InputError(`layer ${layer}`, 'has no scan state to carry from one chunk to the next: a long run needs every layer to be a Mamba layer');
+    return { h: Float64Array.from(h.data), ...(conv_state ? { conv: { shape: conv_state.shape.slice(1), data: Float64Array.from(conv_state.data) } } : {}) };
+  });
 }
 
 /** What a layer may read of the whole forward besides its input: the embedding output (Zamba2's shared block concatenates it). */

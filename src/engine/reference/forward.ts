@@ -4,8 +4,8 @@
  * transcription of transformers' module code); the backbone's embedding, final norm and lm_head
  * are here.
  */
-import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type LayerInternals } from '../internals';
-import { chunkRows, forwardInChunks, type ChunkedRun, type ChunkedRunOptions, type ChunkRunner } from '../chunkedForward';
+import { keptOnly, resolvePositions, wantsLayer, type ForwardOptions, type ForwardResult, type InternalName, type LayerInternals } from '../internals';
+import { chunkRows, forwardInChunks, type ChunkedRun, type ChunkedRunOptions, type ChunkInput, type ChunkRunner } from '../chunkedForward';
 import type { ModelLayer, ReferenceRun } from '../layers/kind';
 import { isLanguageModel, type LanguageModel, type LoadedModel } from '../model/graph';
 import type { LayerEdit } from '../interventions';
@@ -73,22 +73,39 @@ export async function referenceForwardStreamed(model: StreamedModel<'float64'>, 
  * run is the single pass's, bit for bit, while what it holds is O(chunk) and the result O(L): the
  * loss at every position, the logits where asked, and the final states.
  */
-export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: ArrayLike<number>, options: ChunkedRunOptions = {}): Promise<ChunkedRun<Float64Array>> {
-  return forwardInChunks(referenceChunkRunner(model, options.checkCancelled), ids, model.config.vocabSize, Float64Array, options);
+export function referenceForwardChunked(model: LanguageModel<'float64'>, ids: ArrayLike<number>, options: ReferenceChunkedOptions = {}): Promise<ChunkedRun<Float64Array>> {
+  return forwardInChunks(referenceChunkRunner(model, options), ids, model.config.vocabSize, Float64Array, options);
+}
+
+export interface ReferenceChunkedOptions extends ChunkedRunOptions {
+  /**
+   * Each layer's internals on each chunk's rows (the single pass's rows chunk.start.. of them),
+   * chunk after chunk, layer after layer: what a streaming analysis reads (`forgotten` reads Δ)
+   * while the run holds one chunk. The tensors are the step's own; copy what outlives the call.
+   */
+  readonly onLayer?: (layer: number, internals: Partial<Record<InternalName, F64>>, chunk: ChunkInput) => void;
+  /**
+   * No final norm and lm_head: for a run read through onLayer alone, which then costs the
+   * layers only. Its nll and logits are left 0.
+   */
+  readonly withoutHead?: boolean;
 }
 
 /** One chunk on the reference: each layer's kind steps from its carry; `checkCancelled` is polled between layers. */
-function referenceChunkRunner(model: LanguageModel<'float64'>, checkCancelled?: () => void): ChunkRunner<Float64Array> {
+function referenceChunkRunner(model: LanguageModel<'float64'>, options: ReferenceChunkedOptions): ChunkRunner<Float64Array> {
   const none = new Int32Array(0);
+  const { checkCancelled, onLayer, withoutHead } = options;
   return (chunk) => {
     const embeddings = embedTokens(model.config, chunk.ids, model.embedding);
     let hidden = embeddings;
     const carries = model.layers.map((layer, i) => {
       checkCancelled?.();
       const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, chunk.carries?.[i], undefined, { embeddings }));
+      onLayer?.(layer.index, step.internals, chunk);
       hidden = step.next;
       return step.carry;
     });
+    if (withoutHead) return { nll: new Float64Array(0), logits: new Float64Array(chunk.keep.length * model.config.vocabSize), carries };
     return { ...chunkRows(headLogits(model.config, hidden, model.normF, model.lmHead), chunk), carries };
   };
 }

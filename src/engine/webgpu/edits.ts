@@ -6,12 +6,15 @@
  *  - scale-delta: Δ multiplied by a factor table after dt_proj + softplus (the captured delta is
  *    the scaled one);
  *  - steer: the stream entering the layer plus a table of α·v rows, before its norm (the captured
- *    hidden_in includes it); the plan runs it (plan.ts), for every layer kind.
+ *    hidden_in includes it); the plan runs it (plan.ts), for every layer kind;
+ *  - ablate-path: a hybrid layer's path output replaced (layers/hybrid/webgpu.ts);
+ *  - patch-state: the scan's state and the conv's context after a token replaced (patch.ts).
  * A layer without an edit gets none of these: its plan and kernels are the unedited ones.
  */
 import type { LayerEdit, ScanEdit } from '../interventions';
 import type { Dispatch, KernelSpec } from './kernel';
 import type { LayerContext } from './layer';
+import { patchKey } from './patch';
 import { scanChunking, type ScanChunking } from './selectiveScan';
 
 const SCALE_THREADS = 64;
@@ -22,13 +25,14 @@ export function scanEdited(scan: ScanEdit | undefined): boolean {
 }
 
 /**
- * The scan's chunks: the plan's, or one chunk for a reset or a knockout. A reset inside a chunk
- * would break the chunk's carried decay exp(A·ΣΔ) (the carry assumes the state is never emptied),
- * and the knockout's own term lives in registers from its source token on: both need the scan
- * to walk the sequence in one pass.
+ * The scan's chunks: the plan's, or one chunk for a reset, a knockout or a patch-state. A reset
+ * or a patch inside a chunk would break the chunk's carried decay exp(A·ΣΔ) (the carry assumes
+ * the state is never replaced), and the knockout's own term lives in registers from its source
+ * token on: they need the scan to walk the sequence in one pass.
  */
-export function scanChunkingFor(ctx: LayerContext, scan: ScanEdit | undefined): ScanChunking {
-  const whole = !!(scan?.reset?.size || scan?.knockout);
+export function scanChunkingFor(ctx: LayerContext, edit: LayerEdit | undefined): ScanChunking {
+  const scan = edit?.scan;
+  const whole = !!(scan?.reset?.size || scan?.knockout || edit?.patch);
   return scanChunking(ctx.L, whole ? ctx.L : ctx.chunkLen);
 }
 
@@ -89,6 +93,6 @@ export function editsKey(edits: ReadonlyMap<number, LayerEdit> | undefined): str
     list(e.scan.noWrite), list(e.scan.reset), e.scan.knockout ?? null,
     (e.deltaScale ?? []).map((s) => [list(s.tokens), s.factor, list(s.columns)]),
     (e.steer ?? []).map((s) => [list(s.tokens), s.scale, Array.from(s.vector)]),
-    e.patch ? 'patch' : null, e.ablatePath ?? null,
+    e.patch ? patchKey(e.patch) : null, e.ablatePath ?? null,
   ]));
 }

@@ -10,10 +10,10 @@
 import type { ForwardResult, InternalName, LayerInternals } from '../internals';
 import type { Predictions } from '../predictions';
 import type { Tensor } from '../tensor';
-import { record, type Dispatch } from './kernel';
-import type { ForwardPlan } from './plan';
+import { record, type BufferRange, type Dispatch } from './kernel';
+import type { CaptureCopy, ForwardPlan } from './plan';
 import { gpuSettled } from './settle';
-import { predictionWords } from './topK';
+import { decodePredictions, predictionWords } from './topK';
 
 const busy = new WeakSet<ForwardPlan>();
 
@@ -30,8 +30,10 @@ const onePass: RecordDispatches = (encoder, dispatches) => {
  * Records a forward's work into `encoder`: the dispatches, as few compute passes as the copies
  * allow (a copy of a capture or of a logits block must sit between passes), and the copies.
  * `recordPass` records each run of dispatches (the benchmark's profiler times each dispatch).
+ * `captureInto`: where each capture goes instead of the readback (a long run's next chunk's
+ * carryIn: longRun.ts), or nowhere (undefined).
  */
-export function encodeForward(plan: ForwardPlan, encoder: GPUCommandEncoder, recordPass: RecordDispatches = onePass): void {
+export function encodeForward(plan: ForwardPlan, encoder: GPUCommandEncoder, recordPass: RecordDispatches = onePass, captureInto?: (c: CaptureCopy) => Required<BufferRange> | undefined): void {
   let pending: Dispatch[] = [...plan.embed];
   const copy = (source: GPUBuffer, from: number, target: GPUBuffer, at: number, bytes: number) => {
     if (pending.length) recordPass(encoder, pending);
@@ -41,7 +43,13 @@ export function encodeForward(plan: ForwardPlan, encoder: GPUCommandEncoder, rec
   plan.layers.forEach((dispatches, layer) => {
     pending.push(...dispatches);
     // Copied before a later layer overwrites the shared activation buffers.
-    for (const c of plan.captures) if (c.layer === layer) copy(c.source.range.buffer, c.source.range.offset, plan.readback, c.at, c.source.range.size);
+    for (const c of plan.captures) {
+      if (c.layer !== layer) continue;
+      const into = captureInto ? captureInto(c) : { buffer: plan.readback, offset: c.at, size: c.source.range.size };
+      if (!into) continue;
+      if (into.size !== c.source.range.size) throw new RangeError(`layer ${layer}'s ${c.name} (${c.source.range.size} bytes) does not fit where it goes (${into.size})`);
+      copy(c.source.range.buffer, c.source.range.offset, into.buffer, into.offset, into.size);
+    }
   });
   for (const step of plan.head) {
     pending.push(...step.dispatches);
@@ -78,14 +86,7 @@ export async function nativeForward(plan: ForwardPlan, ids: ArrayLike<number>): 
     await gpuSettled(plan.readback.mapAsync(GPUMapMode.READ));
     try {
       const words = plan.readback.getMappedRange();
-      const top = L * k;
-      const predictions: Predictions = {
-        k,
-        ids: new Int32Array(words.slice(0, 4 * top)),
-        probs: new Float32Array(words.slice(4 * top, 8 * top)),
-        nextProb: new Float32Array(words.slice(8 * top, 8 * top + 4 * L)),
-        nextRank: new Int32Array(words.slice(8 * top + 4 * L, predictionBytes)),
-      };
+      const predictions = decodePredictions(words, L, k);
       const layers = new Map<number, Partial<Record<InternalName, Tensor<Float32Array>>>>();
       for (const c of plan.captures) {
         const tensors = layers.get(c.layer) ?? {};

@@ -4,7 +4,7 @@
  * capture lives. The steps every mixer shares (the pre-norm, the scan's scratch, out_proj into
  * the residual stream) are here, so a kind's entry lists only what is its own.
  */
-import type { LayerEdit, ScanEdit } from '../interventions';
+import type { LayerEdit, ScanEdit, StatePatch } from '../interventions';
 import type { ScanGeometry } from './scanShaders';
 import type { Param } from '../model/params';
 import type { BufferRange, Dispatch } from './kernel';
@@ -16,7 +16,7 @@ import { scanChunking, scanScratch } from './selectiveScan';
 import type { WeightFormat } from './weightFormat';
 
 /** The internals a plan can copy out, with the names and shapes of ../internals.ts. */
-export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'out', 'hidden_out', 'ssm_out', 'attn_out', 'attn_pattern', 'mlp_out', 'moe_experts', 'moe_weights'] as const;
+export const CAPTURE_NAMES = ['hidden_in', 'z', 'u', 'delta', 'B', 'C', 'y', 'h', 'conv_state', 'out', 'hidden_out', 'ssm_out', 'attn_out', 'attn_pattern', 'mlp_out', 'moe_experts', 'moe_weights'] as const;
 export type CaptureName = (typeof CAPTURE_NAMES)[number];
 
 export interface CaptureSource {
@@ -24,19 +24,34 @@ export interface CaptureSource {
   readonly shape: readonly number[];
 }
 
+/**
+ * A Mamba mixer's state entering the sequence (LayerContext.carryIn): the scan's state "after
+ * token −1" ([channels, N], as the state captures hold it) and the conv's context before token 0
+ * ([K − 1, conv channels], oldest first, as the conv_state captures hold it): the reference's
+ * LayerCarry. Zero when the plan is built.
+ */
+export interface CarryIn {
+  readonly h: Required<BufferRange>;
+  readonly conv: Required<BufferRange>;
+}
+
 export interface LayerBuild {
   readonly dispatches: readonly Dispatch[];
-  /** Where each internal is once the layer's dispatches ran ('h' and 'out' only when the layer was asked for them). */
+  /** Where each internal is once the layer's dispatches ran ('h', 'conv_state' and 'out' only when the layer was asked for them). */
   readonly sources: Readonly<Partial<Record<CaptureName, CaptureSource>>>;
+  /** The layer's carried-in state, when the plan has one (ForwardPlanOptions.carryIn) and the layer a scan. */
+  readonly carryIn?: CarryIn;
 }
 
 /** A Mamba mixer's dispatches on its input, up to out_proj, which its caller runs (into the residual, or into a hybrid branch's sum). */
 export interface GpuMixer {
   readonly dispatches: readonly Dispatch[];
-  /** z, u, delta, B, C, y, and h when the scan writes states. */
+  /** z, u, delta, B, C, y, and h and conv_state when the scan writes states. */
   readonly sources: Readonly<Partial<Record<CaptureName, CaptureSource>>>;
   /** out_proj's input, the element where its [L, K] rows start, and K. */
   readonly outProjInput: { readonly input: GPUBuffer; readonly aOffset: number; readonly K: number };
+  /** Its state entering the sequence, when the plan carries one in. */
+  readonly carryIn?: CarryIn;
 }
 
 /** How a kind's entry puts its weights on the device (weights.ts). */
@@ -95,7 +110,7 @@ export interface LayerIo {
   readonly index: number;
   readonly hIn: GPUBuffer;
   readonly hOut: GPUBuffer;
-  /** The scan writes the states at the plan's statesAt positions. */
+  /** The scan writes the states (and the conv its conv_state) at the plan's statesAt positions. */
   readonly states: boolean;
   /** The mixer output is kept apart from the residual add. */
   readonly out: boolean;
@@ -117,6 +132,8 @@ export interface LayerContext extends MatmulScratch {
   readonly weights: WeightFormat;
   /** Sorted, distinct positions whose states the plan captures (empty: none). */
   readonly statesAt: Int32Array;
+  /** Each Mamba mixer starts from a state of the plan's own (CarryIn), not from zero. */
+  readonly carryIn: boolean;
   /** A storage buffer of `elements` f32 owned by the plan. */
   allocate(label: string, elements: number): GPUBuffer;
   /** A storage buffer owned by the plan holding `data` (tables computed on the host: RoPE's angles). */
@@ -128,11 +145,13 @@ export interface LayerContext extends MatmulScratch {
    */
   shared<T>(owner: object, make: () => T, key?: string): T;
   /**
-   * The scan's Params: the layer's [A | D] itself, or, for a scan that writes states or is edited,
-   * a copy with one slot per token after it (the statesAt index, or −1) and then the edit words
-   * (scanShaders.ts: editWords).
+   * The scan's Params: the layer's [A | D] itself, or, for a scan that writes states, is edited or
+   * starts from a carried-in state, a copy with one slot per token after it (the statesAt index,
+   * or −1), then the edit words (scanShaders.ts: editWords), then the initial state (`stateSize`
+   * words, zero; `initial` is where they are), then a patch-state's token and state (patch.ts;
+   * `patched`: the scan reads them).
    */
-  scanParams(params: GPUBuffer, aAndD: number, use: { readonly states: boolean; readonly scan?: ScanEdit }): GPUBuffer;
+  scanParams(params: GPUBuffer, aAndD: number, use: { readonly states: boolean; readonly scan?: ScanEdit; readonly stateSize: number; readonly patch?: StatePatch }): { readonly params: GPUBuffer; readonly initial?: Required<BufferRange>; readonly patched?: boolean };
 }
 
 /** What a layer kind runs on WebGPU: G is its weights on the device. */
@@ -141,6 +160,13 @@ export interface WebGpuEntry<C, P, G> {
   build(c: C, w: G, io: LayerIo, ctx: LayerContext): LayerBuild;
   /** Whether the layer reads the embedding output (LayerIo.embeddings; Zamba2's shared block); none by default. */
   readsEmbeddings?(c: C): boolean;
+  /**
+   * Whether the layer's output from a token c on depends on the tokens before c only through its
+   * CarryIn (a Mamba mixer's h and conv context; per-token operations need none), so a plan of the
+   * tokens from c with the carries written continues the sequence. Attention, which reads every
+   * key before c, has not. None by default.
+   */
+  stateCarried?(c: C): boolean;
 }
 
 export const whole = (buffer: GPUBuffer, elements: number): Required<BufferRange> => ({ buffer, offset: 0, size: 4 * elements });

@@ -6,15 +6,17 @@
  * (../reference/forward.ts) is the oracle it is tested against.
  */
 import { INTERNAL_NAMES, type ForwardOptions, type ForwardResult } from '../internals';
+import type { LayerCarry } from '../layers/kind';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
 import { editsKey } from './edits';
 import { nativeForward } from './forward';
+import { webgpuLogitLens } from './logitLens';
 import type { PipelineCache } from './kernel';
 import { CAPTURE_NAMES, type CaptureName } from './layer';
-import { createForwardPlan, type ForwardPlan, type ForwardPlanOptions } from './plan';
+import { createForwardPlan, writeCarries, type ForwardPlan, type ForwardPlanOptions } from './plan';
 import type { WeightFormat } from './weightFormat';
-import { uploadWeights, type GpuWeights } from './weights';
+import { requireStateCarried, uploadWeights, type GpuWeights } from './weights';
 
 export interface WebGpuModelOptions {
   /** A CPU implementation (SwiftShader): see ForwardPlanOptions.software. */
@@ -47,13 +49,19 @@ export class WebGpuModel {
   /**
    * The forward with ForwardOptions' meaning: the kept internals of the kept layers, and the
    * top-k predictions when `predictions` is set, else the [L, V] logits. It runs as one submit:
-   * `checkCancelled` is asked before it starts and before the results are copied out.
+   * `checkCancelled` is asked before it starts and before the results are copied out. `carries`:
+   * the state and conv context each layer enters the sequence with (a chunk of a long run
+   * continuing the one before; a layer's absent carry is zeros), carried in by the plan.
    */
-  async forward(ids: ArrayLike<number>, options: ForwardOptions = {}): Promise<ForwardResult<Float32Array>> {
+  async forward(ids: ArrayLike<number>, options: ForwardOptions = {}, carries?: readonly (LayerCarry | undefined)[]): Promise<ForwardResult<Float32Array>> {
     const L = ids.length;
+    if (carries) requireStateCarried(this.weights);
     const layers = options.layers ?? Array.from({ length: this.config.nLayer }, (_, i) => i);
     // The attention pattern is O(L²): only when asked for, as on the other engines.
-    const quantities = (options.keep ?? INTERNAL_NAMES).filter((q): q is CaptureName => (CAPTURE_NAMES as readonly string[]).includes(q) && (q !== 'attn_pattern' || !!options.attentionPattern));
+    const kept = (options.keep ?? INTERNAL_NAMES).filter((q): q is CaptureName => (CAPTURE_NAMES as readonly string[]).includes(q) && (q !== 'attn_pattern' || !!options.attentionPattern));
+    // The logit lens reads each kept layer's output stream: captured for it, and left out of the result when not kept.
+    const lensOnly = !!options.logitLens && !kept.includes('hidden_out');
+    const quantities: CaptureName[] = lensOnly ? [...kept, 'hidden_out'] : kept;
     const planOptions: ForwardPlanOptions = {
       tokens: L,
       // Without `predictions` the caller wants the logits; a top-1 is the least the head computes.
@@ -64,12 +72,20 @@ export class WebGpuModel {
       software: this.options.software,
       pipelines: this.pipelines,
       ...(options.edits?.size ? { edits: options.edits } : {}),
+      ...(carries ? { carryIn: true } : {}),
     };
     options.checkCancelled?.();
     const plan = await this.planFor(planOptions);
+    if (carries) writeCarries(plan, carries);
     const result = await nativeForward(plan, ids);
     options.checkCancelled?.();
-    const byLayer = new Map(result.layers.map((l) => [l.layer, l]));
+    const lens = options.logitLens
+      ? await webgpuLogitLens(this.weights, ids, result.layers.map((l) => l.tensors.hidden_out!.data), { k: options.logitLens, software: this.options.software, pipelines: this.pipelines, checkCancelled: options.checkCancelled })
+      : undefined;
+    const byLayer = new Map(result.layers.map((l, i) => {
+      const { hidden_out, ...rest } = l.tensors;
+      return [l.layer, { ...l, tensors: lensOnly ? rest : l.tensors, ...(lens ? { lens: lens[i] } : {}) }];
+    }));
     return {
       ...(result.logits ? { logits: result.logits } : {}),
       ...(options.predictions !== undefined ? { predictions: result.predictions } : {}),

@@ -6,14 +6,16 @@
  */
 import { resolvePositions } from '../internals';
 import type { LayerEdit } from '../interventions';
+import type { LayerCarry } from '../layers/kind';
 import { combineDispatch } from './elementwise';
 import { scanEdited, steerRows } from './edits';
+import { checkPatch, scanPatchWords } from './patch';
 import { editWords } from './scanShaders';
 import { scanChannels } from '../model/config';
 import { defaultChunkLength } from './selectiveScan';
 import { embeddingKernel, EMBEDDING_THREADS } from './embedding';
 import { KernelCache, type Dispatch, type PipelineCache } from './kernel';
-import { CAPTURE_NAMES, type CaptureName, type CaptureSource, type LayerContext } from './layer';
+import { CAPTURE_NAMES, type CaptureName, type CaptureSource, type CarryIn, type LayerContext } from './layer';
 import { matmulDispatches } from './matmul';
 import { rmsNormKernel, rmsNormWorkgroups } from './rmsNorm';
 import { predictionWords, topKKernel } from './topK';
@@ -28,10 +30,10 @@ export interface ForwardPlanOptions {
   readonly capture?: {
     readonly layers: readonly number[];
     readonly quantities: readonly CaptureName[];
-    /** Only these tokens' rows, [start, end) (default all): h, kept at statesAt, is not cut. */
+    /** Only these tokens' rows, [start, end) (default all): h and conv_state, kept at statesAt, are not cut. */
     readonly tokens?: readonly [start: number, end: number];
   };
-  /** Token positions whose states h the captured layers keep (negative counts from the end). */
+  /** Token positions whose states h and conv_state the captured layers keep (negative counts from the end). */
   readonly statesAt?: readonly number[];
   /** Also read back the [L, V] logits (the CLI's dump), besides the top-k. */
   readonly logits?: boolean;
@@ -51,6 +53,11 @@ export interface ForwardPlanOptions {
   readonly pipelines?: PipelineCache;
   /** Interventions per layer (ForwardOptions.edits), applied as the float64 reference applies them (edits.ts). */
   readonly edits?: ReadonlyMap<number, LayerEdit>;
+  /**
+   * Each Mamba layer starts from a state in buffers of the plan's own (ForwardPlan.carryIn), zero
+   * until written: a chunk of a long run continuing from the chunk before (the reference's LayerCarry).
+   */
+  readonly carryIn?: boolean;
 }
 
 export interface CaptureCopy {
@@ -90,6 +97,11 @@ export interface ForwardPlan {
   readonly readbackBytes: number;
   /** The head's logits block, rows of V (HeadStep.block), ForwardPlanOptions.logitsBlockBytes at most. */
   readonly logitsBlock: GPUBuffer;
+  /**
+   * lm_head over rows [m0, m0 + rows) of norm_f's output into `into` (rows × V), made now and owned
+   * by the plan: the head's blocks are made so, and the sweep's cells, which start at their own token.
+   */
+  lmHeadRows(m0: number, rows: number, into: GPUBuffer): Dispatch[];
   /** The logits block the head computes into, and the MAP_READ buffer of all [L, V] logits: only when asked for. */
   readonly logits?: { readonly block: GPUBuffer; readonly readback: GPUBuffer };
   readonly pipelineCount: number;
@@ -101,6 +113,13 @@ export interface ForwardPlan {
   readonly writeMultipliers: readonly (readonly { readonly buffer: GPUBuffer; readonly offset: number }[] | undefined)[];
   /** The stream entering each layer (after its steering, if any). */
   readonly layerInputs: readonly GPUBuffer[];
+  /**
+   * With ForwardPlanOptions.carryIn, per layer, its state entering the sequence (undefined for a
+   * layer without a scan): h in the layout of a state capture's slot (sources.h), conv in that of
+   * a conv_state capture's, so copying one plan's capture at a token into another's carryIn
+   * continues the sequence after that token. Empty without carryIn.
+   */
+  readonly carryIn: readonly (CarryIn | undefined)[];
   destroy(): void;
 }
 
@@ -123,16 +142,15 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   const captured = new Set(capture.layers);
   for (const [layer, e] of options.edits ?? []) {
     if (!Number.isInteger(layer) || layer < 0 || layer >= c.nLayer) throw new RangeError(`an intervention's layer ${layer} is outside the model's ${c.nLayer} layers`);
-    if (e.patch) throw new RangeError(`layer ${layer}: patch-state is not in the native WebGPU forward yet (use the float64 reference)`);
-    if (e.ablatePath?.length) throw new RangeError(`layer ${layer}: ablate-path is not in the native WebGPU forward yet (use the float64 reference)`);
+    if (e.patch) checkPatch(layer, e.patch, L);
   }
   const quantities = new Set(capture.quantities);
-  const statesAt = quantities.has('h') && captured.size ? resolvePositions(options.statesAt ?? [], L) : new Int32Array(0);
+  const statesAt = (quantities.has('h') || quantities.has('conv_state')) && captured.size ? resolvePositions(options.statesAt ?? [], L) : new Int32Array(0);
   const [t0, t1] = capture.tokens ?? [0, L];
   if (!Number.isInteger(t0) || !Number.isInteger(t1) || t0 < 0 || t1 > L || t0 >= t1) throw new RangeError(`capture tokens [${t0}, ${t1}) are not a range within the ${L} tokens`);
   /** A per-token source's rows t0 … t1 − 1: rows are contiguous in every buffer and plane. */
   const rowsOf = (name: CaptureName, source: CaptureSource): CaptureSource => {
-    if (name === 'h' || (t0 === 0 && t1 === L)) return source;
+    if (name === 'h' || name === 'conv_state' || (t0 === 0 && t1 === L)) return source;
     const rowBytes = source.range.size / L;
     return { range: { buffer: source.range.buffer, offset: source.range.offset + t0 * rowBytes, size: (t1 - t0) * rowBytes }, shape: [t1 - t0, ...source.shape.slice(1)] };
   };
@@ -172,6 +190,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     software,
     weights: weights.format,
     statesAt,
+    carryIn: options.carryIn ?? false,
     chunkLen: options.chunkLength ?? defaultChunkLength(L, Math.max(1, scanChannels(c)), software),
     allocate: (label, elements) => allocate(label, elements),
     constant(label, data) {
@@ -193,18 +212,25 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       if (!b) bySize.set(elements, (b = allocate('matmul partials', elements)));
       return b;
     },
-    scanParams(params, aAndD, { states, scan }) {
+    scanParams(params, aAndD, { states, scan, stateSize, patch }) {
       const edited = scanEdited(scan);
-      if (!states && !edited) return params;
+      const initial = ctx.carryIn;
+      if (!states && !edited && !initial && !patch) return { params };
       const words = edited ? editWords(L, scan!) : new Float32Array(0);
-      const b = allocate(edited ? 'A|D|slots|edits' : 'A|D|slots', aAndD + L + words.length);
+      const initialAt = aAndD + L + words.length;
+      // patch-state's token and state follow the initial state (patch.ts).
+      const patchWords = patch ? scanPatchWords(`layer ${building}`, patch, stateSize, scan?.reset) : new Float32Array(0);
+      const patchAt = initialAt + (initial ? stateSize : 0);
+      const b = allocate(`A|D|slots${edited ? '|edits' : ''}${initial ? '|initial state' : ''}${patch ? '|patch' : ''}`, patchAt + patchWords.length);
       setup.copyBufferToBuffer(params, 0, b, 0, 4 * aAndD);
       device.queue.writeBuffer(b, 4 * aAndD, states ? slots : noSlots);
       if (edited) {
         device.queue.writeBuffer(b, 4 * (aAndD + L), words);
         (writeMultipliers[building] ??= []).push({ buffer: b, offset: 4 * (aAndD + L) });
       }
-      return b;
+      if (patch) device.queue.writeBuffer(b, 4 * patchAt, patchWords);
+      // The initial state's words are zero-initialised until a carry is written there.
+      return { params: b, patched: !!patch, ...(initial ? { initial: { buffer: b, offset: 4 * initialAt, size: 4 * stateSize } } : {}) };
     },
   };
 
@@ -238,10 +264,12 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     const logits = options.logits ? { block, readback: mapped('logits readback', 4 * L * V) } : undefined;
     const predictions = allocate('predictions', predictionWords(L, k));
     const head: HeadStep[] = [{ dispatches: [cache.dispatch('norm_f', rmsNormKernel({ software }), rmsNormWorkgroups(L, H, H), { X: { buffer: last }, Weight: { buffer: weights.normF }, result: { buffer: normedF } }, { width: H, groupSize: H, eps: c.eps })] }];
+    const lmHeadRows = (m0: number, rows: number, into: GPUBuffer) =>
+      matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H },
+        { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: into } });
     for (let m0 = 0; m0 < L; m0 += blockRows) {
       const rows = Math.min(blockRows, L - m0);
-      const lmHead = matmulDispatches(ctx, `lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H },
-        { X: { buffer: normedF }, W: { buffer: weights.lmHead }, Y: { buffer: block } });
+      const lmHead = lmHeadRows(m0, rows, block);
       head.push({
         block: { rows: [m0, rows], lmHead },
         dispatches: [
@@ -257,7 +285,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     for (const layer of [...captured].sort((a, b) => a - b)) {
       for (const name of quantities) {
         const source = built[layer].sources[name];
-        // 'h' without positions, and 'out' are only there when asked for; nothing else is ever missing.
+        // 'h' and 'conv_state' without positions, and 'out' are only there when asked for; nothing else is ever missing.
         if (!source) continue;
         const rows = rowsOf(name, source);
         captures.push({ layer, name, source: rows, at });
@@ -277,6 +305,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       head,
       predictions,
       logitsBlock: block,
+      lmHeadRows,
       captures,
       statesAt,
       readback,
@@ -285,6 +314,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
       pipelineCount: cache.pipelineCount,
       writeMultipliers: weights.layers.map((_, i) => writeMultipliers[i]),
       layerInputs,
+      carryIn: ctx.carryIn ? built.map((b) => b.carryIn) : [],
       destroy,
     };
   };
@@ -306,4 +336,18 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
     throw thrown ?? new Error(`the WebGPU forward plan could not be built: ${error?.message}`);
   }
   return plan;
+}
+
+/**
+ * Each layer's carry (its state and conv context entering the sequence; absent: zeros) into the
+ * plan's carryIn, written before its next submit: a plan built with carryIn serves every chunk
+ * of its length. A layer without a scan has no carry to take.
+ */
+export function writeCarries(plan: ForwardPlan, carries: readonly (LayerCarry | undefined)[] | undefined): void {
+  plan.carryIn.forEach((c, i) => {
+    if (!c) return;
+    const carry = carries?.[i];
+    plan.device.queue.writeBuffer(c.h.buffer, c.h.offset, carry ? Float32Array.from(carry.h) : new Float32Array(c.h.size / 4));
+    plan.device.queue.writeBuffer(c.conv.buffer, c.conv.offset, carry?.conv ? Float32Array.from(carry.conv.data) : new Float32Array(c.conv.size / 4));
+  });
 }

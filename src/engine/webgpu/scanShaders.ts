@@ -20,13 +20,19 @@
  * position that loses its term: h_t = r_t·(exp(Δ·A)·h_{t−1} + w_t·Δ·u·B_t).
  *
  * Three programs:
- *  - output: scan a chunk from a start state (zero, or the carried state H0), write y = C·h + D·u,
+ *  - output: scan a chunk from a start state (the first chunk from zero or the initial state in
+ *    Params, a later one from the carried state H0), write y = C·h + D·u,
  *    optionally y·silu(z) and the states at requested tokens. With one chunk it is the fused
  *    single-pass scan.
  *  - chunkEnd: scan a chunk from zero and keep only its end state and ΣΔ (the chunk's decay is
  *    exp(A·ΣΔ)), for every chunk but the last.
  *  - carry: one invocation per (channel, state) walks the chunks in order:
- *    H_c = exp(A·ΣΔ_{c−1})·H_{c−1} + S_{c−1}, the start state of chunk c.
+ *    H_c = exp(A·ΣΔ_{c−1})·H_{c−1} + S_{c−1}, the start state of chunk c (H_0: zero or the
+ *    initial state).
+ *
+ * patch-state (ScanKernelOptions.patched, one chunk): after the initial state Params holds the
+ * patched token and the state that replaces the state after its update, so y at that token reads
+ * it (the reference's selectiveScan); a knockout's term there is emptied with it.
  */
 import { unrolled } from './kernel';
 import { SAFE_MATH_WGSL } from './math';
@@ -42,6 +48,27 @@ export interface ScanKernelOptions {
   readonly vec4: boolean;
   /** Params holds the edit words after the slots (editWords): the state update applies w_t and r_t. */
   readonly edited?: boolean;
+  /**
+   * Params holds, after the slots and edit words, the state entering the sequence (the state
+   * "after token −1", [channels, N] as the states are written): the first chunk starts from it,
+   * and the carry walks from it. Without it the sequence starts from zero.
+   */
+  readonly initial?: boolean;
+  /**
+   * patch-state (output program, one chunk): Params holds, after the initial state (if any), the
+   * patched token and the state [channels, N] that replaces the state after its update (patch.ts).
+   */
+  readonly patched?: boolean;
+}
+
+/** WGSL: where the initial state starts in Params (after [A | D | slots] and the edit words). */
+function initialAt(o: Pick<ScanKernelOptions, 'edited'>): string {
+  return `uniforms.slotOffset + uniforms.seqLen${o.edited ? ' * 3 + 2' : ''}`;
+}
+
+/** WGSL: where the patch's words (token, then the state) start in Params: after the initial state. */
+function patchAt(o: Pick<ScanKernelOptions, 'edited' | 'initial' | 'N'>): string {
+  return `${initialAt(o)}${o.initial ? ` + uniforms.channels * ${o.N}` : ''}`;
 }
 
 /**
@@ -148,6 +175,10 @@ export function outputKernel(o: OutputKernelOptions): string {
   return `${SAFE_MATH_WGSL}
 fn main(index : i32) {
   ${channelPrelude(o)}
+  ${o.initial ? `if (c == 0) {
+    let start = ${initialAt(o)} + d * ${N};
+    ${each(N, (n) => `h${n} = Params[start + ${n}];`)}
+  }` : ''}
   ${o.carried ? `if (c > 0) {
     let start = (c - 1) * ${N} * channels + d;
     ${each(N, (n) => `h${n} = H0[start + ${n} * channels];`)}
@@ -157,8 +188,14 @@ fn main(index : i32) {
   let knockSource = i32(Params[knockAt]);
   let knockFrom = i32(Params[knockAt + 1]);
   ${each(N, (n) => `var g${n} = 0.0;`, '\n  ')}` : ''}
+  ${o.patched ? `let patchToken = i32(Params[${patchAt(o)}]);
+  let patchStart = ${patchAt(o)} + 1 + d * ${N};` : ''}
   for (var t = t0; t < t1; t = t + 1) {
     ${stateUpdate(o, o.knockout)}
+    ${o.patched ? `if (t == patchToken) {
+      ${each(N, (n) => `h${n} = Params[patchStart + ${n}];`, '\n      ')}${o.knockout ? `
+      ${each(N, (n) => `g${n} = 0.0;`, '\n      ')}` : ''}
+    }` : ''}
     ${c.load}
     var acc = 0.0;
     ${o.knockout
@@ -200,7 +237,8 @@ fn main(index : i32) {
  * Chunk c + 1's S is loaded before chunk c's state is combined: the walk is sequential, so
  * without the prefetch every step would wait a full memory latency.
  */
-export function carryKernel({ N, aPerState }: Omit<ScanKernelOptions, 'vec4'>): string {
+export function carryKernel(o: Omit<ScanKernelOptions, 'vec4'>): string {
+  const { N, aPerState } = o;
   return `${SAFE_MATH_WGSL}
 fn main(index : i32) {
   let channels = uniforms.channels;
@@ -212,7 +250,7 @@ fn main(index : i32) {
   var at = d;
   var s = S[at + n * channels];
   var sumDt = S[at + ${N} * channels];
-  var h = 0.0;
+  var h = ${o.initial ? `Params[${initialAt(o)} + d * ${N} + n]` : '0.0'};
   for (var c = 0; c < uniforms.numChunks; c = c + 1) {
     let sNow = s;
     let sumDtNow = sumDt;

@@ -68,6 +68,10 @@ export interface ScanBindings {
    * needs one chunk (its term is carried from the source token in registers, not across chunks).
    */
   readonly edit?: { readonly knockout: boolean };
+  /** Params holds the initial state after the slots and edit words (ScanKernelOptions.initial). */
+  readonly initial?: boolean;
+  /** Params holds a patch-state's token and state after the initial state (ScanKernelOptions.patched): one chunk. */
+  readonly patched?: boolean;
   readonly out: BufferRange;
   readonly ends?: BufferRange;
   readonly carried?: BufferRange;
@@ -79,7 +83,7 @@ function scanSpec(body: string, storage: StorageBinding[]): KernelSpec {
 
 export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometry, c: ScanChunking, b: ScanBindings): Dispatch[] {
   const vec4 = g.N % 4 === 0;
-  const o: ScanKernelOptions = { N: g.N, aPerState: g.aPerState, vec4, edited: !!b.edit };
+  const o: ScanKernelOptions = { N: g.N, aPerState: g.aPerState, vec4, edited: !!b.edit, initial: b.initial ?? false, patched: b.patched ?? false };
   const bc = vec4 ? 'vec4<f32>' : 'f32';
   const uniforms = (numChunks: number) => {
     const values = scanUniforms(g, c.chunkLen, numChunks);
@@ -88,6 +92,7 @@ export function scanDispatches(cache: KernelCache, label: string, g: ScanGeometr
   const dispatches: Dispatch[] = [];
   const carried = c.chunks > 1;
   if (carried && b.edit?.knockout) throw new Error(`${label}: a knockout scans as one chunk, not ${c.chunks}`);
+  if (carried && b.patched) throw new Error(`${label}: a patch-state scans as one chunk, not ${c.chunks}`);
   if (carried) {
     if (!b.ends || !b.carried) throw new Error(`${label}: ${c.chunks} chunks need the scan's scratch buffers`);
     dispatches.push(

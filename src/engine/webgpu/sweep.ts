@@ -6,13 +6,21 @@
  *    rewrites two of them (its own w_s = 0, the previous cell's back to 1) with queue.writeBuffer;
  *  - a cell of layer ℓ starts from the clean stream entering ℓ, kept on the GPU from the clean
  *    run: layers before ℓ are not run again;
- *  - the lm_head runs over the blocks of rows from the cell's token on (positions before it are the
- *    clean ones, their KL 0), and the KL and Δloss against the clean logits (kept on the GPU) are
- *    reduced there: two floats per cell, all read back once at the end;
+ *  - a cell of token s runs only the tokens from a cut c ≤ s on (cutStep), on a plan of L − c
+ *    tokens that carries in each layer's clean state and conv context after c − 1 (copied on the
+ *    GPU from the clean run's captures): the tokens before c are clean in every layer. Layers
+ *    that attend read every key before c, so a model with one from the first swept layer on is
+ *    swept uncut. (Run 11 on the H200, uncut: layer 0's cells 8.3 ms, layer 23's 1.8 ms, so the
+ *    layers' work over the whole sequence was most of a cell.);
+ *  - the lm_head runs over the rows from the cell's token on (rounded down to TAIL_ALIGN; positions
+ *    before it are the clean ones, their KL 0), in one dispatch per logits block, and the KL and
+ *    Δloss against the clean logits (kept on the GPU) are reduced there: two floats per cell, all
+ *    read back once at the end. (With a dispatch pair per 64-row block, run 9 on the H200 cost
+ *    ~0.48 ms per block whatever its rows, fitted over three block sizes: 2.2 of a cell's 6.2 ms.);
  *  - cells are submitted without waiting for each: a batch is in flight while the next is encoded.
  */
 import type { AblationSweep } from '../analysis/sweep';
-import { barrier, cooperativeThreads, KernelCache, record, type Dispatch, type KernelSpec } from './kernel';
+import { barrier, cooperativeThreads, KernelCache, record, unrolled, type Dispatch, type KernelSpec } from './kernel';
 import type { WebGpuModel } from './model';
 import { createForwardPlan, type ForwardPlan } from './plan';
 import { gpuSettled } from './settle';
@@ -26,15 +34,18 @@ export interface WebGpuSweepOptions {
   readonly onProgress?: (done: number) => void;
   /** Polled between batches; throw CancelledError to stop. */
   readonly checkCancelled?: () => void;
-  /** Rows of the lm_head per block (default 64): a cell runs the blocks from its token's on. */
+  /** Rows of the clean logits per block (default: the plan's, as many as one binding holds): a cell runs its block from its token on, then the blocks after. */
   readonly blockRows?: number;
   /** Cells per batch between waits (default 32). */
   readonly batch?: number;
 }
 
+/** Logits each thread of the reduction takes per iteration. */
+const PER_THREAD = 4;
+
 /**
- * Per row t of a logits block (one workgroup per row): KL(p_clean ‖ p_ablated) and the change of
- * the next token's loss. With δ = z_clean − z_ablated and the clean row's max m:
+ * Per row t = rowOffset + r of the ablated logits (one workgroup per row r): KL(p_clean ‖ p_ablated)
+ * and the change of the next token's loss, the clean row being row r + cleanRowOffset of its block. With δ = z_clean − z_ablated and the clean row's max m:
  *   KL = Σ p_c·δ + log Σ p_c·e^{−δ} = A/S + log1p(B/S),  S = Σ e^{z_c − m}, A = Σ e^{z_c − m}·δ, B = Σ (e^{z_a − m} − e^{z_c − m})
  *   Δloss = δ[next] + log1p(B/S)
  * Both terms are of the size of δ, not of the logits: no cancellation between two log-sum-exps,
@@ -45,7 +56,7 @@ function effectRowKernel(software: boolean): KernelSpec {
   const sync = barrier(T);
   return {
     storage: [{ name: 'Ablated', type: 'f32' }, { name: 'Clean', type: 'f32' }, { name: 'Ids', type: 'i32' }, { name: 'result', type: 'f32', write: true }],
-    uniforms: [['vocab', 'i32'], ['rowOffset', 'i32'], ['seqLen', 'i32']],
+    uniforms: [['vocab', 'i32'], ['rowOffset', 'i32'], ['cleanRowOffset', 'i32'], ['seqLen', 'i32']],
     workgroupSize: T,
     entry: 'workgroup',
     body: `
@@ -57,22 +68,24 @@ fn main(group : vec3<u32>, local : u32) {
   let r = i32(group.x);
   let V = uniforms.vocab;
   let base = r * V;
+  let cleanBase = (r + uniforms.cleanRowOffset) * V;
   var m = -3.0e38;
   var S = 0.0;
   var A = 0.0;
   var B = 0.0;
-  for (var v = i32(local); v < V; v = v + ${T}) {
-    let zc = Clean[base + v];
-    let za = Ablated[base + v];
-    if (zc > m) {
-      let f = exp(m - zc);
-      S = S * f; A = A * f; B = B * f;
-      m = zc;
-    }
-    let e = exp(zc - m);
-    S = S + e;
-    A = A + e * (zc - za);
-    B = B + (exp(za - m) - e);
+  // ${PER_THREAD} logits per iteration, loaded together: the loop is bound by its loads' latency, not by bandwidth.
+  // Past the row's end a lane holds −3e38 on both sides (e = 0, δ = 0); the first lane is always inside it.
+  for (var v = i32(local) * ${PER_THREAD}; v < V; v = v + ${PER_THREAD * T}) {
+    ${unrolled(PER_THREAD, (i) => `let zc${i} = select(-3.0e38, Clean[cleanBase + min(v + ${i}, V - 1)], v + ${i} < V);
+    let za${i} = select(-3.0e38, Ablated[base + min(v + ${i}, V - 1)], v + ${i} < V);`, '\n    ')}
+    let top = max(${Array.from({ length: PER_THREAD }, (_, i) => `zc${i}`).reduce((a, b) => `max(${a}, ${b})`)}, m);
+    let f = exp(m - top);
+    S = S * f; A = A * f; B = B * f;
+    m = top;
+    ${unrolled(PER_THREAD, (i) => `let e${i} = exp(zc${i} - m);
+    S = S + e${i};
+    A = A + e${i} * (zc${i} - za${i});
+    B = B + (exp(za${i} - m) - e${i});`, '\n    ')}
   }
   sM[local] = m; sS[local] = S; sA[local] = A; sB[local] = B;
   ${sync}
@@ -97,7 +110,7 @@ fn main(group : vec3<u32>, local : u32) {
     var dLoss = 0.0;
     if (t + 1 < uniforms.seqLen) {
       let next = Ids[t + 1];
-      dLoss = Clean[base + next] - Ablated[base + next] + logRatio;
+      dLoss = Clean[cleanBase + next] - Ablated[base + next] + logRatio;
     }
     result[2 * t + 1] = dLoss;
   }
@@ -144,6 +157,26 @@ fn main(group : vec3<u32>, local : u32) {
   };
 }
 
+/** A cell's lm_head starts at its token rounded down to this: a few rows more, and one dispatch per start, not per token. */
+const TAIL_ALIGN = 16;
+
+/**
+ * Cells of the tokens from a cut c (a multiple of this, at most 16 cuts: each is a plan) on run over
+ * tokens c … L − 1 only, from the clean run's states after token c − 1: an ablation at s ≥ c leaves
+ * every layer's tokens before c clean. On average a cell then runs half the sequence.
+ */
+function cutStep(L: number): number {
+  return TAIL_ALIGN * Math.max(1, Math.ceil(L / TAIL_ALIGN / 16));
+}
+
+/** The plan a group of cells runs on: the whole sequence (start 0), or the tokens from a cut on. */
+interface Segment {
+  readonly plan: ForwardPlan;
+  readonly start: number;
+  /** A cell's logits from row `from` of the plan's block i to its end: lm_head, then the per-row effects. Made once per (block, from). */
+  readonly tails: Map<string, Dispatch[]>;
+}
+
 /** The tokens × layers map of ablate-write effects, as ablationSweep's (float64) but on the GPU. */
 export async function webgpuAblationSweep(model: WebGpuModel, ids: ArrayLike<number>, options: WebGpuSweepOptions = {}): Promise<AblationSweep> {
   const { device } = model.weights;
@@ -152,12 +185,18 @@ export async function webgpuAblationSweep(model: WebGpuModel, ids: ArrayLike<num
   const layers = options.layers ?? Array.from({ length: c.nLayer }, (_, i) => i);
   const tokens = options.tokens ?? Array.from({ length: L }, (_, t) => t);
   for (const t of tokens) if (!Number.isInteger(t) || t < 0 || t >= L) throw new RangeError(`token ${t} is outside the ${L}-token sample`);
-  const blockRows = options.blockRows ?? 64;
   const batch = options.batch ?? 32;
   const software = model.software;
   // An empty ablate-write in every swept layer: the scans read edit words, all w_t = 1 (the clean run) until a cell writes its 0.
   const edits = new Map(layers.map((l) => [l, { scan: { noWrite: new Set<number>() } }] as const));
-  const plan = await createForwardPlan(model.weights, { tokens: L, k: 1, software, edits, logitsBlockBytes: blockRows * 4 * V, pipelines: model.pipelines });
+  // Cuts need every layer a cell runs to continue from its carries, and the stream alone between layers.
+  const firstLayer = Math.min(...layers);
+  const cuttable = !model.weights.layers.some((l) => l.readsEmbeddings || (l.index >= firstLayer && !l.stateCarried));
+  const step = cutStep(L);
+  const cuts = cuttable ? [...new Set(tokens.map((s) => s - (s % step)))].filter((t) => t > 0).sort((a, b) => b - a) : [];
+  // The clean run keeps each cut's carries: h and conv_state after c − 1 of the layers from the first swept on.
+  const carries = cuts.length ? { capture: { layers: Array.from({ length: c.nLayer - firstLayer }, (_, i) => firstLayer + i), quantities: ['h', 'conv_state'] as const }, statesAt: cuts.map((t) => t - 1) } : {};
+  const plan = await createForwardPlan(model.weights, { tokens: L, k: 1, software, edits, ...(options.blockRows ? { logitsBlockBytes: options.blockRows * 4 * V } : {}), ...carries, pipelines: model.pipelines });
   const owned: GPUBuffer[] = [];
   const buffer = (label: string, bytes: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) => {
     const b = device.createBuffer({ label, size: Math.max(16, bytes), usage });
@@ -165,55 +204,90 @@ export async function webgpuAblationSweep(model: WebGpuModel, ids: ArrayLike<num
     return b;
   };
   const cache = new KernelCache(device, model.pipelines);
+  const blocksOf = (p: ForwardPlan) => p.head.filter((h) => h.block).map((h) => h.block!);
   try {
     for (const l of layers) if (!plan.writeMultipliers[l]) throw new RangeError(`layer ${l} has no scan whose writes could be ablated`);
-    const blocks = plan.head.filter((h) => h.block);
+    const blocks = blocksOf(plan);
     const cleanStreams = new Map(layers.map((l) => [l, buffer(`clean stream into layer ${l}`, 4 * L * H)]));
-    const cleanLogits = blocks.map((b, i) => buffer(`clean logits block ${i}`, 4 * b.block!.rows[1] * V));
+    const cleanLogits = blocks.map((b, i) => buffer(`clean logits block ${i}`, 4 * b.rows[1] * V));
     const perRow = buffer('per-row KL and Δloss', 4 * 2 * L);
+    const cleanStates = buffer('clean states at the cuts', plan.captures.length ? plan.readbackBytes : 0);
     const cellInfo = buffer('cell', 8);
     const cells = layers.length * tokens.length;
     const results = buffer('cell means', 4 * 2 * cells);
     const readback = buffer('cell means readback', 4 * 2 * cells, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    const effectRows = blocks.map((b) => cache.dispatch(`effect rows ${b.block!.rows[0]}…`, effectRowKernel(software), [b.block!.rows[1], 1], { Ablated: { buffer: plan.logitsBlock }, Clean: { buffer: cleanLogits[blocks.indexOf(b)] }, Ids: { buffer: plan.ids }, result: { buffer: perRow } }, { vocab: V, rowOffset: b.block!.rows[0], seqLen: L }));
+    // A cut's cells read their clean rows from one buffer of all L: with the logits in blocks, no cuts.
+    const groups = blocks.length === 1 ? cuts : [];
+    const tail = (seg: Segment, i: number, from: number): Dispatch[] => {
+      const [start, count] = blocksOf(seg.plan)[i].rows;
+      const key = `${i}:${from}`;
+      let d = seg.tails.get(key);
+      if (!d) {
+        const rows = start + count - from;
+        // Rows are the sequence's (t = seg.start + from + r) in the per-row effects, the clean logits and the ids.
+        const clean = seg.start === 0 ? i : 0;
+        const effect = cache.dispatch(`effect rows ${seg.start + from}…`, effectRowKernel(software), [rows, 1], { Ablated: { buffer: seg.plan.logitsBlock }, Clean: { buffer: cleanLogits[clean] }, Ids: { buffer: plan.ids }, result: { buffer: perRow } }, { vocab: V, rowOffset: seg.start + from, cleanRowOffset: seg.start + from - blocks[clean].rows[0], seqLen: L });
+        seg.tails.set(key, (d = [...seg.plan.lmHeadRows(from, rows, seg.plan.logitsBlock), effect]));
+      }
+      return d;
+    };
     const cellMean = cache.dispatch('cell means', cellMeanKernel(software), [1, 1], { Rows: { buffer: perRow }, Cell: { buffer: cellInfo }, result: { buffer: results } }, { seqLen: L });
-    const normF = plan.head[0].dispatches;
 
     device.queue.writeBuffer(plan.ids, 0, Int32Array.from(ids));
-    const setWrite = (layer: number, t: number, w: number) => {
-      for (const m of plan.writeMultipliers[layer]!) device.queue.writeBuffer(m.buffer, m.offset + 4 * t, new Float32Array([w]));
-    };
     await validated(device, async () => {
-      encodeClean(plan, cleanStreams, blocks.map((b, i) => ({ lmHead: b.block!.lmHead, clean: cleanLogits[i], bytes: 4 * b.block!.rows[1] * V })));
+      encodeClean(plan, cleanStreams, cleanStates, blocks.map((b, i) => ({ lmHead: b.lmHead, clean: cleanLogits[i], bytes: 4 * b.rows[1] * V })));
       let inFlight: Promise<unknown> | undefined;
       let done = 0;
-      let previous: [number, number] | undefined;
-      for (let i = 0; i < layers.length; i++) {
-        const layer = layers[i];
-        for (let j = 0; j < tokens.length; j++) {
-          const s = tokens[j];
-          if (previous) setWrite(previous[0], previous[1], 1);
-          setWrite(layer, s, 0);
-          previous = [layer, s];
-          device.queue.writeBuffer(cellInfo, 0, new Int32Array([s, i * tokens.length + j]));
-          const encoder = device.createCommandEncoder({ label: `sweep cell ${layer}·${s}` });
-          encoder.copyBufferToBuffer(cleanStreams.get(layer)!, 0, plan.layerInputs[layer], 0, 4 * L * H);
-          const pass = encoder.beginComputePass();
-          record(pass, plan.layers.slice(layer).flat());
-          record(pass, normF);
-          for (let b = Math.floor(s / blockRows); b < blocks.length; b++) record(pass, [...blocks[b].block!.lmHead, effectRows[b]]);
-          record(pass, [cellMean]);
-          pass.end();
-          device.queue.submit([encoder.finish()]);
-          if (++done % batch === 0 || done === cells) {
-            // One batch stays in flight while the next is encoded.
-            await inFlight;
-            inFlight = device.queue.onSubmittedWorkDone();
-            options.onProgress?.(Math.max(0, done - batch));
-            options.checkCancelled?.();
+      const runCells = async (seg: Segment, inGroup: (s: number) => boolean) => {
+        const segBlocks = blocksOf(seg.plan);
+        const setWrite = (layer: number, t: number, w: number) => {
+          for (const m of seg.plan.writeMultipliers[layer]!) device.queue.writeBuffer(m.buffer, m.offset + 4 * (t - seg.start), new Float32Array([w]));
+        };
+        let previous: [number, number] | undefined;
+        for (let i = 0; i < layers.length; i++) {
+          const layer = layers[i];
+          for (let j = 0; j < tokens.length; j++) {
+            const s = tokens[j];
+            if (!inGroup(s)) continue;
+            if (previous) setWrite(previous[0], previous[1], 1);
+            setWrite(layer, s, 0);
+            previous = [layer, s];
+            device.queue.writeBuffer(cellInfo, 0, new Int32Array([s, i * tokens.length + j]));
+            const encoder = device.createCommandEncoder({ label: `sweep cell ${layer}·${s}` });
+            encoder.copyBufferToBuffer(cleanStreams.get(layer)!, 4 * seg.start * H, seg.plan.layerInputs[layer], 0, 4 * (L - seg.start) * H);
+            const pass = encoder.beginComputePass();
+            record(pass, seg.plan.layers.slice(layer).flat());
+            record(pass, seg.plan.head[0].dispatches);
+            const local = s - seg.start;
+            const first = segBlocks.findIndex((b) => local < b.rows[0] + b.rows[1]);
+            record(pass, tail(seg, first, Math.max(segBlocks[first].rows[0], local - (local % TAIL_ALIGN))));
+            for (let b = first + 1; b < segBlocks.length; b++) record(pass, tail(seg, b, segBlocks[b].rows[0]));
+            record(pass, [cellMean]);
+            pass.end();
+            device.queue.submit([encoder.finish()]);
+            if (++done % batch === 0 || done === cells) {
+              // One batch stays in flight while the next is encoded.
+              await inFlight;
+              inFlight = device.queue.onSubmittedWorkDone();
+              options.onProgress?.(Math.max(0, done - batch));
+              options.checkCancelled?.();
+            }
           }
         }
+      };
+      // The latest cut first: the whole plan's cells, which overwrite its state slots, come last.
+      for (const cut of groups) {
+        const part = await createForwardPlan(model.weights, { tokens: L - cut, k: 1, software, edits, carryIn: true, pipelines: model.pipelines });
+        try {
+          copyCarries(plan, cleanStates, cut, part);
+          await runCells({ plan: part, start: cut, tails: new Map() }, (s) => s - (s % step) === cut);
+          // Its buffers go once its cells have run.
+          await gpuSettled(device.queue.onSubmittedWorkDone());
+        } finally {
+          part.destroy();
+        }
       }
+      await runCells({ plan, start: 0, tails: new Map() }, (s) => !groups.includes(s - (s % step)));
     });
     const encoder = device.createCommandEncoder({ label: 'sweep results' });
     encoder.copyBufferToBuffer(results, 0, readback, 0, 4 * 2 * cells);
@@ -251,8 +325,27 @@ async function validated(device: GPUDevice, submit: () => Promise<void>): Promis
   if (error) throw new Error(`the WebGPU sweep failed: ${error.message}`);
 }
 
-/** The clean run: each swept layer's input stream kept, and each block of the clean logits. */
-function encodeClean(plan: ForwardPlan, streams: ReadonlyMap<number, GPUBuffer>, blocks: readonly { lmHead: readonly Dispatch[]; clean: GPUBuffer; bytes: number }[]): void {
+/**
+ * Each layer's state after token cut − 1 of the clean run (`whole`'s h and conv_state captures,
+ * one slot per statesAt position, kept in `states` at their readback offsets) into `part`'s
+ * carryIn: `part`'s tokens 0… are the sequence's cut….
+ */
+function copyCarries(whole: ForwardPlan, states: GPUBuffer, cut: number, part: ForwardPlan): void {
+  const slot = whole.statesAt.indexOf(cut - 1);
+  if (slot < 0) throw new Error(`the clean run kept no states after token ${cut - 1}`);
+  const encoder = whole.device.createCommandEncoder({ label: `carries at ${cut}` });
+  for (const { layer, name, source, at } of whole.captures) {
+    const carry = part.carryIn[layer];
+    const into = name === 'h' ? carry?.h : name === 'conv_state' ? carry?.conv : undefined;
+    const bytes = source.range.size / whole.statesAt.length;
+    if (!into || into.size !== bytes) throw new Error(`layer ${layer}: the ${name} kept (${bytes} bytes a position) does not fit its carry (${into?.size ?? 'none'})`);
+    encoder.copyBufferToBuffer(states, at + slot * bytes, into.buffer, into.offset, bytes);
+  }
+  whole.device.queue.submit([encoder.finish()]);
+}
+
+/** The clean run: each swept layer's input stream kept, the plan's captures (the cuts' carries) at their readback offsets in `states`, and each block of the clean logits. */
+function encodeClean(plan: ForwardPlan, streams: ReadonlyMap<number, GPUBuffer>, states: GPUBuffer, blocks: readonly { lmHead: readonly Dispatch[]; clean: GPUBuffer; bytes: number }[]): void {
   const { device, weights } = plan;
   const H = weights.config.dModel, L = plan.tokens;
   const encoder = device.createCommandEncoder({ label: 'sweep clean run' });
@@ -266,6 +359,8 @@ function encodeClean(plan: ForwardPlan, streams: ReadonlyMap<number, GPUBuffer>,
     const keep = streams.get(layer);
     if (keep) encoder.copyBufferToBuffer(plan.layerInputs[layer], 0, keep, 0, 4 * L * H);
     pass(dispatches);
+    // A layer's captures may be scratch the next layer reuses: copied out as the forward copies them.
+    for (const c of plan.captures) if (c.layer === layer) encoder.copyBufferToBuffer(c.source.range.buffer, c.source.range.offset, states, c.at, c.source.range.size);
   });
   pass(plan.head[0].dispatches);
   for (const b of blocks) {

@@ -11,10 +11,23 @@
  * Output (u32 words, floats bitcast), for the whole sequence, rows of this block at rowOffset:
  * ids [L·k] | probs [L·k] | nextProb [L] | nextRank [L]; NaN and −1 after the last token.
  */
+import type { Predictions } from '../predictions';
 import { barrier, cooperativeThreads, unrolled as each, type KernelSpec } from './kernel';
 
 export function predictionWords(L: number, k: number): number {
   return L * (2 * k + 2);
+}
+
+/** The kernel's words for L positions (from byte `at` of `words`) as Predictions. */
+export function decodePredictions(words: ArrayBuffer, L: number, k: number, at = 0): Predictions {
+  const top = L * k;
+  return {
+    k,
+    ids: new Int32Array(words.slice(at, at + 4 * top)),
+    probs: new Float32Array(words.slice(at + 4 * top, at + 8 * top)),
+    nextProb: new Float32Array(words.slice(at + 8 * top, at + 8 * top + 4 * L)),
+    nextRank: new Int32Array(words.slice(at + 8 * top + 4 * L, at + 4 * predictionWords(L, k))),
+  };
 }
 
 export function topKKernel(k: number, software: boolean): KernelSpec {

@@ -5,6 +5,7 @@
  * Projections keep torch's [out, in] layout (matmul.ts reads W[n·K + k]), so a tied lm_head is
  * the embedding buffer itself.
  */
+import { InputError } from '../errors';
 import { backboneScales, isLanguageModelConfig, type LanguageModelConfig } from '../model/config';
 import type { LoadedModel } from '../model/graph';
 import type { StreamedModel } from '../model/load';
@@ -16,7 +17,15 @@ export interface GpuLayer {
   readonly index: number;
   /** It reads the embedding output (Zamba2's shared block): the plan keeps it apart from the stream. */
   readonly readsEmbeddings: boolean;
+  /** A run from a token c on continues from its CarryIn alone (WebGpuEntry.stateCarried). */
+  readonly stateCarried: boolean;
   build(io: LayerIo, ctx: LayerContext): LayerBuild;
+}
+
+/** Refuses, in one line, a model with a layer that does not continue from its carries alone (attention): a run in chunks needs one of Mamba layers. */
+export function requireStateCarried(weights: GpuWeights): void {
+  const attends = weights.layers.find((l) => !l.stateCarried);
+  if (attends) throw new InputError(`layer ${attends.index}`, 'attends to the tokens before it, which a carried state does not hold: a run in chunks needs a model of Mamba layers');
 }
 
 export interface GpuWeights {
@@ -83,7 +92,7 @@ export async function uploadWeights(device: GPUDevice, model: LoadedModel<'float
         const entry = kind.webgpu;
         if (!entry) throw new Error(`the native WebGPU forward has no ${kind.label} layers yet (layer ${layer.index})`);
         const weights = entry.upload(layerConfig, params, uploader(`layer ${layer.index}`));
-        return { index: layer.index, readsEmbeddings: entry.readsEmbeddings?.(layerConfig) ?? false, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
+        return { index: layer.index, readsEmbeddings: entry.readsEmbeddings?.(layerConfig) ?? false, stateCarried: entry.stateCarried?.(layerConfig) ?? false, build: (io, ctx) => entry.build(layerConfig, weights, io, ctx) };
       }));
     }
     return { device, config, embedding, embeddingScale: scales.embedding, layers, normF, lmHead, format, bytes, destroy };

@@ -5,12 +5,14 @@
  * the families' µP multipliers cost no dispatch of their own: they fold into the next sum.
  * Weights are kept by full key: linear weights in the model's weight format, A_log as the scan's
  * [A | D] (`<op>A|D`), Falcon-H1's in_proj with its segment multipliers folded into its rows,
- * Granite's fused experts sliced per expert.
+ * Granite's fused experts sliced per expert. ablate-path replaces a path's output (ssm_out,
+ * attn_out, a feed-forward branch's ops) before its multipliers, as reference.ts does.
  */
+import type { PathAblation } from '../../interventions';
 import type { Param } from '../../model/params';
 import { combineDispatch, concatKernel, ELEMENTWISE_THREADS } from '../../webgpu/elementwise';
-import type { Dispatch } from '../../webgpu/kernel';
-import { layerScratch, projectionDispatches, streamSources, whole, type CaptureName, type CaptureSource, type GpuUploader, type LayerBuild, type LayerContext, type LayerIo, type LayerScratch, type WebGpuEntry } from '../../webgpu/layer';
+import type { Dispatch, KernelSpec } from '../../webgpu/kernel';
+import { layerScratch, projectionDispatches, streamSources, whole, type CaptureName, type CaptureSource, type CarryIn, type GpuUploader, type LayerBuild, type LayerContext, type LayerIo, type LayerScratch, type WebGpuEntry } from '../../webgpu/layer';
 import { rmsNormKernel, rmsNormWorkgroups } from '../../webgpu/rmsNorm';
 import { attentionGpu, type GpuOpWeights } from '../attention/webgpu';
 import { mamba1GpuMixer, type Mamba1MixerGpuWeights } from '../mamba1/webgpu';
@@ -89,6 +91,31 @@ function mamba2Weights(op: Mamba2Op, w: GpuOpWeights, has: (key: string) => bool
   };
 }
 
+const MEAN_THREADS = 64;
+
+/**
+ * ablate-path mode=mean: every row of `result` [rows, width] the column means of X over all its
+ * rows, as reference.ts's ablatedPath (later positions too). One invocation per column, summing
+ * down it: the reads of neighbouring invocations are neighbouring words.
+ */
+function columnMeanKernel(): KernelSpec {
+  return {
+    storage: [{ name: 'X', type: 'f32' }, { name: 'result', type: 'f32', write: true }],
+    uniforms: [['rows', 'i32'], ['width', 'i32']],
+    workgroupSize: MEAN_THREADS,
+    entry: 'flat',
+    body: `
+fn main(j : i32) {
+  let W = uniforms.width;
+  if (j >= W) { return; }
+  var sum = 0.0;
+  for (var t = 0; t < uniforms.rows; t = t + 1) { sum = sum + X[t * W + j]; }
+  let mean = sum / f32(uniforms.rows);
+  for (var t = 0; t < uniforms.rows; t = t + 1) { result[t * W + j] = mean; }
+}`,
+  };
+}
+
 /** A value between steps: `factor` · buffer, [L, width]. */
 interface GpuValue {
   readonly buffer: GPUBuffer;
@@ -109,6 +136,7 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
   const scratch: LayerScratch = layerScratch(ctx, hybridWebGpu);
   const dispatches: Dispatch[] = [];
   const sources: Partial<Record<CaptureName, CaptureSource>> = streamSources(io, L, H);
+  let carryIn: CarryIn | undefined;
   const value = (buffer: GPUBuffer, width = H): GpuValue => ({ buffer, width, factor: 1 });
   const combine = (label: string, a: GpuValue, b?: GpuValue, into = scratch(label, L * a.width)): GpuValue => {
     dispatches.push(combineDispatch(cache, `${at} ${label}`, L * a.width, { buffer: a.buffer }, a.factor, { buffer: into }, b ? { range: { buffer: b.buffer }, beta: b.factor } : undefined));
@@ -122,6 +150,18 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
     return out;
   };
 
+  const modes = new Map(io.edit?.ablatePath?.map((a) => [a.path, a.mode]));
+  /** A path's output, or ablate-path's replacement of it: zeros (a buffer of the plan's own, never written: WebGPU zero-initialises buffers, and no dispatch writes it), or its column means. */
+  const ablate = (path: PathAblation['path'], x: GPUBuffer): GPUBuffer => {
+    const mode = modes.get(path);
+    if (!mode) return x;
+    if (mode === 'zero') return ctx.allocate(`${at} ${path} ablated (zeros)`, L * H);
+    const out = scratch(`${path} mean`, L * H);
+    dispatches.push(cache.dispatch(`${at} ${path} mean`, columnMeanKernel(), cache.flatWorkgroups(H, MEAN_THREADS), { X: { buffer: x }, result: { buffer: out } }, { rows: L, width: H }));
+    return out;
+  };
+  // The mlp path is a feed-forward branch's sum: each of its ops replaced is the sum replaced (zero and mean are linear). Zamba2's shared MLP is not one.
+  const feedForward = new Set(c.branches.filter((b) => b.ops.every((op) => op.kind === 'mlp' || op.kind === 'moe')).flatMap((b) => b.ops));
   const runOp = (op: Op, x: GPUBuffer, keepInternals = true): GPUBuffer => {
     const label = `${at} ${op.kind}`;
     switch (op.kind) {
@@ -133,25 +173,30 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
         const out = scratch(`${label} out_proj`, L * H);
         const bias = has(`${op.key}out_proj.bias`) ? w(`${op.key}out_proj.bias`) : undefined;
         dispatches.push(...mixer.dispatches, ...projectionDispatches(ctx, `${label} out_proj`, { x: mixer.outProjInput.input, aOffset: mixer.outProjInput.aOffset, weight: w(`${op.key}out_proj.weight`), bias, M: L, N: H, K: mixer.outProjInput.K, out }));
-        Object.assign(sources, mixer.sources, { ssm_out: { range: whole(out, L * H), shape: [L, H] } });
-        return out;
+        const path = ablate('ssm', out);
+        Object.assign(sources, mixer.sources, { ssm_out: { range: whole(path, L * H), shape: [L, H] } });
+        // The layer's carry is its Mamba operation's, as in reference.ts.
+        carryIn = mixer.carryIn;
+        return path;
       }
       case 'attention': {
         const a = attentionGpu(op, w, x, H, label, keepInternals && io.pattern, ctx, scratch);
         dispatches.push(...a.dispatches);
-        if (keepInternals) Object.assign(sources, { attn_out: { range: whole(a.out, L * H), shape: [L, H] } }, a.pattern ? { attn_pattern: a.pattern } : {});
-        return a.out;
+        // The shared block's attention (keepInternals false) is not a path.
+        const path = keepInternals ? ablate('attention', a.out) : a.out;
+        if (keepInternals) Object.assign(sources, { attn_out: { range: whole(path, L * H), shape: [L, H] } }, a.pattern ? { attn_pattern: a.pattern } : {});
+        return path;
       }
       case 'mlp': {
         const m = mlpGpu(op, w, x, H, label, ctx, scratch);
         dispatches.push(...m.dispatches);
-        return m.out;
+        return feedForward.has(op) ? ablate('mlp', m.out) : m.out;
       }
       case 'moe': {
         const m = moeGpu(op, w, x, H, label, ctx, scratch);
         dispatches.push(...m.dispatches);
         Object.assign(sources, { moe_experts: m.experts, moe_weights: m.weights });
-        return m.out;
+        return feedForward.has(op) ? ablate('mlp', m.out) : m.out;
       }
     }
   };
@@ -176,11 +221,13 @@ function build(c: HybridLayerConfig, weights: HybridGpuWeights, io: LayerIo, ctx
   }, (name, t) => (sources[name] = { range: whole(settled(t, name), L * H), shape: [L, H] }));
   // The stream into the plan's buffer (its pending scale, if any, applied on the way).
   combine('hidden_out', stream, undefined, io.hOut);
-  return { dispatches, sources };
+  return { dispatches, sources, ...(carryIn ? { carryIn } : {}) };
 }
 
 export const hybridWebGpu: WebGpuEntry<HybridLayerConfig, Readonly<Record<string, F32>>, HybridGpuWeights> = {
   upload,
   build,
   readsEmbeddings: (c) => c.branches.some((b) => b.shared),
+  // Its Mamba operation's state carries over; attention (a shared block's too: layerOps lists it) does not.
+  stateCarried: (c) => !layerOps(c).some((op) => op.kind === 'attention'),
 };

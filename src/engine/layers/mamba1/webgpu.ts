@@ -13,7 +13,8 @@ import type { LayerEdit } from '../../interventions';
 import type { Mamba1Config } from '../../model/config';
 import { deltaScaleDispatches, scanChunkingFor, scanEditOption } from '../../webgpu/edits';
 import type { ScanGeometry } from '../../webgpu/scanShaders';
-import { convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
+import { convStateCapture, convSiluKernel, CONV_THREADS } from '../../webgpu/convSilu';
+import { convPatchBinding } from '../../webgpu/patch';
 import type { Dispatch } from '../../webgpu/kernel';
 import { outProjection, plane, preNorm, scanScratchBuffers, streamSources, uploadMixer, whole, type GpuMixer, type LayerContext, type MixerGpuWeights, type WebGpuEntry } from '../../webgpu/layer';
 import { matmulDispatches } from '../../webgpu/matmul';
@@ -61,7 +62,7 @@ export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x:
   const g: ScanGeometry = { L, channels: D, N, heads: D, headDim: 1, groups: 1, aPerState: true };
   const b = mixerBuffers(ctx, s, g);
   const T = ctx.statesAt.length;
-  const chunking = scanChunkingFor(ctx, edit?.scan);
+  const chunking = scanChunkingFor(ctx, edit);
   // dt, B and C as the rest of the mixer reads them: the normed copies, or x_proj's planes.
   const dtbc = b.xdblNormed ?? b.xdbl;
   const norms: Dispatch[] = b.xdblNormed
@@ -69,11 +70,19 @@ export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x:
         cache.dispatch(`${label} ${['dt', 'B', 'C'][p]} norm`, rmsNormKernel({ weightless: !w.dtBcNorms, software }), rmsNormWorkgroups(L, width, width),
           { X: plane(b.xdbl, b.xdblPlanes, p), ...(w.dtBcNorms ? { Weight: { buffer: w.dtBcNorms[p] } } : {}), result: plane(dtbc, b.xdblPlanes, p) }, { width, groupSize: width, eps: s.dtBcNormEps! }))
     : [];
+  const params = ctx.scanParams(w.scanParams, D * N + D, { states, scan: edit?.scan, stateSize: D * N, patch: edit?.patch });
+  // The conv's context before token 0, of this layer alone (zero until a carry is written there).
+  const before = ctx.carryIn ? ctx.allocate(`${label} conv context`, (s.dConv - 1) * D) : undefined;
+  // patch-state's conv context, read after its token by the conv and the conv_state windows.
+  const patch = convPatchBinding(ctx, label, edit?.patch, s.dConv, D);
+  // With the states, the conv's context at the same positions (a patch-state's source, a long run's carry).
+  const convState = states && s.dConv > 1 ? convStateCapture(ctx, label, s.dConv, D, plane(b.proj, b.projPlanes, 0), before, patch) : undefined;
   const dispatches: Dispatch[] = [
     ...matmulDispatches(ctx, `${label} in_proj`, { bias: !!w.inProjB, softplus: false, residual: false, planes: [D, D], software, weights: ctx.weights }, { M: L, N: 2 * D, K: H, aOffset: 0 },
       { X: { buffer: x }, W: { buffer: w.inProjW }, ...(w.inProjB ? { Bias: { buffer: w.inProjB } } : {}), Y: { buffer: b.proj } }),
-    cache.dispatch(`${label} conv1d`, convSiluKernel(s.dConv, !!w.convB, [D]), cache.flatWorkgroups(L * D, CONV_THREADS),
-      { X: plane(b.proj, b.projPlanes, 0), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), result: { buffer: b.u } }, { rows: L, channels: D }),
+    cache.dispatch(`${label} conv1d`, convSiluKernel(s.dConv, !!w.convB, [D], !!before, !!patch), cache.flatWorkgroups(L * D, CONV_THREADS),
+      { X: plane(b.proj, b.projPlanes, 0), W: { buffer: w.convW }, ...(w.convB ? { Bias: { buffer: w.convB } } : {}), ...(before ? { Before: { buffer: before } } : {}), ...patch?.storage, result: { buffer: b.u } }, { rows: L, channels: D, ...patch?.uniforms }),
+    ...(convState ? [convState.dispatch] : []),
     ...matmulDispatches(ctx, `${label} x_proj`, { bias: false, softplus: false, residual: false, planes: [R, N, N], software, weights: ctx.weights }, { M: L, N: R + 2 * N, K: D, aOffset: 0 },
       { X: { buffer: b.u }, W: { buffer: w.xProjW }, Y: { buffer: b.xdbl } }),
     ...norms,
@@ -81,13 +90,14 @@ export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x:
       { X: plane(dtbc, b.xdblPlanes, 0), W: { buffer: w.dtProjW }, Bias: { buffer: w.dtProjB }, Y: { buffer: b.delta } }),
     ...deltaScaleDispatches(ctx, label, edit, b.delta, D),
     ...scanDispatches(cache, `${label} scan`, g, chunking, {
-      u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: ctx.scanParams(w.scanParams, D * N + D, { states, scan: edit?.scan }) },
+      u: { buffer: b.u }, delta: { buffer: b.delta }, params: { buffer: params.params }, initial: !!params.initial, patched: !!params.patched,
       B: plane(dtbc, b.xdblPlanes, 1), C: plane(dtbc, b.xdblPlanes, 2), z: plane(b.proj, b.projPlanes, 1), states, edit: scanEditOption(edit?.scan),
       out: { buffer: b.scanOut }, ...(chunking.chunks > 1 ? { ends: b.scratch.ends, carried: b.scratch.carried } : {}),
     }),
   ];
   return {
     dispatches,
+    ...(params.initial && before ? { carryIn: { h: params.initial, conv: whole(before, (s.dConv - 1) * D) } } : {}),
     sources: {
       z: { range: plane(b.proj, b.projPlanes, 1), shape: [L, D] },
       u: { range: whole(b.u, L * D), shape: [L, D] },
@@ -95,6 +105,7 @@ export function mamba1GpuMixer(s: Mamba1MixerShape, w: Mamba1MixerGpuWeights, x:
       B: { range: plane(dtbc, b.xdblPlanes, 1), shape: [L, N] },
       C: { range: plane(dtbc, b.xdblPlanes, 2), shape: [L, N] },
       y: { range: whole(b.scanOut, L * D), shape: [L, D] },
+      ...(convState ? { conv_state: convState.source } : {}),
       ...(states ? { h: { range: { buffer: b.scanOut, offset: 4 * 2 * L * D, size: 4 * T * D * N }, shape: [T, D, N] } } : {}),
     },
     // The gated half of [y | gated | states].
@@ -121,6 +132,8 @@ export const mamba1WebGpu: WebGpuEntry<Mamba1Config, Mamba1LayerParams<'float32'
     return {
       dispatches: [preNorm(ctx, at, io, w.norm, normed, H, c.eps), ...mixer.dispatches, ...tail.dispatches],
       sources: { ...streamSources(io, L, H), ...mixer.sources, ...(tail.out ? { out: tail.out } : {}) },
+      ...(mixer.carryIn ? { carryIn: mixer.carryIn } : {}),
     };
   },
+  stateCarried: () => true,
 };
