@@ -7,7 +7,7 @@
  *   webview → host   notify  ready            (once the panel script runs; host then sends settings + model)
  *   host → webview   request loadModel        (weights ONCE per model, float32 transferable buffers)
  *   host → webview   request run              (ids/tokens/offsets of one sample; reply = per-token summary)
- *   webview → host   notify  backendInfo, selectionChanged, metricChanged, annotationEdit,
+ *   webview → host   notify  backendInfo, selectionChanged, metricChanged, windowSummary, annotationEdit,
  *                            modelReleased, error
  *   webview → host   request saveExport       (the host owns every file write: save dialog + write)
  *   webview → host   request pickInterventionFile, readInterventionInputs
@@ -127,6 +127,16 @@ export interface ViewSettings {
   readonly causalEpsilon?: number;
 }
 
+/**
+ * A sample of up to this many tokens keeps every layer's internals (the panel as it always was).
+ * A longer one, up to MAX_TOKENS, is a long run: it runs in chunks and keeps per-position
+ * summaries, per-block tiles and state checkpoints, and the panel recomputes the internals of a
+ * window of at most this many tokens (the one in view) from the nearest checkpoint.
+ */
+export const FULL_RESOLUTION_TOKENS = 2048;
+/** The most tokens mambaScope.maxTokens allows (issue 13: 128k). */
+export const MAX_TOKENS = 131_072;
+
 /** The default ε of the causal check, in nats (`mamba-scope forgotten --causal ε` takes it explicitly; its tests use this one). */
 export const DEFAULT_CAUSAL_EPSILON = 1e-3;
 
@@ -198,18 +208,27 @@ export interface RunParams {
   readonly settings: RunSettings;
 }
 
-export interface RunSummary {
+/** What the editor decorations and their hover show, over the tokens the panel has at full resolution. */
+export interface TokenSummary {
   readonly runId: string;
-  readonly backend: BackendInfo;
-  readonly forwardMs: number;
   /** Layers the summaries cover, in the order of the rows below. */
   readonly layers: readonly number[];
+  /**
+   * The tokens [start, end) the rows below cover: absent = every token of the run; a long run
+   * (more than FULL_RESOLUTION_TOKENS) sends the window in view, and a new one (windowSummary) each time the window moves.
+   */
+  readonly window?: readonly [number, number];
+  /** For each metric a float32 [layers.length, W] tensor (W: the tokens covered): what the editor decorations colour by. A metric the model cannot give is left out. */
+  readonly perToken: Partial<Record<TokenMetric, TensorMessage>>;
+  /** Most likely next token at each covered position: int32 ids [W] and float32 probabilities [W]; absent for models without logits. */
+  readonly next?: { readonly ids: TensorMessage; readonly probs: TensorMessage };
+}
+
+export interface RunSummary extends TokenSummary {
+  readonly backend: BackendInfo;
+  readonly forwardMs: number;
   /** Why some layers are not among them (the run's memory limit), for the user. */
   readonly note?: string;
-  /** For each metric a float32 [layers.length, L] tensor: what the editor decorations colour by. A metric the model cannot give is left out. */
-  readonly perToken: Partial<Record<TokenMetric, TensorMessage>>;
-  /** Most likely next token at each position: int32 ids [L] and float32 probabilities [L]; absent for models without logits. */
-  readonly next?: { readonly ids: TensorMessage; readonly probs: TensorMessage };
 }
 
 /** A tensor named, not sent: its stored dtype (safetensors' names: F32, BF16, …) and shape. */
@@ -283,6 +302,12 @@ export interface ExportData {
   /** File name without folder, with extension: "layer2-delta.npy". */
   readonly suggestedName: string;
   readonly bytes: ArrayBuffer;
+  /**
+   * The TransformerLens / MambaLens hook names of the exported tensor (blocks.2.hook_delta), the
+   * aliases a dump's metadata gives it; absent for a view of derived values. A .npy header holds
+   * no more than its dtype and shape, so the host shows them when it saves, and a CSV's corner cell holds them.
+   */
+  readonly hookNames?: readonly string[];
 }
 
 export interface Selection {
@@ -350,8 +375,12 @@ export type AnnotationEdit =
   | { readonly op: 'add'; readonly runId: string; readonly tokens: readonly [number, number]; readonly layer: number | null; readonly threshold: number | null; readonly label: string; readonly note: string }
   | { readonly op: 'update'; readonly runId: string; readonly id: string; readonly label: string; readonly note: string }
   | { readonly op: 'remove'; readonly runId: string; readonly ids: readonly string[] }
-  /** The detector's result for one layer: forgottenAt[s] = first t with R(s→t) < τ, −1 = retained. */
-  | { readonly op: 'detect'; readonly runId: string; readonly layer: number; readonly threshold: number; readonly forgottenAt: readonly number[] }
+  /**
+   * The detector's result for one layer: forgottenAt[s − from] = first t with R(s→t) < τ, −1 =
+   * retained; `from` (default 0): a long run's window start, the detector covering the window in
+   * view (positions of the sample, as every token here).
+   */
+  | { readonly op: 'detect'; readonly runId: string; readonly layer: number; readonly threshold: number; readonly forgottenAt: readonly number[]; readonly from?: number }
   | { readonly op: 'accept' | 'reject'; readonly runId: string; readonly suggestions: readonly { readonly layer: number; readonly token: number; readonly causal?: CausalEvidence }[] };
 
 // ---------------------------------------------------------------------------------------------
@@ -397,6 +426,8 @@ export interface HostApi {
     backendInfo: BackendInfo;
     selectionChanged: Selection;
     metricChanged: { readonly metric: TokenMetric; readonly layer: number };
+    /** A long run's window in view moved: the decorations follow it (RunSummary.window). */
+    windowSummary: TokenSummary;
     annotationEdit: AnnotationEdit;
     /** The panel no longer holds this model's weights (a backend switch could not move them): send them again before the next run. */
     modelReleased: { readonly modelId: string };
@@ -415,6 +446,8 @@ export interface PanelDescription {
   readonly selection: Selection | null;
   /** Where the panel's memory goes, in bytes: the run's kept internals, tensors in the tfjs backend, and the wasm backend's heap (which never shrinks; null on other backends). */
   readonly memory: { readonly keptBytes: number; readonly backendBytes: number; readonly wasmHeapBytes: number | null };
+  /** A long run (more than FULL_RESOLUTION_TOKENS): its length, the window in view and whether that window's internals are at full resolution yet (else the views show the tiles); null for other data. */
+  readonly long: { readonly tokens: number; readonly window: readonly [number, number]; readonly fullResolution: boolean } | null;
   /** Per view: whether it drew, a digest of its pixels (distinct colours, min/max of the data shown), and which tensor it shows where it chooses one. */
   readonly views: Record<string, { readonly drawn: boolean; readonly distinctColors: number; readonly min: number; readonly max: number; readonly shows?: string }>;
 }

@@ -25,7 +25,7 @@ import type { InterventionCompute } from './interventions/compute';
 import { InterventionSession } from './interventions/session';
 import { DEFAULT_CAUSAL_EPSILON } from '../src/protocol';
 
-const AREAS: readonly Area[] = ['strip', 'main', 'side', 'lower', 'lowerSide'];
+const AREAS: readonly Area[] = ['overview', 'strip', 'main', 'side', 'lower', 'lowerSide'];
 /** Views that show the causal runs' results, redrawn when one arrives. */
 const CAUSAL_VIEWS = ['tokens', 'next', 'interventions', 'sweep', 'lens', 'annotations'];
 
@@ -55,6 +55,10 @@ export class App {
   private readonly backendEl: HTMLElement;
   private readonly statusEl: HTMLElement;
   private readonly layerSelect: VscodeSingleSelect;
+  /** A long run's overview, above the strip: hidden for other data, which has no use for it. */
+  private readonly overviewArea: HTMLElement;
+  /** A long run's window recompute under way: what it does, and its Cancel button. */
+  private readonly longJob: { bar: HTMLElement; text: HTMLElement; cancel: () => void };
   readonly interventions: InterventionSession;
   /** mambaScope.causalEpsilon, from the settings. */
   causalEpsilon = DEFAULT_CAUSAL_EPSILON;
@@ -70,7 +74,8 @@ export class App {
     this.statusEl.setAttribute('role', 'status');
     this.statusEl.setAttribute('aria-live', 'polite');
     this.interventions = new InterventionSession(hooks.compute, (text, kind) => this.setStatus(text, kind));
-    header.append(this.titleEl, this.backendEl, this.statusEl, jobBar(this.interventions));
+    this.longJob = longJobBar();
+    header.append(this.titleEl, this.backendEl, this.statusEl, jobBar(this.interventions), this.longJob.bar);
 
     const toolbar = el('div', 'toolbar');
     toolbar.setAttribute('role', 'toolbar');
@@ -135,7 +140,9 @@ export class App {
     for (const area of AREAS) this.fillArea(area, areas.get(area)!);
     const grid = el('div', 'panel-grid');
     grid.append(areas.get('main')!, areas.get('side')!, areas.get('lower')!, areas.get('lowerSide')!);
-    root.append(header, toolbar, areas.get('strip')!, grid);
+    this.overviewArea = areas.get('overview')!;
+    this.overviewArea.hidden = true;
+    root.append(header, toolbar, this.overviewArea, areas.get('strip')!, grid);
 
     this.store.subscribe((state, changed) => {
       if (changed.has('layer')) this.showAttentionOfAttentionLayer();
@@ -157,20 +164,38 @@ export class App {
     });
   }
 
-  /** Shows new data; `defaultLayer` is used if the current layer has no data. */
-  show(data: PanelData, defaultLayer: number): void {
+  /**
+   * Shows new data; `defaultLayer` is used if the current layer has no data. `token`: the
+   * selection in the new data (a long run's window moved: the same token of the sample, or null
+   * outside the new window); by default the current one when the data has it.
+   */
+  show(data: PanelData, defaultLayer: number, token?: number | null): void {
+    this.present(data, defaultLayer, token, null);
+  }
+
+  /** show(), with the comparison the numerics view draws (null: none, the one before forgotten). */
+  private present(data: PanelData, defaultLayer: number, token: number | null | undefined, comparison: ComparisonParams | null): void {
+    // Leaving a comparison for other data: its numerics tab, opened for it, gives way to the main view.
+    const numerics = this.frames.find((f) => f.spec.id === 'numerics');
+    const leaving = this.comparisonShown !== null && comparison === null && !!numerics && this.tabShown(numerics.spec.area) === 'numerics';
+    this.comparisonShown = comparison;
+    if (leaving) this.selectTab('heatmap');
     this.data = data;
+    this.overviewArea.hidden = !data.long;
     this.interventions.showRun(data.inspection.kind === 'run' ? data.inspection.id : null);
     const layers = data.layerNumbers;
     const labels = data.model?.layerLabels;
     this.layerSelect.replaceChildren(...layers.map((l) => option(String(l), labels?.[l] ? `${l} · ${labels[l]}` : `${l}`)));
     const cur = this.store.get();
     const layer = layers.includes(cur.layer) ? cur.layer : layers.includes(defaultLayer) ? defaultLayer : layers[0] ?? 0;
-    const token = cur.token !== null && cur.token < data.inspection.length ? cur.token : null;
-    this.store.set({ layer, token, viewport: null, channel: null });
+    const selected = token !== undefined ? token : cur.token !== null && cur.token < data.inspection.length ? cur.token : null;
+    const ins = data.inspection;
+    // A long run's window keeps the channel: the same layer and its channels, other tokens.
+    this.store.set({ layer, token: selected, viewport: null, ...(data.long ? { window: [ins.offset, ins.offset + ins.length] as const } : { channel: null, window: null }) });
     this.layerSelect.value = String(layer);
     const m = data.model;
-    const parts = [data.inspection.title, ...(m ? [m.name] : []), `${layers.length} layer${layers.length === 1 ? '' : 's'}`, `${data.inspection.length} tokens`];
+    const tokens = data.long ? `${data.long.run.tokens} tokens, window ${ins.offset}–${ins.offset + ins.length - 1}` : `${ins.length} tokens`;
+    const parts = [data.inspection.title, ...(m ? [m.name] : []), `${layers.length} layer${layers.length === 1 ? '' : 's'}`, tokens];
     this.titleEl.textContent = `Mamba Scope — ${parts.join(' · ')}`;
     // Dumps without layer internals open on the tensor browser.
     if (data.inspection.kind === 'dump' && !data.inspection.layers.some((l) => l.tensors.delta)) this.selectTab('tensors');
@@ -183,7 +208,7 @@ export class App {
   }
 
   setAnnotations(runId: string, annotations: readonly Annotation[], suggestions: readonly AnnotationSuggestion[]): void {
-    if (this.data?.inspection.id !== runId) return;
+    if (this.runId !== runId) return;
     this.annotationList = annotations;
     this.suggestionList = suggestions;
     for (const f of this.frames) if (f.spec.id === 'tokens' || f.spec.id === 'annotations') f.refresh(this.data, this.store.get(), null);
@@ -191,8 +216,7 @@ export class App {
 
   /** Shows a comparison of two dumps: file a's data in every view, the differences in the numerics view. */
   showComparison(data: PanelData, comparison: ComparisonParams, defaultLayer: number): void {
-    this.comparisonShown = comparison;
-    this.show(data, defaultLayer);
+    this.present(data, defaultLayer, undefined, comparison);
     this.selectTab('numerics');
   }
 
@@ -201,18 +225,35 @@ export class App {
     this.backendEl.classList.toggle('failed', failed);
   }
 
+  /** Shows a long run's window recompute (`text`, and Cancel calling `cancel`), or hides it (null). */
+  setLongJob(text: string | null, cancel?: () => void): void {
+    this.longJob.bar.hidden = text === null;
+    this.longJob.text.textContent = text ?? '';
+    this.longJob.cancel = cancel ?? (() => undefined);
+  }
+
   setStatus(text: string, kind: 'info' | 'error' = 'info'): void {
     this.statusEl.textContent = text;
     this.statusEl.dataset.kind = kind;
   }
 
-  describe(base: Omit<PanelDescription, 'views' | 'selection' | 'runId' | 'memory'>, memory: Omit<PanelDescription['memory'], 'keptBytes'>): PanelDescription {
+  /** The run shown: a long run's window data names its run (the host's runId), not the window. */
+  get runId(): string | null {
+    return this.data?.runId ?? null;
+  }
+
+  describe(base: Omit<PanelDescription, 'views' | 'selection' | 'runId' | 'memory' | 'long'>, memory: Omit<PanelDescription['memory'], 'keptBytes'>): PanelDescription {
     const s = this.store.get();
-    const runId = this.data?.inspection.id ?? null;
+    const runId = this.runId;
+    const ins = this.data?.inspection;
+    const long = this.data?.long;
+    // Tokens in the sample's positions: a long run's window starts at its offset.
+    const token = s.token === null || !ins ? s.token : s.token + ins.offset;
     return {
       ...base,
       runId,
-      selection: runId === null ? null : { runId, layer: s.layer, token: s.token, channel: s.channel },
+      selection: runId === null ? null : { runId, layer: s.layer, token, channel: s.channel },
+      long: long && ins ? { tokens: long.run.tokens, window: [ins.offset, ins.offset + ins.length], fullResolution: long.fullResolution } : null,
       memory: { keptBytes: this.data?.keptBytes ?? 0, ...memory },
       views: Object.fromEntries(this.frames.map((f) => [f.spec.id, f.describe()])),
     };
@@ -279,9 +320,13 @@ export class App {
   private showAttentionOfAttentionLayer(): void {
     const rec = this.data?.record(this.store.get().layer);
     if (!rec?.tensors.attn_pattern || rec.tensors.delta) return;
-    const main = this.frames.filter((f) => f.spec.area === 'main');
-    const shown = main[this.tabs.get('main')?.selectedIndex ?? 0]?.spec.id;
+    const shown = this.tabShown('main');
     if (shown === 'heatmap' || shown === 'gates') this.selectTab('attention');
+  }
+
+  /** The view whose tab is selected in `area`. */
+  private tabShown(area: Area): string | undefined {
+    return this.frames.filter((f) => f.spec.area === area)[this.tabs.get(area)?.selectedIndex ?? 0]?.spec.id;
   }
 
   /** Shows the tab of a view (a dump without internals opens on the tensor browser). */
@@ -320,6 +365,21 @@ function jobBar(session: InterventionSession): HTMLElement {
   session.subscribe(show);
   show();
   return bar;
+}
+
+/** The window recompute's line in the header: hidden until App.setLongJob shows it. */
+function longJobBar(): { bar: HTMLElement; text: HTMLElement; cancel: () => void } {
+  const bar = el('span', 'job-bar long-job');
+  bar.setAttribute('role', 'status');
+  bar.hidden = true;
+  const text = el('span', 'job-text');
+  const progress = document.createElement('progress');
+  progress.className = 'job-progress';
+  const job = { bar, text, cancel: () => undefined };
+  const cancel = button('Cancel', 'Cancel the recompute of the window in view', () => job.cancel());
+  cancel.classList.add('job-cancel');
+  bar.append(text, progress, cancel);
+  return job;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string): HTMLElementTagNameMap[K] {

@@ -22,7 +22,11 @@ import { storedFormat, type WeightFormat } from '../src/engine/webgpu/weightForm
 import { type BackendInfo, type BackendPreference, type LoadModelParams, type RequestContext, type RunParams, type TensorMessage } from '../src/protocol';
 import { HostWeightStore } from './hostWeights';
 import { isSoftwareAdapter, selectBackend, type SelectedBackend } from './backend';
-import { NEXT_TOKEN_K, type ModelContext } from './inspection';
+import { NEXT_TOKEN_K, type ModelContext, type WindowInternals } from './inspection';
+import { longRunBytes, LongRunBuilder } from './long/builder';
+import type { LongRun } from './long/longRun';
+import { LONG_CHUNK, longRunInChunks, SUMMARY_INTERNALS, tfjsChunkForward, webgpuChunkForward, windowFromCheckpoint, type ChunkForward } from './long/chunkedLong';
+import type { TokenWindow } from './long/window';
 
 /**
  * The internals the views use (the state view rescans from delta, u and B; a hybrid's paths and
@@ -212,9 +216,8 @@ export class ComputeSession {
    * layers as fit, spread evenly over the model (`note` says which, and why); a LimitError when
    * not one layer fits.
    */
-  plan(params: RunParams): RunPlan {
+  plan(params: RunParams, tokens = params.ids.byteLength / Int32Array.BYTES_PER_ELEMENT): RunPlan {
     const loaded = this.require(params.modelId);
-    const tokens = params.ids.byteLength / Int32Array.BYTES_PER_ELEMENT;
     const config = loaded.context.config;
     const asked = params.settings.layers ?? Array.from({ length: layerCountOf(config) }, (_, i) => i);
     const states = new Set(params.settings.statesAt ?? []).size;
@@ -285,6 +288,55 @@ export class ComputeSession {
       } finally {
         this.onLayerRead = undefined;
       }
+    });
+  }
+
+  /**
+   * A long sample (more than FULL_RESOLUTION_TOKENS tokens) in chunks on the engine (tfjs or the
+   * native WebGPU engine), reduced as it goes to what a long run keeps (long/builder.ts); refused before any work, with the numbers, when
+   * that and one chunk's internals do not fit the run's memory limit.
+   */
+  async runLong(params: RunParams, threshold: number, ctx: RequestContext): Promise<{ run: LongRun; backend: BackendInfo; forwardMs: number }> {
+    const loaded = this.require(params.modelId);
+    const backend = await this.select(params.settings.backend);
+    const ids = new Int32Array(params.ids);
+    const config = loaded.context.config;
+    if (!isLanguageModelConfig(config)) throw new MambaScopeError('unsupported', params.sampleName, `${loaded.context.name} is a single block: a long run needs a language model`);
+    const scans = loaded.context.scans.filter((s): s is ScanView<'float32'> => s !== undefined);
+    const channels = Math.max(0, ...scans.map((s) => s.channels));
+    const estimate = longRunBytes({
+      tokens: ids.length,
+      layers: config.nLayer,
+      channels,
+      deltaColumns: Math.max(0, ...scans.map((s) => s.deltaWidth)),
+      // A layer's carry: its state, and the conv context (K − 1 inputs as wide as the conv).
+      carryValues: scans.reduce((n, s) => n + s.channels * s.stateWidth + 4 * (s.channels + 2 * s.stateWidth), 0),
+      chunkLength: LONG_CHUNK,
+      k: NEXT_TOKEN_K,
+    });
+    // One chunk's internals on the heap, and the three [chunk, D] matrices its summaries compute per layer.
+    const chunkBytes = (keptValues(config, { tokens: LONG_CHUNK + 1, layers: config.nLayer, keep: SUMMARY_INTERNALS, states: 1 }) + 3 * LONG_CHUNK * channels) * Float32Array.BYTES_PER_ELEMENT;
+    const { bytes: limit, why, way } = this.limitOf(loaded, LONG_CHUNK, params.settings.memoryLimitMB);
+    if (estimate + chunkBytes > limit) {
+      throw new LimitError(params.sampleName, `${ids.length} tokens in chunks keep ${mb(estimate)} MB of summaries, tiles and checkpoints and ${mb(chunkBytes)} MB per chunk, over ${why}: ${way} inspect fewer tokens (mambaScope.maxTokens)`);
+    }
+    return this.serial(async () => {
+      const engine = await this.engineFor(loaded, backend, ctx);
+      const start = performance.now();
+      const builder = new LongRunBuilder(params, loaded.context, threshold, NEXT_TOKEN_K);
+      await longRunInChunks(chunkForward(engine), ids, builder, NEXT_TOKEN_K, ctx);
+      return { run: builder.finish(), backend: backend.info, forwardMs: performance.now() - start };
+    });
+  }
+
+  /** A long run's window at full resolution, from the checkpoint before it: the internals of the layers that fit, as a short run keeps them. */
+  async recomputeWindow(run: LongRun, w: TokenWindow, ctx: RequestContext): Promise<WindowInternals> {
+    const loaded = this.require(run.params.modelId);
+    const backend = await this.select(run.params.settings.backend);
+    const plan = this.plan(run.params, w[1] - w[0]);
+    return this.serial(async () => {
+      const engine = await this.engineFor(loaded, backend, ctx);
+      return windowFromCheckpoint(chunkForward(engine), run, w, { layers: plan.layers, keep: PANEL_INTERNALS }, ctx);
     });
   }
 
@@ -363,6 +415,11 @@ export class ComputeSession {
     this.queue = next.catch(() => undefined);
     return next;
   }
+}
+
+/** The engine's forward from each layer's carry, for a long run's chunks and windows. */
+function chunkForward(engine: Engine): ChunkForward {
+  return engine.kind === 'tfjs' ? tfjsChunkForward(engine.model) : webgpuChunkForward(engine.model);
 }
 
 /**

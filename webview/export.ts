@@ -2,20 +2,38 @@
  * Export of a view: PNG of what it draws, CSV and .npy of the tensor slice it shows. The webview
  * only makes the bytes; the host asks where to save them and writes the file.
  */
+import { dumpKey, parseDumpKey } from '../src/engine/formats/dump';
+import { hookNames } from '../src/engine/formats/hookNames';
 import { encodeNpy } from '../src/engine/formats/npy';
+import type { InternalName } from '../src/engine/internals';
 import type { ExportData, ExportKind } from '../src/protocol';
+import type { PanelData } from './panelData';
 import type { ExportSlice, View } from './views/view';
 
 export class ExportError extends Error {}
+
+/**
+ * The TransformerLens / MambaLens hook names of the tensor `key` (a dump key: layers.2.delta,
+ * logits) as `data` holds it: the aliases a dump's metadata gives the same tensor
+ * (formats/hookNames.ts), so an export of it, or of a slice of it, carries the names code written
+ * against those caches uses. `tokens`: the sample positions of h's rows (hook_h.{t}). A layer is
+ * a hybrid's, whose `out` is no mixer output, when it holds a path's output, as buildDump tells.
+ */
+export function hooksOf(data: PanelData, key: string, tokens?: readonly number[]): string[] {
+  const { layer, name } = parseDumpKey(key);
+  if (layer === null) return Object.keys(hookNames([], dumpKey, name === 'logits'));
+  const hybrid = (['ssm_out', 'attn_out', 'mlp_out'] as const).some((n) => data.inspection.index.has(dumpKey(layer, n)));
+  return Object.keys(hookNames([{ layer, names: [name as InternalName], hTokens: tokens, hybrid }], dumpKey, false));
+}
 
 function csvField(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** A [rows, cols] slice as CSV: a header of column labels, then one labelled line per row. */
+/** A [rows, cols] slice as CSV: a header of column labels (its corner cell: the slice's hook names), then one labelled line per row. */
 export function sliceToCsv(slice: ExportSlice): string {
   const [rows, cols] = slice.tensor.shape;
-  const lines = [['', ...slice.columnLabels].map(csvField).join(',')];
+  const lines = [[(slice.hooks ?? []).join(' '), ...slice.columnLabels].map(csvField).join(',')];
   const d = slice.tensor.data;
   for (let r = 0; r < rows; r++) {
     const values: string[] = [csvField(slice.rowLabels[r] ?? String(r))];
@@ -41,11 +59,12 @@ export async function exportView(view: View, viewId: string, kind: ExportKind, s
   }
   const slice = view.slice?.();
   if (!slice) throw new ExportError(`the ${viewId} view has no tensor slice to export: select a token or layer with data first`);
+  const hooks = slice.hooks?.length ? { hookNames: slice.hooks } : {};
   if (kind === 'csv') {
     const bytes = new TextEncoder().encode(sliceToCsv(slice));
-    return { kind, suggestedName: `${slice.name}.csv`, bytes: bytes.buffer as ArrayBuffer };
+    return { kind, suggestedName: `${slice.name}.csv`, bytes: bytes.buffer as ArrayBuffer, ...hooks };
   }
   const npy = encodeNpy(slice.tensor);
   const bytes = npy.byteOffset === 0 && npy.byteLength === npy.buffer.byteLength ? npy.buffer : npy.slice().buffer;
-  return { kind, suggestedName: `${slice.name}.npy`, bytes: bytes as ArrayBuffer };
+  return { kind, suggestedName: `${slice.name}.npy`, bytes: bytes as ArrayBuffer, ...hooks };
 }

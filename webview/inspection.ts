@@ -13,11 +13,15 @@ import { predictionsFromLogits, type Predictions } from '../src/engine/predictio
 import type { Tensor } from '../src/engine/tensor';
 import { fromTensorMessage, type DumpParams, type RunParams, type TensorMessage } from '../src/protocol';
 import type { DecayParams } from './analysis/layerInputs';
+import type { LongRun } from './long/longRun';
+import type { TokenWindow } from './long/window';
 
 export interface LayerRecord {
   readonly layer: number;
   readonly tensors: Partial<Record<InternalName, Tensor<Float32Array>>>;
   readonly hTokens?: Int32Array;
+  /** The state [D, N] before the record's first token: a long run's window starts from its checkpoint's carry, not from 0. */
+  readonly h0?: Float32Array;
 }
 
 export interface Inspection {
@@ -27,6 +31,8 @@ export interface Inspection {
   readonly title: string;
   /** Tokens on the token axis (0 when a dump has no token axis). */
   readonly length: number;
+  /** Position in the whole sample of token 0 here: a long run's window starts there; 0 otherwise. */
+  readonly offset: number;
   readonly ids: Int32Array | null;
   /** Readable text of each token, when known. */
   readonly tokens: readonly string[] | null;
@@ -71,20 +77,48 @@ export interface ModelContext {
 
 export function fromRun(params: RunParams, result: ForwardResult<Float32Array>): Inspection {
   const ids = new Int32Array(params.ids);
+  const predictions = result.predictions ?? (result.logits ? predictionsFromLogits(result.logits, ids, NEXT_TOKEN_K) : null);
+  return runInspection({ id: params.runId, title: params.sampleName, offset: 0, ids, tokens: params.tokens, predictions }, result);
+}
+
+/**
+ * Window `w` of a long run: its tokens, the run's predictions there, and (once recomputed from
+ * the nearest checkpoint) every layer's internals over the window with the state entering it;
+ * null while they are recomputed (the overview draws meanwhile). Its id names the window, so the
+ * views' caches see another inspection when the window moves.
+ */
+export function windowInspection(run: LongRun, w: TokenWindow, internals: WindowInternals | null): Inspection {
+  const [a, b] = w;
+  const ids = new Int32Array(run.params.ids, a * Int32Array.BYTES_PER_ELEMENT, b - a);
+  const predictions = run.predictions && predictionRows(run.predictions, a, b);
+  const inspection = { id: `${run.params.runId}@${a}-${b}`, title: run.params.sampleName, offset: a, ids, tokens: run.params.tokens.slice(a, b), predictions };
+  return runInspection(inspection, internals?.result ?? { layers: [] }, internals?.h0);
+}
+
+/** Rows [a, b) of predictions (views: no copy). */
+export function predictionRows(p: Predictions, a: number, b: number): Predictions {
+  return { k: p.k, ids: p.ids.subarray(a * p.k, b * p.k), probs: p.probs.subarray(a * p.k, b * p.k), nextProb: p.nextProb.subarray(a, b), nextRank: p.nextRank.subarray(a, b) };
+}
+
+/** The internals of a long run's window, recomputed from the checkpoint before it: each layer's rows over the window and its state entering the window. */
+export interface WindowInternals {
+  readonly result: ForwardResult<Float32Array>;
+  /** Layer → the state [D, N] after the token before the window. */
+  readonly h0: ReadonlyMap<number, Float32Array>;
+}
+
+function runInspection(base: Pick<Inspection, 'id' | 'title' | 'offset' | 'ids' | 'tokens' | 'predictions'>, result: ForwardResult<Float32Array>, h0?: ReadonlyMap<number, Float32Array>): Inspection {
+  const ids = base.ids!;
   const tensors = new Map<string, AnyTensor>([['input_ids', { shape: [ids.length], data: ids }]]);
   if (result.logits) tensors.set('logits', result.logits);
   for (const l of result.layers) {
     for (const [name, t] of Object.entries(l.tensors)) if (t) tensors.set(`layers.${l.layer}.${name}`, t);
   }
   return {
+    ...base,
     kind: 'run',
-    id: params.runId,
-    title: params.sampleName,
     length: ids.length,
-    ids,
-    tokens: params.tokens,
-    layers: result.layers.map((l) => ({ layer: l.layer, tensors: l.tensors, hTokens: l.hTokens })),
-    predictions: result.predictions ?? (result.logits ? predictionsFromLogits(result.logits, ids, NEXT_TOKEN_K) : null),
+    layers: result.layers.map((l) => ({ layer: l.layer, tensors: l.tensors, hTokens: l.hTokens, h0: h0?.get(l.layer) })),
     index: new Map([...tensors].map(([n, t]) => [n, t.shape])),
     tensor: tensorSource(tensors),
   };
@@ -128,6 +162,7 @@ export async function fromDump(params: DumpParams, read: (name: string) => Promi
     id: params.name,
     title: params.name,
     length,
+    offset: 0,
     ids,
     tokens: tokens && tokens.length === length ? tokens : null,
     layers: layers.filter((l) => Object.keys(l.tensors).length > 0),

@@ -4,7 +4,7 @@
  * webview computes on the best tfjs backend, shows the result, and answers with per-token
  * summaries for the editor decorations.
  */
-import { DEFAULT_CAUSAL_EPSILON, TOKEN_METRICS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunParams, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
+import { DEFAULT_CAUSAL_EPSILON, FULL_RESOLUTION_TOKENS, PROTOCOL_VERSION, Rpc, toTensorMessage, toWireError, type BackendInfo, type HostApi, type RunParams, type RunSummary, type ViewSettings, type WebviewApi } from '../src/protocol';
 import { App } from './app';
 import { backendLabel } from './backend';
 import { ComputeSession } from './compute';
@@ -14,6 +14,8 @@ import { InterventionCompute, type CurrentRun } from './interventions/compute';
 import { inputsFromMessages } from './interventions/inputs';
 import { parseIntervention } from '../src/engine/interventions';
 import { MambaScopeError } from '../src/engine/errors';
+import { LongSession } from './long/session';
+import { tokenSummary } from './tokenSummary';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;
@@ -68,6 +70,9 @@ const app: App = new App(document.getElementById('app') ?? document.body, {
 
 let backend: BackendInfo | null = null;
 
+/** Samples over FULL_RESOLUTION_TOKENS: the chunked run, the overview and the window in view. */
+const long = new LongSession(session, app, { notifyWindow: (summary) => rpc.notify('windowSummary', summary), defaultLayer: () => settings.defaultLayer });
+
 function showBackend(info: BackendInfo): void {
   if (info === backend) return;
   backend = info;
@@ -104,6 +109,16 @@ rpc.handle('loadModel', async (params, ctx) => {
 rpc.handle('run', async (params, ctx) => {
   // The interventions' clean logits (up to 412 MB) are a cache of the last inspection: not kept through the next one's forward.
   compute.forget();
+  long.stop();
+  if (params.ids.byteLength / Int32Array.BYTES_PER_ELEMENT > FULL_RESOLUTION_TOKENS) {
+    lastRun = null;
+    // What the old inspection kept goes before the long run starts: the panel shows the new tokens meanwhile.
+    app.show(new PanelData(fromRun(params, { layers: [] }), session.model), settings.defaultLayer);
+    app.setStatus(`Running ${params.sampleName} in chunks…`);
+    const summary = await long.start(params, app.store.get().threshold, ctx);
+    showBackend(summary.backend);
+    return summary;
+  }
   const { bytes } = session.plan(params);
   const shown = app.current;
   if (shown && shown.keptBytes + bytes > params.settings.memoryLimitMB * 1e6) {
@@ -149,6 +164,10 @@ rpc.handle('intervene', async ({ runId, interventions }, ctx) => {
 rpc.handle('describe', () => app.describe({ modelId: session.model?.id ?? null, backend: backend?.backend ?? null, engine: session.engine }, session.memory()));
 
 rpc.on('selectToken', ({ runId, token, layer }) => {
+  if (app.current?.long) {
+    if (app.runId === runId) long.select(token, layer);
+    return;
+  }
   const data = app.current;
   if (!data || data.inspection.id !== runId || token < 0 || token >= data.inspection.length) return;
   app.store.set(layer !== undefined && data.layerNumbers.includes(layer) ? { token, layer } : { token });
@@ -157,36 +176,16 @@ rpc.on('selectToken', ({ runId, token, layer }) => {
 rpc.on('setAnnotations', ({ runId, annotations, suggestions }) => app.setAnnotations(runId, annotations, suggestions));
 
 app.store.subscribe((s, changed) => {
-  const runId = app.current?.inspection.id;
+  const runId = app.runId;
   if (!runId) return;
-  if (changed.has('layer') || changed.has('token') || changed.has('channel')) rpc.notify('selectionChanged', { runId, layer: s.layer, token: s.token, channel: s.channel });
+  // The host counts tokens in the whole sample: a long run's window starts at its offset.
+  const token = s.token === null ? null : s.token + (app.current?.inspection.offset ?? 0);
+  if (changed.has('layer') || changed.has('token') || changed.has('channel')) rpc.notify('selectionChanged', { runId, layer: s.layer, token, channel: s.channel });
   if (changed.has('metric') || changed.has('layer')) rpc.notify('metricChanged', { metric: s.metric, layer: s.layer });
 });
 
-/** What the editor decorations need: each metric's per-token mean for every layer, and the top-1 next token. */
 function runSummary(data: PanelData, runId: string, info: BackendInfo, forwardMs: number): RunSummary {
-  const layers = data.layerNumbers;
-  const L = data.inspection.length;
-  const perToken: RunSummary['perToken'] = {};
-  for (const m of TOKEN_METRICS) {
-    const rows = layers.map((layer) => data.summary(layer)?.perToken[m] ?? null);
-    // A metric no layer can give (no z in the data, no A) is left out; decorations leave it untinted.
-    if (rows.every((r) => r === null)) continue;
-    const out = new Float32Array(layers.length * L).fill(NaN);
-    rows.forEach((r, i) => r && out.set(r, i * L));
-    perToken[m] = toTensorMessage({ shape: [layers.length, L], data: out });
-  }
-  // The most likely next token and its probability at every position.
-  const p = data.inspection.predictions;
-  const next = p ? { ids: Int32Array.from({ length: L }, (_, t) => p.ids[t * p.k]), probs: Float32Array.from({ length: L }, (_, t) => p.probs[t * p.k]) } : null;
-  return {
-    runId,
-    backend: info,
-    forwardMs,
-    layers,
-    perToken,
-    ...(next ? { next: { ids: toTensorMessage({ shape: [L], data: next.ids }), probs: toTensorMessage({ shape: [L], data: next.probs }) } } : {}),
-  };
+  return { ...tokenSummary(data, runId), backend: info, forwardMs };
 }
 
 rpc.notify('ready', { protocolVersion: PROTOCOL_VERSION });

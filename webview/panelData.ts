@@ -1,12 +1,21 @@
 /**
  * The data behind the panel: the current inspection, the loaded model, a small cache of per-layer
  * analyses, and the per-layer summaries computed for every layer in the background (the layer
- * table and the token strip fill in as they arrive).
+ * table and the token strip fill in as they arrive). For a long run the inspection is the window
+ * in view (its internals at full resolution, or none while they are recomputed) and `long` holds
+ * what the run kept of the whole sample.
  */
 import { CancelledError } from '../src/engine/errors';
 import { LayerAnalysis } from './analysis/layerAnalysis';
 import { summarizeLayer, type LayerSummary } from './analysis/summaries';
 import type { Inspection, LayerRecord, ModelContext } from './inspection';
+import type { LongRun } from './long/longRun';
+
+/** A long run and the window this data shows; `fullResolution` once the window's internals are in. */
+export interface LongPart {
+  readonly run: LongRun;
+  readonly fullResolution: boolean;
+}
 
 /** Analyses kept at once: the selected layer and the one before, so flipping back is instant. */
 const ANALYSIS_CACHE = 2;
@@ -18,11 +27,17 @@ export class PanelData {
   private summaryJob = 0;
   private latestJob: Promise<void> = Promise.resolve();
 
-  constructor(readonly inspection: Inspection, readonly model: ModelContext | null) {}
+  constructor(readonly inspection: Inspection, readonly model: ModelContext | null, readonly long: LongPart | null = null) {}
 
-  /** Bytes of the layers' internals this data holds: what a new run may have to make room for. */
+  /** Bytes of the layers' internals this data holds (and a long run's summaries): what a new run may have to make room for. */
   get keptBytes(): number {
-    return this.inspection.layers.reduce((sum, l) => sum + Object.values(l.tensors).reduce((s, t) => s + (t?.data.byteLength ?? 0), 0), 0);
+    const internals = this.inspection.layers.reduce((sum, l) => sum + Object.values(l.tensors).reduce((s, t) => s + (t?.data.byteLength ?? 0), 0), 0);
+    return internals + (this.long?.run.keptBytes ?? 0);
+  }
+
+  /** The host's run: a long run's window data names its window (inspection.id), the host names the run. */
+  get runId(): string {
+    return this.long?.run.params.runId ?? this.inspection.id;
   }
 
   get layerNumbers(): number[] {

@@ -7,6 +7,7 @@ import type { Colormap, TokenMetric } from '../src/protocol';
 import type { AttentionMode } from './analysis/attention';
 import type { Viewport } from './render/heatmap';
 import type { ScaleMode } from './render/valueScale';
+import type { TokenWindow } from './long/window';
 
 export const CHANNEL_ORDERS = ['index', 'meanDelta', 'variance'] as const;
 export type ChannelOrder = (typeof CHANNEL_ORDERS)[number];
@@ -32,6 +33,8 @@ export interface ViewState {
   readonly scaleModes: Readonly<Record<string, ScaleMode>>;
   /** What the token strip colours by: the metric, or the last intervention's KL or Δloss at each position. */
   readonly stripValues: StripValues;
+  /** A long run's window in view (tokens of the whole sample), whose internals the views show at full resolution; null for other data. */
+  readonly window: TokenWindow | null;
 }
 
 export const STRIP_VALUES = ['metric', 'kl', 'dloss'] as const;
@@ -69,7 +72,7 @@ export class Store<T extends object> {
 export type SelectionStore = Store<ViewState>;
 
 export function initialViewState(): ViewState {
-  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean', scaleModes: {}, stripValues: 'metric' };
+  return { layer: 0, token: null, channel: null, metric: 'delta', colormap: 'viridis', channelOrder: 'index', threshold: 0.05, viewport: null, attentionMode: 'mean', scaleModes: {}, stripValues: 'metric', window: null };
 }
 
 export interface KeyboardScope {

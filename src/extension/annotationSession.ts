@@ -97,9 +97,14 @@ export class AnnotationSession {
       case 'remove':
         this.mine = deleteAnnotations(this.mine, edit.ids);
         return;
-      case 'detect':
-        this.detected.set(edit.layer, suggestionsFromForgotten(edit.layer, edit.forgottenAt, edit.threshold, text, offsets));
+      case 'detect': {
+        const from = edit.from ?? 0;
+        if (!Number.isInteger(from) || from < 0 || from + edit.forgottenAt.length > offsets.length) {
+          throw new InputError('annotation edit', `detects tokens ${from}–${from + edit.forgottenAt.length - 1}, outside the sample's ${offsets.length} tokens`);
+        }
+        this.detected.set(edit.layer, suggestionsFromForgotten(edit.layer, edit.forgottenAt, edit.threshold, text, offsets, from));
         return;
+      }
       case 'accept':
       case 'reject': {
         const picked = edit.suggestions.map(({ layer, token, causal }) => {

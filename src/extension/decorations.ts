@@ -4,9 +4,13 @@
  * Code draws many colours cheaply), and hovering a token shows its values. Decorations are never
  * left wrong: an edit inside the inspected range clears them (the values no longer describe the
  * text); edits before it only shift the range, which VS Code's decorations follow by themselves.
+ *
+ * A long run (more than FULL_RESOLUTION_TOKENS tokens) has per-token values only for the window
+ * the panel shows at full resolution: the decorations and their hover cover that window, and
+ * follow it when the panel sends the next one (setWindow); the tokens outside it stay untinted.
  */
 import * as vscode from 'vscode';
-import { fromTensorMessage, TOKEN_METRICS, type RunSummary, type TokenMetric } from '../protocol';
+import { fromTensorMessage, TOKEN_METRICS, type RunSummary, type TokenMetric, type TokenSummary } from '../protocol';
 
 export const LEVELS = 16;
 
@@ -27,6 +31,8 @@ export interface Inspection {
   readonly tokens: readonly string[];
   readonly offsets: readonly (readonly [number, number])[];
   readonly summary: RunSummary;
+  /** What the tokens are tinted by now: the run's summary, or the window a long run's panel moved to since. */
+  shown?: TokenSummary;
   /** Readable text of a token id, for the next-token line of the hover. */
   readonly tokenText: (id: number) => string;
 }
@@ -72,6 +78,14 @@ export class TokenDecorations implements vscode.Disposable {
     this.inspection = inspection;
     this.metric = metric;
     this.layer = layer;
+    this.render();
+  }
+
+  /** A long run's panel moved its window: tint the tokens of the new one (ignored for another run). */
+  setWindow(summary: TokenSummary): void {
+    const ins = this.inspection;
+    if (!ins || summary.runId !== ins.summary.runId) return;
+    ins.shown = summary;
     this.render();
   }
 
@@ -139,37 +153,41 @@ export class TokenDecorations implements vscode.Disposable {
   private render(): void {
     const ins = this.inspection;
     if (!ins) return;
-    const L = ins.offsets.length;
-    const values = metricRows(ins.summary, L);
-    const row = Math.max(0, ins.summary.layers.indexOf(this.layer));
-    const shown = values[this.metric].subarray(row * L, (row + 1) * L);
+    const summary = ins.shown ?? ins.summary;
+    const [start, end] = coveredTokens(summary, ins.offsets.length);
+    const W = end - start;
+    const values = metricRows(summary, W);
+    const row = Math.max(0, summary.layers.indexOf(this.layer));
+    const shown = values[this.metric].subarray(row * W, (row + 1) * W);
     const levelOf = levelMapper(shown, this.metric === 'forget');
     const buckets: vscode.DecorationOptions[][] = Array.from({ length: LEVELS }, () => []);
-    for (let t = 0; t < L; t++) {
-      const level = levelOf(shown[t]);
+    for (let t = start; t < end; t++) {
+      const level = levelOf(shown[t - start]);
       if (level === null || ins.offsets[t][1] <= ins.offsets[t][0]) continue;
-      buckets[level].push({ range: this.rangeOf(ins, t), hoverMessage: this.hover(ins, values, row, t) });
+      buckets[level].push({ range: this.rangeOf(ins, t), hoverMessage: this.hover(ins, summary, values, row, t) });
     }
     for (const editor of this.editors()) buckets.forEach((b, i) => editor.setDecorations(this.levels[i], b));
     this.lastRender = { decorated: buckets.reduce((n, b) => n + b.length, 0), levels: buckets.map((b) => b.length) };
     if (this.selectedToken !== null) this.select(this.selectedToken);
   }
 
-  private hover(ins: Inspection, values: Record<TokenMetric, Float32Array>, row: number, t: number): vscode.MarkdownString {
-    const L = ins.offsets.length;
+  /** `t`: a token of the summary's window; `values` and `next` are indexed from the window's start. */
+  private hover(ins: Inspection, summary: TokenSummary, values: Record<TokenMetric, Float32Array>, row: number, t: number): vscode.MarkdownString {
+    const [start, end] = coveredTokens(summary, ins.offsets.length);
+    const W = end - start, i = t - start;
     const md = new vscode.MarkdownString();
-    md.appendMarkdown(`**Mamba Scope** · token ${t} · id ${ins.ids[t]} · layer ${ins.summary.layers[row]}\n\n`);
+    md.appendMarkdown(`**Mamba Scope** · token ${t} · id ${ins.ids[t]} · layer ${summary.layers[row]}\n\n`);
     md.appendCodeblock(JSON.stringify(ins.tokens[t]), 'json');
     md.appendMarkdown('| metric | value |\n|---|---:|\n');
     for (const m of TOKEN_METRICS) {
       const mark = m === this.metric ? ' ◀' : '';
-      md.appendMarkdown(`| ${METRIC_LABEL[m]}${mark} | ${formatValue(values[m][row * L + t])} |\n`);
+      md.appendMarkdown(`| ${METRIC_LABEL[m]}${mark} | ${formatValue(values[m][row * W + i])} |\n`);
     }
-    const next = ins.summary.next;
+    const next = summary.next;
     if (next) {
       const ids = fromTensorMessage(next.ids, 'next.ids').data;
       const probs = fromTensorMessage(next.probs, 'next.probs').data;
-      md.appendMarkdown(`\nmost likely next: \`${JSON.stringify(ins.tokenText(ids[t]))}\` (${(probs[t] * 100).toFixed(1)} %)`);
+      md.appendMarkdown(`\nmost likely next: \`${JSON.stringify(ins.tokenText(ids[i]))}\` (${(probs[i] * 100).toFixed(1)} %)`);
     }
     return md;
   }
@@ -194,8 +212,13 @@ export class TokenDecorations implements vscode.Disposable {
   }
 }
 
-/** The summary's float32 [layers, L] rows per metric, decoded once per render; a metric the panel left out reads NaN (undecorated). */
-function metricRows(summary: RunSummary, L: number): Record<TokenMetric, Float32Array> {
+/** The tokens [start, end) a summary has values for: its window, or all `L` of the run. */
+function coveredTokens(summary: TokenSummary, L: number): readonly [number, number] {
+  return summary.window ?? [0, L];
+}
+
+/** The summary's float32 [layers, L] rows per metric (L: the tokens it covers), decoded once per render; a metric the panel left out reads NaN (undecorated). */
+function metricRows(summary: TokenSummary, L: number): Record<TokenMetric, Float32Array> {
   const out = {} as Record<TokenMetric, Float32Array>;
   for (const m of TOKEN_METRICS) {
     const msg = summary.perToken[m];

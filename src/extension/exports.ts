@@ -33,6 +33,8 @@ export async function saveExport(data: ExportData, target?: vscode.Uri): Promise
   if (!uri) return { savedTo: null };
   await vscode.workspace.fs.writeFile(uri, new Uint8Array(data.bytes));
   const shown = uri.scheme === 'file' ? uri.fsPath : uri.toString(true);
-  void vscode.window.showInformationMessage(`Mamba Scope: saved ${shown}`);
+  // A .npy holds only its dtype and shape: the message names the hooks it is (a slice of).
+  const hooks = Array.isArray(data.hookNames) && data.hookNames.length ? ` (TransformerLens/MambaLens: ${data.hookNames.join(', ')})` : '';
+  void vscode.window.showInformationMessage(`Mamba Scope: saved ${shown}${hooks}`);
   return { savedTo: shown };
 }

@@ -28,7 +28,8 @@ export interface MambaScopeApi {
   /** As if the editor's cursor moved onto `token` of the current inspection (and, given `layer`, as if that layer were picked). */
   selectToken(token: number, layer?: number): void;
   lastSelection(): Selection | undefined;
-  exportView(kind: ExportKind, target: vscode.Uri): Promise<string | null>;
+  /** `view`: a view id (default: the view used last). */
+  exportView(kind: ExportKind, target: vscode.Uri, view?: string): Promise<string | null>;
   /** What the tensor viewer of `uri` shows (it must be open). */
   describeDump(uri: vscode.Uri): Promise<PanelDescription>;
   /** As if the panel sent this annotation edit for the current inspection. */
@@ -81,6 +82,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       decorations.select(s.token);
     });
     panel.onMetricChanged(({ metric, layer }) => decorations.setView(metric, layer));
+    panel.onWindow((w) => decorations.setWindow(w));
     panel.onReloaded(() => void inspector.rerun().then((r) => r && attachAnnotations(r.runId), report));
     panel.onDisposed(() => decorations.clear());
     return panel;
@@ -124,7 +126,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     }
   };
 
-  const exportView = async (kind?: ExportKind, target?: vscode.Uri): Promise<string | null> => {
+  const exportView = async (kind?: ExportKind, target?: vscode.Uri, view?: string): Promise<string | null> => {
     const panel = InspectorPanel.current;
     if (!panel) {
       void vscode.window.showInformationMessage('Mamba Scope: inspect a text first; Export saves what the panel shows.');
@@ -133,7 +135,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
     const chosen = kind ?? (await pickExportKind());
     if (!chosen) return null;
     try {
-      const data = await panel.rpc.request('exportView', { kind: chosen });
+      const data = await panel.rpc.request('exportView', { kind: chosen, ...(view ? { view } : {}) });
       return (await saveExport(data, target)).savedTo;
     } catch (e) {
       report(e);
@@ -231,7 +233,7 @@ export function activate(context: vscode.ExtensionContext): MambaScopeApi {
       if (panel?.lastRun) panel.rpc.notify('selectToken', { runId: panel.lastRun.params.runId, token, ...(layer === undefined ? {} : { layer }) });
     },
     lastSelection: () => lastSelection,
-    exportView: (kind, target) => exportView(kind, target),
+    exportView: (kind, target, view) => exportView(kind, target, view),
     describeDump: (uri) => dumpEditor.describe(uri),
     annotate: (edit) => {
       const runId = InspectorPanel.current?.lastRun?.params.runId;

@@ -18,6 +18,7 @@ import {
   type RunSummary,
   type Selection,
   type TokenMetric,
+  type TokenSummary,
   type ViewSettings,
   type WebviewApi,
 } from '../protocol';
@@ -46,12 +47,15 @@ export class InspectorPanel implements vscode.Disposable {
   private readonly emitter = {
     selection: new vscode.EventEmitter<Selection>(),
     metric: new vscode.EventEmitter<{ metric: TokenMetric; layer: number }>(),
+    window: new vscode.EventEmitter<TokenSummary>(),
     backend: new vscode.EventEmitter<BackendInfo>(),
     reloaded: new vscode.EventEmitter<void>(),
     disposed: new vscode.EventEmitter<void>(),
   };
   readonly onSelection = this.emitter.selection.event;
   readonly onMetricChanged = this.emitter.metric.event;
+  /** A long run's window in view moved: its per-token values, for the decorations. */
+  readonly onWindow = this.emitter.window.event;
   readonly onBackend = this.emitter.backend.event;
   /** The webview started over (its CSP changed): weights and the last run must be sent again. */
   readonly onReloaded = this.emitter.reloaded.event;
@@ -101,6 +105,7 @@ export class InspectorPanel implements vscode.Disposable {
     });
     this.rpc.on('selectionChanged', (s) => this.emitter.selection.fire(s));
     this.rpc.on('metricChanged', (m) => this.emitter.metric.fire(m));
+    this.rpc.on('windowSummary', (w) => this.emitter.window.fire(w));
     this.rpc.on('error', ({ view, error }) => {
       void vscode.window.showWarningMessage(`Mamba Scope: the ${view} view failed: ${error.source}: ${error.problem}`);
     });

@@ -6,7 +6,7 @@
  */
 import * as vscode from 'vscode';
 import { GATED_NORMS, type GatedNorm } from '../engine/model/config';
-import { BACKENDS, COLORMAPS, DEFAULT_CAUSAL_EPSILON, TOKEN_METRICS, type BackendPreference, type Colormap, type TokenMetric, type ViewSettings } from '../protocol';
+import { BACKENDS, COLORMAPS, DEFAULT_CAUSAL_EPSILON, MAX_TOKENS, TOKEN_METRICS, type BackendPreference, type Colormap, type TokenMetric, type ViewSettings } from '../protocol';
 
 export const SECTION = 'mambaScope';
 
@@ -35,7 +35,7 @@ export function readSettings(): Settings {
   return {
     modelPath: (c.get<string>('modelPath') ?? '').trim(),
     backend: oneOf<BackendPreference>(c.get('backend'), ['auto', ...BACKENDS], 'auto'),
-    maxTokens: intIn(c.get('maxTokens'), 1, 65536, 2048),
+    maxTokens: intIn(c.get('maxTokens'), 1, MAX_TOKENS, 2048),
     runMemoryLimitMB: intIn(c.get('runMemoryLimitMB'), 16, 65536, 1200),
     mamba2GatedNorm: oneOf<GatedNorm>(c.get('mamba2GatedNorm'), GATED_NORMS, 'mamba_ssm'),
     colormap: oneOf<Colormap>(c.get('colormap'), COLORMAPS, 'viridis'),

@@ -96,6 +96,10 @@ describe('webview analyses', () => {
         for (let n = 0; n < N; n++) assert.ok(Math.abs(trace[at[i] * N + n] - ref.h.data[i * D * N + d * N + n]) < 1e-6);
       }
       await assert.rejects(scanner.stateAt(L), RangeError);
+      // The pass with the forget factor beside (a long run's chunk): the same norms, and forgetFactor's values from its exponentials.
+      const forget = new Float32Array(L * D);
+      assert.deepEqual(await new StateScanner(x).norms({}, forget), await scanner.norms());
+      assert.deepEqual(forget, await forgetFactor(x));
     });
 
     it('need the model’s A: without it the scanner refuses with a message that says so', () => {

@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import { interventionEffect, type Effect } from '../../src/engine/analysis/effect';
 import { ablationSweep } from '../../src/engine/analysis/sweep';
-import { NpyFile } from '../../src/engine/formats/npy';
 import { buildDump } from '../../src/engine/formats/dump';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { openTensorFile } from '../../src/engine/formats/tensorFile';
@@ -20,7 +19,6 @@ import { NodeFileSource } from '../../src/node/files';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemorySource } from '../../src/engine/io';
 import { editedModel } from '../../src/engine/interventionInputs';
 import { describeIntervention, layerEdits, parseIntervention, type Intervention } from '../../src/engine/interventions';
 import { loadModelFolder } from '../../src/engine/model/load';
@@ -79,12 +77,6 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     await panel.page.waitForFunction((t) => document.querySelector('.view-next .view-title')?.textContent?.startsWith(`After ${t} `), token);
   }
 
-  /** The view's exported [rows, cols] slice (what its heatmap shows), read back as .npy. */
-  async function exported(view: string): Promise<{ shape: readonly number[]; data: Float32Array }> {
-    const reply = await panel.request('exportView', { kind: 'npy', view });
-    const npy = await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x');
-    return npy.readFloat('x', 'float32');
-  }
 
   function close(got: number, want: number, what: string): void {
     assert.ok(Math.abs(got - want) <= 2e-3 + 6e-4 * Math.abs(want), `${what}: panel ${got}, float64 ${want}`);
@@ -224,11 +216,11 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     await panel.page.waitForFunction(() => document.querySelector('.job-bar')?.hasAttribute('hidden'));
     const tokens = [8, 9, 10, 11, 12, 13];
     const want = ablationSweep(model, ids, { tokens });
-    const kl = await exported('sweep');
+    const kl = await panel.exportedNpy('sweep');
     assert.deepEqual([...kl.shape], [2, 6]);
     kl.data.forEach((v, k) => close(v, want.meanKl[k], `mean KL of layer ${Math.floor(k / 6)}, token ${tokens[k % 6]}`));
     await panel.page.selectOption('.view-sweep .sweep-values', 'dloss');
-    const dloss = await exported('sweep');
+    const dloss = await panel.exportedNpy('sweep');
     dloss.data.forEach((v, k) => close(v, want.meanDLoss[k], `mean Δloss of layer ${Math.floor(k / 6)}, token ${tokens[k % 6]}`));
   });
 
@@ -239,13 +231,13 @@ describe('interventions view in Chromium (mamba1-tiny, tfjs cpu)', function () {
     assert.equal(await panel.page.locator('.view-lens .legend').first().textContent().then((t) => /non-finite/.test(t ?? '')), false, 'no NaN flagged');
     const ref = referenceForward(model, ids, { keep: [], logitLens: 10 });
     const L = ids.length;
-    const prob = await exported('lens');
+    const prob = await panel.exportedNpy('lens');
     assert.deepEqual([...prob.shape], [2, L - 1], 'every position with a token after it');
     ref.layers.forEach(({ lens }, i) => {
       for (let t = 0; t < L - 1; t++) close(prob.data[i * (L - 1) + t], lens!.nextProb[t], `p(next) after layer ${i} at ${t}`);
     });
     await panel.page.selectOption('.view-lens .lens-values', 'rank');
-    const rank = await exported('lens');
+    const rank = await panel.exportedNpy('lens');
     let same = 0;
     ref.layers.forEach(({ lens }, i) => {
       for (let t = 0; t < L - 1; t++) same += Number(rank.data[i * (L - 1) + t] === lens!.nextRank[t] + 1);
@@ -365,8 +357,7 @@ describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, Sw
     await panel.page.click('.view-sweep button[data-action="sweep"]');
     await panel.page.waitForSelector('.view-sweep [aria-label*="12 of 12 cells (batched on the GPU)"]', { timeout: 120_000 });
     const want = ablationSweep(model, ids, { tokens: [8, 9, 10, 11, 12, 13] });
-    const reply = await panel.request('exportView', { kind: 'npy', view: 'sweep' });
-    const got = await (await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x')).readFloat('x', 'float32');
+    const got = await panel.exportedNpy('sweep');
     got.data.forEach((v, k) => assert.ok(Math.abs(v - want.meanKl[k]) <= 2e-3 + 6e-4 * want.meanKl[k], `mean KL cell ${k}: GPU ${v}, float64 ${want.meanKl[k]}`));
   });
 
@@ -379,8 +370,7 @@ describe('interventions on the native WebGPU engine in Chromium (mamba1-tiny, Sw
       return;
     }
     const ref = referenceForward(model, ids, { keep: [], logitLens: 10 });
-    const reply = await panel.request('exportView', { kind: 'npy', view: 'lens' });
-    const got = await (await NpyFile.open(new MemorySource('x.npy', Buffer.from(reply.bytes, 'base64')), 'x')).readFloat('x', 'float32');
+    const got = await panel.exportedNpy('lens');
     const T = ids.length - 1;
     ref.layers.forEach(({ lens }, i) => {
       for (let t = 0; t < T; t++) assert.ok(Math.abs(got.data[i * T + t] - lens!.nextProb[t]) <= 2e-3 + 6e-4 * lens!.nextProb[t], `p(next) after layer ${i} at ${t}`);

@@ -78,4 +78,14 @@ describe('numerics view in Chromium', function () {
     }
     assert.ok(want.histograms.some((p) => p.roundsToOne > 0), 'some decay rounds to 1 in a low precision');
   });
+
+  // Last: it leaves the comparison. (A run inspected after Compare Dumps opened on the numerics tab, whose heatmap never drew.)
+  it('other data shown after the comparison opens on the heatmap: the numerics tab, opened for the comparison, gives way', async () => {
+    assert.equal(await panel.page.locator('.view-numerics').isVisible(), true);
+    await panel.request('showDump', await dumpParams(GOLDEN));
+    await panel.waitForView('heatmap');
+    assert.equal(await panel.page.locator('.view-numerics').isVisible(), false, 'the numerics view is hidden');
+    const d = await panel.request('describe', null);
+    assert.ok(d.views.heatmap?.drawn, `the heatmap drew: ${JSON.stringify(d.views.heatmap)}`);
+  });
 });

@@ -3,6 +3,8 @@
  * the host would, and reads back notifications, replies and pixels.
  */
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { openTensorFile } from '../../src/engine/formats/tensorFile';
+import { MemorySource } from '../../src/engine/io';
 import type { WebviewApi } from '../../src/protocol';
 import { HarnessServer } from './server';
 
@@ -45,6 +47,13 @@ export class Panel {
     // Callbacks passed to page.evaluate declare no named functions: tsx would wrap them in a
     // __name() helper that does not exist in the page.
     return this.page.evaluate(([m, u]) => (window as unknown as { fakeHost: { requestPlain(m: string, u: string | null): Promise<unknown> } }).fakeHost.requestPlain(m, u), [method, url] as const) as Promise<Plain<WebviewApi['requests'][M]['result']>>;
+  }
+
+  /** A view's .npy export (exportView), read back as float32. */
+  async exportedNpy(view: string): Promise<{ shape: readonly number[]; data: Float32Array }> {
+    const reply = await this.request('exportView', { kind: 'npy', view });
+    const store = await openTensorFile(new MemorySource(reply.suggestedName, new Uint8Array(Buffer.from(reply.bytes, 'base64'))));
+    return (await store.readFloat(store.names()[0], 'float32')) as { shape: readonly number[]; data: Float32Array };
   }
 
   async notify<M extends keyof WebviewApi['notifications']>(method: M, params: WebviewApi['notifications'][M]): Promise<void> {

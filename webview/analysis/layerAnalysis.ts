@@ -128,7 +128,7 @@ export class LayerAnalysis {
 
   /** The state recomputation of this layer (needs the model's A). */
   scanner(): StateScanner {
-    if (!this.scannerInstance) this.scannerInstance = new StateScanner(this.requireInputs(true));
+    if (!this.scannerInstance) this.scannerInstance = new StateScanner(this.requireInputs(true), this.rec.h0);
     return this.scannerInstance;
   }
 

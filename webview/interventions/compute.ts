@@ -21,7 +21,7 @@ import { isLanguageModelConfig } from '../../src/engine/model/config';
 import { predictionsFromLogits, type Predictions } from '../../src/engine/predictions';
 import { webgpuAblationSweep } from '../../src/engine/webgpu/sweep';
 import type { Tensor } from '../../src/engine/tensor';
-import type { Progress, RequestContext, RunParams } from '../../src/protocol';
+import { FULL_RESOLUTION_TOKENS, type Progress, type RequestContext, type RunParams } from '../../src/protocol';
 import type { AblationSweep } from '../../src/engine/analysis/sweep';
 import { mb, type ComputeSession } from '../compute';
 import { NEXT_TOKEN_K, type ModelContext } from '../inspection';
@@ -118,7 +118,7 @@ export class InterventionCompute {
   /** The inspection shown, or one line saying there is none (a dump has no model run to intervene on). */
   run(): CurrentRun {
     const r = this.current();
-    if (!r) throw new MambaScopeError('bad-input', 'interventions', 'need an inspection of the loaded model: run “Mamba Scope: Inspect File” first (a dump has no model to rerun)');
+    if (!r) throw new MambaScopeError('bad-input', 'interventions', `need an inspection of the loaded model of at most ${FULL_RESOLUTION_TOKENS} tokens: run “Mamba Scope: Inspect File” first, or inspect a selection of a long text (a dump has no model to rerun)`);
     return r;
   }
 

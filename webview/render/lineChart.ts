@@ -1,7 +1,7 @@
 /**
  * A one-series line over tokens (‖h_t‖ over time) with the selected token marked. Drawn on one
  * canvas in theme colours; with more tokens than pixels each pixel column shows the min–max of
- * its tokens, so no peak disappears.
+ * its tokens, so no peak disappears. A band can shade a range of x (a long run's window in view).
  */
 import { formatValue } from './format';
 
@@ -18,6 +18,7 @@ export class LineChart {
   private readonly readout: HTMLElement;
   private values: Float32Array | null = null;
   private marker: number | null = null;
+  private band: readonly [number, number] | null = null;
   private frame = 0;
   private readonly resizeObserver: ResizeObserver;
 
@@ -47,6 +48,12 @@ export class LineChart {
   setMarker(x: number | null): void {
     this.marker = x;
     this.showValue(x);
+    this.invalidate();
+  }
+
+  /** Shades x in [start, end); null: no band. */
+  setBand(band: readonly [number, number] | null): void {
+    this.band = band;
     this.invalidate();
   }
 
@@ -95,6 +102,11 @@ export class LineChart {
     const fg = style.getPropertyValue('--vscode-charts-blue').trim() || style.color || '#3794ff';
     const W = c.width, H = c.height, pad = 4 * dpr;
     const y = (val: number) => H - pad - ((val - min) / (max - min || 1)) * (H - 2 * pad);
+    if (this.band) {
+      const x0 = Math.floor((this.band[0] / v.length) * W), x1 = Math.ceil((this.band[1] / v.length) * W);
+      g.fillStyle = style.getPropertyValue('--vscode-editor-selectionBackground').trim() || 'rgba(38, 79, 120, 0.5)';
+      g.fillRect(x0, 0, Math.max(2 * dpr, x1 - x0), H);
+    }
     g.strokeStyle = fg;
     g.lineWidth = dpr;
     g.beginPath();

@@ -6,6 +6,10 @@
  * setting) — accepting or rejecting them one by one or all at once. Every change goes to the host
  * (AnnotationEdit), which saves it in .mamba-scope/annotations/ and answers with setAnnotations.
  *
+ * On a long run the view works on the window in view, in the sample's positions: the detector
+ * covers the window's tokens (retention from s to t needs only the Δ between them, which the
+ * window holds at full resolution), so "retained" there means retained to the window's end.
+ *
  * A suggestion can be checked by ablation (issue 16): the token's write is ablated in the layer on
  * the panel's engine, and it is causally forgotten when the mean KL of the outputs from where it
  * was forgotten on stays below ε (mambaScope.causalEpsilon). The result stands beside the
@@ -19,6 +23,7 @@ import { Unavailable } from '../analysis/layerAnalysis';
 import { decayFor } from '../inspection';
 import type { PanelData } from '../panelData';
 import type { ViewState } from '../state';
+import { FULL_RESOLUTION_TOKENS } from '../../src/protocol';
 import { actionButton, el, field, tokenLabel } from './common';
 import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
@@ -97,12 +102,12 @@ class AnnotationsView implements View {
     if (state.token !== this.selectedFor) {
       // The form follows the selection: one token unless the user widened the span.
       this.selectedFor = state.token;
-      const t = state.token === null ? '' : String(state.token);
+      const t = state.token === null ? '' : String(state.token + data.inspection.offset);
       this.from.value = t;
       this.to.value = t;
     }
-    const max = String(Math.max(0, data.inspection.length - 1));
-    this.from.max = this.to.max = max;
+    this.from.min = this.to.min = String(data.inspection.offset);
+    this.from.max = this.to.max = String(data.inspection.offset + Math.max(0, data.inspection.length - 1));
     this.detect(data, state);
     this.renderList(data);
     this.renderSuggestions(data, state);
@@ -110,7 +115,8 @@ class AnnotationsView implements View {
 
   /** Runs the detector for the selected layer once per (run, layer, τ) and hands the result to the host. */
   private detect(data: PanelData, state: ViewState): void {
-    const key = `${data.inspection.id}:${state.layer}:${state.threshold}`;
+    const off = data.inspection.offset;
+    const key = `${data.inspection.id}:${off}+${data.inspection.length}:${state.layer}:${state.threshold}`;
     if (this.detectedFor === key) return;
     const rec = data.record(state.layer);
     const delta = rec?.tensors.delta;
@@ -118,7 +124,7 @@ class AnnotationsView implements View {
     if (!delta || !decay) return;
     this.detectedFor = key;
     const forgottenAt = Retention.fromLayer(delta, decay.A, `layer ${state.layer}`).forgottenAt(state.threshold);
-    this.ctx.annotate({ op: 'detect', runId: data.inspection.id, layer: state.layer, threshold: state.threshold, forgottenAt: Array.from(forgottenAt) });
+    this.ctx.annotate({ op: 'detect', runId: data.runId, layer: state.layer, threshold: state.threshold, forgottenAt: Array.from(forgottenAt, (t) => (t < 0 ? t : t + off)), from: off });
   }
 
   private renderList(data: PanelData): void {
@@ -133,7 +139,8 @@ class AnnotationsView implements View {
       evidence.textContent = evidenceText(a.forgottenAt, a.causal);
       if (a.causal) evidence.dataset.causal = String(a.causal.meanKl < a.causal.epsilon);
       li.append(what, note, evidence, actionButton('Edit', 'edit', () => this.startEdit(a)), actionButton('Delete', 'delete', () => this.ctx.annotate({ op: 'remove', runId: a.runId, ids: [a.id] })));
-      if (!a.stale && a.tokens[1] > a.tokens[0]) li.addEventListener('click', (e) => (e.target as HTMLElement).tagName !== 'BUTTON' && this.ctx.store.set({ token: a.tokens[0] }));
+      const local = a.tokens[0] - data.inspection.offset;
+      if (!a.stale && a.tokens[1] > a.tokens[0] && local >= 0 && local < data.inspection.length) li.addEventListener('click', (e) => (e.target as HTMLElement).tagName !== 'BUTTON' && this.ctx.store.set({ token: local }));
       return li;
     });
     this.list.replaceChildren(...(items.length ? items : [emptyItem('Nothing annotated yet.')]));
@@ -141,22 +148,28 @@ class AnnotationsView implements View {
 
   private renderSuggestions(data: PanelData, state: ViewState): void {
     const open = this.ctx.suggestions();
-    const noModel = !data.record(state.layer) || !decayFor(data.model, data.record(state.layer)!).decay;
-    this.suggestionHead.textContent = noModel
-      ? `Detector: needs the model’s A for layer ${state.layer}`
-      : `Detector suggestions (τ = ${state.threshold}): ${open.length} open`;
+    const rec = data.record(state.layer);
+    const w = data.long ? ` in tokens ${data.inspection.offset}–${data.inspection.offset + data.inspection.length - 1} of ${data.long.run.tokens}` : '';
+    // A check by ablation reruns the whole sample, which a long run does not (views/common.ts refuseLongRun).
+    const checks = !data.long;
+    this.suggestionHead.textContent = data.long && !data.long.fullResolution
+      ? `Detector: waiting for the internals of the window${w}`
+      : !rec || !decayFor(data.model, rec).decay
+        ? `Detector: needs the model’s A for layer ${state.layer}`
+        : `Detector suggestions (τ = ${state.threshold})${w}: ${open.length} open${checks ? '' : `; checking by ablation needs a sample of at most ${FULL_RESOLUTION_TOKENS} tokens`}`;
     this.bulk.hidden = open.length === 0;
+    (this.bulk.querySelector('[data-action="check-all"]') as HTMLElement).hidden = !checks;
     const items = open.map((s) => {
       const li = el('li', 'suggestion');
       li.dataset.layer = String(s.layer);
       li.dataset.token = String(s.token);
       const what = el('span', 'suggestion-what');
-      what.textContent = `${tokenLabel(data, s.token)} forgotten at token ${s.forgottenAt} in layer ${s.layer}`;
+      what.textContent = `${tokenLabel(data, s.token - data.inspection.offset)} forgotten at token ${s.forgottenAt} in layer ${s.layer}`;
       const check = this.ctx.interventions.causal.get(causalKey(s.layer, s.token));
       const causal = el('span', 'causal-check');
       causal.textContent = check ? causalText(check) : 'not checked by ablation';
       if (check) Object.assign(causal.dataset, { causal: String(check.meanKl < check.epsilon), kl: String(check.meanKl) });
-      li.append(what, causal, actionButton('Check', 'check', () => void this.check([s])), actionButton('Accept', 'accept', () => this.decide('accept', [s])), actionButton('Reject', 'reject', () => this.decide('reject', [s])));
+      li.append(what, ...(checks ? [causal, actionButton('Check', 'check', () => void this.check([s]))] : []), actionButton('Accept', 'accept', () => this.decide('accept', [s])), actionButton('Reject', 'reject', () => this.decide('reject', [s])));
       return li;
     });
     this.suggestionList.replaceChildren(...items);
@@ -164,7 +177,7 @@ class AnnotationsView implements View {
 
   /** Accepted suggestions carry their causal check, when one was run, so the annotation saves it. */
   private decide(op: 'accept' | 'reject', suggestions: readonly AnnotationSuggestion[]): void {
-    const runId = this.shown?.data.inspection.id;
+    const runId = this.shown?.data.runId;
     if (!runId || suggestions.length === 0) return;
     const checks = this.ctx.interventions.causal;
     this.ctx.annotate({
@@ -181,13 +194,13 @@ class AnnotationsView implements View {
   private async check(suggestions: readonly AnnotationSuggestion[]): Promise<void> {
     const session = this.ctx.interventions;
     const epsilon = this.ctx.causalEpsilon();
-    const runId = this.shown?.data.inspection.id;
+    const runId = this.shown?.data.runId;
     if (!runId || suggestions.length === 0) return;
     await session.start('causal check', async (ctx) => {
       for (const [i, s] of suggestions.entries()) {
         ctx.progress({ stage: `token ${s.token} in layer ${s.layer}`, done: i, total: suggestions.length });
         const meanKl = await session.compute.ablatedMeanKl(s.layer, s.token, s.forgottenAt, ctx);
-        if (this.shown?.data.inspection.id !== runId) return;
+        if (this.shown?.data.runId !== runId) return;
         session.causal.set(causalKey(s.layer, s.token), { layer: s.layer, token: s.token, forgottenAt: s.forgottenAt, meanKl, epsilon });
         session.changed();
       }
@@ -231,17 +244,17 @@ class AnnotationsView implements View {
   private add(): void {
     if (!this.shown) return;
     const { data, state } = this.shown;
-    const L = data.inspection.length;
+    const first = data.inspection.offset, last = first + data.inspection.length - 1;
     const a = Number(this.from.value), b = Number(this.to.value);
-    if (this.from.value === '' || !Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b >= L || b < a) {
-      this.from.setCustomValidity(`Pick tokens between 0 and ${L - 1} (select one in the strip), first ≤ last`);
+    if (this.from.value === '' || !Number.isInteger(a) || !Number.isInteger(b) || a < first || b > last || b < a) {
+      this.from.setCustomValidity(`Pick tokens between ${first} and ${last} (select one in the strip), first ≤ last`);
       this.from.reportValidity();
       return;
     }
     this.from.setCustomValidity('');
     const label = this.chosenLabel();
     if (label === null) return;
-    this.ctx.annotate({ op: 'add', runId: data.inspection.id, tokens: [a, b + 1], layer: state.layer, threshold: state.threshold, label, note: this.note.value });
+    this.ctx.annotate({ op: 'add', runId: data.runId, tokens: [a, b + 1], layer: state.layer, threshold: state.threshold, label, note: this.note.value });
     this.note.value = '';
   }
 }
@@ -260,7 +273,7 @@ function evidenceText(forgottenAt: number | null, causal: CausalEvidence | null)
 function span(data: PanelData, a: Annotation): string {
   const [s, e] = a.tokens;
   if (e <= s) return `“${a.text}” (outside the inspected range)`;
-  return e - s === 1 ? `token ${tokenLabel(data, s)}` : `tokens ${s}–${e - 1} “${a.text}”`;
+  return e - s === 1 ? `token ${tokenLabel(data, s - data.inspection.offset)}` : `tokens ${s}–${e - 1} “${a.text}”`;
 }
 
 function text(s: string): Text {

@@ -8,7 +8,8 @@ import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-single-select/vscode-single-select.js';
-import { METRIC_SYMBOL, type LayerAnalysis, type Matrix } from '../analysis/layerAnalysis';
+import { FULL_RESOLUTION_TOKENS } from '../../src/protocol';
+import { METRIC_SYMBOL, Unavailable, type LayerAnalysis, type Matrix } from '../analysis/layerAnalysis';
 import { Heatmap, type HeatmapData } from '../render/heatmap';
 import { formatValue, visibleToken } from '../render/format';
 import { isScaleMode, SCALE_MODE_LABELS, SCALE_MODES, type ScaleMode } from '../render/valueScale';
@@ -50,9 +51,19 @@ export function actionButton(label: string, action: string, onClick: () => void)
   return b;
 }
 
+/** Token `t` of the data as people read it: its position in the whole sample (a long run's window starts at its offset) and its text. */
 export function tokenLabel(data: PanelData | null, t: number): string {
   const text = data?.inspection.tokens?.[t];
-  return text === undefined ? String(t) : `${t} ‘${visibleToken(text)}’`;
+  const at = t + (data?.inspection.offset ?? 0);
+  return text === undefined ? String(at) : `${at} ‘${visibleToken(text)}’`;
+}
+
+/**
+ * The views whose runs rerun the whole sample (interventions, the sweep, the logit lens) say in
+ * one line that a long run's window is not one they work on.
+ */
+export function refuseLongRun(data: PanelData, what: string): void {
+  if (data.long) throw new Unavailable(`${what} work on samples of up to ${FULL_RESOLUTION_TOKENS} tokens, and this one has ${data.long.run.tokens} (the views show its window at full resolution): inspect a selection of the text`);
 }
 
 /** A tokens × columns matrix shown with tokens along x. */

@@ -12,10 +12,11 @@ import { layersView } from './layers';
 import { metricHeatmapView } from './metricHeatmap';
 import { nextTokenView } from './nextToken';
 import { numericsView } from './numerics';
+import { overviewView } from './overview';
 import { pathsView } from './paths';
 import { stateView } from './state';
 import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, sweepView, logitLensView, stateView, layersView, annotationsView, interventionsView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [overviewView, tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, sweepView, logitLensView, stateView, layersView, annotationsView, interventionsView, nextTokenView];

@@ -13,7 +13,7 @@ import { formatPercent, formatValue } from '../render/format';
 import type { PanelData } from '../panelData';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { meanFrom } from '../interventions/compute';
-import { actionButton, el, field, tokenLabel, vocabText } from './common';
+import { actionButton, el, field, tokenLabel, vocabText, refuseLongRun } from './common';
 import type { View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 type Kind = (typeof INTERVENTION_KINDS)[number];
@@ -129,6 +129,7 @@ class InterventionsView implements View {
   }
 
   update({ data, state }: ViewUpdate): void {
+    refuseLongRun(data, 'Interventions');
     if (data.inspection.kind !== 'run' || !data.model || !isLanguageModelConfig(data.model.config)) {
       throw new Unavailable('Interventions rerun the model: inspect a text with “Mamba Scope: Inspect File” (a tensor dump has no model to rerun).');
     }

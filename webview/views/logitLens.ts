@@ -13,7 +13,7 @@ import { formatPercent } from '../render/format';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
 import type { LensResult } from '../interventions/compute';
-import { actionButton, colourHeatmap, field, scaleControl, tokenLabel, vocabText } from './common';
+import { actionButton, colourHeatmap, field, scaleControl, tokenLabel, vocabText, refuseLongRun } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const ID = 'lens';
@@ -65,6 +65,7 @@ class LogitLensView implements View {
   }
 
   update({ data, state }: ViewUpdate): void {
+    refuseLongRun(data, 'The logit lens and its runs');
     if (data.inspection.kind !== 'run' || !data.model || !isLanguageModelConfig(data.model.config)) {
       throw new Unavailable('The logit lens reruns the model: inspect a text with “Mamba Scope: Inspect File” (a tensor dump has no model to rerun).');
     }

@@ -4,6 +4,8 @@
  */
 import { METRIC_LABELS, METRIC_SYMBOL, Unavailable, type Matrix } from '../analysis/layerAnalysis';
 import type { Heatmap } from '../render/heatmap';
+import { dumpKey } from '../../src/engine/formats/dump';
+import { hooksOf } from '../export';
 import { colourHeatmap, linkedHeatmap, scaleControl, syncHeatmap, tokensAlongX, visibleSlice } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
@@ -13,7 +15,7 @@ class MetricHeatmapView implements View {
   readonly element: HTMLElement;
   private readonly heatmap: Heatmap;
   private readonly title: HTMLElement;
-  private shown: { key: string; m: Matrix; rowName: string; name: string } | null = null;
+  private shown: { key: string; m: Matrix; rowName: string; name: string; hooks: readonly string[] } | null = null;
 
   constructor(private readonly ctx: ViewContext) {
     this.element = document.createElement('div');
@@ -47,7 +49,9 @@ class MetricHeatmapView implements View {
       this.heatmap.setData(tokensAlongX(m), order);
       this.heatmap.setLabels(`${METRIC_LABELS[state.metric]} heatmap, layer ${state.layer}`, METRIC_SYMBOL[state.metric], rowName);
       this.title.textContent = `${METRIC_LABELS[state.metric]} · layer ${state.layer} · tokens × ${rowName}s`;
-      this.shown = { key, m, rowName, name: `layer${state.layer}-${state.metric}` };
+      // Δ is the layer's delta itself (hook_delta); the gate, forget factor and write magnitude are derived from internals.
+      const hooks = state.metric === 'delta' ? hooksOf(data, dumpKey(state.layer, 'delta')) : [];
+      this.shown = { key, m, rowName, name: `layer${state.layer}-${state.metric}`, hooks };
     }
     const rows = this.shown.m.cols;
     syncHeatmap(this.heatmap, state, ID, rows, state.channel !== null && state.channel < rows && this.shown.rowName === 'channel' ? state.channel : null);
@@ -63,7 +67,8 @@ class MetricHeatmapView implements View {
 
   slice(): ExportSlice | null {
     const data = this.ctx.data();
-    return this.shown && data ? visibleSlice(this.heatmap, this.shown.m, this.shown.name, data, this.shown.rowName) : null;
+    const slice = this.shown && data ? visibleSlice(this.heatmap, this.shown.m, this.shown.name, data, this.shown.rowName) : null;
+    return slice && { ...slice, hooks: this.shown!.hooks };
   }
 
   dispose(): void {

@@ -4,7 +4,9 @@
  * Δ, u, B and the model's A (only what is shown; see analysis/stateScan.ts), or taken from the
  * data when a dump recorded h at that token.
  */
+import { dumpKey } from '../../src/engine/formats/dump';
 import { Unavailable, type LayerAnalysis } from '../analysis/layerAnalysis';
+import { hooksOf } from '../export';
 import { Heatmap } from '../render/heatmap';
 import { LineChart } from '../render/lineChart';
 import type { PanelData } from '../panelData';
@@ -47,7 +49,7 @@ class StateView implements View {
   private readonly norms: LineChart;
   private readonly trace: Heatmap;
   private readonly sections: { state: Section; norms: Section; trace: Section };
-  private shownState: { key: string; data: Float32Array; D: number; N: number; t: number } | null = null;
+  private shownState: { key: string; data: Float32Array; D: number; N: number; t: number; hooks: readonly string[] } | null = null;
   private shownNorms: string | null = null;
   private shownTrace: { key: string; data: Float32Array; L: number; N: number; d: number } | null = null;
 
@@ -127,7 +129,8 @@ class StateView implements View {
       if (stale()) return;
       this.stateMap.setData({ data: h, width: N, height: D, xStride: 1, yStride: N }, order && order.length === D ? order : null);
       s.title.textContent = `h_t at token ${tokenLabel(data, t)} · layer ${state.layer} (${recorded ? 'recorded in the data' : 'recomputed from Δ, u, B, A'})`;
-      this.shownState = { key, data: h, D, N, t };
+      // MambaLens's hook_h.{t} names the state after token t of the whole sample (a long run's window starts at its offset).
+      this.shownState = { key, data: h, D, N, t, hooks: hooksOf(data, dumpKey(state.layer, 'h'), [data.inspection.offset + t]) };
     }
     colourHeatmap(this.stateMap, state, ID);
     this.stateMap.setCrosshair(null, state.channel);
@@ -169,6 +172,7 @@ class StateView implements View {
       tensor: { shape: [s.D, s.N], data: s.data },
       rowLabels: Array.from({ length: s.D }, (_, d) => `channel ${d}`),
       columnLabels: Array.from({ length: s.N }, (_, n) => `state ${n}`),
+      hooks: s.hooks,
     };
   }
 

@@ -12,7 +12,7 @@ import { formatValue } from '../render/format';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
 import type { SweepResult } from '../interventions/compute';
-import { actionButton, colourHeatmap, field, scaleControl, tokenLabel } from './common';
+import { actionButton, colourHeatmap, field, scaleControl, tokenLabel, refuseLongRun } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
 
 const ID = 'sweep';
@@ -67,6 +67,7 @@ class SweepView implements View {
   }
 
   update({ data, state }: ViewUpdate): void {
+    refuseLongRun(data, 'Sweeps');
     if (data.inspection.kind !== 'run' || !data.model || !isLanguageModelConfig(data.model.config)) {
       throw new Unavailable('The sweep reruns the model: inspect a text with “Mamba Scope: Inspect File” (a tensor dump has no model to rerun).');
     }

@@ -10,6 +10,7 @@ import type { VscodeSingleSelect } from '@vscode-elements/elements/dist/vscode-s
 import { parseDumpKey } from '../../src/engine/formats/dump';
 import { shapeString, toFloat32, type Tensor } from '../../src/engine/tensor';
 import { Unavailable } from '../analysis/layerAnalysis';
+import { hooksOf } from '../export';
 import { Heatmap } from '../render/heatmap';
 import type { PanelData } from '../panelData';
 import { colourHeatmap, scaleControl, syncHeatmap, tokenLabel, visibleSlice } from './common';
@@ -113,8 +114,13 @@ class TensorsView implements View {
     if (!s || !data) return null;
     const [rows, cols] = s.t.shape;
     const name = this.name!.replace(/\./g, '-');
-    if (s.tokensAlongX) return visibleSlice(this.heatmap, { data: s.t.data, rows, cols }, name, data, 'column');
-    return { name, tensor: s.t, rowLabels: Array.from({ length: rows }, (_, r) => `row ${r}`), columnLabels: Array.from({ length: cols }, (_, c) => `column ${c}`) };
+    // A state's rows are hook_h.{t} by its h_tokens, which the slice does not read: h gets no alias here.
+    const hooks = hooksOf(data, this.name!);
+    if (s.tokensAlongX) {
+      const slice = visibleSlice(this.heatmap, { data: s.t.data, rows, cols }, name, data, 'column');
+      return slice && { ...slice, hooks };
+    }
+    return { name, tensor: s.t, rowLabels: Array.from({ length: rows }, (_, r) => `row ${r}`), columnLabels: Array.from({ length: cols }, (_, c) => `column ${c}`), hooks };
   }
 
   dispose(): void {

@@ -206,7 +206,7 @@ class TokenStripView implements View {
       s.style.background = `rgb(${r}, ${g}, ${b})`;
       // Dark text on light tints: relative luminance with sRGB weights.
       s.style.color = 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? '#000' : '#fff';
-      s.setAttribute('aria-label', `token ${i} ${JSON.stringify(this.ctx.data()?.inspection.tokens?.[i] ?? '')}, ${c.describe(v[i])}`);
+      s.setAttribute('aria-label', `token ${i + (this.ctx.data()?.inspection.offset ?? 0)} ${JSON.stringify(this.ctx.data()?.inspection.tokens?.[i] ?? '')}, ${c.describe(v[i])}`);
     }
   }
 
@@ -234,9 +234,11 @@ class TokenStripView implements View {
       s.removeAttribute('title');
     }
     // Stale annotations (text changed, not found again) are listed, never drawn on tokens.
+    // Annotations are in the sample's positions; a long run's strip shows its window, from its offset.
+    const off = this.ctx.data()?.inspection.offset ?? 0;
     for (const a of this.ctx.annotations()) {
       if (a.stale) continue;
-      for (let i = a.tokens[0]; i < a.tokens[1] && i < this.spans.length; i++) {
+      for (let i = Math.max(0, a.tokens[0] - off); i < a.tokens[1] - off && i < this.spans.length; i++) {
         this.spans[i].classList.add('annotated');
         this.spans[i].title = a.note ? `${a.label}: ${a.note}` : a.label;
       }
@@ -253,7 +255,7 @@ class TokenStripView implements View {
     if (!data) return;
     const ins = data.inspection;
     const layer = this.ctx.store.get().layer;
-    const lines = [`token ${i} ${JSON.stringify(ins.tokens?.[i] ?? '')}${ins.ids ? ` · id ${ins.ids[i]}` : ''}`];
+    const lines = [`token ${i + ins.offset} ${JSON.stringify(ins.tokens?.[i] ?? '')}${ins.ids ? ` · id ${ins.ids[i]}` : ''}`];
     const summary = data.summary(layer);
     const values = TOKEN_METRICS.map((m) => [m, summary?.perToken[m]?.[i]] as const).filter(([, v]) => v !== undefined);
     if (values.length) lines.push(`layer ${layer}: ${values.map(([m, v]) => `${METRIC_SYMBOL[m]} ${formatValue(v!)}`).join(' · ')}`);

@@ -14,7 +14,8 @@ import type { SelectionStore, ViewState } from '../state';
 export type ViewDescription = PanelDescription['views'][string];
 
 /** Where a view sits; an area with several views shows them as tabs. */
-export type Area = 'strip' | 'main' | 'side' | 'lower' | 'lowerSide';
+/** 'overview': a long run's whole sample, above the strip; hidden for other data. */
+export type Area = 'overview' | 'strip' | 'main' | 'side' | 'lower' | 'lowerSide';
 
 export interface ViewUpdate {
   readonly data: PanelData;
@@ -33,6 +34,8 @@ export interface ExportSlice {
   /** Labels of the rows (first axis) and columns, for the CSV header and first column. */
   readonly rowLabels: readonly string[];
   readonly columnLabels: readonly string[];
+  /** TransformerLens / MambaLens hook names of the tensor this is (a slice of): export.ts hooksOf. */
+  readonly hooks?: readonly string[];
 }
 
 export interface View {

@@ -16,6 +16,7 @@ export async function run(): Promise<void> {
   await import('./files.test');
   await import('./analysis.test');
   await import('./interventions.test');
+  await import('./longContext.test');
   const failures = await new Promise<number>((resolve) => mocha.run(resolve));
   if (failures > 0) throw new Error(`${failures} e2e test(s) failed`);
 }

@@ -38,7 +38,7 @@ const rpc = new Rpc<HostApi, WebviewApi>(
 });
 
 const notifications: { method: string; params: unknown }[] = [];
-for (const method of ['ready', 'backendInfo', 'selectionChanged', 'metricChanged', 'annotationEdit', 'modelReleased', 'error'] as const) {
+for (const method of ['ready', 'backendInfo', 'selectionChanged', 'metricChanged', 'windowSummary', 'annotationEdit', 'modelReleased', 'error'] as const) {
   rpc.on(method, (params) => notifications.push({ method, params }));
 }
 const saved: ExportData[] = [];
