@@ -14,6 +14,9 @@
  *   --forward-reps=N        timed native forwards ÷ 4 (default 5)
  *   --sweep                 the batched WebGPU ablation sweep (issue 16; GPU adapters only): sweepBench.ts
  *   --sweep-tokens=N        its tokens (default 512); --sweep-layers=N its layers (default 24)
+ *   --long[=N]              the chunked long run on native WebGPU (issue 13; GPU adapters only), N tokens (default 32768): longBench.ts
+ *   --long-panel[=N]        the panel (wasm) on mamba1-tiny over N tokens (default 131072): the renderer's peak, the
+ *                           overview's time and the move to the last window (issue 13; webviewMemory.ts)
  *   --big-checkpoint[=DIR]  also write a mamba-2.8b-shaped bf16 checkpoint (5.5 GB; default
  *                           .bench-tmp/) and measure inspect's peak RSS and the panel's renderer on it (issue 14)
  *   --big-runs=LIST         with --big-checkpoint: wasm, reference, panel (default wasm,panel; the
@@ -30,6 +33,7 @@ import { BIG_RUNS, runBigCheckpointBench, type BigRun } from './bigCheckpoint';
 import { runForwardBench } from './forwardBench';
 import { runMatmulSweep } from './matmulSweep';
 import { runNativeForwardBench } from './nativeForwardBench';
+import { runLongBench } from './longBench';
 import { runSweepBench } from './sweepBench';
 import { MAMBA2_130M, MAMBA_130M, randomMamba1, randomMamba2 } from './randomModel';
 import { table, type Row } from './report';
@@ -66,6 +70,13 @@ async function main(): Promise<void> {
     const why = memory.unavailable();
     if (why) log(`memory section skipped: ${why}`);
     else rows.push(...(await memory.runWebviewMemoryBench({ tokens: intFlag('memory-tokens', 2048), backend: (flag('memory-backend') ?? 'wasm') as 'wasm' }, log)));
+  }
+  const longPanel = flag('long-panel');
+  if (longPanel !== undefined) {
+    const memory = await import('./webviewMemory');
+    const why = memory.unavailable();
+    if (why) log(`long panel section skipped: ${why}`);
+    else rows.push(...(await memory.runWebviewMemoryBench({ tokens: longPanel ? Number.parseInt(longPanel, 10) : 131_072, backend: 'wasm', model: 'test/fixtures/mamba1-tiny', section: 'long panel' }, log)));
   }
   const big = flag('big-checkpoint');
   if (big !== undefined) {
@@ -115,6 +126,20 @@ async function main(): Promise<void> {
     device.destroy();
   }
 
+  const long = flag('long');
+  if (long !== undefined) {
+    const { device, info } = await createDawnDevice();
+    adapter ??= info;
+    // 32k tokens through 24 layers of a 130m model take many minutes on a CPU WebGPU; test/unit/webgpuChunked.test.ts checks the chunks there.
+    if (info.software) log('long run skipped: a software adapter');
+    else {
+      log('building the random-weight mamba-130m-shaped model');
+      const model = await randomMamba1(MAMBA_130M);
+      if (isLanguageModel(model)) rows.push(...(await runLongBench(device, model, long ? Number.parseInt(long, 10) : 32_768, log)));
+    }
+    device.destroy();
+  }
+
   const summary = summarize(rows, tokens, adapter?.software);
   console.log(table(rows));
   console.log('\n' + summary.lines.join('\n'));
@@ -141,6 +166,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const memory = rows.filter((r) => r.section === 'memory' && r.mib !== undefined);
   const native = find('mamba-130m,', 'top-10 predictions to the host');
   const sweep = rows.find((r) => r.section === 'sweep' && r.name.startsWith('ablation sweep'));
+  const longRun = rows.find((r) => r.section === 'long' && r.name.startsWith('chunked forward'));
   const anchor = ANCHORS.mambaSsmForwardTop10Ms[tokens];
   const v: Record<string, number | boolean | undefined> = {
     nativeForwardMs: native?.ms,
@@ -151,6 +177,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
     mamba2ScanPerLayerMs: scanPerLayer('mamba2-130m', MAMBA2_130M.nLayer),
     panelPeakMiB: memory.length ? Math.max(...memory.map((r) => r.mib!)) : undefined,
     sweepSeconds: sweep && sweep.ms / 1000,
+    longRunSeconds: longRun && longRun.ms / 1000,
   };
   const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
   const lines: string[] = [];
@@ -160,6 +187,10 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const bigPanel = rows.filter((r) => r.section === 'big checkpoint panel' && r.mib !== undefined);
   if (bigPanel.length) lines.push(`panel (wasm) on mamba-2.8b bf16 at 512 tokens, renderer ≤ 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(Math.max(...bigPanel.map((r) => r.mib!)), 0)} MiB`);
   if (memory.length) lines.push(`panel at ${MAMBA_130M.nLayer} layers × ${memory[0].shape.split('L=')[1]} tokens < 2 GB (${(2e9 / 2 ** 20).toFixed(0)} MiB): peak ${x(v.panelPeakMiB, 0)} MiB in the renderer`);
+  const longPanel = rows.filter((r) => r.section === 'long panel' && r.mib !== undefined);
+  const overview = longPanel.find((r) => r.name.startsWith('run in chunks'));
+  if (overview) lines.push(`panel (wasm) on mamba1-tiny at ${overview.shape.split('L=')[1]} tokens, renderer ≤ 1.5 GB (${(1.5e9 / 2 ** 20).toFixed(0)} MiB) and the overview within 60 s: peak ${x(Math.max(...longPanel.map((r) => r.mib!)), 0)} MiB, the overview in ${x(overview.ms / 1000, 1)} s`);
+  if (longRun) lines.push(`long run, ${longRun.shape} of mamba-130m on WebGPU in 2048-token chunks, ≤ 0.5 s at 32,768: ${x(v.longRunSeconds, 2)} s`);
   if (sweep) lines.push(`ablation sweep, ${sweep.shape} of mamba-130m on WebGPU, ≤ 60 s at 24 × 512: ${x(v.sweepSeconds, 1)} s`);
   if (software === false) {
     lines.push(`native forward at ${tokens} tokens, top-10 to the host, at parity with PyTorch + mamba_ssm (${anchor ?? '?'} ms): ${x(v.nativeForwardMs, 2)} ms, ${x(v.nativeOverMambaSsm, 2)}× its time`);

@@ -4,7 +4,8 @@
  * H200. Timed end to end from JS (the plan built, the clean run, every cell, the map read back),
  * after a warm-up sweep that compiles the pipelines. Before it:
  *  - one plain forward of the same length (the cost of the naive sweep: a forward per cell);
- *  - three layers (first, middle, last) × every token for each lm_head block size, to choose it;
+ *  - three layers (first, middle, last) × every token with the clean logits in one block and in
+ *    blocks of 64 rows, and the last layer alone (a cell's lm_head and reduction);
  *  - a spot check: four cells against the ordinary intervened forward (model.forward with the
  *    ablate-write edit, logits read back, KL and Δloss in float64 by interventionEffect).
  */
@@ -51,14 +52,20 @@ export async function runSweepBench(device: GPUDevice, model: LanguageModel<'flo
     rows.push({ section: 'sweep', name: 'spot check: four cells against the intervened forward, largest absolute difference of mean KL or Δloss', backend: 'webgpu-native', shape: `${L} tokens`, ms: 0, note: worst.toExponential(2) });
 
     const probeLayers = [0, Math.floor(nLayer / 2), nLayer - 1];
-    for (const blockRows of [32, 64, 128]) {
-      log(`sweep: layers ${probeLayers.join(', ')} × ${L} tokens, lm_head blocks of ${blockRows} rows`);
+    // Clean logits in one block (the default: each cell one lm_head dispatch from its token on) against blocks of 64 rows (one per block after the cell's).
+    for (const blockRows of [undefined, 64]) {
+      const what = blockRows ? `clean logits in blocks of ${blockRows} rows` : 'clean logits in one block';
+      log(`sweep: layers ${probeLayers.join(', ')} × ${L} tokens, ${what}`);
       await webgpuAblationSweep(gpu, ids, { layers: probeLayers, tokens: Array.from({ length: 32 }, (_, t) => t), blockRows });
       const t = await timeAsync(async () => void (await webgpuAblationSweep(gpu, ids, { layers: probeLayers, blockRows })), 1);
-      rows.push({ section: 'sweep', name: `sweep of layers ${probeLayers.join(', ')}, lm_head blocks of ${blockRows} rows`, backend: 'webgpu-native', shape: `3 layers × ${L} tokens`, ms: t.ms, note: `${(t.ms / (3 * L)).toFixed(2)} ms per cell` });
+      rows.push({ section: 'sweep', name: `sweep of layers ${probeLayers.join(', ')}, ${what}`, backend: 'webgpu-native', shape: `3 layers × ${L} tokens`, ms: t.ms, note: `${(t.ms / (3 * L)).toFixed(2)} ms per cell` });
     }
+    // Where a cell's time goes: the last layer alone is nearly all lm_head and reduction.
+    log(`sweep: layer ${nLayer - 1} alone × ${L} tokens (a cell's lm_head and reduction, one layer)`);
+    const head = await timeAsync(async () => void (await webgpuAblationSweep(gpu, ids, { layers: [nLayer - 1] })), 1);
+    rows.push({ section: 'sweep', name: `sweep of layer ${nLayer - 1} alone: one layer, the lm_head from each token on, the reduction`, backend: 'webgpu-native', shape: `1 layer × ${L} tokens`, ms: head.ms, note: `${(head.ms / L).toFixed(2)} ms per cell` });
 
-    log(`sweep: ${shape}, the default (lm_head blocks of 64 rows)`);
+    log(`sweep: ${shape}, the default`);
     let last = 0;
     const t = await timeAsync(async () => {
       const map = await webgpuAblationSweep(gpu, ids, { layers: Array.from({ length: nLayer }, (_, i) => i), onProgress: (d) => {

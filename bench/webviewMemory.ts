@@ -1,6 +1,8 @@
 /**
- * (c) The panel's memory at mamba-130m × 2048 tokens (issue 7: the webview stays under 2 GB), and
- * of a model folder sent as the host sends it (bigCheckpoint.ts: the 2.8b streamed at 512 tokens).
+ * (c) The panel's memory at mamba-130m × 2048 tokens (issue 7: the webview stays under 2 GB), of a
+ * model folder sent as the host sends it (bigCheckpoint.ts: the 2.8b streamed at 512 tokens), and
+ * of a long run (issue 13: mamba1-tiny at 131,072 tokens, --long-panel): its overview, then the
+ * window moved to the last token.
  * The real dist/webview.js runs in Chromium through the browser-test harness: the random-weight
  * 130m-shaped model is loaded, a 2048-token run goes through the forward and every view draws.
  * Figures are the renderer process's resident memory from /proc (Linux): the peak of each phase
@@ -11,7 +13,7 @@ import { openCheckpoint } from '../src/engine/formats/checkpoint';
 import { readConfig, type LanguageModelConfig } from '../src/engine/model/config';
 import { weightMessage, weightsMessage } from '../src/extension/messages';
 import { NodeFolderStore } from '../src/node/files';
-import type { RunParams } from '../src/protocol';
+import { FULL_RESOLUTION_TOKENS, type RunParams } from '../src/protocol';
 import type { FakeHost } from '../test/webview/harness/fakeHost';
 import { CHROMIUM, Panel } from '../test/webview/panel';
 import { MAMBA_130M } from './randomModel';
@@ -111,10 +113,24 @@ export async function runWebviewMemoryBench(opts: MemoryBenchOptions, log: (s: s
     resetPeak();
     start = Date.now();
     const summary = await panel.request('run', run);
-    await panel.waitForView('heatmap', 1_800_000);
+    const long = opts.tokens > FULL_RESOLUTION_TOKENS;
+    // A long run draws the overview of the whole sample and the first window's views.
+    await panel.waitForView(long ? 'overview' : 'heatmap', 1_800_000);
     const forwardMs = Date.now() - start;
-    row('run: peak (forward and first view)', peak(), forwardMs, summary.note);
+    row(long ? 'run in chunks: peak (the overview drawn)' : 'run: peak (forward and first view)', peak(), forwardMs, summary.note);
     row('run: after GC', await settled(), 0, await breakdown());
+    if (long) {
+      // The editor's cursor on the last token: the window moves there, recomputed from its checkpoint.
+      resetPeak();
+      start = Date.now();
+      await panel.notify('selectToken', { runId: run.runId, token: opts.tokens - 1 });
+      const last = `window ${opts.tokens - FULL_RESOLUTION_TOKENS}–${opts.tokens - 1} (full resolution)`;
+      await panel.page.waitForFunction((t) => document.querySelector('.view-overview .view-title')?.textContent?.includes(t), last, { timeout: 1_800_000 });
+      await panel.waitForView('heatmap', 1_800_000);
+      row('the last window at full resolution: peak', peak(), Date.now() - start, 'from the checkpoint before it');
+      if (panel.errors.length) throw new Error(`the panel reported errors:\n${panel.errors.join('\n')}`);
+      return rows;
+    }
 
     resetPeak();
     start = Date.now();

@@ -1,0 +1,42 @@
+/**
+ * The long run on the native WebGPU engine (issue 13's target: the mamba-130m shape at 32,768
+ * tokens in ≤ 0.5 s on the H200, CLI): `inspect --positions` runs it as webgpuLongRun, 2048-token
+ * chunks (LONG_CHUNK), each layer's h and conv context carried on the GPU between chunks, every
+ * chunk submitted without waiting. Timed end to end from JS after a warm-up run that builds the
+ * chunk plans and compiles the pipelines; the loss at every position and the logits at every
+ * 512th position come back. Beside it, one chunk's plain forward (a chunk's share of the time).
+ */
+import type { LanguageModel } from '../src/engine/model/graph';
+import { LONG_CHUNK } from '../src/cli/longRun';
+import { webgpuLongRun } from '../src/engine/webgpu/longRun';
+import { WebGpuModel } from '../src/engine/webgpu/model';
+import type { Row } from './report';
+import { timeAsync } from './timing';
+
+export async function runLongBench(device: GPUDevice, model: LanguageModel<'float32'>, tokens: number, log: (s: string) => void): Promise<Row[]> {
+  const V = model.config.vocabSize;
+  const ids = Int32Array.from({ length: tokens }, (_, i) => (i * 7919 + 13) % V);
+  const positions = Array.from({ length: Math.ceil(tokens / 512) }, (_, i) => i * 512);
+  const gpu = await WebGpuModel.upload(device, model, { software: false });
+  const rows: Row[] = [];
+  try {
+    const chunk = ids.subarray(0, Math.min(tokens, LONG_CHUNK));
+    for (let i = 0; i < 3; i++) await gpu.forward(chunk, { layers: [], predictions: 1 });
+    const one = await timeAsync(async () => void (await gpu.forward(chunk, { layers: [], predictions: 1 })), 10);
+    rows.push({ section: 'long', name: `one ${chunk.length}-token forward, top-1 to the host`, backend: 'webgpu-native', shape: `${chunk.length} tokens`, ms: one.ms });
+    const run = () => webgpuLongRun(gpu, ids, { chunkLength: LONG_CHUNK, logitsAt: positions });
+    log(`long: warm-up run of ${tokens} tokens in ${LONG_CHUNK}-token chunks`);
+    const first = await run();
+    // The random weights' logits are spread so wide that a next token's fp32 probability can underflow to 0 (an infinite loss): counted, not averaged.
+    const finite = first.nll.filter(Number.isFinite);
+    const t = await timeAsync(async () => void (await run()), 3);
+    log(`long: ${tokens} tokens in ${t.ms.toFixed(0)} ms (runs ${t.runs.map((r) => r.toFixed(0)).join(', ')})`);
+    rows.push({
+      section: 'long', name: `chunked forward (inspect --positions): loss at every position, logits at ${positions.length}, final states`, backend: 'webgpu-native', shape: `${model.layers.length} layers × ${tokens} tokens`, ms: t.ms,
+      note: `${((t.ms * 1000) / tokens).toFixed(1)} µs/token; mean loss ${(finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length)).toFixed(3)} over the ${finite.length} of ${first.nll.length} positions whose fp32 probability did not underflow`,
+    });
+  } finally {
+    gpu.dispose();
+  }
+  return rows;
+}
