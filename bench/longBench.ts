@@ -4,10 +4,16 @@
  * chunks (LONG_CHUNK), each layer's h and conv context carried on the GPU between chunks, every
  * chunk submitted without waiting. Timed end to end from JS after a warm-up run that builds the
  * chunk plans and compiles the pipelines; the loss at every position and the logits at every
- * 512th position come back. Beside it, one chunk's plain forward (a chunk's share of the time).
+ * 512th position come back. Beside it, one chunk's plain forward (a chunk's share of the time),
+ * and the panel's window at full resolution (issue 13: a 2048-token window of a mamba-130m run in
+ * < 1 s on WebGPU): what windowFromCheckpoint (webview/long/chunkedLong.ts) runs at worst, 2047
+ * tokens from the checkpoint before the window keeping only the carry, then the window's 2048
+ * tokens keeping every layer's z, u, Δ, B and C, read back to the host.
  */
 import type { LanguageModel } from '../src/engine/model/graph';
 import { LONG_CHUNK } from '../src/cli/longRun';
+import type { InternalName } from '../src/engine/internals';
+import { carriesOf } from '../src/engine/layers/kind';
 import { webgpuLongRun } from '../src/engine/webgpu/longRun';
 import { WebGpuModel } from '../src/engine/webgpu/model';
 import type { Row } from './report';
@@ -24,6 +30,7 @@ export async function runLongBench(device: GPUDevice, model: LanguageModel<'floa
     for (let i = 0; i < 3; i++) await gpu.forward(chunk, { layers: [], predictions: 1 });
     const one = await timeAsync(async () => void (await gpu.forward(chunk, { layers: [], predictions: 1 })), 10);
     rows.push({ section: 'long', name: `one ${chunk.length}-token forward, top-1 to the host`, backend: 'webgpu-native', shape: `${chunk.length} tokens`, ms: one.ms });
+    if (tokens >= 3 * LONG_CHUNK) rows.push(await windowRow(gpu, ids, model.layers.length, log));
     const run = () => webgpuLongRun(gpu, ids, { chunkLength: LONG_CHUNK, logitsAt: positions });
     log(`long: warm-up run of ${tokens} tokens in ${LONG_CHUNK}-token chunks`);
     const first = await run();
@@ -39,4 +46,27 @@ export async function runLongBench(device: GPUDevice, model: LanguageModel<'floa
     gpu.dispose();
   }
   return rows;
+}
+
+/** The window internals the panel's views draw on a Mamba layer (its PANEL_INTERNALS without the states: none are asked in a window). */
+const WINDOW_INTERNALS: readonly InternalName[] = ['z', 'u', 'delta', 'B', 'C'];
+
+async function windowRow(gpu: WebGpuModel, ids: Int32Array, layerCount: number, log: (s: string) => void): Promise<Row> {
+  const layers = Array.from({ length: layerCount }, (_, i) => i);
+  // The checkpoint at LONG_CHUNK (the first chunk's carry); the window starts one token before the next checkpoint, the farthest a window can be from the one before it.
+  const checkpoint = carriesOf(await gpu.forward(ids.subarray(0, LONG_CHUNK), { statesAt: [-1], keep: ['h', 'conv_state'], predictions: 1 }));
+  const w0 = 2 * LONG_CHUNK - 1;
+  let bytes = 0;
+  const window = async () => {
+    const lead = await gpu.forward(ids.subarray(LONG_CHUNK, w0), { statesAt: [-1], keep: ['h', 'conv_state'], predictions: 1 }, checkpoint);
+    const r = await gpu.forward(ids.subarray(w0, w0 + LONG_CHUNK), { layers, keep: WINDOW_INTERNALS, predictions: 1 }, carriesOf(lead));
+    bytes = r.layers.reduce((a, l) => a + Object.values(l.tensors).reduce((b, t) => b + (t?.data.byteLength ?? 0), 0), 0);
+  };
+  await window();
+  const t = await timeAsync(window, 3);
+  log(`long: a ${LONG_CHUNK}-token window at full resolution in ${t.ms.toFixed(0)} ms (${(bytes / 2 ** 20).toFixed(0)} MiB read back)`);
+  return {
+    section: 'long', name: `window at full resolution: ${w0 - LONG_CHUNK} tokens from the checkpoint, then ${LONG_CHUNK} keeping z, u, Δ, B, C of every layer`, backend: 'webgpu-native', shape: `${layerCount} layers × ${LONG_CHUNK} tokens`, ms: t.ms,
+    note: `${(bytes / 2 ** 20).toFixed(0)} MiB of internals read back`,
+  };
 }

@@ -167,6 +167,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const native = find('mamba-130m,', 'top-10 predictions to the host');
   const sweep = rows.find((r) => r.section === 'sweep' && r.name.startsWith('ablation sweep'));
   const longRun = rows.find((r) => r.section === 'long' && r.name.startsWith('chunked forward'));
+  const longWindow = rows.find((r) => r.section === 'long' && r.name.startsWith('window at full resolution'));
   const anchor = ANCHORS.mambaSsmForwardTop10Ms[tokens];
   const v: Record<string, number | boolean | undefined> = {
     nativeForwardMs: native?.ms,
@@ -178,6 +179,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
     panelPeakMiB: memory.length ? Math.max(...memory.map((r) => r.mib!)) : undefined,
     sweepSeconds: sweep && sweep.ms / 1000,
     longRunSeconds: longRun && longRun.ms / 1000,
+    longWindowSeconds: longWindow && longWindow.ms / 1000,
   };
   const x = (n: number | boolean | undefined, d = 1) => (typeof n === 'number' ? n.toFixed(d) : 'n/a');
   const lines: string[] = [];
@@ -191,6 +193,7 @@ function summarize(rows: readonly Row[], tokens: number, software: boolean | und
   const overview = longPanel.find((r) => r.name.startsWith('run in chunks'));
   if (overview) lines.push(`panel (wasm) on mamba1-tiny at ${overview.shape.split('L=')[1]} tokens, renderer ≤ 1.5 GB (${(1.5e9 / 2 ** 20).toFixed(0)} MiB) and the overview within 60 s: peak ${x(Math.max(...longPanel.map((r) => r.mib!)), 0)} MiB, the overview in ${x(overview.ms / 1000, 1)} s`);
   if (longRun) lines.push(`long run, ${longRun.shape} of mamba-130m on WebGPU in 2048-token chunks, ≤ 0.5 s at 32,768: ${x(v.longRunSeconds, 2)} s`);
+  if (longWindow) lines.push(`a 2048-token window of a mamba-130m run at full resolution on WebGPU, < 1 s: ${x(v.longWindowSeconds, 2)} s (${longWindow.note})`);
   if (sweep) lines.push(`ablation sweep, ${sweep.shape} of mamba-130m on WebGPU, ≤ 60 s at 24 × 512: ${x(v.sweepSeconds, 1)} s`);
   if (software === false) {
     lines.push(`native forward at ${tokens} tokens, top-10 to the host, at parity with PyTorch + mamba_ssm (${anchor ?? '?'} ms): ${x(v.nativeForwardMs, 2)} ms, ${x(v.nativeOverMambaSsm, 2)}× its time`);
