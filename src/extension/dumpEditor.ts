@@ -25,8 +25,12 @@ class TensorDocument implements vscode.CustomDocument {
 }
 
 export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProvider<TensorDocument> {
-  /** The RPC of the latest viewer of each file (by URI), for describe() in tests. */
-  private readonly viewers = new Map<string, HostRpc>();
+  /**
+   * The latest viewer of each file (by URI), for describe() in tests, with the promise of its
+   * "ready": a request posted before the webview's script has registered its handlers is lost,
+   * and its promise would never settle.
+   */
+  private readonly viewers = new Map<string, { readonly rpc: HostRpc; readonly ready: Promise<void> }>();
 
   constructor(private readonly extensionUri: vscode.Uri) {}
 
@@ -37,9 +41,11 @@ export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProv
     });
   }
 
-  describe(uri: vscode.Uri): Promise<PanelDescription> {
-    const rpc = this.viewers.get(uri.toString());
-    return rpc ? rpc.request('describe', null) : Promise.reject(new Error(`no tensor viewer is open for ${uri.toString(true)}`));
+  async describe(uri: vscode.Uri): Promise<PanelDescription> {
+    const viewer = this.viewers.get(uri.toString());
+    if (!viewer) throw new Error(`no tensor viewer is open for ${uri.toString(true)}`);
+    await viewer.ready;
+    return viewer.rpc.request('describe', null);
   }
 
   async openCustomDocument(uri: vscode.Uri): Promise<TensorDocument> {
@@ -53,16 +59,20 @@ export class TensorDumpEditorProvider implements vscode.CustomReadonlyEditorProv
     const { store } = document;
     rpc.handle('readTensor', ({ name }) => wireTensor(store, name));
     rpc.handle('saveExport', (data) => saveExport(data));
+    let markReady!: () => void;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
     rpc.on('ready', ({ protocolVersion }) => {
       if (protocolVersion !== PROTOCOL_VERSION) return;
+      markReady();
       rpc.notify('setSettings', { ...viewSettings(settings), wasmPath: wasmPath(panel.webview, this.extensionUri) });
       void this.send(rpc, document).catch((e) => void vscode.window.showErrorMessage(`Mamba Scope: ${e instanceof Error ? e.message : String(e)}`));
     });
     const key = document.uri.toString();
-    this.viewers.set(key, rpc);
+    const viewer = { rpc, ready };
+    this.viewers.set(key, viewer);
     panel.onDidDispose(() => {
       rpc.dispose();
-      if (this.viewers.get(key) === rpc) this.viewers.delete(key);
+      if (this.viewers.get(key) === viewer) this.viewers.delete(key);
     });
     const fileName = document.uri.path.split('/').pop() ?? 'tensors';
     panel.webview.html = webviewHtml(panel.webview, this.extensionUri, { title: fileName, backend: settings.backend, mode: 'dump' });

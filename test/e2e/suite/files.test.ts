@@ -19,7 +19,9 @@ async function drawnViewer(uri: vscode.Uri): Promise<PanelDescription> {
     return await waitFor(
       `the viewer of ${uri.path} to draw`,
       async () => {
-        last = await (await api()).describeDump(uri).catch((e: Error) => e.message);
+        // A describe the viewer never answers is asked again: a lost message must not outlast the deadline.
+        const unanswered = new Promise<string>((r) => setTimeout(() => r('no answer to describe within 5 s'), 5_000));
+        last = await Promise.race([(await api()).describeDump(uri).catch((e: Error) => e.message), unanswered]);
         return typeof last !== 'string' && Object.values(last.views).some((v) => v.drawn && v.distinctColors >= 16 && v.max > v.min) ? last : undefined;
       },
       60_000,
