@@ -54,6 +54,10 @@ describe('long sequences in chunks (native WebGPU, Dawn + SwiftShader)', functio
             assert.deepEqual(carry.conv!.shape, conv_state!.shape.slice(1));
             errors.push(close(`layer ${i} conv context`, carry.conv!.data, conv_state!.data, 1e-6));
           });
+          // The second run reuses the model's chunk plans, whose carryIn holds the first run's final states: it starts from zeros all the same.
+          const again = await webgpuLongRun(model, ids, { chunkLength, logitsAt: ids.map((_, t) => t) });
+          assert.deepEqual(again.nll, chunked.nll, 'a second run on the kept plans gives the same loss');
+          again.final.forEach((carry, i) => assert.deepEqual(carry.h, chunked.final[i].h, `a second run's layer ${i} state`));
           console.log(`      largest normalized error ${Math.max(...errors).toExponential(2)}`);
         } finally {
           model.dispose();
@@ -61,6 +65,27 @@ describe('long sequences in chunks (native WebGPU, Dawn + SwiftShader)', functio
       });
     }
   }
+
+  it('the loss stays finite where the next token\'s fp32 probability underflows: logits spread over hundreds of nats', async () => {
+    // The final norm's weight × 300 spreads the logits far past fp32's ~103 nats of exp(v − max); the loss is the log-probability, not −log of an underflowed 0.
+    const loaded = await loadModelFolder(new NodeFolderStore(fixture('mamba1-tiny')), 'float32');
+    const { normF } = loaded;
+    assert.ok(normF, 'mamba1-tiny has a final norm');
+    const wide = { ...loaded, normF: { shape: normF.shape, data: normF.data.map((w) => w * 300) } };
+    const model = await WebGpuModel.upload(device, wide, { software });
+    try {
+      const V = model.config.vocabSize;
+      const ids = Array.from({ length: 64 }, (_, i) => (i * 37 + 11) % V);
+      const plan = await createForwardPlan(model.weights, { tokens: ids.length, software, logits: true, pipelines: model.pipelines });
+      const whole = await nativeForward(plan, ids).finally(() => plan.destroy());
+      const want = ids.slice(0, -1).map((_, t) => nextTokenLoss(whole.logits!, t, ids[t + 1]));
+      assert.ok(Math.max(...want) > 200, `the test's losses reach past fp32's exp range (largest ${Math.max(...want).toFixed(0)} nats)`);
+      const run = await webgpuLongRun(model, ids, { chunkLength: 24 });
+      close('nll', run.nll, want, 1e-6);
+    } finally {
+      model.dispose();
+    }
+  });
 
   it('a hybrid with attention is refused in one line before any chunk runs: a carried state does not hold the keys', async () => {
     const model = await WebGpuModel.upload(device, await loadModelFolder(new NodeFolderStore(fixture('families', 'jamba')), 'float32'), { software });

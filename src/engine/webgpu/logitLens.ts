@@ -71,7 +71,7 @@ export async function webgpuLogitLens(weights: GpuWeights, ids: ArrayLike<number
       const rows = Math.min(blockRows, L - m0);
       dispatches.push(
         ...matmulDispatches(scratch, `lens lm_head rows ${m0}…`, { bias: false, softplus: false, residual: false, planes: [V], software: options.software, weights: weights.format }, { M: rows, N: V, K: H, aOffset: m0 * H }, { X: { buffer: normed }, W: { buffer: weights.lmHead }, Y: { buffer: block } }),
-        cache.dispatch(`lens top-${k} rows ${m0}…`, topKKernel(k, options.software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: idBuffer }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
+        cache.dispatch(`lens top-${k} rows ${m0}…`, topKKernel(k, options.software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: idBuffer }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L, idsLen: L }),
       );
     }
     device.pushErrorScope('validation');

@@ -4,11 +4,14 @@
  * but without a host round trip between chunks: each layer's state and conv context after a
  * chunk's last token are copied on the GPU into the next chunk's carryIn, right after that layer
  * ran (its capture buffers are scratch a later layer reuses), and every chunk is submitted
- * without waiting for the one before. A chunk runs with the token after it (its last row's
- * next-token probability, from the top-1 kernel like every other row's); lm_head runs again
- * over the kept rows only. What comes back, once, at the end: the next-token probability at every
- * position, the kept rows' logits and the final carries. The [T, V] logits never leave the GPU.
- * (Run 12 on the H200 with a round trip per chunk: 614 ms at 32,768 tokens, 506 ms of it chunks.)
+ * without waiting for the one before. A chunk's plan holds the id of the token after it
+ * (ForwardPlanOptions.nextId: its last row's next-token log-probability, from the top-1 kernel
+ * like every other row's, without running that token through the model); lm_head runs again
+ * over the kept rows only. What comes back, once, at the end: the next token's log-probability
+ * at every position (its loss: finite however wide the logits), the kept rows' logits and the
+ * final carries. The [T, V] logits never leave the GPU.
+ * (H200, the mamba-130m shape at 32,768 tokens: 614 ms with a host round trip per chunk in run 12,
+ * 480 ms like this in run 13: docs/PERFORMANCE.md 3g.)
  */
 import type { ChunkedRun, ChunkedRunOptions } from '../chunkedForward';
 import { InputError } from '../errors';
@@ -18,7 +21,7 @@ import type { Tensor } from '../tensor';
 import { encodeForward } from './forward';
 import { record, type Dispatch } from './kernel';
 import type { WebGpuModel } from './model';
-import { createForwardPlan, type ForwardPlan } from './plan';
+import type { ForwardPlan } from './plan';
 import { gpuSettled } from './settle';
 import { requireStateCarried } from './weights';
 
@@ -44,12 +47,22 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
   const positions = resolvePositions(options.logitsAt ?? [-1], L);
   const P = positions.length;
 
-  // Chunk k covers [start, end) and runs with the token after it, except the last.
+  // Chunk k covers [start, end); all but the last hold the id after it.
   const chunks = Array.from({ length: Math.ceil(L / chunk) }, (_, k) => {
     const start = k * chunk, end = Math.min(L, start + chunk);
-    return { start, end, tokens: end - start + (end < L ? 1 : 0) };
+    return { start, end, tokens: end - start };
   });
-  const plans = new Map<string, ChunkPlan>();
+  // Chunks of one length share a plan (its carryIn receives the chunk before's carries); the model keeps them for the next run of this chunking.
+  const keyOf = (c: (typeof chunks)[number]) => `${c.tokens}:${c.end < L}`;
+  const distinct = [...new Map(chunks.map((c) => [keyOf(c), c])).values()];
+  const built = await model.plansFor(distinct.map((c) => ({
+    tokens: c.tokens, k: 1, carryIn: true, nextId: c.end < L, statesAt: [-1], software: model.software, pipelines: model.pipelines,
+    capture: { layers: Array.from({ length: nLayer }, (_, i) => i), quantities: ['h', 'conv_state'] },
+  })));
+  const missing = built[0].carryIn.findIndex((x) => !x);
+  if (missing >= 0) throw new InputError(`layer ${missing}`, 'has no scan state to carry from one chunk to the next: a long run on WebGPU needs every layer to be a Mamba layer');
+  const plans = new Map<string, ChunkPlan>(distinct.map((c, i) => [keyOf(c), { plan: built[i], lmHead: new Map() }]));
+  const planOf = (c: (typeof chunks)[number]) => plans.get(keyOf(c))!;
   const owned: GPUBuffer[] = [];
   const buffer = (label: string, bytes: number, usage: number) => {
     const b = device.createBuffer({ label, size: Math.max(16, bytes), usage });
@@ -57,23 +70,10 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
     return b;
   };
   try {
-    for (const c of chunks) {
-      const key = `${c.tokens}:${c.end < L}`;
-      if (plans.has(key)) continue;
-      const plan = await createForwardPlan(model.weights, {
-        tokens: c.tokens, k: 1, carryIn: true, statesAt: [c.end < L ? -2 : -1], software: model.software, pipelines: model.pipelines,
-        capture: { layers: Array.from({ length: nLayer }, (_, i) => i), quantities: ['h', 'conv_state'] },
-      });
-      plans.set(key, { plan, lmHead: new Map() });
-      const missing = plan.carryIn.findIndex((x) => !x);
-      if (missing >= 0) throw new InputError(`layer ${missing}`, 'has no scan state to carry from one chunk to the next: a long run on WebGPU needs every layer to be a Mamba layer');
-    }
-    const planOf = (c: (typeof chunks)[number]) => plans.get(`${c.tokens}:${c.end < L}`)!;
-
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const allIds = buffer('long run ids', 4 * L, STORAGE);
     device.queue.writeBuffer(allIds, 0, idData);
-    const nextProb = buffer('long run next-token probabilities', 4 * L, STORAGE);
+    const nextLogProb = buffer('long run next-token log-probabilities', 4 * L, STORAGE);
     const kept = buffer('long run kept logits', 4 * P * V, STORAGE);
     const row = buffer('long run logits row', 4 * V, STORAGE);
     const results = buffer('long run readback', 4 * L + 4 * P * V, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
@@ -86,15 +86,17 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
       const { plan, lmHead } = planOf(c);
       const next = chunks[k + 1] ? planOf(chunks[k + 1]).plan : undefined;
       const encoder = device.createCommandEncoder({ label: `long run chunk ${k}` });
-      encoder.copyBufferToBuffer(allIds, 4 * c.start, plan.ids, 0, 4 * c.tokens);
+      encoder.copyBufferToBuffer(allIds, 4 * c.start, plan.ids, 0, 4 * (c.tokens + (c.end < L ? 1 : 0)));
+      // The sequence starts from zero states: a reused plan's carryIn holds the last run's.
+      if (k === 0) for (const carry of plan.carryIn) if (carry) for (const r of [carry.h, carry.conv]) encoder.clearBuffer(r.buffer, r.offset, r.size);
       // Each layer's state and conv context after the chunk's last token go straight into the next chunk's carryIn.
       encodeForward(plan, encoder, undefined, next && ((cap) => {
         const carry = next.carryIn[cap.layer]!;
         return cap.name === 'h' ? carry.h : cap.name === 'conv_state' ? carry.conv : undefined;
       }));
-      // The top-1 kernel's words: ids [T] | probs [T] | nextProb [T] | nextRank [T]; rows with a next token.
+      // The top-1 kernel's words: ids [T] | probs [T] | nextLogProb [T] | nextRank [T]; rows with a next token.
       const rows = c.end - c.start - (c.end < L ? 0 : 1);
-      if (rows > 0) encoder.copyBufferToBuffer(plan.predictions, 8 * c.tokens, nextProb, 4 * c.start, 4 * rows);
+      if (rows > 0) encoder.copyBufferToBuffer(plan.predictions, 8 * c.tokens, nextLogProb, 4 * c.start, 4 * rows);
       for (; p < P && positions[p] < c.end; p++) {
         const r = positions[p] - c.start;
         let dispatches = lmHead.get(r);
@@ -105,7 +107,7 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
         encoder.copyBufferToBuffer(row, 0, kept, 4 * p * V, 4 * V);
       }
       if (!next) {
-        encoder.copyBufferToBuffer(nextProb, 0, results, 0, 4 * L);
+        encoder.copyBufferToBuffer(nextLogProb, 0, results, 0, 4 * L);
         encoder.copyBufferToBuffer(kept, 0, results, 4 * L, 4 * P * V);
       }
       device.queue.submit([encoder.finish()]);
@@ -120,8 +122,8 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
     await gpuSettled(Promise.all([results.mapAsync(GPUMapMode.READ), last.readback.mapAsync(GPUMapMode.READ)]));
     try {
       const words = results.getMappedRange();
-      const probs = new Float32Array(words, 0, L);
-      const nll = Float64Array.from({ length: L - 1 }, (_, t) => -Math.log(probs[t]));
+      const logProbs = new Float32Array(words, 0, L);
+      const nll = Float64Array.from({ length: L - 1 }, (_, t) => -logProbs[t]);
       const logits: Tensor<Float32Array> = { shape: [P, V], data: new Float32Array(words.slice(4 * L, 4 * L + 4 * P * V)) };
       const captured = last.readback.getMappedRange();
       const layers: LayerInternals<Float32Array>[] = Array.from({ length: nLayer }, (_, layer) => ({
@@ -136,7 +138,6 @@ export async function webgpuLongRun(model: WebGpuModel, ids: ArrayLike<number>, 
   } finally {
     // Submitted work ends before its buffers go (a cancelled run's chunks included).
     await gpuSettled(device.queue.onSubmittedWorkDone());
-    for (const { plan } of plans.values()) plan.destroy();
     owned.forEach((b) => b.destroy());
   }
 }

@@ -1,8 +1,10 @@
 /**
  * A model on the native WebGPU engine behind the ForwardOptions every engine takes, for the
  * panel's `webgpu` backend and `mamba-scope inspect --backend webgpu`: weights uploaded once,
- * pipelines compiled once, and the forward plan of the last run's length and captures kept, so
- * re-running a sample costs one submit and one readback. The float64 reference forward
+ * pipelines compiled once, and the forward plans of the last run's lengths and captures kept (one
+ * for a forward, the chunk plans for a long run), so re-running a sample costs its submits and one
+ * readback, not the plans' buffers (160–220 ms for a long run's two 2,049-token plans of the
+ * mamba-130m shape on the H200, against 500 ms of GPU work). The float64 reference forward
  * (../reference/forward.ts) is the oracle it is tested against.
  */
 import { INTERNAL_NAMES, type ForwardOptions, type ForwardResult } from '../internals';
@@ -28,7 +30,7 @@ export interface WebGpuModelOptions {
 export class WebGpuModel {
   /** Pipelines compiled by the model's plans, shared by all of them (the sweep's too). */
   readonly pipelines: PipelineCache = new Map();
-  private last: { key: string; plan: ForwardPlan } | null = null;
+  private last: { key: string; plans: ForwardPlan[] } | null = null;
 
   private constructor(readonly weights: GpuWeights, private readonly options: WebGpuModelOptions) {}
 
@@ -75,7 +77,7 @@ export class WebGpuModel {
       ...(carries ? { carryIn: true } : {}),
     };
     options.checkCancelled?.();
-    const plan = await this.planFor(planOptions);
+    const [plan] = await this.plansFor([planOptions]);
     if (carries) writeCarries(plan, carries);
     const result = await nativeForward(plan, ids);
     options.checkCancelled?.();
@@ -94,21 +96,30 @@ export class WebGpuModel {
     };
   }
 
-  /** The plan for these options: the last one when they match, else a new one (the old one is freed first: plans hold the activations). */
-  private async planFor(options: ForwardPlanOptions): Promise<ForwardPlan> {
-    const { pipelines: _, edits, ...described } = options;
+  /**
+   * Plans for these options: the last call's when they match, else new ones (the old ones are
+   * freed first: plans hold the activations). A plan's carryIn keeps what was last written or
+   * copied into it: whoever reuses one with carryIn writes its carries first.
+   */
+  async plansFor(options: readonly ForwardPlanOptions[]): Promise<ForwardPlan[]> {
     // The edits' values are uploaded with the plan: a plan of other edits is another plan.
-    const key = JSON.stringify(described) + editsKey(edits);
-    if (this.last?.key === key) return this.last.plan;
-    this.last?.plan.destroy();
+    const key = options.map(({ pipelines: _, edits, ...described }) => JSON.stringify(described) + editsKey(edits)).join('\n');
+    if (this.last?.key === key) return this.last.plans;
+    this.last?.plans.forEach((p) => p.destroy());
     this.last = null;
-    const plan = await createForwardPlan(this.weights, options);
-    this.last = { key, plan };
-    return plan;
+    const plans: ForwardPlan[] = [];
+    try {
+      for (const o of options) plans.push(await createForwardPlan(this.weights, o));
+    } catch (e) {
+      plans.forEach((p) => p.destroy());
+      throw e;
+    }
+    this.last = { key, plans };
+    return plans;
   }
 
   dispose(): void {
-    this.last?.plan.destroy();
+    this.last?.plans.forEach((p) => p.destroy());
     this.last = null;
     this.weights.destroy();
   }

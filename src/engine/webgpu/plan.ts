@@ -58,6 +58,13 @@ export interface ForwardPlanOptions {
    * until written: a chunk of a long run continuing from the chunk before (the reference's LayerCarry).
    */
   readonly carryIn?: boolean;
+  /**
+   * `ids` holds one id more than `tokens`, the token after the plan's last (a chunk of a longer
+   * sequence): the last row's next-token log-probability and rank come from it, without running
+   * that token through the model (running it costs a GEMM tile row more: 2,049 rows are 17 of
+   * matmul.ts's 128-row tiles, 2,048 are 16).
+   */
+  readonly nextId?: boolean;
 }
 
 export interface CaptureCopy {
@@ -235,7 +242,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
   };
 
   const build = (): ForwardPlan => {
-    const ids = allocate('token ids', L);
+    const ids = allocate('token ids', L + (options.nextId ? 1 : 0));
     const hidden = [allocate('hidden A', L * H), allocate('hidden B', L * H)] as const;
     // A model whose layers read the embedding output keeps it in a buffer of its own, layer 0's input; else it is hidden A.
     const embeddings = weights.layers.some((l) => l.readsEmbeddings) ? allocate('embeddings', L * H) : undefined;
@@ -274,7 +281,7 @@ export async function createForwardPlan(weights: GpuWeights, options: ForwardPla
         block: { rows: [m0, rows], lmHead },
         dispatches: [
           ...lmHead,
-          cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L }),
+          cache.dispatch(`top-${k} rows ${m0}…`, topKKernel(k, software), [rows, 1], { Logits: { buffer: block }, Ids: { buffer: ids }, result: { buffer: predictions } }, { vocab: V, rowOffset: m0, seqLen: L, idsLen: L + (options.nextId ? 1 : 0) }),
         ],
         ...(logits ? { logitsAt: 4 * m0 * V, logitsBytes: 4 * rows * V } : {}),
       });

@@ -9,7 +9,11 @@
  * above the next token's; the workgroup then merges them pairwise in a tree.
  *
  * Output (u32 words, floats bitcast), for the whole sequence, rows of this block at rowOffset:
- * ids [L·k] | probs [L·k] | nextProb [L] | nextRank [L]; NaN and −1 after the last token.
+ * ids [L·k] | probs [L·k] | nextLogProb [L] | nextRank [L]; NaN and −1 after the last token.
+ * The next token's word is its log-probability, not its probability: with logits spread over more
+ * than ~103 (random weights), exp(v − max) of the next token underflows fp32 and its loss would be
+ * infinite, while v − max − log(sum) is finite wherever the logits are. decodePredictions gives
+ * Predictions' nextProb as its exp.
  */
 import type { Predictions } from '../predictions';
 import { barrier, cooperativeThreads, unrolled as each, type KernelSpec } from './kernel';
@@ -25,7 +29,7 @@ export function decodePredictions(words: ArrayBuffer, L: number, k: number, at =
     k,
     ids: new Int32Array(words.slice(at, at + 4 * top)),
     probs: new Float32Array(words.slice(at + 4 * top, at + 8 * top)),
-    nextProb: new Float32Array(words.slice(at + 8 * top, at + 8 * top + 4 * L)),
+    nextProb: new Float32Array(words, at + 8 * top, L).map(Math.exp),
     nextRank: new Int32Array(words.slice(at + 8 * top + 4 * L, at + 4 * predictionWords(L, k))),
   };
 }
@@ -35,7 +39,8 @@ export function topKKernel(k: number, software: boolean): KernelSpec {
   const sync = barrier(THREADS);
   return {
     storage: [{ name: 'Logits', type: 'f32' }, { name: 'Ids', type: 'i32' }, { name: 'result', type: 'u32', write: true }],
-    uniforms: [['vocab', 'i32'], ['rowOffset', 'i32'], ['seqLen', 'i32']],
+    // seqLen: the rows of the output's layout; idsLen: the ids there are, one more when the plan holds the id after its last token.
+    uniforms: [['vocab', 'i32'], ['rowOffset', 'i32'], ['seqLen', 'i32'], ['idsLen', 'i32']],
     workgroupSize: THREADS,
     entry: 'workgroup',
     body: `
@@ -57,7 +62,7 @@ fn main(group : vec3<u32>, local : u32) {
   let V = uniforms.vocab;
   let base = row * V;
   var next = -1;
-  if (t + 1 < uniforms.seqLen) { next = Ids[t + 1]; }
+  if (t + 1 < uniforms.idsLen) { next = Ids[t + 1]; }
   var nextLogit = 0.0;
   if (next >= 0) { nextLogit = Logits[base + next]; }
 
@@ -123,7 +128,7 @@ fn main(group : vec3<u32>, local : u32) {
       result[top + t * KK + j] = bitcast<u32>(exp(sVal[j] - sMax[0]) / sSum[0]);
     }
     if (next >= 0) {
-      result[2 * top + t] = bitcast<u32>(exp(nextLogit - sMax[0]) / sSum[0]);
+      result[2 * top + t] = bitcast<u32>(nextLogit - sMax[0] - log(sSum[0]));
       result[2 * top + L + t] = sAbove[0];
     } else {
       result[2 * top + t] = 0x7fc00000u;
