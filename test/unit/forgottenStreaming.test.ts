@@ -9,6 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CommandIO } from '../../src/cli/command';
 import { main } from '../../src/cli/main';
+import { ChannelMemory } from '../../src/engine/analysis/channelMemory';
+import { PositionBuckets } from '../../src/engine/analysis/positionBuckets';
 import { layerDecay, Retention, type ResetEvent, type RetentionView } from '../../src/engine/analysis/retention';
 import { RetentionStream } from '../../src/engine/analysis/retentionStream';
 import { decodeUtf8 } from '../../src/engine/io';
@@ -179,7 +181,18 @@ describe('forgotten streamed: the CLI', function () {
           const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A);
           const at = retention.forgottenAt(threshold, view);
           const end = retention.atEnd(view);
-          return { layer, tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })) };
+          // The channels' memory and the buckets from the whole Δ at once: the streamed run fed them chunk by chunk.
+          const memory = new ChannelMemory(layerDecay(model, layer).A);
+          memory.push(tensors.delta!);
+          const m = memory.finish(threshold);
+          const buckets = new PositionBuckets(tensors.delta!.shape[1]);
+          buckets.push(tensors.delta!);
+          return {
+            layer,
+            tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
+            memory: { horizon: m.horizon, global: m.global, local: m.local, channels: Array.from(m.memory, (x) => (Number.isFinite(x) ? x : null)) },
+            positions: buckets.finish(retention.resetEvents(threshold)),
+          };
         }),
       };
       assert.deepEqual(got, want);

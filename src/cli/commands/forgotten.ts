@@ -3,6 +3,8 @@
  * forward on a text, then the retention analysis (src/engine/analysis/retention.ts) per layer.
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
+import { ChannelMemory, DEFAULT_HORIZON, type ChannelMemoryReport } from '../../engine/analysis/channelMemory';
+import { DEFAULT_BUCKET, PositionBuckets, type PositionBucket } from '../../engine/analysis/positionBuckets';
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
@@ -36,21 +38,42 @@ export interface ForgottenToken {
   readonly causallyForgotten?: boolean;
 }
 
+/** A layer's effective memory per channel (channelMemory.ts), as --json writes it. */
+export interface LayerMemory {
+  readonly horizon: number;
+  /** Channels whose effective memory reaches the horizon, and the rest. */
+  readonly global: number;
+  readonly local: number;
+  /** M_d in tokens per channel (Mamba-2: per head); null where retention never falls to τ. */
+  readonly channels: (number | null)[];
+}
+
+export interface ForgottenLayer {
+  readonly layer: number;
+  readonly tokens: ForgottenToken[];
+  readonly memory: LayerMemory;
+  /** Δ and resets against position, per --bucket tokens (positionBuckets.ts). */
+  readonly positions: PositionBucket[];
+}
+
 export interface ForgottenReport {
   readonly threshold: number;
-  layers: { readonly layer: number; readonly tokens: ForgottenToken[] }[];
+  layers: ForgottenLayer[];
 }
 
 /** Tokens per chunk of the streamed run. */
 export const FORGOTTEN_CHUNK = 2048;
 
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
-                              [--channel d] [--state n] [--max-tokens N] [--max-memory MB] [--causal ε]
-                              [--max-seconds S] [--json]
+                              [--channel d] [--state n] [--horizon N] [--bucket N] [--max-tokens N]
+                              [--max-memory MB] [--causal ε] [--max-seconds S] [--json]
 
 For every token s and layer ℓ: the first position t where the share of s's write still in the
 state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below τ (forgottenAt; null
-when retained to the end), and R_ℓ(s→L−1). Float64 reference forward, streamed: the text in
+when retained to the end), and R_ℓ(s→L−1). Per layer and channel d, its effective memory: the
+tokens back at which a write at the channel's mean Δ over the text keeps τ of itself,
+mean_n exp(A[d,n]·M_d·Δ̄_d) = τ, the channel global when M_d reaches --horizon, else local; and
+Δ's mean and max and the share of reset events per --bucket positions. Float64 reference forward, streamed: the text in
 ${FORGOTTEN_CHUNK}-token chunks with each layer's state carried, each layer's prefix sums of Δ spilled
 to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) for R(s→L−1); with
 --causal, or on a hybrid (attention carries no state across chunks), one whole-sequence forward.
@@ -61,6 +84,8 @@ to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) fo
   --layers <list>   all (default) or comma-separated layer indices (negative counts from the end)
   --channel d       retention of one channel d only (the mean over its states; Mamba-2: head d)
   --state n         retention of one state n only (the mean over channels); with --channel: that one pair
+  --horizon N       tokens a global channel's memory reaches (default ${DEFAULT_HORIZON}, the context Mamba was trained at)
+  --bucket N        positions per bucket of the statistics against position (default ${DEFAULT_BUCKET})
   --max-tokens N    keep only the first N tokens (a note says so)
   --max-memory MB   refuse, before any work, a run whose weights, chunk and results would exceed this, and stop a
                     layer whose window of prefix sums (the current token's lifetime) would (default 4096);
@@ -68,9 +93,11 @@ to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) fo
   --causal ε        check each forgotten token by ablation (docs/INTERVENTIONS.md): its write in the layer
                     removed, the mean KL of the outputs from forgottenAt on; causally forgotten when < ε
                     (one float64 forward per forgotten token and layer)
-  --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}]}]}
-                    without it: a summary per layer and the reset events (t where the step kept < τ of the state),
-                    and the run's time
+  --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}],
+                      "memory": {"horizon", "global", "local", "channels": [M_d | null]},
+                      "positions": [{"start", "tokens", "meanDelta", "maxDelta", "resetShare"}]}]}
+                    without it: a summary per layer, its channels' memory and Δ by position, the reset events
+                    (t where the step kept < τ of the state), and the run's time
 ${MAX_SECONDS_USAGE}`;
 
 export const forgotten: Command = {
@@ -80,7 +107,7 @@ export const forgotten: Command = {
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const args = parseArgs(argv, {
       model: { value: true }, text: { value: true }, threshold: { value: true }, layers: { value: true }, json: { value: false },
-      channel: { value: true }, state: { value: true }, 'max-tokens': { value: true }, 'max-memory': { value: true }, causal: { value: true }, ...MAX_SECONDS_OPTION,
+      channel: { value: true }, state: { value: true }, horizon: { value: true }, bucket: { value: true }, 'max-tokens': { value: true }, 'max-memory': { value: true }, causal: { value: true }, ...MAX_SECONDS_OPTION,
     });
     const budget = new RunBudget('forgotten', io, maxSecondsOf(args));
     const channel = nonNegativeInt(args, 'channel');
@@ -88,6 +115,8 @@ export const forgotten: Command = {
     const view: RetentionView = { ...(channel === undefined ? {} : { channel }), ...(state === undefined ? {} : { state }) };
     const threshold = number(args, 'threshold') ?? DEFAULT_THRESHOLD;
     if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1]; got ${threshold}`);
+    const horizon = positiveInt(args, 'horizon') ?? DEFAULT_HORIZON;
+    const bucket = positiveInt(args, 'bucket') ?? DEFAULT_BUCKET;
     const textPath = required(args, 'text');
     const text = await readTextFile(textPath);
     const { dir: modelDir, model } = await loadModelArg(optional(args, 'model'), 'float64');
@@ -115,10 +144,21 @@ export const forgotten: Command = {
     const report: ForgottenReport = { threshold, layers: [] };
     const resets: ResetEvent[][] = [];
     const source = (layer: number) => `${modelDir} layer ${layer}`;
-    const reportLayer = (layer: number, at: Int32Array, end: Float64Array) => report.layers.push({
-      layer,
-      tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
-    });
+    // Per kept layer, what the Δ rows feed besides retention: the channels' mean Δ and the buckets against position.
+    const memories = layers.map((layer) => new ChannelMemory(layerDecay(model, layer).A, source(layer)));
+    const buckets = layers.map((layer) => new PositionBuckets(channels, bucket, source(layer)));
+    const memoryReports: ChannelMemoryReport[] = [];
+    const reportLayer = (k: number, at: Int32Array, end: Float64Array, events: ResetEvent[]) => {
+      const memory = memories[k].finish(threshold, horizon);
+      memoryReports.push(memory);
+      resets.push(events);
+      report.layers.push({
+        layer: layers[k],
+        tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
+        memory: { horizon, global: memory.global, local: memory.local, channels: Array.from(memory.memory, (m) => (Number.isFinite(m) ? m : null)) },
+        positions: buckets[k].finish(events),
+      });
+    };
     // The whole-sequence run where streaming cannot serve: --causal reads the clean logits at every
     // position and reruns the sequence per forgotten token anyway; a hybrid's attention layers
     // carry no fixed-size state from one chunk to the next.
@@ -152,17 +192,19 @@ export const forgotten: Command = {
           onProgress: tick,
           onLayer: (layer, internals) => {
             const k = slot.get(layer);
-            if (k !== undefined) spills[k].append(streams[k].push(internals.delta!));
+            if (k === undefined) return;
+            spills[k].append(streams[k].push(internals.delta!));
+            memories[k].push(internals.delta!);
+            buckets[k].push(internals.delta!);
           },
         }));
-        await budget.phase('retention at end', layers.length, (tick) => layers.forEach((layer, k) => {
+        await budget.phase('retention at end', layers.length, (tick) => layers.forEach((_, k) => {
           tick(k);
           const end = new Float64Array(L);
           spills[k].forEachBlock(chunk, (rows, start) => streams[k].atEnd(rows, start, end));
           spills[k].remove();
           const { forgottenAt, resets: events } = streams[k].finish();
-          reportLayer(layer, forgottenAt, end);
-          resets.push(events);
+          reportLayer(k, forgottenAt, end, events);
         }));
       } finally {
         for (const spill of spills) spill.remove();
@@ -182,8 +224,9 @@ export const forgotten: Command = {
       await budget.phase('retention', whole.layers.length, (tick) => whole.layers.forEach(({ layer, tensors }, k) => {
         tick(k);
         const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, source(layer));
-        reportLayer(layer, retention.forgottenAt(threshold, view), retention.atEnd(view));
-        resets.push(retention.resetEvents(threshold));
+        memories[k].push(tensors.delta!);
+        buckets[k].push(tensors.delta!);
+        reportLayer(k, retention.forgottenAt(threshold, view), retention.atEnd(view), retention.resetEvents(threshold));
       }));
     }
 
@@ -195,7 +238,7 @@ export const forgotten: Command = {
         const edited = editedModel(model.config);
         let done = 0;
         report.layers = report.layers.map((l) => ({
-          layer: l.layer,
+          ...l,
           tokens: l.tokens.map((t) => {
             if (t.forgottenAt === null) return t;
             const edits = layerEdits([{ kind: 'ablate-write', layer: l.layer, tokens: [t.index] }], L, edited);
@@ -213,7 +256,7 @@ export const forgotten: Command = {
     } else {
       const viewName = [channel === undefined ? '' : `channel ${channel}`, state === undefined ? '' : `state ${state}`].filter(Boolean).join(', ');
       io.out(`${textPath}: ${encoded.ids.length} tokens, ${modelDir}, τ = ${threshold}${viewName ? `, ${viewName} only` : ''}`);
-      report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens)));
+      report.layers.forEach((l, i) => io.out(describeLayer(l, resets[i], encoded.tokens, memoryReports[i])));
       if (causal !== undefined) {
         for (const l of report.layers) {
           const checked = l.tokens.filter((t) => t.causallyForgotten !== undefined);
@@ -226,13 +269,15 @@ export const forgotten: Command = {
   },
 };
 
-function describeLayer(layer: ForgottenReport['layers'][number], resets: readonly ResetEvent[], tokens: readonly string[]): string {
+function describeLayer(layer: ForgottenLayer, resets: readonly ResetEvent[], tokens: readonly string[], memory: ChannelMemoryReport): string {
   const forgotten = layer.tokens.filter((t) => t.forgottenAt !== null);
   const lifetimes = forgotten.map((t) => t.forgottenAt! - t.index).sort((a, b) => a - b);
   const lines = [
     `layer ${layer.layer}: ${forgotten.length} of ${layer.tokens.length} tokens forgotten` +
       (lifetimes.length ? ` (after ${lifetimes[0]}–${lifetimes[lifetimes.length - 1]} tokens, median ${lifetimes[Math.floor(lifetimes.length / 2)]})` : '') +
       `, ${layer.tokens.length - forgotten.length} retained to the end`,
+    describeMemory(memory),
+    describePositions(layer.positions),
   ];
   if (resets.length === 0) {
     lines.push('  no reset events');
@@ -241,4 +286,22 @@ function describeLayer(layer: ForgottenReport['layers'][number], resets: readonl
     for (const r of resets) lines.push(`    t=${r.index} ${JSON.stringify(tokens[r.index])} kept ${r.kept.toPrecision(3)}`);
   }
   return lines.join('\n');
+}
+
+const tokensText = (m: number) => (Number.isFinite(m) ? (m < 10 ? m.toFixed(1) : m.toFixed(0)) : '∞');
+
+function describeMemory(m: ChannelMemoryReport): string {
+  const sorted = Array.from(m.memory).sort((a, b) => a - b);
+  const D = sorted.length;
+  return `  effective memory (tokens back a write at the channel's mean Δ keeps τ): median ${tokensText(sorted[Math.floor(D / 2)])}, ` +
+    `${tokensText(sorted[0])}–${tokensText(sorted[D - 1])}; ${m.global} of ${D} channels global (≥ ${m.horizon} tokens), ${m.local} local`;
+}
+
+function describePositions(buckets: readonly PositionBucket[]): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  if (buckets.length === 1) return `  Δ over the text: mean ${buckets[0].meanDelta.toPrecision(3)}, max ${buckets[0].maxDelta.toPrecision(3)}, resets ${pct(buckets[0].resetShare)}`;
+  const first = buckets[0], last = buckets[buckets.length - 1];
+  const low = buckets.reduce((a, b) => (b.meanDelta < a.meanDelta ? b : a)), high = buckets.reduce((a, b) => (b.meanDelta > a.meanDelta ? b : a));
+  return `  Δ by ${first.tokens}-token bucket (${buckets.length}): mean ${first.meanDelta.toPrecision(3)} at 0 → ${last.meanDelta.toPrecision(3)} at ${last.start} ` +
+    `(lowest ${low.meanDelta.toPrecision(3)} at ${low.start}, highest ${high.meanDelta.toPrecision(3)} at ${high.start}); resets ${pct(first.resetShare)} → ${pct(last.resetShare)}`;
 }

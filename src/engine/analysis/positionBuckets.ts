@@ -1,0 +1,67 @@
+/**
+ * A layer's Δ against position in fixed buckets (issue 13 item 4; Stuffed Mamba's per-position
+ * statistics in 512-token buckets): per bucket, the mean and max of Δ over its positions and
+ * channels, and the share of its positions that reset the state (the reset events of retention.ts
+or retentionStream.ts: the step kept less than τ of it). Fed Δ rows as a run produces them, it
+holds one accumulator per bucket, never the [L, D] rows.
+ */
+import { InputError } from '../errors';
+import type { Tensor } from '../tensor';
+import type { ResetEvent } from './retention';
+
+export const DEFAULT_BUCKET = 512;
+
+export interface PositionBucket {
+  /** First position of the bucket; it holds `tokens` positions. */
+  readonly start: number;
+  readonly tokens: number;
+  readonly meanDelta: number;
+  readonly maxDelta: number;
+  /** Reset events among the bucket's positions, over `tokens`. */
+  readonly resetShare: number;
+}
+
+export class PositionBuckets {
+  private readonly sum: number[] = [];
+  private readonly max: number[] = [];
+  private readonly counts: number[] = [];
+  private position = 0;
+
+  constructor(private readonly channels: number, readonly bucket = DEFAULT_BUCKET, private readonly source = 'position buckets') {
+    if (!Number.isInteger(bucket) || bucket < 1) throw new RangeError(`a bucket must be a positive number of tokens; got ${bucket}`);
+  }
+
+  /** The next rows of Δ, [T, D] (after softplus), at the positions after the last push. */
+  push(delta: Tensor): void {
+    const D = this.channels;
+    if (delta.shape.length !== 2 || delta.shape[1] !== D) throw new InputError(this.source, `delta rows must be [T, ${D}]; got [${delta.shape.join(', ')}]`);
+    const data = delta.data as ArrayLike<number>;
+    for (let row = 0; row < delta.shape[0]; row++, this.position++) {
+      const b = Math.floor(this.position / this.bucket);
+      if (this.counts.length <= b) {
+        this.sum.push(0);
+        this.max.push(-Infinity);
+        this.counts.push(0);
+      }
+      for (let d = 0; d < D; d++) {
+        const v = Number(data[row * D + d]);
+        this.sum[b] += v;
+        if (v > this.max[b]) this.max[b] = v;
+      }
+      this.counts[b]++;
+    }
+  }
+
+  /** The buckets, with the share of each one's positions among `resets` (the layer's reset events at τ). */
+  finish(resets: readonly ResetEvent[]): PositionBucket[] {
+    const perBucket = this.counts.map(() => 0);
+    for (const r of resets) perBucket[Math.floor(r.index / this.bucket)]++;
+    return this.counts.map((tokens, b) => ({
+      start: b * this.bucket,
+      tokens,
+      meanDelta: this.sum[b] / (tokens * this.channels),
+      maxDelta: this.max[b],
+      resetShare: perBucket[b] / tokens,
+    }));
+  }
+}
