@@ -172,6 +172,37 @@ describe('a long sample in Chromium (mamba1-tiny, wasm, 5000 tokens)', function 
     assert.deepEqual(panel.errors, []);
   });
 
+  it('shows each channel\'s effective memory over the whole sample, not the window: the float64 reference\'s mean Δ over all 5000 tokens, solved for τ', async () => {
+    // Layer 1 is selected (the tests before); the window is 2952–4999, the memory is the sample's.
+    await panel.page.click('vscode-tab-header[data-view="memory"]');
+    await panel.waitForView('memory');
+    const { shape, data } = await panel.exportedNpy('memory');
+    const delta = ref.layers[1].tensors.delta!;
+    const D = delta.shape[1];
+    assert.deepEqual(shape, [D, 3]);
+    const aLog = scanOf(model.layers[1]).aLog;
+    const N = aLog.shape[1];
+    const horizon = 2048;
+    let global = 0;
+    for (let c = 0; c < D; c++) {
+      let sum = 0;
+      for (let t = 0; t < TOKENS; t++) sum += delta.data[t * D + c];
+      const mean = sum / TOKENS;
+      assert.ok(Math.abs(data[c * 3 + 1] - mean) <= 1e-5 * mean, `channel ${c}: mean Δ ${data[c * 3 + 1]}, float64 ${mean}`);
+      // The panel's M_d, put back into the definition with the float64 mean: retention τ there.
+      const M = data[c * 3];
+      let R = 0;
+      for (let n = 0; n < N; n++) R += Math.exp(-Math.exp(aLog.data[c * N + n]) * M * mean);
+      assert.ok(Math.abs(R / N - SETTINGS.resetThreshold) <= 1e-4, `channel ${c}: retention ${R / N} after its ${M} tokens`);
+      assert.equal(data[c * 3 + 2], M >= horizon ? 1 : 0);
+      if (M >= horizon) global++;
+    }
+    const title = (await panel.page.textContent('.view-memory .view-title')) ?? '';
+    assert.ok(title.startsWith(`Channel memory · layer 1: ${global} of ${D} global (≥ ${horizon} tokens), ${D - global} local;`) && title.endsWith(`over ${TOKENS} tokens)`), title);
+    assert.ok(global > 0 && global < D, `the horizon splits layer 1's channels (${global} of ${D} global)`);
+    assert.deepEqual(panel.errors, []);
+  });
+
   it('says in one line, in each view that reruns the whole sample, that it works on samples of up to 2048 tokens', async () => {
     for (const [view, what] of [['interventions', 'Interventions'], ['sweep', 'Sweeps'], ['lens', 'The logit lens and its runs']] as const) {
       await panel.page.click(`vscode-tab-header[data-view="${view}"]`);

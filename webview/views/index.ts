@@ -7,6 +7,7 @@ import { interventionsView } from './interventions';
 import { logitLensView } from './logitLens';
 import { sweepView } from './sweep';
 import { attentionView } from './attention';
+import { channelMemoryView } from './channelMemory';
 import { gatesView } from './gates';
 import { layersView } from './layers';
 import { metricHeatmapView } from './metricHeatmap';
@@ -19,4 +20,4 @@ import { tensorsView } from './tensors';
 import { tokenStripView } from './tokenStrip';
 import type { ViewSpec } from './view';
 
-export const VIEWS: readonly ViewSpec[] = [overviewView, tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, sweepView, logitLensView, stateView, layersView, annotationsView, interventionsView, nextTokenView];
+export const VIEWS: readonly ViewSpec[] = [overviewView, tokenStripView, metricHeatmapView, gatesView, attentionView, pathsView, numericsView, tensorsView, sweepView, logitLensView, stateView, layersView, channelMemoryView, annotationsView, interventionsView, nextTokenView];
