@@ -266,6 +266,8 @@ export interface ComparedTensor {
   /** First element with |a − b| > atol + rtol·|a| (or non-finite); token = its index on axis 0 (h: the h_tokens entry). */
   readonly firstDivergence: { readonly index: readonly number[]; readonly token: number | null } | null;
   readonly nonFinite: { readonly a: number; readonly b: number };
+  /** max |a − b| per 512 positions of the token axis (analysis/compare.ts driftByPosition); null within one bucket. */
+  readonly drift: readonly { readonly start: number; readonly maxAbsError: number }[] | null;
 }
 
 /** Where a file first holds a NaN/Inf, in forward order (src/engine/analysis/nonFinite.ts). */

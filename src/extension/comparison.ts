@@ -43,6 +43,7 @@ export async function comparisonParams(a: TensorStore, b: TensorStore, dump: Dum
       tolerance: { rtol: t.tolerance.rtol, atol: t.tolerance.atol },
       firstDivergence: t.firstDivergence && { index: t.firstDivergence.index, token: t.firstDivergence.token },
       nonFinite: { a: t.nonFinite.a, b: t.nonFinite.b },
+      drift: t.drift && t.drift.map((d) => ({ start: d.start, maxAbsError: d.maxAbsError })),
     })),
     firstDivergentLayer: c.firstDivergentLayer,
     nonFinite: { a: first(na.first), b: first(nb.first) },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compare } from '../../src/cli/commands/compare';
+import { compare, describeDrift } from '../../src/cli/commands/compare';
 import { compareStores, comparisonJson, DEFAULT_TOLERANCE, diffArrays, type DumpComparison } from '../../src/engine/analysis/compare';
 import { encodeNpy } from '../../src/engine/formats/npy';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
@@ -10,6 +10,7 @@ import { normalizedError } from '../../src/engine/tensor';
 import { editedCopy, GOLDEN, GOLDEN_BF16, lcg, memoryDump, openDump } from './numerics.fixtures';
 
 const FP32 = DEFAULT_TOLERANCE.fp32;
+const LONG_GOLDEN = path.join(__dirname, '..', 'fixtures', 'long', 'golden-32k.safetensors');
 
 function divergent(c: DumpComparison): string[] {
   return c.tensors.filter((t) => t.firstDivergence).map((t) => t.name);
@@ -256,6 +257,43 @@ describe('numerics: compare', () => {
       assert.match(text, /layers\.1\.hf_out .*\[12, 101\] token 12 /);
       assert.match(text, /first divergent layer: 1/);
       assert.match(text, /only in a \(not compared\): layers\.0\.hidden_in/);
+    });
+
+    it('drift against position: transformers\' fp32 run of golden-32k against its float64 run, per 512 tokens, the logits at their positions', async () => {
+      const golden = await openDump(LONG_GOLDEN);
+      const read = async (k: string) => (await golden.readFloat(k, 'float64')).data;
+      const positions = (await golden.readNative('positions')).data as Int32Array;
+      const [nll64, nll32, logits64, logits32] = [await read('nll_f64'), await read('nll_f32'), await read('logits_f64'), await read('logits_f32')];
+      const V = logits64.length / positions.length;
+      const file = (name: string, nll: Float64Array, logits: Float64Array) => {
+        const f = path.join(dir, name);
+        return fs.writeFile(f, encodeSafetensors([
+          { name: 'positions', tensor: { shape: [positions.length], data: positions } },
+          { name: 'logits', tensor: { shape: [positions.length, V], data: Float32Array.from(logits) } },
+          { name: 'nll', tensor: { shape: [nll.length], data: nll } },
+        ])).then(() => f);
+      };
+      const [a, b] = [await file('f64.safetensors', nll64, logits64), await file('f32.safetensors', nll32, logits32)];
+      const { code, out } = await run([a, b]);
+      assert.equal(code, 0);
+      // Expected, by hand: the largest |a − b| of the rows whose position falls in each 512-token bucket.
+      const buckets = (rows: number, rowError: (r: number) => number, positionOf: (r: number) => number) => {
+        const worst = new Map<number, number>();
+        for (let r = 0; r < rows; r++) worst.set(Math.floor(positionOf(r) / 512), Math.max(worst.get(Math.floor(positionOf(r) / 512)) ?? 0, rowError(r)));
+        return [...worst.entries()].sort((x, y) => x[0] - y[0]).map(([k, e]) => ({ start: k * 512, maxAbsError: e }));
+      };
+      const f32 = (x: number) => Math.fround(x);
+      const nllWant = buckets(nll64.length, (r) => Math.abs(nll64[r] - nll32[r]), (r) => r);
+      const logitsWant = buckets(positions.length, (r) => {
+        let m = 0;
+        for (let v = 0; v < V; v++) m = Math.max(m, Math.abs(f32(logits64[r * V + v]) - f32(logits32[r * V + v])));
+        return m;
+      }, (r) => positions[r]);
+      assert.equal(nllWant.length, 64);
+      const at = out.indexOf('drift against position (max |a−b| per 512 tokens):');
+      assert.ok(at >= 0, out.join('\n'));
+      assert.deepEqual(out.slice(at + 1, at + 3).sort(), [`  ${describeDrift('logits', logitsWant)}`, `  ${describeDrift('nll', nllWant)}`].sort());
+      assert.match(out[at + 1] + out[at + 2], /; 64 buckets\)/);
     });
 
     it('bad input is exit-1 material (InputError), bad usage a UsageError', async () => {

@@ -64,6 +64,19 @@ describe('numerics view in Chromium', function () {
     assert.deepEqual(others.filter((o) => o.includes('diverges')).map((o) => o.split(' ')[0]), ['layers.1.delta', 'layers.1.y']);
   });
 
+  it('draws the drift against position under the heatmap: the largest |a − b| of each token, y\'s changed element at token 40', async () => {
+    // layers.1.y is chosen (the test before). Its 233 tokens are one 512-token bucket: the caption says the chart is per row.
+    assert.equal(await panel.page.locator('.view-numerics .numerics-drift').textContent(), 'Max |a − b| of layers.1.y per row along its first axis.');
+    const canvas = panel.page.locator('.view-numerics .line-chart canvas');
+    const box = (await canvas.boundingBox())!;
+    const readout = async (row: number) => {
+      await canvas.hover({ position: { x: ((row + 0.5) / 233) * box.width, y: box.height / 2 } });
+      return panel.page.locator('.view-numerics .line-chart-readout').textContent();
+    };
+    assert.match((await readout(40)) ?? '', /^40 ‘.*’: max \|a − b\| = 1$/);
+    assert.match((await readout(100)) ?? '', /: max \|a − b\| = 0$/, 'a row the edit did not touch');
+  });
+
   it('histograms of exp(Δ·A) per precision with the engine’s round-to-1 and underflow counts (layer 1)', async () => {
     const model = await loadModelFolder(new NodeFolderStore(TINY_MODEL), 'float32');
     const golden = await openDump(GOLDEN);

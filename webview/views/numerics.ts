@@ -2,7 +2,8 @@
  * Numerics: how a second dump differs from the reference dump shown in the panel ("Compare
  * Dumps…"). The NaN/Inf finder names where each file first holds a non-finite value; the error
  * heatmap shows |a − b| of the chosen tensor, tokens × channels, with the first element beyond
- * tolerance ringed and one click away in the token strip; and for the selected layer, histograms
+ * tolerance ringed and one click away in the token strip, and under it the drift against position
+ * (the largest |a − b| at each token, and per 512 tokens: fp32 at length); and for the selected layer, histograms
  * of exp(Δ·A) rounded to each precision count the decays that round to 1 (never forget) or
  * underflow to 0 (erase the state).
  */
@@ -13,6 +14,7 @@ import { decayFor } from '../inspection';
 import type { PanelData } from '../panelData';
 import { formatValue } from '../render/format';
 import { Heatmap } from '../render/heatmap';
+import { LineChart } from '../render/lineChart';
 import type { ViewState } from '../state';
 import { colourHeatmap, scaleControl, tokenLabel } from './common';
 import type { ExportSlice, View, ViewContext, ViewSpec, ViewUpdate } from './view';
@@ -27,6 +29,8 @@ class NumericsView implements View {
   private readonly divergence = el('div', 'divergence');
   private readonly goTo = document.createElement('button');
   private readonly heatmap: Heatmap;
+  private readonly driftCaption = el('div', 'numerics-drift');
+  private readonly drift: LineChart;
   private readonly histTitle = el('h4', 'histogram-title');
   private readonly histograms = el('div', 'decay-histograms');
   private comparison: ComparisonParams | null = null;
@@ -57,11 +61,12 @@ class NumericsView implements View {
       xLabel: (x) => tokenLabel(ctx.data(), x),
       onSelect: (x) => this.rowsAreTokens() && ctx.store.set({ token: x }),
     });
+    this.drift = new LineChart({ label: 'drift against position', valueName: 'max |a − b|', xLabel: (x) => (this.rowsAreTokens() ? tokenLabel(ctx.data(), x) : `row ${x}`), onSelect: (x) => this.rowsAreTokens() && ctx.store.set({ token: x }) });
     const pick = el('label', 'numerics-pick');
     pick.append('Tensor ', this.tensorSelect);
     const div = el('div', 'divergence-row');
     div.append(this.divergence, this.goTo);
-    this.element.append(this.title, this.finder, pick, div, scaleControl(ctx.store, ID), this.heatmap.element, this.histTitle, this.histograms);
+    this.element.append(this.title, this.finder, pick, div, scaleControl(ctx.store, ID), this.heatmap.element, this.driftCaption, this.drift.element, this.histTitle, this.histograms);
   }
 
   update({ data, state }: ViewUpdate): void {
@@ -98,6 +103,7 @@ class NumericsView implements View {
 
   dispose(): void {
     this.heatmap.dispose();
+    this.drift.dispose();
   }
 
   private showComparison(c: ComparisonParams): void {
@@ -135,6 +141,7 @@ class NumericsView implements View {
       const fd = t.firstDivergence;
       this.heatmap.setMarkers(fd ? [{ x: fd.index[0] ?? 0, y: fd.index[1] ?? 0, label: `first divergence ${fmtIndex(fd.index)}` }] : []);
       this.shown = { name: t.name, data, rows, cols };
+      this.showDrift(t, data, rows, cols);
     }
     const fd = t.firstDivergence;
     this.divergence.textContent = fd
@@ -143,6 +150,24 @@ class NumericsView implements View {
     this.goTo.hidden = !fd || fd.token === null;
     colourHeatmap(this.heatmap, state, ID);
     this.heatmap.setCrosshair(this.rowsAreTokens() ? state.token : null, null);
+  }
+
+  /** The largest |a − b| of each row of the error map (NaN where a value is not finite), and the 512-token buckets' in the caption. */
+  private showDrift(t: ComparedTensor, map: Float32Array, rows: number, cols: number): void {
+    const profile = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let worst = 0;
+      for (let c = 0; c < cols; c++) worst = Math.max(worst, map[r * cols + c]);
+      profile[r] = worst;
+    }
+    this.drift.setData(profile);
+    const d = t.drift;
+    if (!d) {
+      this.driftCaption.textContent = `Max |a − b| of ${t.name} per ${t.shape.length > 1 ? 'row' : 'element'} along its first axis.`;
+      return;
+    }
+    const worst = d.reduce((x, y) => (y.maxAbsError > x.maxAbsError ? y : x));
+    this.driftCaption.textContent = `Drift against position, ${t.name}: max |a − b| per 512 tokens ${num(d[0].maxAbsError)} at 0 → ${num(d[d.length - 1].maxAbsError)} at ${d[d.length - 1].start}, largest ${num(worst.maxAbsError)} at ${worst.start} (${d.length} buckets); below, each row.`;
   }
 
   private drawHistograms(data: PanelData, state: ViewState): void {

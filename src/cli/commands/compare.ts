@@ -3,7 +3,7 @@
  * (src/engine/analysis/compare.ts). Exit 0 whether or not they diverge — the output says which;
  * 1 only for unreadable input. --json prints the contract of issue 5 and nothing else on stdout.
  */
-import { comparisonJson, compareStores, type DumpComparison, type TensorComparison } from '../../engine/analysis/compare';
+import { comparisonJson, compareStores, DRIFT_BUCKET, type DumpComparison, type PositionDrift, type TensorComparison } from '../../engine/analysis/compare';
 import { dumpTokens } from '../../engine/formats/dump';
 import type { TensorStore } from '../../engine/formats/safetensors';
 import { openTensorFile } from '../../engine/formats/tensorFile';
@@ -18,7 +18,9 @@ const USAGE = `usage: mamba-scope compare <a> <b> [--rtol R --atol A] [--max-sec
 Compares every tensor the two files share (safetensors, .npy or .npz; mamba-dump/1 dumps name
 layers and tokens). a is the reference. Per tensor: shape, max |a−b|, normalized error
 max|a−b| / max|a|, the first element (row-major) with |a−b| > atol + rtol·|a| or a non-finite
-value, and the non-finite values of each file; then the first layer that diverges.
+value, and the non-finite values of each file; then the first layer that diverges, and the drift
+against position (max |a−b| per 512 tokens; a long dump's logits rows at its positions) of the
+top-level tensors and the first divergent one, where they span more than 512 tokens.
 
   --rtol R, --atol A   tolerance; default from the dtypes (the looser file; stored dtype or the
                        dump's "dtype" metadata), as mamba_ssm's tests: fp32 6e-4/2e-3,
@@ -152,6 +154,11 @@ function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): st
     const nonFinite = t.nonFinite.first.map((l) => `${l.tensor}[${l.index.join(', ')}]`).join(' ');
     out.push(`${t.name}: diverges beyond rtol ${t.tolerance.rtol}, atol ${t.tolerance.atol}; worst axis-0 rows ${worst.join(', ') || 'none'}${nonFinite ? `; non-finite at ${nonFinite}` : ''}`);
   }
+  // Drift against position: the top-level tensors (logits, nll) and the first divergent one; every tensor's is in the panel's Numerics view.
+  const firstDivergent = divergent.find((t) => t.layer !== null);
+  const drifting = c.tensors.filter((t) => t.drift && t.name !== 'input_ids' && (t.layer === null || t === firstDivergent));
+  if (drifting.length) out.push(`drift against position (max |a−b| per ${DRIFT_BUCKET} tokens):`);
+  for (const t of drifting) out.push(`  ${describeDrift(t.name, t.drift!)}`);
   const ids = c.tensors.find((t) => t.name === 'input_ids');
   if (ids?.firstDivergence) out.push('warning: input_ids differ: the dumps are of different inputs');
   out.push(
@@ -160,6 +167,13 @@ function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): st
       : `no divergence: all ${c.tensors.length} shared tensors within tolerance`,
   );
   return out;
+}
+
+/** "nll 2.1e-6 at 0 → 3.4e-6 at 32256 (largest 4.0e-6 at 20480; 64 buckets)": the first and last buckets and the worst. */
+export function describeDrift(name: string, drift: readonly PositionDrift[]): string {
+  const first = drift[0], last = drift[drift.length - 1];
+  const worst = drift.reduce((a, b) => (b.maxAbsError > a.maxAbsError ? b : a));
+  return `${name} ${num(first.maxAbsError)} at ${first.start} → ${num(last.maxAbsError)} at ${last.start} (largest ${num(worst.maxAbsError)} at ${worst.start}; ${drift.length} buckets)`;
 }
 
 /** Token pieces only label the output: a dump whose metadata is unreadable is still compared. */

@@ -151,6 +151,29 @@ export interface TensorComparison extends TensorDiff {
   readonly layer: number | null;
   readonly shape: readonly number[];
   readonly tolerance: Tolerance;
+  /** max |a − b| per DRIFT_BUCKET positions of the token axis; null when the rows span one bucket. */
+  readonly drift: readonly PositionDrift[] | null;
+}
+
+/** Positions per bucket of the drift against position (issue 13: fp32 numerics at length, in Stuffed Mamba's 512-token buckets). */
+export const DRIFT_BUCKET = 512;
+
+export interface PositionDrift {
+  /** First position of the bucket. */
+  readonly start: number;
+  /** The largest row error among the rows at the bucket's positions. */
+  readonly maxAbsError: number;
+}
+
+/** The row profile gathered by position: `tokenOf` maps a row to its position (a long dump's logits rows are its `positions`). */
+export function driftByPosition(profile: Float64Array, tokenOf: (row: number) => number = (r) => r, bucket = DRIFT_BUCKET): PositionDrift[] | null {
+  const worst = new Map<number, number>();
+  profile.forEach((e, row) => {
+    const b = Math.floor(tokenOf(row) / bucket);
+    worst.set(b, Math.max(worst.get(b) ?? 0, e));
+  });
+  if (worst.size < 2) return null;
+  return [...worst.entries()].sort((x, y) => x[0] - y[0]).map(([b, maxAbsError]) => ({ start: b * bucket, maxAbsError }));
 }
 
 export interface DumpComparison {
@@ -185,6 +208,11 @@ export async function readValues(store: TensorStore, name: string): Promise<Floa
 /** States are stored at the tokens in the sibling h_tokens tensor: their axis 0 is an index into it. */
 export async function tokenMapping(store: TensorStore, name: string): Promise<((row: number) => number) | undefined> {
   const { layer, name: quantity } = parseDumpKey(name);
+  // A long run's dump keeps the logits at `positions` only (inspect --positions).
+  if (layer === null && formatName(name) === 'logits' && store.info('positions')) {
+    const positions = await readValues(store, 'positions');
+    return (row) => positions[row] ?? row;
+  }
   if (layer === null || quantity !== 'h') return undefined;
   const key = dumpKey(layer, 'h_tokens');
   if (!store.info(key)) return undefined;
@@ -244,9 +272,10 @@ export async function compareStores(a: TensorStore, b: TensorStore, override: To
       continue;
     }
     const tolerance = toleranceWith(loosest(tensorToleranceClass(a, inA), tensorToleranceClass(b, inB)), override);
-    const diff = diffArrays(await readValues(a, inA), await readValues(b, inB), shapeA, tolerance, await tokenMapping(a, inA));
+    const tokenOf = await tokenMapping(a, inA);
+    const diff = diffArrays(await readValues(a, inA), await readValues(b, inB), shapeA, tolerance, tokenOf);
     if (diff.firstDivergence) diverged(layer);
-    tensors.push({ name, layer, shape: shapeA, tolerance, ...diff });
+    tensors.push({ name, layer, shape: shapeA, tolerance, ...diff, drift: shapeA.length ? driftByPosition(diff.tokenProfile, tokenOf) : null });
   }
   return {
     tensors,
