@@ -160,6 +160,19 @@ describe('cli inspect', function () {
     assert.match(bad.err, /--positions: (step "0" is not a positive integer|5000 is outside)/);
   });
 
+  it('--positions prints the loss against position, per 512 tokens: the means of the dump\'s own nll', async () => {
+    const ids = Array.from({ length: 1300 }, (_, i) => (i * 37 + 11) % 1000).join(',');
+    const long = await run('inspect', '--model', fixture('mamba1-tiny'), '--ids', ids, '--out', outFile('long-1300.safetensors'), '--positions', '-1');
+    assert.equal(long.code, 0, long.err);
+    const nll = (await (await openSafetensors(outFile('long-1300.safetensors'))).readFloat('nll', 'float64')).data;
+    const mean = (a: number, b: number) => nll.subarray(a, b).reduce((s, v) => s + v, 0) / (b - a);
+    const buckets = [[0, 512], [512, 1024], [1024, 1299]].map(([a, b]) => ({ start: a, mean: mean(a, b) }));
+    const f = (b: { start: number; mean: number }) => `${b.mean.toFixed(4)} at ${b.start}`;
+    const low = buckets.reduce((a, b) => (b.mean < a.mean ? b : a)), high = buckets.reduce((a, b) => (b.mean > a.mean ? b : a));
+    const line = long.out.split('\n').find((l) => l.trim().startsWith('per 512 tokens'));
+    assert.equal(line?.trim(), `per 512 tokens ${f(buckets[0])} → ${f(buckets[2])} (lowest ${f(low)}, highest ${f(high)}; 3 buckets)`);
+  });
+
   it('--positions --backend wasm runs the long mode in fp32: the logits, loss and final states of the full wasm run', async () => {
     const base = ['inspect', '--model', fixture('mamba1-tiny'), '--text', fixture('samples', 'sample1.py'), '--backend', 'wasm'];
     const full = await run(...base, '--out', outFile('full-wasm.safetensors'), '--states-at', '-1');

@@ -65,3 +65,21 @@ export class PositionBuckets {
     }));
   }
 }
+
+export interface BucketMean {
+  readonly start: number;
+  readonly tokens: number;
+  readonly mean: number;
+}
+
+/** The mean of a per-position series (values[t] at position t, e.g. the next-token loss) per `bucket` positions. */
+export function bucketMeans(values: ArrayLike<number>, bucket = DEFAULT_BUCKET): BucketMean[] {
+  const out: BucketMean[] = [];
+  for (let start = 0; start < values.length; start += bucket) {
+    const end = Math.min(values.length, start + bucket);
+    let sum = 0;
+    for (let t = start; t < end; t++) sum += values[t];
+    out.push({ start, tokens: end - start, mean: sum / (end - start) });
+  }
+  return out;
+}
