@@ -1,4 +1,7 @@
 /// <reference types="@webgpu/types" />
+import { nativeForward } from '../../src/engine/webgpu/forward';
+import { createForwardPlan, type ForwardPlanOptions } from '../../src/engine/webgpu/plan';
+import type { GpuWeights } from '../../src/engine/webgpu/weights';
 import { createDawnDevice } from '../../src/node/webgpu';
 
 /**
@@ -13,4 +16,14 @@ export function withDawn(use: (dawn: { readonly device: GPUDevice; readonly soft
     use({ device, software: dawn.info.software });
   });
   after(() => device?.destroy());
+}
+
+/** One forward on a plan made for it and destroyed after it: a test case that runs each plan once. */
+export async function forwardOnce(weights: GpuWeights, options: ForwardPlanOptions, ids: ArrayLike<number>): ReturnType<typeof nativeForward> {
+  const plan = await createForwardPlan(weights, options);
+  try {
+    return await nativeForward(plan, ids);
+  } finally {
+    plan.destroy();
+  }
 }

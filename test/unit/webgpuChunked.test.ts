@@ -12,12 +12,10 @@ import { loadModelFolder } from '../../src/engine/model/load';
 import { nextTokenLoss } from '../../src/engine/predictions';
 import { normalizedError } from '../../src/engine/tensor';
 import { webgpuLongRun } from '../../src/engine/webgpu/longRun';
-import { nativeForward } from '../../src/engine/webgpu/forward';
 import { WebGpuModel } from '../../src/engine/webgpu/model';
-import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { NodeFolderStore } from '../../src/node/files';
 import { fixture, openSafetensors } from './fixtures';
-import { withDawn } from './dawnSuite';
+import { forwardOnce, withDawn } from './dawnSuite';
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): number {
   const e = normalizedError(got, want);
@@ -39,8 +37,7 @@ describe('long sequences in chunks (native WebGPU, Dawn + SwiftShader)', functio
           const V = model.config.vocabSize;
           const ids = Array.from({ length: tokens }, (_, i) => (i * 37 + 11) % V);
           const layers = Array.from({ length: model.config.nLayer }, (_, i) => i);
-          const plan = await createForwardPlan(model.weights, { tokens, software, logits: true, statesAt: [-1], capture: { layers, quantities: ['h', 'conv_state'] }, pipelines: model.pipelines });
-          const whole = await nativeForward(plan, ids).finally(() => plan.destroy());
+          const whole = await forwardOnce(model.weights, { tokens, software, logits: true, statesAt: [-1], capture: { layers, quantities: ['h', 'conv_state'] }, pipelines: model.pipelines }, ids);
           let progress = 0;
           const chunked = await webgpuLongRun(model, ids, { chunkLength, logitsAt: ids.map((_, t) => t), onProgress: (t) => (progress = t) });
           assert.equal(progress, tokens, 'progress reaches the last token');
@@ -76,8 +73,7 @@ describe('long sequences in chunks (native WebGPU, Dawn + SwiftShader)', functio
     try {
       const V = model.config.vocabSize;
       const ids = Array.from({ length: 64 }, (_, i) => (i * 37 + 11) % V);
-      const plan = await createForwardPlan(model.weights, { tokens: ids.length, software, logits: true, pipelines: model.pipelines });
-      const whole = await nativeForward(plan, ids).finally(() => plan.destroy());
+      const whole = await forwardOnce(model.weights, { tokens: ids.length, software, logits: true, pipelines: model.pipelines }, ids);
       const want = ids.slice(0, -1).map((_, t) => nextTokenLoss(whole.logits!, t, ids[t + 1]));
       assert.ok(Math.max(...want) > 200, `the test's losses reach past fp32's exp range (largest ${Math.max(...want).toFixed(0)} nats)`);
       const run = await webgpuLongRun(model, ids, { chunkLength: 24 });

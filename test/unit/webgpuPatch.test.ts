@@ -20,14 +20,13 @@ import { isLanguageModel, type LoadedModel } from '../../src/engine/model/graph'
 import { loadModelFolder } from '../../src/engine/model/load';
 import { referenceForward } from '../../src/engine/reference/forward';
 import { normalizedError, type Tensor } from '../../src/engine/tensor';
-import { nativeForward } from '../../src/engine/webgpu/forward';
 import { CAPTURE_NAMES } from '../../src/engine/webgpu/layer';
 import { WebGpuModel } from '../../src/engine/webgpu/model';
 import { createForwardPlan } from '../../src/engine/webgpu/plan';
 import { uploadWeights, type GpuWeights } from '../../src/engine/webgpu/weights';
 import { NodeFolderStore } from '../../src/node/files';
 import { fixture } from './fixtures';
-import { withDawn } from './dawnSuite';
+import { forwardOnce, withDawn } from './dawnSuite';
 
 const TOL = DEFAULT_TOLERANCE.fp32;
 const NORMALIZED = 1e-5;
@@ -108,14 +107,7 @@ describe('patch-state on the native WebGPU forward (Dawn + SwiftShader)', functi
             const edits = editsFor(c.spec, ref64);
             const layers = ref64.layers.map((l) => l.index).filter((i) => i >= c.layer);
             const ref = referenceForward(ref64, ids, { edits, statesAt: STATES_AT });
-            const run = async (e?: Map<number, LayerEdit>) => {
-              const plan = await createForwardPlan(w, { tokens: L, software: asSoftware(), chunkLength, logits: true, statesAt: STATES_AT, capture: { layers, quantities: [...CAPTURE_NAMES] }, ...(e ? { edits: e } : {}) });
-              try {
-                return await nativeForward(plan, ids);
-              } finally {
-                plan.destroy();
-              }
-            };
+            const run = (e?: Map<number, LayerEdit>) => forwardOnce(w, { tokens: L, software: asSoftware(), chunkLength, logits: true, statesAt: STATES_AT, capture: { layers, quantities: [...CAPTURE_NAMES] }, ...(e ? { edits: e } : {}) }, ids);
             const [got, clean] = [await run(edits), await run()];
             expectClose(got.logits!.data, ref.logits!, 'logits', `${name} logits`);
             for (const layer of layers) {
