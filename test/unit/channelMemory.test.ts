@@ -71,7 +71,7 @@ describe('effective memory per channel and Δ against position', () => {
     assert.deepEqual(got.map((b) => b.resetShare), [2 / 8, 2 / 8, 1 / 7]);
   });
 
-  it('forgotten --json gives every layer its channels\' memory and Δ by position, from the forward\'s own Δ', async () => {
+  it('forgotten --json gives every layer its channels\' memory and Δ and ‖h_t‖ by position, from the forward\'s own Δ and states', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mamba-memory-'));
     try {
       const text = 'def area(w, h):\n    return w * h\n\nfor side in range(1, 40):\n    print(side, area(side, side + 1))\n'.repeat(4);
@@ -85,7 +85,7 @@ describe('effective memory per channel and Δ against position', () => {
       const tokenizer = MambaTokenizer.fromJson(decodeUtf8(await fs.readFile(path.join(MODEL, 'tokenizer.json')), 'tokenizer.json'), 'tokenizer.json');
       const ids = tokenizer.encode(text).ids;
       const L = ids.length;
-      const forward = referenceForward(model, ids);
+      const forward = referenceForward(model, ids, { statesAt: Array.from(ids, (_, t) => t) });
       for (const layer of report.layers) {
         const delta = forward.layers[layer.layer].tensors.delta!;
         const D = delta.shape[1];
@@ -107,10 +107,16 @@ describe('effective memory per channel and Δ against position', () => {
         assert.deepEqual([layer.memory.horizon, layer.memory.global, layer.memory.local], [horizon, global, D - global]);
         assert.equal(layer.positions.length, Math.ceil(L / bucket));
         const resets = Retention.fromLayer(delta, A).resetEvents(tau).map((r) => r.index);
+        const h = forward.layers[layer.layer].tensors.h!;
+        const S = h.data.length / L;
         for (const b of layer.positions) {
           let sum = 0;
           for (let i = b.start * D; i < (b.start + b.tokens) * D; i++) sum += delta.data[i];
           assert.ok(Math.abs(b.meanDelta - sum / (b.tokens * D)) < 1e-12, `layer ${layer.layer} bucket at ${b.start}: mean Δ`);
+          // ‖h_t‖ of the states the whole-sequence forward recorded after every token.
+          const norms = Array.from({ length: b.tokens }, (_, k) => Math.hypot(...h.data.subarray((b.start + k) * S, (b.start + k + 1) * S)));
+          assert.ok(Math.abs(b.meanStateNorm! - norms.reduce((x, y) => x + y, 0) / b.tokens) < 1e-9 * Math.max(...norms), `layer ${layer.layer} bucket at ${b.start}: mean ‖h_t‖`);
+          assert.ok(Math.abs(b.maxStateNorm! - Math.max(...norms)) < 1e-9 * Math.max(...norms), `layer ${layer.layer} bucket at ${b.start}: max ‖h_t‖`);
           assert.equal(b.resetShare, resets.filter((t) => t >= b.start && t < b.start + b.tokens).length / b.tokens);
         }
       }

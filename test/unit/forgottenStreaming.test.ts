@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { CommandIO } from '../../src/cli/command';
 import { main } from '../../src/cli/main';
 import { ChannelMemory } from '../../src/engine/analysis/channelMemory';
-import { PositionBuckets } from '../../src/engine/analysis/positionBuckets';
+import { PositionBuckets, stateNorms } from '../../src/engine/analysis/positionBuckets';
 import { layerDecay, Retention, type ResetEvent, type RetentionView } from '../../src/engine/analysis/retention';
 import { RetentionStream } from '../../src/engine/analysis/retentionStream';
 import { decodeUtf8 } from '../../src/engine/io';
@@ -174,7 +174,7 @@ describe('forgotten streamed: the CLI', function () {
       const encoded = tokenizer.encode(await fs.readFile(textFile, 'utf8'));
       const threshold = flags.includes('--threshold') ? 0.3 : 0.05;
       const layers = flags.includes('--layers') ? [model.layers.length - 1] : model.layers.map((l) => l.index);
-      const whole = referenceForward(model, encoded.ids, { layers, keep: ['delta'] });
+      const whole = referenceForward(model, encoded.ids, { layers, keep: ['delta', 'h'], statesAt: Array.from(encoded.ids, (_, t) => t) });
       const want = {
         threshold,
         layers: whole.layers.map(({ layer, tensors }) => {
@@ -186,7 +186,7 @@ describe('forgotten streamed: the CLI', function () {
           memory.push(tensors.delta!);
           const m = memory.finish(threshold);
           const buckets = new PositionBuckets(tensors.delta!.shape[1]);
-          buckets.push(tensors.delta!);
+          buckets.push(tensors.delta!, stateNorms(tensors.h!));
           return {
             layer,
             tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),

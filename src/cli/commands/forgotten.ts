@@ -4,7 +4,7 @@
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
 import { ChannelMemory, DEFAULT_HORIZON, type ChannelMemoryReport } from '../../engine/analysis/channelMemory';
-import { DEFAULT_BUCKET, PositionBuckets, type PositionBucket } from '../../engine/analysis/positionBuckets';
+import { DEFAULT_BUCKET, PositionBuckets, stateNorms, type PositionBucket } from '../../engine/analysis/positionBuckets';
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
@@ -61,8 +61,8 @@ export interface ForgottenReport {
   layers: ForgottenLayer[];
 }
 
-/** Tokens per chunk of the streamed run. */
-export const FORGOTTEN_CHUNK = 2048;
+/** Tokens per chunk of the streamed run: its states after every token ([chunk, D, N] of one layer at a time, for ‖h_t‖ per bucket) stay near 100 MB at mamba-130m. */
+export const FORGOTTEN_CHUNK = 512;
 
 const USAGE = `usage: mamba-scope forgotten [--model <dir>] --text <file> [--threshold τ] [--layers all|0,2]
                               [--channel d] [--state n] [--horizon N] [--bucket N] [--max-tokens N]
@@ -73,7 +73,7 @@ state, R_ℓ(s→t) = mean_{d,n} exp(A[d,n]·Σ_{s<k≤t} Δ_k[d]), drops below 
 when retained to the end), and R_ℓ(s→L−1). Per layer and channel d, its effective memory: the
 tokens back at which a write at the channel's mean Δ over the text keeps τ of itself,
 mean_n exp(A[d,n]·M_d·Δ̄_d) = τ, the channel global when M_d reaches --horizon, else local; and
-Δ's mean and max and the share of reset events per --bucket positions. Float64 reference forward, streamed: the text in
+Δ's mean and max, ‖h_t‖'s mean and max and the share of reset events per --bucket positions. Float64 reference forward, streamed: the text in
 ${FORGOTTEN_CHUNK}-token chunks with each layer's state carried, each layer's prefix sums of Δ spilled
 to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) for R(s→L−1); with
 --causal, or on a hybrid (attention carries no state across chunks), one whole-sequence forward.
@@ -95,7 +95,7 @@ to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) fo
                     (one float64 forward per forgotten token and layer)
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}],
                       "memory": {"horizon", "global", "local", "channels": [M_d | null]},
-                      "positions": [{"start", "tokens", "meanDelta", "maxDelta", "resetShare"}]}]}
+                      "positions": [{"start", "tokens", "meanDelta", "maxDelta", "resetShare", "meanStateNorm", "maxStateNorm"}]}]}
                     without it: a summary per layer, its channels' memory and Δ by position, the reset events
                     (t where the step kept < τ of the state), and the run's time
 ${MAX_SECONDS_USAGE}`;
@@ -131,7 +131,9 @@ export const forgotten: Command = {
     }
     const layers = layerList(args, 'layers', model.config.nLayer);
     // A retention channel is a column of Δ: a channel (Mamba-1) or a head (Mamba-2).
-    const { deltaWidth: channels, deltaUnit } = scanOf(model.layers[0]);
+    const { deltaWidth: channels, deltaUnit, channels: stateChannels } = scanOf(model.layers[0]);
+    // Values of one layer's state after one token (D·N, Mamba-2: heads·P·N): ‖h_t‖ per bucket reads every token's.
+    const stateValues = stateChannels * stateSize(model.config);
     if (channel !== undefined && channel >= channels) throw new UsageError(`--channel ${channel} is outside the model's ${channels} ${deltaUnit}`);
     if (state !== undefined && state >= stateSize(model.config)) throw new UsageError(`--state ${state} is outside the model's ${stateSize(model.config)} states`);
 
@@ -169,7 +171,7 @@ export const forgotten: Command = {
       // file for R(s→L−1). It holds the weights, one chunk's stream and Δ, each layer's window of
       // prefix sums (the current token's lifetime, checked as it grows) and the O(L) results.
       const chunk = Math.min(L, FORGOTTEN_CHUNK);
-      const fixed = 8 * (parameterCount(model) + streamValues(model.config, chunk) + 2 * layers.length * chunk * channels) + 12 * layers.length * L;
+      const fixed = 8 * (parameterCount(model) + streamValues(model.config, chunk) + 2 * layers.length * chunk * channels + chunk * stateValues) + 12 * layers.length * L;
       if (fixed > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens streamed in ${chunk}-token chunks through ${layers.length} layers need ${(fixed / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
       // What is left of the limit bounds each layer's window of prefix sums (ring growth: up to twice the rows held).
       const maxWindowRows = Math.max(1, Math.floor((limitMb * 1e6 - fixed) / (2 * 8 * channels * layers.length)));
@@ -189,13 +191,14 @@ export const forgotten: Command = {
         await budget.phase('forward and retention', L, (tick) => referenceForwardChunked(model, encoded.ids, {
           chunkLength: chunk,
           withoutHead: true,
+          everyState: true,
           onProgress: tick,
           onLayer: (layer, internals) => {
             const k = slot.get(layer);
             if (k === undefined) return;
             spills[k].append(streams[k].push(internals.delta!));
             memories[k].push(internals.delta!);
-            buckets[k].push(internals.delta!);
+            buckets[k].push(internals.delta!, internals.h && stateNorms(internals.h));
           },
         }));
         await budget.phase('retention at end', layers.length, (tick) => layers.forEach((_, k) => {
@@ -210,8 +213,8 @@ export const forgotten: Command = {
         for (const spill of spills) spill.remove();
       }
     } else {
-      // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each), and the forward's stream.
-      const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + streamValues(model.config, L));
+      // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each) and its state after every token (for ‖h_t‖ per bucket), and the forward's stream.
+      const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + layers.length * L * stateValues + streamValues(model.config, L));
       if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
       budget.plan([
         { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
@@ -219,13 +222,14 @@ export const forgotten: Command = {
         // At most one ablated forward per token and layer: the estimate takes every token as forgotten.
         ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
       ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
-      const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta'], checkCancelled: layerTicks(tick) }));
+      const every = Array.from({ length: L }, (_, t) => t);
+      const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta', 'h'], statesAt: every, checkCancelled: layerTicks(tick) }));
       forward = whole;
       await budget.phase('retention', whole.layers.length, (tick) => whole.layers.forEach(({ layer, tensors }, k) => {
         tick(k);
         const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, source(layer));
         memories[k].push(tensors.delta!);
-        buckets[k].push(tensors.delta!);
+        buckets[k].push(tensors.delta!, tensors.h && stateNorms(tensors.h));
         reportLayer(k, retention.forgottenAt(threshold, view), retention.atEnd(view), retention.resetEvents(threshold));
       }));
     }
@@ -299,9 +303,10 @@ function describeMemory(m: ChannelMemoryReport): string {
 
 function describePositions(buckets: readonly PositionBucket[]): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-  if (buckets.length === 1) return `  Δ over the text: mean ${buckets[0].meanDelta.toPrecision(3)}, max ${buckets[0].maxDelta.toPrecision(3)}, resets ${pct(buckets[0].resetShare)}`;
+  const norm = (b: PositionBucket) => b.meanStateNorm?.toPrecision(3) ?? '—';
+  if (buckets.length === 1) return `  over the text: Δ mean ${buckets[0].meanDelta.toPrecision(3)}, max ${buckets[0].maxDelta.toPrecision(3)}; ‖h_t‖ mean ${norm(buckets[0])}; resets ${pct(buckets[0].resetShare)}`;
   const first = buckets[0], last = buckets[buckets.length - 1];
   const low = buckets.reduce((a, b) => (b.meanDelta < a.meanDelta ? b : a)), high = buckets.reduce((a, b) => (b.meanDelta > a.meanDelta ? b : a));
-  return `  Δ by ${first.tokens}-token bucket (${buckets.length}): mean ${first.meanDelta.toPrecision(3)} at 0 → ${last.meanDelta.toPrecision(3)} at ${last.start} ` +
-    `(lowest ${low.meanDelta.toPrecision(3)} at ${low.start}, highest ${high.meanDelta.toPrecision(3)} at ${high.start}); resets ${pct(first.resetShare)} → ${pct(last.resetShare)}`;
+  return `  by ${first.tokens}-token bucket (${buckets.length}): Δ mean ${first.meanDelta.toPrecision(3)} at 0 → ${last.meanDelta.toPrecision(3)} at ${last.start} ` +
+    `(lowest ${low.meanDelta.toPrecision(3)} at ${low.start}, highest ${high.meanDelta.toPrecision(3)} at ${high.start}); ‖h_t‖ mean ${norm(first)} → ${norm(last)}; resets ${pct(first.resetShare)} → ${pct(last.resetShare)}`;
 }

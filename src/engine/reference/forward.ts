@@ -89,18 +89,24 @@ export interface ReferenceChunkedOptions extends ChunkedRunOptions {
    * layers only. Its nll and logits are left 0.
    */
   readonly withoutHead?: boolean;
+  /**
+   * onLayer's internals hold the state after every token of the chunk (h [T, …]): a streamed
+   * statistic of the state against position (forgotten's ‖h_t‖ per bucket) at T·D·N values
+   * for one layer at a time, so the caller picks the chunk length to fit them.
+   */
+  readonly everyState?: boolean;
 }
 
 /** One chunk on the reference: each layer's kind steps from its carry; `checkCancelled` is polled between layers. */
 function referenceChunkRunner(model: LanguageModel<'float64'>, options: ReferenceChunkedOptions): ChunkRunner<Float64Array> {
-  const none = new Int32Array(0);
-  const { checkCancelled, onLayer, withoutHead } = options;
+  const { checkCancelled, onLayer, withoutHead, everyState } = options;
   return (chunk) => {
     const embeddings = embedTokens(model.config, chunk.ids, model.embedding);
+    const at = everyState ? Int32Array.from(chunk.ids, (_, t) => t) : new Int32Array(0);
     let hidden = embeddings;
     const carries = model.layers.map((layer, i) => {
       checkCancelled?.();
-      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, none, chunk.carries?.[i], undefined, { embeddings }));
+      const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, chunk.carries?.[i], undefined, { embeddings }));
       onLayer?.(layer.index, step.internals, chunk);
       hidden = step.next;
       return step.carry;
