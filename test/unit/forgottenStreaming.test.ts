@@ -32,6 +32,31 @@ async function load(name: string): Promise<{ model: LanguageModel<'float64'>; to
   return { model, tokenizer };
 }
 
+/** forgotten --json's report computed from one whole-sequence float64 forward held in memory: Retention, ChannelMemory and PositionBuckets on every Δ and state at once. */
+function inMemory(model: LanguageModel<'float64'>, encoded: { ids: ArrayLike<number>; tokens: readonly string[] }, layers: number[], threshold: number, view: RetentionView) {
+  const whole = referenceForward(model, encoded.ids, { layers, keep: ['delta', 'h'], statesAt: Array.from(encoded.ids, (_, t) => t) });
+  return {
+    threshold,
+    layers: whole.layers.map(({ layer, tensors }) => {
+      const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A);
+      const at = retention.forgottenAt(threshold, view);
+      const end = retention.atEnd(view);
+      // The channels' memory and the buckets from the whole Δ at once: the streamed run fed them chunk by chunk.
+      const memory = new ChannelMemory(layerDecay(model, layer).A);
+      memory.push(tensors.delta!);
+      const m = memory.finish(threshold);
+      const buckets = new PositionBuckets(tensors.delta!.shape[1]);
+      buckets.push(tensors.delta!, stateNorms(tensors.h!));
+      return {
+        layer,
+        tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
+        memory: { horizon: m.horizon, global: m.global, local: m.local, channels: Array.from(m.memory, (x) => (Number.isFinite(x) ? x : null)) },
+        positions: buckets.finish(retention.resetEvents(threshold)),
+      };
+    }),
+  };
+}
+
 interface Streamed {
   forgottenAt: Int32Array;
   atEnd: Float64Array;
@@ -174,27 +199,7 @@ describe('forgotten streamed: the CLI', function () {
       const encoded = tokenizer.encode(await fs.readFile(textFile, 'utf8'));
       const threshold = flags.includes('--threshold') ? 0.3 : 0.05;
       const layers = flags.includes('--layers') ? [model.layers.length - 1] : model.layers.map((l) => l.index);
-      const whole = referenceForward(model, encoded.ids, { layers, keep: ['delta', 'h'], statesAt: Array.from(encoded.ids, (_, t) => t) });
-      const want = {
-        threshold,
-        layers: whole.layers.map(({ layer, tensors }) => {
-          const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A);
-          const at = retention.forgottenAt(threshold, view);
-          const end = retention.atEnd(view);
-          // The channels' memory and the buckets from the whole Δ at once: the streamed run fed them chunk by chunk.
-          const memory = new ChannelMemory(layerDecay(model, layer).A);
-          memory.push(tensors.delta!);
-          const m = memory.finish(threshold);
-          const buckets = new PositionBuckets(tensors.delta!.shape[1]);
-          buckets.push(tensors.delta!, stateNorms(tensors.h!));
-          return {
-            layer,
-            tokens: encoded.tokens.map((token, index) => ({ index, token, forgottenAt: at[index] < 0 ? null : at[index], retentionAtEnd: end[index] })),
-            memory: { horizon: m.horizon, global: m.global, local: m.local, channels: Array.from(m.memory, (x) => (Number.isFinite(x) ? x : null)) },
-            positions: buckets.finish(retention.resetEvents(threshold)),
-          };
-        }),
-      };
+      const want = inMemory(model, encoded, layers, threshold, view);
       assert.deepEqual(got, want);
       assert.deepEqual(spillsLeft(), []);
     });
@@ -208,6 +213,15 @@ describe('forgotten streamed: the CLI', function () {
     assert.ok(streamedRun.out.some((l) => /reset event/.test(l)) && !streamedRun.out.some((l) => /no reset events/.test(l)), streamedRun.out.join('\n'));
     assert.deepEqual(streamedRun.out, whole.out.slice(0, streamedRun.out.length));
     assert.ok(whole.out.slice(streamedRun.out.length).every((l) => /causally forgotten/.test(l)));
+  });
+
+  it('a hybrid runs as one pass of the chunked reference: Jamba\'s layer 3, after its attention layer, is the in-memory computation\'s', async () => {
+    const c = capture();
+    assert.equal(await main(['forgotten', '--model', fixture('families', 'jamba'), '--text', textFile, '--max-tokens', '120', '--layers', '1,3', '--json'], c.io), 0, c.err.join('\n'));
+    const { model, tokenizer } = await load('families/jamba');
+    const encoded = tokenizer.encode(await fs.readFile(textFile, 'utf8'));
+    const first = { ids: encoded.ids.slice(0, 120), tokens: encoded.tokens.slice(0, 120) };
+    assert.deepEqual(JSON.parse(c.out.join('\n')), inMemory(model, first, [1, 3], 0.05, {}));
   });
 
   it('a run that stops on an error removes its spill', async () => {

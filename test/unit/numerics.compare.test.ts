@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compare, describeDrift } from '../../src/cli/commands/compare';
-import { compareStores, comparisonJson, DEFAULT_TOLERANCE, diffArrays, type DumpComparison } from '../../src/engine/analysis/compare';
+import { compareStores, comparisonJson, DEFAULT_TOLERANCE, diffArrays, driftByPosition, type DumpComparison } from '../../src/engine/analysis/compare';
 import { encodeNpy } from '../../src/engine/formats/npy';
 import { encodeSafetensors } from '../../src/engine/formats/safetensors';
 import { normalizedError } from '../../src/engine/tensor';
@@ -65,6 +65,18 @@ describe('numerics: compare', () => {
     assert.deepEqual(d.firstDivergence?.index, [1, 0]);
     assert.deepEqual(d.nonFinite, { a: 1, b: 2, first: [{ tensor: 'b', index: [1, 0] }, { tensor: 'a', index: [2, 1] }, { tensor: 'b', index: [2, 1] }] });
     assert.equal(d.maxAbsError, 0, 'errors are over finite pairs; the NaNs are reported as non-finite');
+  });
+
+  it('drift by position: a row with a non-finite value makes its bucket NaN, the highest, not a small error', () => {
+    const a = Float64Array.from({ length: 1200 * 2 }, (_, i) => i / 7);
+    const b = a.map((v, i) => v + (i < 2 * 600 ? 1e-6 : 1e-3));
+    b[2 * 700 + 1] = Infinity;
+    const d = diffArrays(a, b, [1200, 2], FP32);
+    assert.ok(Number.isNaN(d.tokenProfile[700]) && Math.abs(d.tokenProfile[701] - 1e-3) < 1e-9);
+    const drift = driftByPosition(d.tokenProfile)!;
+    assert.deepEqual(drift.map((x) => x.start), [0, 512, 1024]);
+    assert.ok(Math.abs(drift[0].maxAbsError - 1e-6) < 1e-9 && Number.isNaN(drift[1].maxAbsError) && Math.abs(drift[2].maxAbsError - 1e-3) < 1e-9);
+    assert.match(describeDrift('x', drift), /^x 1\.00e-6 at 0 → 1\.00e-3 at 1024 \(lowest 1\.00e-6 at 0, highest NaN at 512; 3 buckets\)$/);
   });
 
   it('the golden dump compared with itself: nothing diverges', async () => {

@@ -10,6 +10,8 @@ export interface LineChartOptions {
   readonly valueName: string;
   readonly onSelect?: (x: number) => void;
   readonly xLabel?: (x: number) => string;
+  /** What the x axis counts, for the chart's label (default "tokens"). */
+  readonly xName?: string;
 }
 
 export class LineChart {
@@ -125,6 +127,6 @@ export class LineChart {
       g.fillStyle = style.color || '#888';
       g.fillRect(Math.round(x), 0, Math.max(1, dpr), H);
     }
-    c.setAttribute('aria-label', `${this.options.label}: ${v.length} tokens, ${this.options.valueName} from ${formatValue(min)} to ${formatValue(max)}`);
+    c.setAttribute('aria-label', `${this.options.label}: ${v.length} ${this.options.xName ?? 'tokens'}, ${this.options.valueName} from ${formatValue(min)} to ${formatValue(max)}`);
   }
 }

@@ -8,7 +8,8 @@
  * A long run's mean Δ comes from its per-block tiles (the whole sample, not the window in view),
  * a short run's from its Δ at every token. Mamba-2's "channels" are its heads.
  */
-import { DEFAULT_HORIZON, memoryAtMeanDelta, type ChannelMemoryReport } from '../../src/engine/analysis/channelMemory';
+import { ChannelMemory, DEFAULT_HORIZON, memoryAtMeanDelta, type ChannelMemoryReport } from '../../src/engine/analysis/channelMemory';
+import type { Tensor } from '../../src/engine/tensor';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { LineChart } from '../render/lineChart';
 import type { PanelData } from '../panelData';
@@ -17,8 +18,8 @@ import type { ExportSlice, View, ViewContext, ViewDescription, ViewSpec, ViewUpd
 
 const ID = 'memory';
 
-/** Mean Δ per column over the whole sample, and the tokens it is over. */
-async function meanDelta(data: PanelData, layer: number): Promise<{ mean: Float64Array; tokens: number }> {
+/** The layer's effective memory over the whole sample, and the tokens it is over. */
+async function memoryOf(data: PanelData, layer: number, A: Tensor<Float64Array>, threshold: number): Promise<{ report: ChannelMemoryReport; tokens: number }> {
   const long = data.long?.run;
   if (long) {
     const t = long.tiles(layer, 'delta', 'mean');
@@ -28,14 +29,14 @@ async function meanDelta(data: PanelData, layer: number): Promise<{ mean: Float6
       const n = Math.min(long.blockSize, long.tokens - b * long.blockSize);
       for (let c = 0; c < t.columns; c++) mean[c] += t.data[b * t.columns + c] * n;
     }
-    return { mean: mean.map((s) => s / long.tokens), tokens: long.tokens };
+    return { report: memoryAtMeanDelta(A, mean.map((s) => s / long.tokens), threshold, DEFAULT_HORIZON, `layer ${layer}`), tokens: long.tokens };
   }
   const analysis = data.analysis(layer);
   if (!analysis) throw new Unavailable(`Layer ${layer} has no internals in this data: pick another layer.`);
   const m = await analysis.metric('delta');
-  const mean = new Float64Array(m.cols);
-  for (let i = 0; i < m.data.length; i++) mean[i % m.cols] += m.data[i];
-  return { mean: mean.map((s) => s / m.rows), tokens: m.rows };
+  const memory = new ChannelMemory(A, `layer ${layer}`);
+  memory.push({ shape: [m.rows, m.cols], data: m.data });
+  return { report: memory.finish(threshold, DEFAULT_HORIZON), tokens: m.rows };
 }
 
 class ChannelMemoryView implements View {
@@ -50,6 +51,7 @@ class ChannelMemoryView implements View {
     this.chart = new LineChart({
       label: 'effective memory per channel, sorted',
       valueName: 'log₁₀ tokens',
+      xName: 'channels',
       xLabel: (rank) => {
         const s = this.shown;
         if (!s) return String(rank);
@@ -67,9 +69,8 @@ class ChannelMemoryView implements View {
     if (this.shown?.key === key) return;
     const A = data.model?.scans[state.layer]?.aLog;
     if (!A) throw new Unavailable(data.model ? `Layer ${state.layer} has no selective scan: no channel memory.` : 'The channel memory needs the model\'s A (A = −exp(A_log)): load the model.');
-    const { mean, tokens } = await meanDelta(data, state.layer);
+    const { report, tokens } = await memoryOf(data, state.layer, { shape: A.shape, data: Float64Array.from(A.data, (v) => -Math.exp(v)) }, state.threshold);
     if (stale()) return;
-    const report = memoryAtMeanDelta({ shape: A.shape, data: Float64Array.from(A.data, (v) => -Math.exp(v)) }, mean, state.threshold, DEFAULT_HORIZON, `layer ${state.layer}`);
     const order = Int32Array.from(report.memory.keys()).sort((a, b) => report.memory[a] - report.memory[b]);
     this.shown = { key, report, order };
     // Infinite memories (never below τ) have no log to draw: they stay at the right end, undrawn, and the title counts them.

@@ -8,6 +8,7 @@
  * underflow to 0 (erase the state).
  */
 import { decayHistograms, type DecayHistograms } from '../../src/engine/analysis/decayHistogram';
+import { DEFAULT_BUCKET, trendText } from '../../src/engine/analysis/positionBuckets';
 import type { ComparedTensor, ComparisonParams, FirstNonFinite } from '../../src/protocol';
 import { Unavailable } from '../analysis/layerAnalysis';
 import { decayFor } from '../inspection';
@@ -128,6 +129,9 @@ class NumericsView implements View {
     const m = t && c?.errorMaps[t.name];
     if (!t || !m) {
       this.heatmap.setData(null);
+      this.drift.setData(null);
+      this.driftCaption.textContent = '';
+      this.shown = null;
       this.divergence.textContent = 'No tensor of the same shape in both files.';
       this.goTo.hidden = true;
       return;
@@ -166,8 +170,7 @@ class NumericsView implements View {
       this.driftCaption.textContent = `Max |a − b| of ${t.name} per ${t.shape.length > 1 ? 'row' : 'element'} along its first axis.`;
       return;
     }
-    const worst = d.reduce((x, y) => (y.maxAbsError > x.maxAbsError ? y : x));
-    this.driftCaption.textContent = `Drift against position, ${t.name}: max |a − b| per 512 tokens ${num(d[0].maxAbsError)} at 0 → ${num(d[d.length - 1].maxAbsError)} at ${d[d.length - 1].start}, largest ${num(worst.maxAbsError)} at ${worst.start} (${d.length} buckets); below, each row.`;
+    this.driftCaption.textContent = `Drift against position, ${t.name}: max |a − b| per ${DEFAULT_BUCKET} tokens ${trendText(d.map((b) => ({ start: b.start, value: b.maxAbsError })), (v) => (Number.isNaN(v) ? 'non-finite' : num(v)))}; below, each row.`;
   }
 
   private drawHistograms(data: PanelData, state: ViewState): void {

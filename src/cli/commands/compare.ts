@@ -3,7 +3,8 @@
  * (src/engine/analysis/compare.ts). Exit 0 whether or not they diverge — the output says which;
  * 1 only for unreadable input. --json prints the contract of issue 5 and nothing else on stdout.
  */
-import { comparisonJson, compareStores, DRIFT_BUCKET, type DumpComparison, type PositionDrift, type TensorComparison } from '../../engine/analysis/compare';
+import { comparisonJson, compareStores, type DumpComparison, type PositionDrift, type TensorComparison } from '../../engine/analysis/compare';
+import { DEFAULT_BUCKET, trendText } from '../../engine/analysis/positionBuckets';
 import { dumpTokens } from '../../engine/formats/dump';
 import type { TensorStore } from '../../engine/formats/safetensors';
 import { openTensorFile } from '../../engine/formats/tensorFile';
@@ -156,8 +157,9 @@ function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): st
   }
   // Drift against position: the top-level tensors (logits, nll) and the first divergent one; every tensor's is in the panel's Numerics view.
   const firstDivergent = divergent.find((t) => t.layer !== null);
-  const drifting = c.tensors.filter((t) => t.drift && t.name !== 'input_ids' && (t.layer === null || t === firstDivergent));
-  if (drifting.length) out.push(`drift against position (max |a−b| per ${DRIFT_BUCKET} tokens):`);
+  // input_ids and a long dump's positions are the same integers in both files, not numerics.
+  const drifting = c.tensors.filter((t) => t.drift && t.name !== 'input_ids' && t.name !== 'positions' && (t.layer === null || t === firstDivergent));
+  if (drifting.length) out.push(`drift against position (max |a−b| per ${DEFAULT_BUCKET} tokens):`);
   for (const t of drifting) out.push(`  ${describeDrift(t.name, t.drift!)}`);
   const ids = c.tensors.find((t) => t.name === 'input_ids');
   if (ids?.firstDivergence) out.push('warning: input_ids differ: the dumps are of different inputs');
@@ -169,11 +171,9 @@ function formatComparison(c: DumpComparison, a: TensorStore, b: TensorStore): st
   return out;
 }
 
-/** "nll 2.1e-6 at 0 → 3.4e-6 at 32256 (largest 4.0e-6 at 20480; 64 buckets)": the first and last buckets and the worst. */
+/** "nll 2.1e-6 at 0 → 3.4e-6 at 32256 (lowest …, highest 4.0e-6 at 20480; 64 buckets)". */
 export function describeDrift(name: string, drift: readonly PositionDrift[]): string {
-  const first = drift[0], last = drift[drift.length - 1];
-  const worst = drift.reduce((a, b) => (b.maxAbsError > a.maxAbsError ? b : a));
-  return `${name} ${num(first.maxAbsError)} at ${first.start} → ${num(last.maxAbsError)} at ${last.start} (largest ${num(worst.maxAbsError)} at ${worst.start}; ${drift.length} buckets)`;
+  return `${name} ${trendText(drift.map((d) => ({ start: d.start, value: d.maxAbsError })), num)}`;
 }
 
 /** Token pieces only label the output: a dump whose metadata is unreadable is still compared. */

@@ -4,7 +4,7 @@
  * --json prints the contract of issue 6 and nothing else, so scripts can diff it.
  */
 import { ChannelMemory, DEFAULT_HORIZON, type ChannelMemoryReport } from '../../engine/analysis/channelMemory';
-import { DEFAULT_BUCKET, PositionBuckets, stateNorms, type PositionBucket } from '../../engine/analysis/positionBuckets';
+import { DEFAULT_BUCKET, PositionBuckets, stateNorms, trendText, type PositionBucket } from '../../engine/analysis/positionBuckets';
 import { DEFAULT_THRESHOLD, layerDecay, Retention, type ResetEvent, type RetentionView } from '../../engine/analysis/retention';
 import { InputError, LimitError } from '../../engine/errors';
 import { isLanguageModel } from '../../engine/model/graph';
@@ -13,7 +13,7 @@ import { layerEdits } from '../../engine/interventions';
 import { editedModel } from '../../engine/interventionInputs';
 import { referenceForward, referenceForwardChunked } from '../../engine/reference/forward';
 import { RetentionStream } from '../../engine/analysis/retentionStream';
-import type { ForwardResult } from '../../engine/internals';
+import type { Tensor } from '../../engine/tensor';
 import { RowSpill } from '../../node/rowSpill';
 import { stateSize } from '../../engine/model/config';
 import { flag, layerList, nonNegativeInt, number, optional, parseArgs, positiveInt, required, UsageError } from '../args';
@@ -96,7 +96,7 @@ to a temp file in the OS temp folder (8·L·D bytes per layer, removed after) fo
   --json            {"threshold", "layers": [{"layer", "tokens": [{"index", "token", "forgottenAt", "retentionAtEnd"}],
                       "memory": {"horizon", "global", "local", "channels": [M_d | null]},
                       "positions": [{"start", "tokens", "meanDelta", "maxDelta", "resetShare", "meanStateNorm", "maxStateNorm"}]}]}
-                    without it: a summary per layer, its channels' memory and Δ by position, the reset events
+                    without it: a summary per layer, its channels' memory, Δ and ‖h_t‖ by position, the reset events
                     (t where the step kept < τ of the state), and the run's time
 ${MAX_SECONDS_USAGE}`;
 
@@ -164,7 +164,7 @@ export const forgotten: Command = {
     // The whole-sequence run where streaming cannot serve: --causal reads the clean logits at every
     // position and reruns the sequence per forgotten token anyway; a hybrid's attention layers
     // carry no fixed-size state from one chunk to the next.
-    let forward: ForwardResult<Float64Array> | undefined;
+    let cleanLogits: Tensor<Float64Array> | undefined;
     if (causal === undefined && model.config.arch !== 'hybrid') {
       // The streamed run (issue 13): the sequence in chunks with each layer's state carried, each
       // chunk's Δ rows into a RetentionStream per kept layer, their prefix sums spilled to a temp
@@ -191,7 +191,7 @@ export const forgotten: Command = {
         await budget.phase('forward and retention', L, (tick) => referenceForwardChunked(model, encoded.ids, {
           chunkLength: chunk,
           withoutHead: true,
-          everyState: true,
+          everyStateOf: new Set(layers),
           onProgress: tick,
           onLayer: (layer, internals) => {
             const k = slot.get(layer);
@@ -213,23 +213,40 @@ export const forgotten: Command = {
         for (const spill of spills) spill.remove();
       }
     } else {
-      // What the run holds: the weights, each kept layer's Δ and its retention prefix sums ([L, columns] each) and its state after every token (for ‖h_t‖ per bucket), and the forward's stream.
-      const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + layers.length * L * stateValues + streamValues(model.config, L));
-      if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
+      // The whole sequence as one chunk of the chunked reference, so each layer's states after every token (for ‖h_t‖ per
+      // bucket) are reduced to norms as the layer runs and dropped. It holds the weights, each kept layer's Δ and its
+      // retention prefix sums ([L, columns] each), one layer's states, the forward's stream and, with --causal, the clean logits.
+      const V = model.config.vocabSize;
+      const bytes = 8 * (parameterCount(model) + 2 * layers.length * L * channels + L * stateValues + streamValues(model.config, L) + (causal !== undefined ? L * V : 0));
+      if (bytes > limitMb * 1e6) throw new LimitError('forgotten', `${L} tokens through ${layers.length} layers in one pass need ${(bytes / 1e6).toFixed(0)} MB (weights, Δ and its prefix sums, one layer's states${causal !== undefined ? ', the clean logits' : ''}), over the --max-memory limit of ${limitMb} MB: use fewer tokens (--max-tokens), fewer layers (--layers), or raise --max-memory`);
       budget.plan([
         { name: 'forward', work: forwardWork(model, L), rate: RATES.reference },
         { name: 'retention', work: retentionWork, rate: RATES.retentionStep },
         // At most one ablated forward per token and layer: the estimate takes every token as forgotten.
         ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
       ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
-      const every = Array.from({ length: L }, (_, t) => t);
-      const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForward(model, encoded.ids, { layers, keep: ['delta', 'h'], statesAt: every, checkCancelled: layerTicks(tick) }));
-      forward = whole;
-      await budget.phase('retention', whole.layers.length, (tick) => whole.layers.forEach(({ layer, tensors }, k) => {
+      const deltas = new Map<number, Tensor<Float64Array>>();
+      const norms = new Map<number, Float64Array>();
+      const kept = new Set(layers);
+      const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForwardChunked(model, encoded.ids, {
+        chunkLength: L,
+        everyStateOf: kept,
+        withoutHead: causal === undefined,
+        logitsAt: causal !== undefined ? Array.from({ length: L }, (_, t) => t) : [-1],
+        checkCancelled: layerTicks(tick),
+        onLayer: (layer, internals) => {
+          if (!kept.has(layer)) return;
+          deltas.set(layer, internals.delta!);
+          if (internals.h) norms.set(layer, stateNorms(internals.h));
+        },
+      }));
+      cleanLogits = whole.logits;
+      await budget.phase('retention', layers.length, (tick) => layers.forEach((layer, k) => {
         tick(k);
-        const retention = Retention.fromLayer(tensors.delta!, layerDecay(model, layer).A, source(layer));
-        memories[k].push(tensors.delta!);
-        buckets[k].push(tensors.delta!, tensors.h && stateNorms(tensors.h));
+        const delta = deltas.get(layer)!;
+        const retention = Retention.fromLayer(delta, layerDecay(model, layer).A, source(layer));
+        memories[k].push(delta);
+        buckets[k].push(delta, norms.get(layer));
         reportLayer(k, retention.forgottenAt(threshold, view), retention.atEnd(view), retention.resetEvents(threshold));
       }));
     }
@@ -238,7 +255,7 @@ export const forgotten: Command = {
       const forgottenCount = report.layers.reduce((n, l) => n + l.tokens.filter((t) => t.forgottenAt !== null).length, 0);
       await budget.phase('causal', forgottenCount, (tick) => {
         // The forward above already holds the clean logits.
-        const clean = forward!.logits!;
+        const clean = cleanLogits!;
         const edited = editedModel(model.config);
         let done = 0;
         report.layers = report.layers.map((l) => ({
@@ -306,7 +323,6 @@ function describePositions(buckets: readonly PositionBucket[]): string {
   const norm = (b: PositionBucket) => b.meanStateNorm?.toPrecision(3) ?? '—';
   if (buckets.length === 1) return `  over the text: Δ mean ${buckets[0].meanDelta.toPrecision(3)}, max ${buckets[0].maxDelta.toPrecision(3)}; ‖h_t‖ mean ${norm(buckets[0])}; resets ${pct(buckets[0].resetShare)}`;
   const first = buckets[0], last = buckets[buckets.length - 1];
-  const low = buckets.reduce((a, b) => (b.meanDelta < a.meanDelta ? b : a)), high = buckets.reduce((a, b) => (b.meanDelta > a.meanDelta ? b : a));
-  return `  by ${first.tokens}-token bucket (${buckets.length}): Δ mean ${first.meanDelta.toPrecision(3)} at 0 → ${last.meanDelta.toPrecision(3)} at ${last.start} ` +
-    `(lowest ${low.meanDelta.toPrecision(3)} at ${low.start}, highest ${high.meanDelta.toPrecision(3)} at ${high.start}); ‖h_t‖ mean ${norm(first)} → ${norm(last)}; resets ${pct(first.resetShare)} → ${pct(last.resetShare)}`;
+  return `  by ${first.tokens}-token bucket: Δ mean ${trendText(buckets.map((b) => ({ start: b.start, value: b.meanDelta })), (v) => v.toPrecision(3))}; ` +
+    `‖h_t‖ mean ${norm(first)} → ${norm(last)}; resets ${pct(first.resetShare)} → ${pct(last.resetShare)}`;
 }

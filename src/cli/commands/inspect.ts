@@ -3,7 +3,7 @@
  * fp64 runs the float64 reference; fp32 runs the tfjs forward on cpu or wasm, or the native
  * WebGPU forward (Dawn) on webgpu.
  */
-import { bucketMeans, type BucketMean } from '../../engine/analysis/positionBuckets';
+import { bucketMeans, trendText, type BucketMean } from '../../engine/analysis/positionBuckets';
 import { hiddenAttentionAsync } from '../../engine/analysis/attention';
 import { InputError, LimitError } from '../../engine/errors';
 import { buildDump, DUMP_FORMAT } from '../../engine/formats/dump';
@@ -330,8 +330,5 @@ function checkPositions(positions: number[], length: number): number[] {
 
 /** "per 512 tokens 3.2104 at 0 → 2.8731 at 32256 (lowest 2.5012 at 4096, highest 3.2104 at 0; 64 buckets)". */
 export function describeLossByPosition(buckets: readonly BucketMean[]): string {
-  const first = buckets[0], last = buckets[buckets.length - 1];
-  const low = buckets.reduce((a, b) => (b.mean < a.mean ? b : a)), high = buckets.reduce((a, b) => (b.mean > a.mean ? b : a));
-  const f = (b: BucketMean) => `${b.mean.toFixed(4)} at ${b.start}`;
-  return `per ${first.tokens} tokens ${f(first)} → ${f(last)} (lowest ${f(low)}, highest ${f(high)}; ${buckets.length} buckets)`;
+  return `per ${buckets[0].tokens} tokens ${trendText(buckets.map((b) => ({ start: b.start, value: b.mean })), (v) => v.toFixed(4))}`;
 }

@@ -4,6 +4,7 @@
  * mamba_ssm's test tolerance, non-finite values, and the first layer where anything diverges.
  * `a` is the reference: tolerances scale with |a| and normalized errors divide by max|a|.
  */
+import { DEFAULT_BUCKET } from './positionBuckets';
 import type { DType } from '../formats/dtypes';
 import { dumpKey, parseDumpKey } from '../formats/dump';
 import type { TensorStore } from '../formats/safetensors';
@@ -73,7 +74,7 @@ export interface TensorDiff {
   readonly maxAbsError: number;
   /** maxAbsError / max|a| (maxAbsError itself when a is all zero), as tensor.ts normalizedError. */
   readonly normalizedError: number;
-  /** max |a − b| per index of axis 0 (the token axis of [L, …] tensors). */
+  /** max |a − b| per index of axis 0 (the token axis of [L, …] tensors); NaN for a row with a non-finite value in either. */
   readonly tokenProfile: Float64Array;
   /** First element with |a − b| > atol + rtol·|a| or a non-finite value in either; null if none. */
   readonly firstDivergence: Divergence | null;
@@ -110,6 +111,7 @@ export function diffArrays(a: ArrayLike<number>, b: ArrayLike<number>, shape: re
   const locations: { tensor: 'a' | 'b'; flat: number }[] = [];
   for (let r = 0, i = 0; r < rows; r++) {
     let rowMax = 0;
+    let rowFinite = true;
     for (let end = i + rowSize; i < end; i++) {
       const x = a[i];
       const y = b[i];
@@ -119,6 +121,7 @@ export function diffArrays(a: ArrayLike<number>, b: ArrayLike<number>, shape: re
         if (!finiteA && nonA++ < NON_FINITE_LOCATIONS) locations.push({ tensor: 'a', flat: i });
         if (!finiteB && nonB++ < NON_FINITE_LOCATIONS) locations.push({ tensor: 'b', flat: i });
         if (first < 0) first = i;
+        rowFinite = false;
         continue;
       }
       const d = Math.abs(x - y);
@@ -127,7 +130,7 @@ export function diffArrays(a: ArrayLike<number>, b: ArrayLike<number>, shape: re
       if (ref > maxRef) maxRef = ref;
       if (first < 0 && d > tol.atol + tol.rtol * ref) first = i;
     }
-    tokenProfile[r] = rowMax;
+    tokenProfile[r] = rowFinite ? rowMax : NaN;
     if (rowMax > maxAbs) maxAbs = rowMax;
   }
   const at = (flat: number) => unravelIndex(flat, shape);
@@ -151,25 +154,23 @@ export interface TensorComparison extends TensorDiff {
   readonly layer: number | null;
   readonly shape: readonly number[];
   readonly tolerance: Tolerance;
-  /** max |a − b| per DRIFT_BUCKET positions of the token axis; null when the rows span one bucket. */
+  /** max |a − b| per DEFAULT_BUCKET positions of the token axis (issue 13: fp32 numerics at length); null when the rows span one bucket. */
   readonly drift: readonly PositionDrift[] | null;
 }
-
-/** Positions per bucket of the drift against position (issue 13: fp32 numerics at length, in Stuffed Mamba's 512-token buckets). */
-export const DRIFT_BUCKET = 512;
 
 export interface PositionDrift {
   /** First position of the bucket. */
   readonly start: number;
-  /** The largest row error among the rows at the bucket's positions. */
+  /** The largest row error among the rows at the bucket's positions; NaN when one of them holds a non-finite value. */
   readonly maxAbsError: number;
 }
 
 /** The row profile gathered by position: `tokenOf` maps a row to its position (a long dump's logits rows are its `positions`). */
-export function driftByPosition(profile: Float64Array, tokenOf: (row: number) => number = (r) => r, bucket = DRIFT_BUCKET): PositionDrift[] | null {
+export function driftByPosition(profile: Float64Array, tokenOf: (row: number) => number = (r) => r, bucket = DEFAULT_BUCKET): PositionDrift[] | null {
   const worst = new Map<number, number>();
   profile.forEach((e, row) => {
     const b = Math.floor(tokenOf(row) / bucket);
+    // Math.max keeps a NaN: a bucket where fp32 went non-finite must not read as small.
     worst.set(b, Math.max(worst.get(b) ?? 0, e));
   });
   if (worst.size < 2) return null;

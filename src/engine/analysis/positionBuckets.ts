@@ -118,3 +118,16 @@ export function bucketMeans(values: ArrayLike<number>, bucket = DEFAULT_BUCKET):
   }
   return out;
 }
+
+/**
+ * A statistic against position in one line, "2.1e-6 at 0 → 3.4e-6 at 32256 (lowest 1.0e-6 at 512,
+ * highest 4.0e-6 at 20480; 64 buckets)": the first and last buckets and the extremes (a NaN
+ * bucket counts as the highest: a non-finite value is the worst error there is).
+ */
+export function trendText(points: readonly { readonly start: number; readonly value: number }[], format: (v: number) => string): string {
+  const first = points[0], last = points[points.length - 1];
+  const higher = (a: number, b: number) => Number.isNaN(a) || a > b;
+  const low = points.reduce((a, b) => (higher(a.value, b.value) ? b : a)), high = points.reduce((a, b) => (higher(b.value, a.value) && !Number.isNaN(a.value) ? b : a));
+  const at = (p: { start: number; value: number }) => `${format(p.value)} at ${p.start}`;
+  return `${at(first)} → ${at(last)} (lowest ${at(low)}, highest ${at(high)}; ${points.length} buckets)`;
+}

@@ -90,22 +90,24 @@ export interface ReferenceChunkedOptions extends ChunkedRunOptions {
    */
   readonly withoutHead?: boolean;
   /**
-   * onLayer's internals hold the state after every token of the chunk (h [T, …]): a streamed
-   * statistic of the state against position (forgotten's ‖h_t‖ per bucket) at T·D·N values
-   * for one layer at a time, so the caller picks the chunk length to fit them.
+   * Layers whose onLayer internals hold the state after every token of the chunk (h [T, …]): a
+   * streamed statistic of the state against position (forgotten's ‖h_t‖ per bucket) at T·D·N
+   * values for one layer at a time, so the caller picks the chunk length to fit them.
    */
-  readonly everyState?: boolean;
+  readonly everyStateOf?: ReadonlySet<number>;
 }
 
 /** One chunk on the reference: each layer's kind steps from its carry; `checkCancelled` is polled between layers. */
 function referenceChunkRunner(model: LanguageModel<'float64'>, options: ReferenceChunkedOptions): ChunkRunner<Float64Array> {
-  const { checkCancelled, onLayer, withoutHead, everyState } = options;
+  const { checkCancelled, onLayer, withoutHead, everyStateOf } = options;
+  const none = new Int32Array(0);
   return (chunk) => {
     const embeddings = embedTokens(model.config, chunk.ids, model.embedding);
-    const at = everyState ? Int32Array.from(chunk.ids, (_, t) => t) : new Int32Array(0);
+    const every = Int32Array.from(chunk.ids, (_, t) => t);
     let hidden = embeddings;
     const carries = model.layers.map((layer, i) => {
       checkCancelled?.();
+      const at = everyStateOf?.has(layer.index) ? every : none;
       const step = layer.open((kind, config, params) => kind.reference(config, params, hidden, at, chunk.carries?.[i], undefined, { embeddings }));
       onLayer?.(layer.index, step.internals, chunk);
       hidden = step.next;

@@ -98,8 +98,11 @@ export class WebGpuModel {
 
   /**
    * Plans for these options: the last call's when they match, else new ones (the old ones are
-   * freed first: plans hold the activations). A plan's carryIn keeps what was last written or
-   * copied into it: whoever reuses one with carryIn writes its carries first.
+   * freed first: plans hold the activations). One slot for the model: a forward and a long run
+   * (webgpuLongRun) evict each other's plans, so neither may start while the other is still
+   * reading its results (the panel and the CLI run one at a time on a model). A plan's carryIn
+   * keeps what was last written or copied into it: whoever reuses one with carryIn writes its
+   * carries first.
    */
   async plansFor(options: readonly ForwardPlanOptions[]): Promise<ForwardPlan[]> {
     // The edits' values are uploaded with the plan: a plan of other edits is another plan.
