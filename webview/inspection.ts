@@ -97,7 +97,10 @@ export function windowInspection(run: LongRun, w: TokenWindow, internals: Window
 
 /** Rows [a, b) of predictions (views: no copy). */
 export function predictionRows(p: Predictions, a: number, b: number): Predictions {
-  return { k: p.k, ids: p.ids.subarray(a * p.k, b * p.k), probs: p.probs.subarray(a * p.k, b * p.k), nextProb: p.nextProb.subarray(a, b), nextRank: p.nextRank.subarray(a, b) };
+  return {
+    k: p.k, ids: p.ids.subarray(a * p.k, b * p.k), probs: p.probs.subarray(a * p.k, b * p.k), nextProb: p.nextProb.subarray(a, b), nextRank: p.nextRank.subarray(a, b),
+    ...(p.nextLogProb ? { nextLogProb: p.nextLogProb.subarray(a, b) } : {}),
+  };
 }
 
 /** The internals of a long run's window, recomputed from the checkpoint before it: each layer's rows over the window and its state entering the window. */

@@ -68,6 +68,11 @@ export interface Predictions {
   readonly probs: Float32Array; // [L·k]
   readonly nextProb: Float32Array; // [L]
   readonly nextRank: Int32Array; // [L]
+  /**
+   * [L] log nextProb where the engine computed it as such (the native engine's top-k kernel): finite
+   * where nextProb underflows fp32 (logits spread over more than ~103 nats), so a loss reads it first.
+   */
+  readonly nextLogProb?: Float32Array;
 }
 
 /** Predictions from logits already in memory (dumps); the tfjs forward computes them on the device. */

@@ -78,6 +78,9 @@ describe('long sequences in chunks (native WebGPU, Dawn + SwiftShader)', functio
       assert.ok(Math.max(...want) > 200, `the test's losses reach past fp32's exp range (largest ${Math.max(...want).toFixed(0)} nats)`);
       const run = await webgpuLongRun(model, ids, { chunkLength: 24 });
       close('nll', run.nll, want, 1e-6);
+      // The forward's predictions carry the same log-probability, which the panel's long run takes its loss from.
+      const forward = await model.forward(ids, { layers: [], predictions: 1 });
+      close('forward nextLogProb', Array.from(forward.predictions!.nextLogProb!.subarray(0, -1), (v) => -v), want, 1e-6);
     } finally {
       model.dispose();
     }

@@ -66,7 +66,9 @@ export class LongRunBuilder {
     p.probs.set(predictions.probs.subarray(0, T * k), start * k);
     p.nextProb.set(predictions.nextProb.subarray(0, T), start);
     p.nextRank.set(predictions.nextRank.subarray(0, T), start);
-    for (let r = 0; r < T && start + r < this.nll.length; r++) this.nll[start + r] = -Math.log(predictions.nextProb[r]);
+    // The log-probability where the engine gives it: −log of an fp32 probability is infinite past ~103 nats.
+    const logProb = predictions.nextLogProb;
+    for (let r = 0; r < T && start + r < this.nll.length; r++) this.nll[start + r] = logProb ? -logProb[r] : -Math.log(predictions.nextProb[r]);
     for (const rec of records) {
       if (this.model.scans[rec.layer] === undefined) continue;
       const a = new LayerAnalysis(rec, this.model);

@@ -13,7 +13,7 @@
  * The next token's word is its log-probability, not its probability: with logits spread over more
  * than ~103 (random weights), exp(v − max) of the next token underflows fp32 and its loss would be
  * infinite, while v − max − log(sum) is finite wherever the logits are. decodePredictions gives
- * Predictions' nextProb as its exp.
+ * it as Predictions' nextLogProb, and nextProb as its exp.
  */
 import type { Predictions } from '../predictions';
 import { barrier, cooperativeThreads, unrolled as each, type KernelSpec } from './kernel';
@@ -30,6 +30,7 @@ export function decodePredictions(words: ArrayBuffer, L: number, k: number, at =
     ids: new Int32Array(words.slice(at, at + 4 * top)),
     probs: new Float32Array(words.slice(at + 4 * top, at + 8 * top)),
     nextProb: new Float32Array(words, at + 8 * top, L).map(Math.exp),
+    nextLogProb: new Float32Array(words.slice(at + 8 * top, at + 8 * top + 4 * L)),
     nextRank: new Int32Array(words.slice(at + 8 * top + 4 * L, at + 4 * predictionWords(L, k))),
   };
 }
