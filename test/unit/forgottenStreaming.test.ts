@@ -188,7 +188,11 @@ describe('forgotten streamed: the CLI', function () {
     const io: CommandIO = { out: (s) => out.push(s), err: (s) => err.push(s) };
     return { io, out, err };
   }
-  const spillsLeft = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('mamba-scope-forgotten-'));
+  // Spills of this run only: another process's (a run killed mid-way, a parallel one) may be in the same temp folder.
+  const spills = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('mamba-scope-forgotten-'));
+  let existing: Set<string>;
+  beforeEach(() => (existing = new Set(spills())));
+  const spillsLeft = () => spills().filter((f) => !existing.has(f));
 
   for (const [flags, view] of [[[], {}], [['--threshold', '0.3', '--channel', '5'], { channel: 5 }], [['--state', '2', '--layers', '-1'], { state: 2 }]] as [string[], RetentionView][]) {
     it(`--json ${flags.join(' ')} is the in-memory computation's, and the spill is gone`, async () => {
