@@ -13,6 +13,7 @@ import { layerEdits } from '../../engine/interventions';
 import { editedModel } from '../../engine/interventionInputs';
 import { referenceForward, referenceForwardChunked } from '../../engine/reference/forward';
 import { RetentionStream } from '../../engine/analysis/retentionStream';
+import type { InternalName } from '../../engine/internals';
 import type { Tensor } from '../../engine/tensor';
 import { RowSpill } from '../../node/rowSpill';
 import { stateSize } from '../../engine/model/config';
@@ -161,6 +162,12 @@ export const forgotten: Command = {
         positions: buckets[k].finish(events),
       });
     };
+    // Every kept layer's Δ rows and states feed its channels' memory and its buckets as the run produces them, on either path.
+    const slot = new Map(layers.map((layer, k) => [layer, k]));
+    const feed = (k: number, internals: Partial<Record<InternalName, Tensor<Float64Array>>>) => {
+      memories[k].push(internals.delta!);
+      buckets[k].push(internals.delta!, internals.h && stateNorms(internals.h));
+    };
     // The whole-sequence run where streaming cannot serve: --causal reads the clean logits at every
     // position and reruns the sequence per forgotten token anyway; a hybrid's attention layers
     // carry no fixed-size state from one chunk to the next.
@@ -187,7 +194,6 @@ export const forgotten: Command = {
       const spills: RowSpill[] = [];
       try {
         for (let k = 0; k < layers.length; k++) spills.push(RowSpill.create(channels, 'mamba-scope-forgotten-'));
-        const slot = new Map(layers.map((layer, k) => [layer, k]));
         await budget.phase('forward and retention', L, (tick) => referenceForwardChunked(model, encoded.ids, {
           chunkLength: chunk,
           withoutHead: true,
@@ -197,8 +203,7 @@ export const forgotten: Command = {
             const k = slot.get(layer);
             if (k === undefined) return;
             spills[k].append(streams[k].push(internals.delta!));
-            memories[k].push(internals.delta!);
-            buckets[k].push(internals.delta!, internals.h && stateNorms(internals.h));
+            feed(k, internals);
           },
         }));
         await budget.phase('retention at end', layers.length, (tick) => layers.forEach((_, k) => {
@@ -226,18 +231,17 @@ export const forgotten: Command = {
         ...(causal !== undefined ? [{ name: 'causal', work: layers.length * L * forwardWork(model, L), rate: RATES.reference }] : []),
       ], 'use a shorter text or fewer layers (--layers)' + (causal !== undefined ? ', or leave out --causal' : ''));
       const deltas = new Map<number, Tensor<Float64Array>>();
-      const norms = new Map<number, Float64Array>();
-      const kept = new Set(layers);
       const whole = await budget.phase('forward', model.config.nLayer, (tick) => referenceForwardChunked(model, encoded.ids, {
         chunkLength: L,
-        everyStateOf: kept,
+        everyStateOf: new Set(layers),
         withoutHead: causal === undefined,
         logitsAt: causal !== undefined ? Array.from({ length: L }, (_, t) => t) : [-1],
         checkCancelled: layerTicks(tick),
         onLayer: (layer, internals) => {
-          if (!kept.has(layer)) return;
+          const k = slot.get(layer);
+          if (k === undefined) return;
           deltas.set(layer, internals.delta!);
-          if (internals.h) norms.set(layer, stateNorms(internals.h));
+          feed(k, internals);
         },
       }));
       cleanLogits = whole.logits;
@@ -245,8 +249,6 @@ export const forgotten: Command = {
         tick(k);
         const delta = deltas.get(layer)!;
         const retention = Retention.fromLayer(delta, layerDecay(model, layer).A, source(layer));
-        memories[k].push(delta);
-        buckets[k].push(delta, norms.get(layer));
         reportLayer(k, retention.forgottenAt(threshold, view), retention.atEnd(view), retention.resetEvents(threshold));
       }));
     }

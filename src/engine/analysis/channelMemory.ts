@@ -35,19 +35,14 @@ export interface ChannelMemoryReport {
 
 export class ChannelMemory {
   readonly channels: number;
-  private readonly A: Float64Array;
-  private readonly states: number;
   private readonly sums: Float64Array;
   private rows = 0;
 
   /** A [D, N] or [D] (−exp(A_log)), as Retention takes it. */
-  constructor(A: Tensor, private readonly source = 'channel memory') {
-    const D = A.shape[0];
-    const { a, N } = decayRates(A, D, source);
-    this.A = a;
-    this.states = N;
-    this.channels = D;
-    this.sums = new Float64Array(D);
+  constructor(private readonly A: Tensor, private readonly source = 'channel memory') {
+    this.channels = A.shape[0];
+    decayRates(A, this.channels, source); // refused here, before any row, not at finish
+    this.sums = new Float64Array(this.channels);
   }
 
   /** The next rows of Δ, [T, D] (after softplus). */
@@ -61,7 +56,7 @@ export class ChannelMemory {
 
   finish(threshold: number, horizon = DEFAULT_HORIZON): ChannelMemoryReport {
     if (this.rows === 0) throw new RangeError('channel memory needs at least one row of Δ');
-    return memoryAtMeanDelta({ shape: [this.channels, this.states], data: this.A }, this.sums.map((s) => s / this.rows), threshold, horizon, this.source);
+    return memoryAtMeanDelta(this.A, this.sums.map((s) => s / this.rows), threshold, horizon, this.source);
   }
 }
 
