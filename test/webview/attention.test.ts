@@ -127,6 +127,8 @@ describe('attention view in Chromium', function () {
     const box = (await panel.page.locator('.view-attention .heatmap-plot').boundingBox())!;
     await panel.page.mouse.click(box.x + ((20.5 * box.width) / L), box.y + ((120.5 * box.height) / L));
     await panel.page.waitForFunction(() => document.querySelector('#token-20')?.getAttribute('aria-selected') === 'true');
+    // The strip marks the token at once; the host's selectionChanged arrives by postMessage, a task later: wait for it (then the same check).
+    await panel.page.waitForFunction(() => (window as any).fakeHost.notifications.filter((n: any) => n.method === 'selectionChanged').pop()?.params.token === 20, null, { timeout: 5000 }).catch(() => undefined);
     const sel = (await panel.notifications('selectionChanged')).pop()!.params;
     assert.equal(sel.token, 20);
   });
